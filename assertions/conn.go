@@ -1,0 +1,141 @@
+package assertions
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/tfo"
+)
+
+// ConnCheck is an expectation about one connection of an Observation.
+type ConnCheck struct {
+	desc  string
+	check func(o *lab.Observation, i int) (bool, string)
+}
+
+func (c ConnCheck) String() string { return c.desc }
+
+// Conn applies checks to connection i (0-based, in workload order).
+func Conn(i int, checks ...ConnCheck) obsMatcher {
+	var descs []string
+	for _, c := range checks {
+		descs = append(descs, c.desc)
+	}
+	return obsMatcher{
+		desc: fmt.Sprintf("connection %d: %s", i, strings.Join(descs, "; ")),
+		check: func(o *lab.Observation) (bool, string) {
+			if i >= len(o.Conns) {
+				return false, fmt.Sprintf("the workload made %d connections, there is no connection %d", len(o.Conns), i)
+			}
+			for _, c := range checks {
+				if ok, detail := c.check(o, i); !ok {
+					return false, fmt.Sprintf("connection %d: %s: %s", i, c.desc, detail)
+				}
+			}
+			return true, ""
+		},
+	}
+}
+
+// EveryConn applies checks to every connection of the workload.
+func EveryConn(checks ...ConnCheck) obsMatcher {
+	var descs []string
+	for _, c := range checks {
+		descs = append(descs, c.desc)
+	}
+	return obsMatcher{
+		desc: "every connection: " + strings.Join(descs, "; "),
+		check: func(o *lab.Observation) (bool, string) {
+			if len(o.Conns) == 0 {
+				return false, "the workload made no connection"
+			}
+			for i := range o.Conns {
+				for _, c := range checks {
+					if ok, detail := c.check(o, i); !ok {
+						return false, fmt.Sprintf("connection %d: %s: %s", i, c.desc, detail)
+					}
+				}
+			}
+			return true, ""
+		},
+	}
+}
+
+// Responded expects the connection to have completed and the reply to be
+// the server's echo of the request, intact.
+func Responded() ConnCheck {
+	return ConnCheck{
+		desc: "got its request echoed back intact",
+		check: func(o *lab.Observation, i int) (bool, string) {
+			c := o.Conns[i]
+			if c.Err != nil {
+				if c.Stalled {
+					return false, fmt.Sprintf("stalled: %v", c.Err)
+				}
+				return false, fmt.Sprintf("failed: %v", c.Err)
+			}
+			if !bytes.Equal(c.Response, c.Request) {
+				return false, fmt.Sprintf("response %q, want %q", c.Response, c.Request)
+			}
+			return true, ""
+		},
+	}
+}
+
+// SynDataAcked expects tcpi_options to carry TCPI_OPT_SYN_DATA (want=true):
+// the client's SYN carried data and the server acknowledged it.
+func SynDataAcked(want bool) ConnCheck {
+	desc := "the SYN's data was acknowledged (TCPI_OPT_SYN_DATA)"
+	if !want {
+		desc = "no data was acknowledged in the SYN (no TCPI_OPT_SYN_DATA)"
+	}
+	return ConnCheck{
+		desc: desc,
+		check: func(o *lab.Observation, i int) (bool, string) {
+			got := o.Conns[i].SynData
+			if got == want {
+				return true, ""
+			}
+			return false, fmt.Sprintf("tcpi SYN_DATA=%t, tcpi_fastopen_client_fail=%s", got, o.Conns[i].ClientFail)
+		},
+	}
+}
+
+// ClientFail expects tcpi_fastopen_client_fail to be want.
+func ClientFail(want tfo.ClientFail) ConnCheck {
+	return ConnCheck{
+		desc: fmt.Sprintf("tcpi_fastopen_client_fail is %s", want),
+		check: func(o *lab.Observation, i int) (bool, string) {
+			if got := o.Conns[i].ClientFail; got != want {
+				return false, fmt.Sprintf("got %s", got)
+			}
+			return true, ""
+		},
+	}
+}
+
+// ServerAcceptedSynData expects the server's accepted socket to report
+// passive TFO (want=true) or not.
+func ServerAcceptedSynData(want bool) ConnCheck {
+	desc := "the server accepted the SYN's data (passive TFO)"
+	if !want {
+		desc = "the server did not accept data in the SYN"
+	}
+	return ConnCheck{
+		desc: desc,
+		check: func(o *lab.Observation, i int) (bool, string) {
+			c := o.Conns[i]
+			for _, a := range o.Accepted {
+				if a.Remote == c.Local {
+					if a.SynData == want {
+						return true, ""
+					}
+					return false, fmt.Sprintf("server's accepted socket from %s has SYN_DATA=%t", a.Remote, a.SynData)
+				}
+			}
+			return false, fmt.Sprintf("the server has no record of a connection from %s", c.Local)
+		},
+	}
+}

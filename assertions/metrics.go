@@ -1,0 +1,53 @@
+package assertions
+
+import (
+	"fmt"
+
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/tcpmetrics"
+)
+
+// CookieCached expects role's tcp_metrics to hold a TFO cookie of 4..16
+// bytes for the scenario's server address (want=true), or no cookie (false).
+// This is the client-side cookie cache `ip tcp_metrics show` prints.
+func CookieCached(role string, want bool) obsMatcher {
+	desc := fmt.Sprintf("%s's tcp_metrics caches a TFO cookie for the server", role)
+	if !want {
+		desc = fmt.Sprintf("%s's tcp_metrics caches no TFO cookie for the server", role)
+	}
+	return obsMatcher{
+		desc: desc,
+		check: func(o *lab.Observation) (bool, string) {
+			e, found := metricsFor(o, role)
+			has := found && len(e.FastOpenCookie) >= 4 && len(e.FastOpenCookie) <= 16
+			if has == want {
+				return true, ""
+			}
+			return false, o.MetricsSummary()
+		},
+	}
+}
+
+// SynDropsCached expects role's tcp_metrics fo_syn_drops for the server to
+// equal n.
+func SynDropsCached(role string, n uint16) obsMatcher {
+	return obsMatcher{
+		desc: fmt.Sprintf("%s's tcp_metrics counts fo_syn_drops %d for the server", role, n),
+		check: func(o *lab.Observation) (bool, string) {
+			e, _ := metricsFor(o, role)
+			if e.FastOpenSynDrops == n {
+				return true, ""
+			}
+			return false, o.MetricsSummary()
+		},
+	}
+}
+
+func metricsFor(o *lab.Observation, role string) (tcpmetrics.Entry, bool) {
+	for _, e := range o.Metrics[role] {
+		if e.Dst == o.Server.Addr() {
+			return e, true
+		}
+	}
+	return tcpmetrics.Entry{}, false
+}

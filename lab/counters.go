@@ -1,0 +1,192 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The TFO counters of TcpExt (/proc/net/netstat), by the names the kernel
+// prints. See the kernel's include/uapi/linux/snmp.h and net/ipv4/proc.c.
+const (
+	TCPFastOpenActive         = "TCPFastOpenActive"
+	TCPFastOpenActiveFail     = "TCPFastOpenActiveFail"
+	TCPFastOpenPassive        = "TCPFastOpenPassive"
+	TCPFastOpenPassiveFail    = "TCPFastOpenPassiveFail"
+	TCPFastOpenPassiveAltKey  = "TCPFastOpenPassiveAltKey"
+	TCPFastOpenCookieReqd     = "TCPFastOpenCookieReqd"
+	TCPFastOpenListenOverflow = "TCPFastOpenListenOverflow"
+	TCPFastOpenBlackhole      = "TCPFastOpenBlackhole"
+	TCPSynRetrans             = "TCPSynRetrans"
+	TCPOrigDataSent           = "TCPOrigDataSent"
+)
+
+// FastOpenCounters lists the counters a TFO report shows by default.
+var FastOpenCounters = []string{
+	TCPFastOpenActive, TCPFastOpenActiveFail, TCPFastOpenPassive,
+	TCPFastOpenPassiveFail, TCPFastOpenPassiveAltKey, TCPFastOpenCookieReqd,
+	TCPFastOpenListenOverflow, TCPFastOpenBlackhole, TCPSynRetrans, TCPOrigDataSent,
+}
+
+// Counters is a snapshot (or a delta) of a namespace's SNMP counters, keyed
+// "Group.Name" (e.g. "TcpExt.TCPFastOpenActive", "Tcp.RetransSegs").
+type Counters map[string]int64
+
+// Get returns a counter by "Group.Name" or by bare name; bare names are
+// looked up in TcpExt first, then in every other group. ok is false when the
+// kernel does not export it (an older kernel, a typo): callers must not read
+// an absent counter as zero.
+func (c Counters) Get(name string) (value int64, ok bool) {
+	if v, ok := c[name]; ok {
+		return v, true
+	}
+	if v, ok := c["TcpExt."+name]; ok {
+		return v, true
+	}
+	for k, v := range c {
+		if _, n, _ := strings.Cut(k, "."); n == name {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// Named accessors for the TFO counters (0 when absent).
+func (c Counters) FastOpenActive() int64     { v, _ := c.Get(TCPFastOpenActive); return v }
+func (c Counters) FastOpenActiveFail() int64 { v, _ := c.Get(TCPFastOpenActiveFail); return v }
+func (c Counters) FastOpenPassive() int64    { v, _ := c.Get(TCPFastOpenPassive); return v }
+func (c Counters) FastOpenPassiveFail() int64 {
+	v, _ := c.Get(TCPFastOpenPassiveFail)
+	return v
+}
+func (c Counters) FastOpenPassiveAltKey() int64 {
+	v, _ := c.Get(TCPFastOpenPassiveAltKey)
+	return v
+}
+func (c Counters) FastOpenCookieReqd() int64 { v, _ := c.Get(TCPFastOpenCookieReqd); return v }
+func (c Counters) FastOpenListenOverflow() int64 {
+	v, _ := c.Get(TCPFastOpenListenOverflow)
+	return v
+}
+func (c Counters) FastOpenBlackhole() int64 { v, _ := c.Get(TCPFastOpenBlackhole); return v }
+func (c Counters) SynRetrans() int64        { v, _ := c.Get(TCPSynRetrans); return v }
+func (c Counters) OrigDataSent() int64      { v, _ := c.Get(TCPOrigDataSent); return v }
+
+// Sub returns c - before for every counter present in c.
+func (c Counters) Sub(before Counters) Counters {
+	d := make(Counters, len(c))
+	for k, v := range c {
+		d[k] = v - before[k]
+	}
+	return d
+}
+
+// NonZero returns the keys whose value is not zero, sorted: the lines worth
+// printing of a delta.
+func (c Counters) NonZero() []string {
+	var keys []string
+	for k, v := range c {
+		if v != 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Table renders the named counters (bare or Group.Name) and every other
+// non-zero one as an aligned two-column table, for failure messages.
+func (c Counters) Table(names ...string) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	row := func(k string, v int64, ok bool) {
+		if !ok {
+			fmt.Fprintf(&b, "  %-34s %s\n", k, "(absent)")
+			return
+		}
+		fmt.Fprintf(&b, "  %-34s %d\n", k, v)
+	}
+	for _, n := range names {
+		v, ok := c.Get(n)
+		row(n, v, ok)
+		seen[n] = true
+		seen["TcpExt."+n] = true
+	}
+	for _, k := range c.NonZero() {
+		if !seen[k] {
+			row(k, c[k], true)
+		}
+	}
+	return b.String()
+}
+
+// ParseSNMP parses the two-line-per-group format of /proc/net/netstat and
+// /proc/net/snmp ("TcpExt: A B C" followed by "TcpExt: 1 2 3") into dst.
+func ParseSNMP(data []byte, dst Counters) error {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var header []string
+	var group string
+	line := 0
+	for sc.Scan() {
+		line++
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		g, ok := strings.CutSuffix(fields[0], ":")
+		if !ok {
+			return fmt.Errorf("line %d: want \"Group:\" first, got %q", line, fields[0])
+		}
+		if header == nil {
+			header, group = fields[1:], g
+			continue
+		}
+		if g != group {
+			return fmt.Errorf("line %d: values for group %q follow header of %q", line, g, group)
+		}
+		vals := fields[1:]
+		if len(vals) != len(header) {
+			return fmt.Errorf("line %d: group %s has %d names but %d values", line, g, len(header), len(vals))
+		}
+		for i, name := range header {
+			v, err := strconv.ParseInt(vals[i], 10, 64)
+			if err != nil {
+				return fmt.Errorf("line %d: %s.%s: %w", line, g, name, err)
+			}
+			dst[g+"."+name] = v
+		}
+		header = nil
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if header != nil {
+		return fmt.Errorf("group %s: header without values", group)
+	}
+	return nil
+}
+
+// Counters snapshots the namespace's TcpExt/IpExt (netstat) and Ip/Tcp/Udp
+// (snmp) counters. It reads /proc/thread-self/net from a thread inside the
+// namespace: /proc/self/net would follow the main thread instead.
+func (n *Namespace) Counters() (Counters, error) {
+	c := Counters{}
+	err := n.Do(func() error {
+		for _, f := range []string{"/proc/thread-self/net/netstat", "/proc/thread-self/net/snmp"} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("read counters: %w", err)
+			}
+			if err := ParseSNMP(b, c); err != nil {
+				return fmt.Errorf("parse %s: %w", f, err)
+			}
+		}
+		return nil
+	})
+	return c, err
+}

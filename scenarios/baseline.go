@@ -1,0 +1,204 @@
+package scenarios
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/topology"
+
+	. "github.com/tfolab/tfolab/assertions"
+)
+
+// TFO sysctl values (net.ipv4.tcp_fastopen bits, ip-sysctl.rst), in the
+// decimal form /proc/sys accepts.
+const (
+	tfoClient         = "1"   // 0x1: client
+	tfoServer         = "2"   // 0x2: server
+	tfoClientNoCookie = "5"   // 0x1|0x4: client sends data in SYN without a cookie
+	tfoServerNoCookie = "514" // 0x2|0x200: server accepts data in SYN without a cookie
+)
+
+// serverQueue is the listener's TCP_FASTOPEN backlog in every baseline.
+const serverQueue = 16
+
+// Catalogue returns every scenario the suite runs, freshly built.
+func Catalogue() []Scenario {
+	return Baseline()
+}
+
+// Baseline is the foundation's matrix: Direct and Routed, IPv4 and IPv6,
+// both client modes, for the three basic server/client configurations.
+func Baseline() []Scenario {
+	var out []Scenario
+	for _, topo := range []topology.Spec{topology.Direct(), topology.Routed()} {
+		for _, fam := range []topology.Family{topology.IPv4, topology.IPv6} {
+			for _, mode := range []tfo.Mode{tfo.ModeSendto, tfo.ModeConnect} {
+				out = append(out,
+					CookieThenData(topo, fam, mode),
+					ServerTFOOff(topo, fam, mode),
+					NoCookieMode(topo, fam, mode),
+				)
+			}
+		}
+	}
+	return out
+}
+
+func baseName(topo topology.Spec, fam topology.Family, mode tfo.Mode, what string) string {
+	return fmt.Sprintf("baseline/%s/%s/%s/%s", topo.Name, strings.ToLower(fam.String()), mode, what)
+}
+
+func baseLabels(topo topology.Spec, fam topology.Family) []string {
+	return []string{"baseline", topo.Name, strings.ToLower(fam.String())}
+}
+
+var payloadLen = len(DefaultPayload)
+
+// CookieThenData: the first connection asks for a cookie and the server
+// hands one out; the second carries its request in the SYN and the server
+// accepts it (RFC 7413 §3).
+func CookieThenData(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenario {
+	return Scenario{
+		Name:        baseName(topo, fam, mode, "cookie-then-data"),
+		Description: "first connection requests a cookie; second carries data in the SYN, accepted",
+		Labels:      baseLabels(topo, fam),
+		Topology:    topo,
+		Family:      fam,
+		Sysctls: map[string]map[string]string{
+			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
+			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
+		},
+		Server:   Server{FastOpenQueue: serverQueue},
+		Workload: Workload{Mode: mode, Connections: 2},
+		Expect:   cookieThenDataExpect(),
+	}
+}
+
+func cookieThenDataExpect() []types.GomegaMatcher {
+	return []types.GomegaMatcher{
+		Conn(0,
+			Dialogue("client",
+				ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
+				ServerSYNACK().WithCookie().AckingSYNOnly()),
+			SynDataAcked(false),
+			ClientFail(tfo.ClientFailNoCookie),
+			Responded()),
+		Conn(1,
+			Dialogue("client",
+				ClientSYN().WithCookie().WithPayload(payloadLen),
+				ServerSYNACK().AckingSYNData()),
+			Dialogue("server",
+				ClientSYN().WithCookie().WithPayload(payloadLen)),
+			SynDataAcked(true),
+			ServerAcceptedSynData(true),
+			ClientFail(tfo.ClientFailUnspec),
+			Responded()),
+		CountersOf(topology.Server, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenCookieReqd, 1),
+			Delta(lab.TCPFastOpenPassive, 1),
+			Delta(lab.TCPFastOpenPassiveFail, 0))),
+		CountersOf(topology.Client, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenActive, 1),
+			Delta(lab.TCPFastOpenActiveFail, 0),
+			Delta(lab.TCPSynRetrans, 0))),
+		CookieCached(topology.Client, true),
+	}
+}
+
+// ServerTFOOff: the server's namespace has TFO off (sysctl 1, client only).
+// The client keeps asking for a cookie and never gets one: plain handshakes,
+// no passive TFO. After the first unanswered request the kernel retries with
+// the experimental option form (254/0xF989), in case a server only knows that.
+func ServerTFOOff(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenario {
+	return Scenario{
+		Name:        baseName(topo, fam, mode, "server-tfo-off"),
+		Description: "server sysctl 1: cookie requests go unanswered, plain handshakes, no passive TFO",
+		Labels:      baseLabels(topo, fam),
+		Topology:    topo,
+		Family:      fam,
+		Sysctls: map[string]map[string]string{
+			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
+			topology.Server: {"net.ipv4.tcp_fastopen": tfoClient},
+		},
+		Server:   Server{FastOpenQueue: serverQueue},
+		Workload: Workload{Mode: mode, Connections: 2},
+		Expect: []types.GomegaMatcher{
+			Conn(0, Dialogue("client",
+				ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
+				ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
+			Conn(1, Dialogue("client",
+				ClientSYN().WithCookieRequest().Experimental(true).WithoutPayload(),
+				ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
+			EveryConn(SynDataAcked(false), ServerAcceptedSynData(false), Responded()),
+			CountersOf(topology.Server, HaveCounterDeltas(
+				Delta(lab.TCPFastOpenPassive, 0),
+				Delta(lab.TCPFastOpenPassiveFail, 0))),
+			CountersOf(topology.Client, HaveCounterDeltas(
+				Delta(lab.TCPFastOpenActive, 0),
+				Delta(lab.TCPFastOpenActiveFail, 0))),
+			CookieCached(topology.Client, false),
+		},
+	}
+}
+
+// NoCookieMode: client 0x4 and server 0x200 skip the cookie exchange: the
+// very first SYN carries data and no TFO option, and the server accepts it.
+func NoCookieMode(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenario {
+	return Scenario{
+		Name:        baseName(topo, fam, mode, "no-cookie"),
+		Description: "client 0x5, server 0x202: data in the very first SYN, no option 34",
+		Labels:      baseLabels(topo, fam),
+		Topology:    topo,
+		Family:      fam,
+		Sysctls: map[string]map[string]string{
+			topology.Client: {"net.ipv4.tcp_fastopen": tfoClientNoCookie},
+			topology.Server: {"net.ipv4.tcp_fastopen": tfoServerNoCookie},
+		},
+		Server:   Server{FastOpenQueue: serverQueue},
+		Workload: Workload{Mode: mode, Connections: 2},
+		Expect: []types.GomegaMatcher{
+			EveryConn(
+				Dialogue("client",
+					ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
+					ServerSYNACK().AckingSYNData()),
+				SynDataAcked(true),
+				ServerAcceptedSynData(true),
+				Responded()),
+			CountersOf(topology.Server, HaveCounterDeltas(
+				Delta(lab.TCPFastOpenPassive, 2),
+				Delta(lab.TCPFastOpenCookieReqd, 0))),
+			Counter(topology.Client, lab.TCPFastOpenActive, 2),
+		},
+	}
+}
+
+// Mutant is a scenario deliberately broken so that its expectations must
+// reject it: proof that those expectations can fail.
+type Mutant struct {
+	Breakage string
+	Scenario Scenario
+}
+
+// Mutants break CookieThenData (Routed, IPv4, sendto) the ways a real
+// deployment gets it wrong.
+func Mutants() []Mutant {
+	base := func() Scenario { return CookieThenData(topology.Routed(), topology.IPv4, tfo.ModeSendto) }
+	serverOff := base()
+	serverOff.Sysctls[topology.Server]["net.ipv4.tcp_fastopen"] = tfoClient
+	plain := base()
+	plain.Workload.Mode = tfo.ModePlain
+	noQueue := base()
+	noQueue.Server.FastOpenQueue = 0
+	clientOff := base()
+	clientOff.Workload.Mode = tfo.ModeConnect
+	clientOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen"] = "0"
+	return []Mutant{
+		{"server sysctl left at 1 (TFO server off)", serverOff},
+		{"client sends no data in the SYN (plain connect)", plain},
+		{"listener without TCP_FASTOPEN", noQueue},
+		{"client sysctl 0 (TFO client off)", clientOff},
+	}
+}

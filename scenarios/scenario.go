@@ -1,0 +1,237 @@
+// Package scenarios is tfolab's catalogue: each Scenario is data (topology,
+// sysctls per role, server, workload) plus expectations, and Run turns one
+// into a lab.Observation. The Ginkgo suite generates its specs from
+// Catalogue(), and a report front end runs the same list, so what is
+// asserted and what is reported cannot drift apart.
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/tcpmetrics"
+	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/topology"
+)
+
+// ServicePort is where every scenario's server listens.
+const ServicePort = 7000
+
+// Defaults for a Workload.
+const (
+	DefaultConnTimeout = 5 * time.Second
+	DefaultPayload     = "GET /tfolab HTTP/1.0\n" // 21 bytes: well inside one MSS
+)
+
+// Workload is what the client does.
+type Workload struct {
+	Mode        tfo.Mode
+	Connections int
+	Payload     []byte // one line, '\n'-terminated; empty = DefaultPayload
+	// ConnTimeout bounds each connection; a connection that hits it is
+	// reported as stalled, never waited on longer.
+	ConnTimeout time.Duration
+}
+
+// Server is the TFO server's configuration.
+type Server struct {
+	FastOpenQueue int // TCP_FASTOPEN backlog; 0 = not set on the listener
+}
+
+// Scenario is one entry of the catalogue.
+type Scenario struct {
+	Name        string
+	Description string
+	Labels      []string
+	Topology    topology.Spec
+	Family      topology.Family
+	// Sysctls per role, applied before the server starts, e.g.
+	// {"server": {"net.ipv4.tcp_fastopen": "2"}}.
+	Sysctls  map[string]map[string]string
+	Server   Server
+	Workload Workload
+	// Expect are matchers over *lab.Observation; every one must hold.
+	Expect []types.GomegaMatcher
+}
+
+// Validate catches catalogue mistakes before any namespace is created.
+func (s Scenario) Validate() error {
+	if s.Name == "" {
+		return errors.New("scenario without a name")
+	}
+	if err := s.Topology.Validate(); err != nil {
+		return fmt.Errorf("scenario %q: %w", s.Name, err)
+	}
+	roles := map[string]bool{}
+	for _, n := range s.Topology.Nodes {
+		roles[n.Role] = true
+	}
+	for _, r := range []string{topology.Client, topology.Server} {
+		if !roles[r] {
+			return fmt.Errorf("scenario %q: topology %s has no %q node", s.Name, s.Topology.Name, r)
+		}
+	}
+	for r := range s.Sysctls {
+		if !roles[r] {
+			return fmt.Errorf("scenario %q: sysctls for %q, which topology %s lacks", s.Name, r, s.Topology.Name)
+		}
+	}
+	if s.Workload.Connections < 1 {
+		return fmt.Errorf("scenario %q: workload needs at least one connection", s.Name)
+	}
+	if s.Family != topology.IPv4 && s.Family != topology.IPv6 {
+		return fmt.Errorf("scenario %q: family %d is neither IPv4 nor IPv6", s.Name, s.Family)
+	}
+	return nil
+}
+
+// Payload returns the request bytes the workload sends.
+func (w Workload) payload() []byte {
+	if len(w.Payload) == 0 {
+		return []byte(DefaultPayload)
+	}
+	return w.Payload
+}
+
+func (w Workload) connTimeout() time.Duration {
+	if w.ConnTimeout <= 0 {
+		return DefaultConnTimeout
+	}
+	return w.ConnTimeout
+}
+
+// Run builds the scenario's topology inside l, runs its workload and returns
+// the Observation. Everything it creates is on l's cleanup stack; the caller
+// closes l. Run does not judge: that is what Expect is for.
+func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	topo, err := topology.Build(ctx, l, s.Topology)
+	if err != nil {
+		return nil, err
+	}
+	for _, role := range sortedKeys(s.Sysctls) {
+		if err := topo.Namespace(role).SetSysctls(s.Sysctls[role]); err != nil {
+			return nil, fmt.Errorf("scenario %q: %w", s.Name, err)
+		}
+	}
+	serverAddr, err := topo.Addr(topology.Server, s.Family)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := tfo.Listen(tfo.ServerOptions{
+		Addr:          netip.AddrPortFrom(serverAddr, ServicePort),
+		Run:           topo.Namespace(topology.Server).Runner(),
+		FastOpenQueue: s.Server.FastOpenQueue,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scenario %q: start server: %w", s.Name, err)
+	}
+	l.Defer("server "+srv.Addr().String(), srv.Close)
+
+	obs := &lab.Observation{
+		Scenario:     s.Name,
+		Server:       srv.Addr(),
+		Counters:     map[string]lab.Counters{},
+		Metrics:      map[string][]tcpmetrics.Entry{},
+		Packets:      map[string][]capture.Packet{},
+		CaptureDrops: map[string]uint64{},
+	}
+	captures, err := startCaptures(l, topo, obs)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %q: %w", s.Name, err)
+	}
+
+	roles := nodeRoles(s.Topology)
+	before := map[string]lab.Counters{}
+	for _, r := range roles {
+		if before[r], err = topo.Namespace(r).Counters(); err != nil {
+			return nil, err
+		}
+	}
+
+	start := time.Now()
+	client := tfo.DialOptions{Mode: s.Workload.Mode, Run: topo.Namespace(topology.Client).Runner()}
+	for range s.Workload.Connections {
+		cctx, cancel := context.WithTimeout(ctx, s.Workload.connTimeout())
+		obs.Conns = append(obs.Conns, tfo.Request(cctx, client, srv.Addr(), s.Workload.payload()))
+		cancel()
+		if ctx.Err() != nil {
+			return obs, fmt.Errorf("scenario %q: %w", s.Name, ctx.Err())
+		}
+	}
+	obs.Elapsed = time.Since(start)
+
+	// Stop the captures first: everything the workload put on the wire is
+	// queued on their sockets by now, and Stop drains it.
+	for _, c := range captures {
+		if err := c.Stop(); err != nil {
+			return obs, fmt.Errorf("scenario %q: stop capture %s: %w", s.Name, c.Link(), err)
+		}
+		obs.Packets[c.Link()] = c.Packets()
+		_, dropped := c.Stats()
+		obs.CaptureDrops[c.Link()] = dropped
+	}
+	for _, r := range roles {
+		after, err := topo.Namespace(r).Counters()
+		if err != nil {
+			return obs, err
+		}
+		obs.Counters[r] = after.Sub(before[r])
+	}
+	if obs.Metrics[topology.Client], err = tcpmetrics.Dump(topo.Namespace(topology.Client).Handle()); err != nil {
+		return obs, fmt.Errorf("scenario %q: %w", s.Name, err)
+	}
+	obs.Accepted = srv.Accepted()
+	return obs, nil
+}
+
+// startCaptures captures on the client's and the server's interface: what
+// the client sent and what reached the server, on either side of whatever
+// sits between them.
+func startCaptures(l *lab.Lab, topo *topology.Topology, obs *lab.Observation) ([]*capture.Capture, error) {
+	var caps []*capture.Capture
+	for _, role := range []string{topology.Client, topology.Server} {
+		peer, err := topo.Neighbor(role)
+		if err != nil {
+			return nil, err
+		}
+		ifname, err := topo.Interface(role, peer)
+		if err != nil {
+			return nil, err
+		}
+		c, err := capture.Start(topo.Namespace(role).Handle(), ifname, capture.Options{Link: role})
+		if err != nil {
+			return nil, fmt.Errorf("capture on %s %s: %w", role, ifname, err)
+		}
+		l.Defer("capture on "+role+" "+ifname, c.Stop)
+		obs.AddCapture(c)
+		caps = append(caps, c)
+	}
+	return caps, nil
+}
+
+func nodeRoles(s topology.Spec) []string {
+	var roles []string
+	for _, n := range s.Nodes {
+		roles = append(roles, n.Role)
+	}
+	return roles
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
