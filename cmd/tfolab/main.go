@@ -4,10 +4,12 @@
 //	tfolab sweep [-all]     remove namespaces left by killed runs (make clean)
 //	tfolab list             list lab namespaces on this host
 //	tfolab host-state       print the root namespace's network state (for diffs)
+//	tfolab junit-summary F  print "suite: N passed, N failed, N skipped" from a JUnit file
 package main
 
 import (
 	"context"
+	"encoding/xml"
 	"flag"
 	"fmt"
 	"os"
@@ -67,6 +69,36 @@ func run(args []string) error {
 		s, err := lab.SnapshotHost(context.Background())
 		fmt.Print(s.String())
 		return err
+	case "junit-summary":
+		if len(args) != 2 {
+			return fmt.Errorf("usage: tfolab junit-summary FILE")
+		}
+		return junitSummary(args[1])
 	}
-	return fmt.Errorf("tfolab: unknown command %q (want preflight, sweep, list or host-state)", args[0])
+	return fmt.Errorf("tfolab: unknown command %q (want preflight, sweep, list, host-state or junit-summary)", args[0])
+}
+
+// junitSummary prints the plain closing line CI systems read.
+func junitSummary(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("junit-summary: %w", err)
+	}
+	var suites struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+		Disabled int `xml:"disabled,attr"`
+		Skipped  int `xml:"skipped,attr"`
+	}
+	if err := xml.Unmarshal(b, &suites); err != nil {
+		return fmt.Errorf("junit-summary: parse %s: %w", path, err)
+	}
+	skipped := suites.Skipped + suites.Disabled
+	failed := suites.Failures + suites.Errors
+	fmt.Printf("suite: %d passed, %d failed, %d skipped\n", suites.Tests-failed-skipped, failed, skipped)
+	if failed > 0 {
+		return fmt.Errorf("junit-summary: %d failed", failed)
+	}
+	return nil
 }
