@@ -11,9 +11,12 @@ package topology
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
@@ -345,7 +348,73 @@ func (t *Topology) waitUp(ctx context.Context) error {
 			}
 		}
 	}
+	return t.waitSolicitedNodeGroups(ctx)
+}
+
+// waitSolicitedNodeGroups waits until every interface has joined the
+// solicited-node multicast group of its IPv6 address. The join lags link-up
+// even without DAD, and a neighbour solicitation that arrives before it is
+// dropped: the first IPv6 SYN then costs a 1 s retransmission.
+func (t *Topology) waitSolicitedNodeGroups(ctx context.Context) error {
+	want := map[string][]string{} // role -> "ifname hexgroup"
+	for _, bl := range t.Links {
+		for _, ep := range []Endpoint{bl.A, bl.B} {
+			want[ep.Role] = append(want[ep.Role], ep.Ifname+" "+solicitedNodeHex(ep.IPv6.Addr()))
+		}
+	}
+	for role, groups := range want {
+		ns := t.Lab.Namespace(role)
+		delay := 50 * time.Microsecond
+		for {
+			var joined map[string]bool
+			err := ns.Do(func() error {
+				b, err := os.ReadFile("/proc/thread-self/net/igmp6")
+				joined = parseIGMP6(b)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("%s: read igmp6: %w", role, err)
+			}
+			missing := ""
+			for _, g := range groups {
+				if !joined[g] {
+					missing = g
+					break
+				}
+			}
+			if missing == "" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: solicited-node group %s not joined: %w", role, missing, ctx.Err())
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 5*time.Millisecond)
+		}
+	}
 	return nil
+}
+
+// solicitedNodeHex is ff02::1:ffXX:XXXX (RFC 4291 §2.7.1) in igmp6's
+// 32-hex-digit form.
+func solicitedNodeHex(a netip.Addr) string {
+	b := a.As16()
+	g := [16]byte{0: 0xff, 1: 0x02, 11: 0x01, 12: 0xff, 13: b[13], 14: b[14], 15: b[15]}
+	return hex.EncodeToString(g[:])
+}
+
+// parseIGMP6 reads /proc/net/igmp6 lines ("idx ifname group users flags
+// timer") into a set of "ifname group".
+func parseIGMP6(b []byte) map[string]bool {
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 {
+			out[f[1]+" "+f[2]] = true
+		}
+	}
+	return out
 }
 
 func prefixToIPNet(p netip.Prefix) *net.IPNet {

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -92,5 +93,16 @@ func TestBuildRoutedLeavesNothing(t *testing.T) {
 		if strings.Contains(n, l.ID) {
 			t.Errorf("namespace %s left after Close", n)
 		}
+	}
+}
+
+func TestSolicitedNodeGroup(t *testing.T) {
+	got := solicitedNodeHex(netip.MustParseAddr("fd34:2::2"))
+	if got != "ff0200000000000000000001ff000002" {
+		t.Fatalf("solicited-node group = %s", got)
+	}
+	joined := parseIGMP6([]byte("2    to-router       ff0200000000000000000001ff000002     1 00000004 0\n"))
+	if !joined["to-router ff0200000000000000000001ff000002"] {
+		t.Fatalf("parseIGMP6 = %v", joined)
 	}
 }
