@@ -111,6 +111,9 @@ func (c Counters) Table(names ...string) string {
 		fmt.Fprintf(&b, "  %-34s %d\n", k, v)
 	}
 	for _, n := range names {
+		if seen[n] {
+			continue
+		}
 		v, ok := c.Get(n)
 		row(n, v, ok)
 		seen[n] = true

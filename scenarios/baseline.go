@@ -133,7 +133,10 @@ func ServerTFOOff(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenar
 				ClientSYN().WithCookieRequest().Experimental(true).WithoutPayload(),
 				ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
 			EveryConn(SynDataAcked(false), ServerAcceptedSynData(false), Responded()),
+			// The server counts each cookie request even with its TFO off:
+			// tcp_try_fastopen counts before it checks the sysctl.
 			CountersOf(topology.Server, HaveCounterDeltas(
+				Delta(lab.TCPFastOpenCookieReqd, 2),
 				Delta(lab.TCPFastOpenPassive, 0),
 				Delta(lab.TCPFastOpenPassiveFail, 0))),
 			CountersOf(topology.Client, HaveCounterDeltas(

@@ -1,0 +1,451 @@
+// Package capture records TCP traffic on an interface inside a network
+// namespace with a pure-Go AF_PACKET socket (no libpcap, no cgo). It keeps
+// the decoded segments in memory for test assertions, writes them as a
+// classic pcap file for tcpdump and Wireshark, and decodes the TCP Fast Open
+// option (RFC 7413). Linux only.
+//
+// # Why pcapgo.EthernetHandle and not afpacket.TPacket
+//
+// afpacket.TPacket reads an mmap'ed ring and waits in unix.Poll with a fixed
+// timeout on a blocked OS thread. Nothing can wake that poll early, and Close
+// unmaps the ring under a reader that may still be polling, so a clean stop
+// costs up to one poll timeout and idle captures spin on the timeout. With
+// TPACKET_V3 a frame is not even visible until its block retires (another
+// timeout). pcapgo.EthernetHandle opens the socket non-blocking and waits in
+// Go's netpoller: an idle reader costs nothing, and Close wakes it at once.
+//
+// # Draining on Stop
+//
+// Closing the socket discards whatever is still queued on it, and
+// EthernetHandle offers no non-blocking read. Stop therefore does not guess
+// with timeouts; it counts. The kernel's PACKET_STATISTICS counter tp_packets
+// is bumped under the receive-queue lock in the same step that queues a frame
+// (drops are counted apart), so it says exactly how many frames were ever
+// queued. Stop first swaps in a reject-all filter, so the count stops moving,
+// reads the counters, and waits until the reader has dequeued that many
+// frames. A frame the kernel handed to the socket before Stop was called is
+// therefore never lost; that includes every frame whose effect the caller
+// could have seen, since the kernel feeds packet sockets before the driver on
+// transmit and before IP on receive. Stop returns then. The close itself
+// costs the kernel an RCU grace period and runs in the background. An idle
+// Stop takes tens of microseconds.
+//
+// # Timestamps
+//
+// Frame times are the kernel's (SO_TIMESTAMPNS, which EthernetHandle turns
+// on: stamped when the frame was received or handed to the driver). Only if
+// the kernel sends no timestamp does EthernetHandle fall back to the time the
+// frame was read.
+package capture
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/bpf"
+
+	"github.com/tfolab/tfolab/lab/netnsx"
+)
+
+// DefaultSnapLen is the snap length used when Options.SnapLen is 0; it is
+// libpcap's maximum, enough for any segmentation-offload super-frame.
+const DefaultSnapLen = 262144
+
+// drainGuard bounds Stop's wait for frames the kernel reports queued. The
+// count is exact, so this only fires if the reader is stuck or the kernel
+// contradicts itself; Stop then reports the shortfall as an error.
+const drainGuard = 2 * time.Second
+
+// maxReadErrors is how many consecutive read errors end the reader. Single
+// errors happen (ENETDOWN when the link goes down is reported once).
+const maxReadErrors = 100
+
+// testHookRead, when set by a test, runs before every read; blocking in it
+// lets frames pile up in the socket queue.
+var testHookRead atomic.Pointer[func()]
+
+// Options configure a capture.
+type Options struct {
+	// Link is a label copied into every Packet, e.g. "client-side".
+	Link string
+	// Filter is a classic BPF program run by the kernel; nil selects
+	// DefaultFilter (TCP over IPv4 or IPv6).
+	Filter []bpf.RawInstruction
+	// SnapLen is the most bytes kept of each frame; 0 means DefaultSnapLen.
+	SnapLen int
+}
+
+// frame is one raw frame as read from the socket.
+type frame struct {
+	ci   gopacket.CaptureInfo
+	data []byte
+}
+
+// Capture is a running (or stopped) capture on one interface. Its methods
+// are safe for concurrent use.
+type Capture struct {
+	link    string
+	ifname  string
+	ifindex int
+	snapLen int
+	handle  *pcapgo.EthernetHandle
+	// recheck runs the filter in user space over frames queued before the
+	// kernel filter was attached; nil when the program uses extensions the
+	// Go VM lacks.
+	recheck *bpf.VM
+
+	mu         sync.Mutex
+	cond       *sync.Cond // broadcast when dequeued grows or the reader ends
+	frames     []frame
+	packets    []Packet
+	dequeued   uint64 // frames taken off the socket, kept or not
+	discarded  uint64 // dequeued frames that failed the user-space recheck
+	readerDone bool
+	// drainExpired ends Stop's wait after drainGuard.
+	drainExpired bool
+	errs         []error // read and decode errors, for Err
+
+	statsMu  sync.Mutex
+	passed   uint64 // cumulative tp_packets: frames the filter accepted (queued or dropped)
+	dropped  uint64 // cumulative tp_drops: accepted but lost to a full receive buffer
+	statsErr error
+	frozen   bool // set by Stop: the socket is drained or closed, the counters final
+
+	closing  atomic.Bool // set just before Close, so the reader treats its error as the end
+	stopOnce sync.Once
+	stopErr  error
+	done     chan struct{} // closed when the reader goroutine returns, after the socket closed
+}
+
+// Start opens an AF_PACKET socket on ifname inside ns and starts reading it
+// in the background. Frames in both directions are kept (AF_PACKET sees
+// outgoing frames as PACKET_OUTGOING). Call Stop when done.
+func Start(ns netns.NsHandle, ifname string, opts Options) (*Capture, error) {
+	snapLen := opts.SnapLen
+	switch {
+	case snapLen == 0:
+		snapLen = DefaultSnapLen
+	case snapLen < 0:
+		return nil, fmt.Errorf("capture on %s: negative snap length %d", ifname, snapLen)
+	}
+	filter := opts.Filter
+	if filter == nil {
+		var err error
+		if filter, err = DefaultFilter(uint32(snapLen)); err != nil {
+			return nil, fmt.Errorf("capture on %s: %w", ifname, err)
+		}
+	}
+	c := &Capture{
+		link:    opts.Link,
+		ifname:  ifname,
+		snapLen: snapLen,
+		done:    make(chan struct{}),
+	}
+	c.cond = sync.NewCond(&c.mu)
+	if insts, ok := bpf.Disassemble(filter); ok {
+		if vm, err := bpf.NewVM(insts); err == nil {
+			c.recheck = vm
+		}
+	}
+
+	// Interface lookup and socket creation must both happen on a thread
+	// inside ns; the socket stays bound to ns and is read from anywhere.
+	err := netnsx.Do(ns, func() error {
+		iface, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return fmt.Errorf("look up interface: %w", err)
+		}
+		c.ifindex = iface.Index
+		h, err := pcapgo.NewEthernetHandle(ifname)
+		if err != nil {
+			return fmt.Errorf("open AF_PACKET socket: %w", err)
+		}
+		if err := h.SetCaptureLength(snapLen); err != nil {
+			h.Close()
+			return fmt.Errorf("set snap length %d: %w", snapLen, err)
+		}
+		if err := h.SetBPF(filter); err != nil {
+			h.Close()
+			return fmt.Errorf("attach BPF filter: %w", err)
+		}
+		c.handle = h
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("capture on %s: %w", ifname, err)
+	}
+	go c.read()
+	return c, nil
+}
+
+// read runs in its own goroutine until the socket is closed.
+func (c *Capture) read() {
+	defer close(c.done)
+	var fatal error
+	for failures := 0; ; {
+		if hook := testHookRead.Load(); hook != nil {
+			(*hook)()
+		}
+		data, ci, err := c.handle.ReadPacketData()
+		if err != nil {
+			if c.closing.Load() {
+				break
+			}
+			if failures++; failures >= maxReadErrors {
+				fatal = fmt.Errorf("capture on %s: giving up after %d read errors, last: %w", c.ifname, failures, err)
+				break
+			}
+			time.Sleep(time.Millisecond) // don't spin on a persistent error
+			continue
+		}
+		failures = 0
+		c.add(data, ci)
+	}
+	c.mu.Lock()
+	c.readerDone = true
+	if fatal != nil {
+		c.errs = append(c.errs, fatal)
+	}
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}
+
+// add records one frame. Frames queued between socket creation and filter
+// attachment bypassed the kernel filter, and before bind the socket even saw
+// other interfaces, so both are checked again here.
+func (c *Capture) add(data []byte, ci gopacket.CaptureInfo) {
+	keep := ci.InterfaceIndex == c.ifindex
+	if keep && c.recheck != nil {
+		if n, err := c.recheck.Run(data); err == nil && n == 0 {
+			keep = false
+		}
+	}
+	var (
+		p      Packet
+		ok     bool
+		decErr error
+	)
+	if keep {
+		p, ok, decErr = decode(data, ci, c.link)
+	}
+
+	c.mu.Lock()
+	c.dequeued++
+	if !keep {
+		c.discarded++
+	}
+	if keep {
+		c.frames = append(c.frames, frame{ci: ci, data: data})
+		if ok {
+			c.packets = append(c.packets, p)
+		}
+		if decErr != nil && len(c.errs) < 16 {
+			c.errs = append(c.errs, fmt.Errorf("capture on %s: frame %d: %w", c.ifname, len(c.frames), decErr))
+		}
+	}
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}
+
+// Stop ends the capture. It returns once every frame the kernel queued
+// before Stop was called has been read; it never waits for a timeout. The
+// socket, which by then accepts nothing, is closed in the background.
+// Calling Stop again returns the first call's result.
+func (c *Capture) Stop() error {
+	c.stopOnce.Do(func() { c.stopErr = c.stop() })
+	return c.stopErr
+}
+
+func (c *Capture) stop() error {
+	var errs []error
+	// A filter that rejects everything freezes the queue: after it is in
+	// place no frame is queued, so the kernel's count stops moving.
+	rejectAll, err := bpf.RetConstant{Val: 0}.Assemble()
+	if err == nil {
+		err = c.handle.SetBPF([]bpf.RawInstruction{rejectAll})
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("freeze capture on %s: %w", c.ifname, err))
+	}
+
+	guard := time.AfterFunc(drainGuard, func() {
+		c.mu.Lock()
+		c.drainExpired = true
+		c.mu.Unlock()
+		c.cond.Broadcast()
+	})
+	defer guard.Stop()
+	// Read the count, wait until the reader has dequeued that many frames,
+	// and repeat until the count holds still: a frame already past the old
+	// filter on another CPU may still be counted after the swap.
+	for prev := uint64(0); ; {
+		c.statsMu.Lock()
+		err := c.pollStatsLocked()
+		target := c.passed - c.dropped // frames that reached the queue
+		c.statsMu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if target == prev {
+			break
+		}
+		c.mu.Lock()
+		for c.dequeued < target && !c.readerDone && !c.drainExpired {
+			c.cond.Wait()
+		}
+		got, expired := c.dequeued, c.drainExpired
+		c.mu.Unlock()
+		if got < target {
+			errs = append(errs, fmt.Errorf("capture on %s: drained %d of %d queued frames", c.ifname, got, target))
+			break
+		}
+		if expired { // only if the freeze failed and traffic keeps coming
+			break
+		}
+		prev = target
+	}
+
+	c.statsMu.Lock()
+	c.frozen = true
+	c.statsMu.Unlock()
+	// Closing a packet socket waits for an RCU grace period in the kernel
+	// (synchronize_net in packet_release): 3 to 270 ms measured here. The
+	// socket is drained and rejects everything, so nothing is lost by
+	// letting a goroutine pay for it; the reader ends when it is closed.
+	c.closing.Store(true)
+	go func() {
+		if err := c.handle.Close(); err != nil {
+			c.mu.Lock()
+			c.errs = append(c.errs, fmt.Errorf("close capture on %s: %w", c.ifname, err))
+			c.mu.Unlock()
+		}
+	}()
+	return errors.Join(errs...)
+}
+
+// pollStatsLocked folds the kernel's counters into the totals. The kernel
+// resets them on every read, so all reads go through here.
+func (c *Capture) pollStatsLocked() error {
+	if c.frozen {
+		return nil
+	}
+	s, err := c.handle.Stats()
+	if err != nil {
+		c.statsErr = fmt.Errorf("read PACKET_STATISTICS on %s: %w", c.ifname, err)
+		return c.statsErr
+	}
+	c.passed += uint64(s.Packets)
+	c.dropped += uint64(s.Drops)
+	return nil
+}
+
+// Stats returns counters since Start. received counts the frames the
+// filter accepted (tcpdump's "received by filter"), dropped those of them the
+// kernel lost because the socket's receive buffer was full. After Stop every
+// received frame that was not dropped is kept: Frames() == received-dropped,
+// so dropped == 0 means Packets is complete. Frames that reached the socket
+// before the filter was attached, and failed it when checked again in user
+// space, are not counted.
+func (c *Capture) Stats() (received, dropped uint64) {
+	c.statsMu.Lock()
+	_ = c.pollStatsLocked() // on failure keep the last totals; Err reports it
+	passed, dropped := c.passed, c.dropped
+	c.statsMu.Unlock()
+	c.mu.Lock()
+	discarded := c.discarded
+	c.mu.Unlock()
+	return passed - min(discarded, passed), dropped
+}
+
+// Packets returns the TCP segments decoded so far, in capture order. It is
+// safe to call while the capture runs; the returned slice is a snapshot and
+// the byte slices inside must be treated as read-only.
+func (c *Capture) Packets() []Packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Packet(nil), c.packets...)
+}
+
+// Frames returns how many raw frames have been kept (TCP or not; with the
+// default filter all are TCP).
+func (c *Capture) Frames() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.frames)
+}
+
+// Err reports problems that did not stop Start: a reader that gave up, frames
+// whose TCP header could not be decoded, counters that could not be read.
+// nil means every kept frame is accounted for.
+func (c *Capture) Err() error {
+	c.mu.Lock()
+	errs := append([]error(nil), c.errs...)
+	c.mu.Unlock()
+	c.statsMu.Lock()
+	if c.statsErr != nil {
+		errs = append(errs, c.statsErr)
+	}
+	c.statsMu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Link returns the label from Options.Link.
+func (c *Capture) Link() string { return c.link }
+
+// WritePcap writes every frame kept so far to path as a classic
+// (microsecond) pcap file with link type Ethernet and the original
+// timestamps. It may be called while the capture runs.
+func (c *Capture) WritePcap(path string) error {
+	c.mu.Lock()
+	frames := append([]frame(nil), c.frames...)
+	c.mu.Unlock()
+	if err := writePcap(path, uint32(c.snapLen), frames); err != nil {
+		return fmt.Errorf("write pcap of %s: %w", c.ifname, err)
+	}
+	return nil
+}
+
+func writePcap(path string, snapLen uint32, frames []frame) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(path) // no half-written file for tcpdump to choke on
+		}
+	}()
+	bw := bufio.NewWriter(f)
+	w := pcapgo.NewWriter(bw)
+	if err := w.WriteFileHeader(snapLen, layers.LinkTypeEthernet); err != nil {
+		return fmt.Errorf("write header to %s: %w", path, err)
+	}
+	for i, fr := range frames {
+		ci := fr.ci
+		ci.CaptureLength = len(fr.data)
+		if ci.Length < ci.CaptureLength {
+			ci.Length = ci.CaptureLength
+		}
+		if err := w.WritePacket(ci, fr.data); err != nil {
+			return fmt.Errorf("write frame %d to %s: %w", i, path, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("flush %s: %w", path, err)
+	}
+	return nil
+}
