@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/tfolab/tfolab/lab"
 )
@@ -78,25 +79,46 @@ func run(args []string) error {
 	return fmt.Errorf("tfolab: unknown command %q (want preflight, sweep, list, host-state or junit-summary)", args[0])
 }
 
-// junitSummary prints the plain closing line CI systems read.
+// junitSummary prints the plain closing line CI systems read. It counts
+// specs ([It] test cases) by their status; Ginkgo's JUnit also lists the
+// suite-level setup nodes of every parallel process, which are not specs,
+// but a failed one still counts as a failure.
 func junitSummary(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("junit-summary: %w", err)
 	}
-	var suites struct {
-		Tests    int `xml:"tests,attr"`
-		Failures int `xml:"failures,attr"`
-		Errors   int `xml:"errors,attr"`
-		Disabled int `xml:"disabled,attr"`
-		Skipped  int `xml:"skipped,attr"`
+	var doc struct {
+		Suites []struct {
+			Cases []struct {
+				Name   string `xml:"name,attr"`
+				Status string `xml:"status,attr"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
 	}
-	if err := xml.Unmarshal(b, &suites); err != nil {
+	if err := xml.Unmarshal(b, &doc); err != nil {
 		return fmt.Errorf("junit-summary: parse %s: %w", path, err)
 	}
-	skipped := suites.Skipped + suites.Disabled
-	failed := suites.Failures + suites.Errors
-	fmt.Printf("suite: %d passed, %d failed, %d skipped\n", suites.Tests-failed-skipped, failed, skipped)
+	var passed, failed, skipped int
+	for _, s := range doc.Suites {
+		for _, c := range s.Cases {
+			spec := strings.HasPrefix(c.Name, "[It]")
+			switch {
+			case c.Status == "passed" && spec:
+				passed++
+			case c.Status == "skipped" || c.Status == "pending":
+				if spec {
+					skipped++
+				}
+			case c.Status != "passed":
+				failed++ // failed, panicked, interrupted, timedout, aborted
+			}
+		}
+	}
+	if passed+failed+skipped == 0 {
+		return fmt.Errorf("junit-summary: %s lists no spec", path)
+	}
+	fmt.Printf("suite: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if failed > 0 {
 		return fmt.Errorf("junit-summary: %d failed", failed)
 	}
