@@ -56,29 +56,18 @@ func Do(ns netns.NsHandle, f func() error) error {
 // open. Tests that need a throwaway namespace use this; the lab itself uses
 // named namespaces so that a sweeper and `ip netns exec` can find them.
 func NewUnnamed() (netns.NsHandle, error) {
-	var h netns.NsHandle
-	err := doLocked(func() error {
-		origin, err := netns.Get()
-		if err != nil {
-			return fmt.Errorf("get current netns: %w", err)
-		}
-		defer origin.Close()
-		h, err = netns.New() // switches this thread into the new namespace
-		if err != nil {
-			return fmt.Errorf("create netns: %w", err)
-		}
-		if err := netns.Set(origin); err != nil {
-			h.Close()
-			return errKeepLocked{fmt.Errorf("restore netns after create: %w", err)}
-		}
-		return nil
-	})
-	return h, err
+	return create("anonymous netns", netns.New)
 }
 
 // NewNamed creates a namespace bound at /run/netns/<name> (the place
 // `ip netns` uses) and returns a handle to it.
 func NewNamed(name string) (netns.NsHandle, error) {
+	return create(fmt.Sprintf("netns %q", name), func() (netns.NsHandle, error) { return netns.NewNamed(name) })
+}
+
+// create runs newNS, which switches the calling thread into the namespace it
+// creates, on a locked thread, and switches that thread back afterwards.
+func create(what string, newNS func() (netns.NsHandle, error)) (netns.NsHandle, error) {
 	var h netns.NsHandle
 	err := doLocked(func() error {
 		origin, err := netns.Get()
@@ -86,13 +75,13 @@ func NewNamed(name string) (netns.NsHandle, error) {
 			return fmt.Errorf("get current netns: %w", err)
 		}
 		defer origin.Close()
-		h, err = netns.NewNamed(name)
+		h, err = newNS()
 		if err != nil {
-			return fmt.Errorf("create netns %q: %w", name, err)
+			return fmt.Errorf("create %s: %w", what, err)
 		}
 		if err := netns.Set(origin); err != nil {
 			h.Close()
-			return errKeepLocked{fmt.Errorf("restore netns after creating %q: %w", name, err)}
+			return errKeepLocked{fmt.Errorf("restore netns after creating %s: %w", what, err)}
 		}
 		return nil
 	})
