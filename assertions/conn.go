@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
@@ -136,6 +137,33 @@ func ServerAcceptedSynData(want bool) ConnCheck {
 				}
 			}
 			return false, fmt.Sprintf("the server has no record of a connection from %s", c.Local)
+		},
+	}
+}
+
+// FirstByteAfterSynRetransmissions expects the first response byte after
+// exactly n SYN retransmissions: within the client's SYN schedule window
+// [retransmission n − 1 jiffy, retransmission n+1). n = 0 means no
+// retransmission was paid: before the first one (InitialRTO).
+func FirstByteAfterSynRetransmissions(n int) ConnCheck {
+	return ConnCheck{
+		desc: fmt.Sprintf("first response byte after exactly %d SYN retransmission(s)", n),
+		check: func(o *lab.Observation, i int) (bool, string) {
+			c := o.Conns[i]
+			if c.Err != nil {
+				return false, fmt.Sprintf("no response: %v", c.Err)
+			}
+			lo, hi := time.Duration(0), lab.InitialRTO
+			if n > 0 {
+				var err error
+				if lo, hi, err = o.SynSchedule.Window(n); err != nil {
+					return false, err.Error()
+				}
+			}
+			if c.FirstByte < lo || c.FirstByte >= hi {
+				return false, fmt.Sprintf("first byte at %v, want in [%v, %v) (SYN retransmissions at %v)", c.FirstByte, lo, hi, o.SynSchedule.At)
+			}
+			return true, ""
 		},
 	}
 }

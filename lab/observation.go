@@ -38,6 +38,9 @@ type Observation struct {
 	CaptureDrops map[string]uint64
 	// Elapsed is the workload's wall time.
 	Elapsed time.Duration
+	// SynSchedule is the client namespace's SYN retransmission schedule,
+	// from its sysctls: what timing expectations derive their windows from.
+	SynSchedule SynSchedule
 
 	captures map[string]*capture.Capture
 }

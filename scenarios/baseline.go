@@ -95,7 +95,8 @@ func cookieThenDataExpect() []types.GomegaMatcher {
 			SynDataAcked(true),
 			ServerAcceptedSynData(true),
 			ClientFail(tfo.ClientFailUnspec),
-			Responded()),
+			Responded(),
+			FirstByteAfterSynRetransmissions(0)),
 		CountersOf(topology.Server, HaveCounterDeltas(
 			Delta(lab.TCPFastOpenCookieReqd, 1),
 			Delta(lab.TCPFastOpenPassive, 1),

@@ -150,6 +150,10 @@ func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) 
 		return nil, fmt.Errorf("scenario %q: %w", s.Name, err)
 	}
 
+	if obs.SynSchedule, err = topo.Namespace(topology.Client).SynScheduleOf(); err != nil {
+		return nil, fmt.Errorf("scenario %q: %w", s.Name, err)
+	}
+
 	roles := nodeRoles(s.Topology)
 	before := map[string]lab.Counters{}
 	for _, r := range roles {
