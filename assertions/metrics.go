@@ -51,3 +51,25 @@ func metricsFor(o *lab.Observation, role string) (tcpmetrics.Entry, bool) {
 	}
 	return tcpmetrics.Entry{}, false
 }
+
+// MiddleboxMatched expects the middlebox's rules to have matched n packets
+// in all: the firewall, not something else, caused what the other
+// expectations see.
+func MiddleboxMatched(n uint64) obsMatcher {
+	return obsMatcher{
+		desc: fmt.Sprintf("the middlebox's rules matched %d packet(s)", n),
+		check: func(o *lab.Observation) (bool, string) {
+			if len(o.Middlebox) == 0 {
+				return false, "no middlebox rule was installed"
+			}
+			var total uint64
+			for _, r := range o.Middlebox {
+				total += r.Packets
+			}
+			if total == n {
+				return true, ""
+			}
+			return false, fmt.Sprintf("matched %d\n%s", total, o.MiddleboxSummary())
+		},
+	}
+}

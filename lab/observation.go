@@ -38,11 +38,20 @@ type Observation struct {
 	CaptureDrops map[string]uint64
 	// Elapsed is the workload's wall time.
 	Elapsed time.Duration
+	// Middlebox lists the middlebox's rules with how many packets each
+	// matched: evidence that the firewall, not something else, acted.
+	Middlebox []RuleHits
 	// SynSchedule is the client namespace's SYN retransmission schedule,
 	// from its sysctls: what timing expectations derive their windows from.
 	SynSchedule SynSchedule
 
 	captures map[string]*capture.Capture
+}
+
+// RuleHits is one firewall rule and the packets it matched.
+type RuleHits struct {
+	Rule    string
+	Packets uint64
 }
 
 // AddCapture attaches a capture so its frames can be written as pcap.
@@ -112,6 +121,19 @@ func (o *Observation) CounterSummary() string {
 	return b.String()
 }
 
+// MiddleboxSummary renders the middlebox's rules and their packet counts.
+func (o *Observation) MiddleboxSummary() string {
+	if len(o.Middlebox) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("middlebox rules (packets matched):\n")
+	for _, r := range o.Middlebox {
+		fmt.Fprintf(&b, "  %6d  %s\n", r.Packets, r.Rule)
+	}
+	return b.String()
+}
+
 // PacketSummary renders every captured packet, link by link, tcpdump style.
 func (o *Observation) PacketSummary() string {
 	var b strings.Builder
@@ -149,8 +171,8 @@ func (o *Observation) MetricsSummary() string {
 
 // String is the whole observation, as a failure message or report shows it.
 func (o *Observation) String() string {
-	return fmt.Sprintf("scenario %s (server %s, workload %s)\n%s%s%s%s",
-		o.Scenario, o.Server, ms(o.Elapsed), o.ConnSummary(), o.CounterSummary(), o.MetricsSummary(), o.PacketSummary())
+	return fmt.Sprintf("scenario %s (server %s, workload %s)\n%s%s%s%s%s",
+		o.Scenario, o.Server, ms(o.Elapsed), o.ConnSummary(), o.MiddleboxSummary(), o.CounterSummary(), o.MetricsSummary(), o.PacketSummary())
 }
 
 // WriteArtifacts writes one pcap per captured link and a summary text file

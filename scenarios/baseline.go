@@ -7,6 +7,7 @@ import (
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
 
 	. "github.com/tfolab/tfolab/assertions"
@@ -26,7 +27,7 @@ const serverQueue = 16
 
 // Catalogue returns every scenario the suite runs, freshly built.
 func Catalogue() []Scenario {
-	return Baseline()
+	return append(Baseline(), Middleboxes()...)
 }
 
 // Baseline is the foundation's matrix: Direct and Routed, IPv4 and IPv6,
@@ -199,7 +200,10 @@ func Mutants() []Mutant {
 	clientOff := base()
 	clientOff.Workload.Mode = tfo.ModeConnect
 	clientOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen"] = "0"
+	noRule := DropSynData(topology.IPv4, tfo.ModeSendto)
+	noRule.Middlebox.Box.Rules = func(topology.Family, middlebox.Params) ([]middlebox.Rule, error) { return nil, nil }
 	return []Mutant{
+		{"drop-syn-data middlebox without its rule", noRule},
 		{"server sysctl left at 1 (TFO server off)", serverOff},
 		{"client sends no data in the SYN (plain connect)", plain},
 		{"listener without TCP_FASTOPEN", noQueue},

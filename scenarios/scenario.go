@@ -18,6 +18,7 @@ import (
 	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/lab/tcpmetrics"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
 )
 
@@ -57,8 +58,17 @@ type Scenario struct {
 	Sysctls  map[string]map[string]string
 	Server   Server
 	Workload Workload
+	// Middlebox is the firewall behaviour installed between client and
+	// server (nil: none), in the namespace its placement names.
+	Middlebox *MiddleboxSpec
 	// Expect are matchers over *lab.Observation; every one must hold.
 	Expect []types.GomegaMatcher
+}
+
+// MiddleboxSpec picks a middlebox and where it sits.
+type MiddleboxSpec struct {
+	Box       middlebox.Middlebox
+	Placement middlebox.Placement
 }
 
 // Validate catches catalogue mistakes before any namespace is created.
@@ -121,6 +131,16 @@ func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) 
 	for _, role := range sortedKeys(s.Sysctls) {
 		if err := topo.Namespace(role).SetSysctls(s.Sysctls[role]); err != nil {
 			return nil, fmt.Errorf("scenario %q: %w", s.Name, err)
+		}
+	}
+	var rules []middlebox.Rule
+	if mb := s.Middlebox; mb != nil {
+		rules, err = mb.Box.Rules(s.Family, middlebox.Params{ServicePort: ServicePort, Placement: mb.Placement})
+		if err != nil {
+			return nil, fmt.Errorf("scenario %q: middlebox %s: %w", s.Name, mb.Box.Name, err)
+		}
+		if err := middlebox.Apply(l, topo.Namespace(mb.Placement.Role()), s.Family, rules); err != nil {
+			return nil, fmt.Errorf("scenario %q: middlebox %s: %w", s.Name, mb.Box.Name, err)
 		}
 	}
 	serverAddr, err := topo.Addr(topology.Server, s.Family)
@@ -195,6 +215,17 @@ func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) 
 		return obs, fmt.Errorf("scenario %q: %w", s.Name, err)
 	}
 	obs.Accepted = srv.Accepted()
+	if mb := s.Middlebox; mb != nil {
+		hits, err := middlebox.Counters(topo.Namespace(mb.Placement.Role()), s.Family, rules)
+		if err != nil {
+			return obs, fmt.Errorf("scenario %q: middlebox counters: %w", s.Name, err)
+		}
+		for i, r := range rules {
+			if !r.IsChain() {
+				obs.Middlebox = append(obs.Middlebox, lab.RuleHits{Rule: middlebox.CommandLine(s.Family, r), Packets: hits[i]})
+			}
+		}
+	}
 	return obs, nil
 }
 

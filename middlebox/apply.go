@@ -1,0 +1,194 @@
+package middlebox
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/topology"
+)
+
+// TagPrefix starts the comment Apply attaches to every rule it installs
+// (`-m comment --comment tfolab:<hash>`), so that Counters can find the
+// rule's line whatever form iptables prints it in, and a human reading
+// iptables-save can tell lab rules apart.
+const TagPrefix = "tfolab:"
+
+// Tag is the comment Apply attaches to r: TagPrefix plus a hash of the
+// rule's table, chain and spec.
+func (r Rule) Tag() string {
+	h := sha256.New()
+	h.Write([]byte(r.Table + "\x00" + r.Chain))
+	for _, s := range r.Spec {
+		h.Write([]byte("\x00" + s))
+	}
+	return TagPrefix + hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// installed is the spec as Apply installs it: the tag goes just before the
+// target (-j/-g), or at the end if there is none.
+func (r Rule) installed() []string {
+	tag := []string{"-m", "comment", "--comment", r.Tag()}
+	for i, s := range r.Spec {
+		if s == "-j" || s == "--jump" || s == "-g" || s == "--goto" {
+			out := append(append(append([]string{}, r.Spec[:i]...), tag...), r.Spec[i:]...)
+			return out
+		}
+	}
+	return append(append([]string{}, r.Spec...), tag...)
+}
+
+func newIPTables(f topology.Family) (*iptables.IPTables, error) {
+	switch f {
+	case topology.IPv4:
+		return iptables.NewWithProtocol(iptables.ProtocolIPv4)
+	case topology.IPv6:
+		return iptables.NewWithProtocol(iptables.ProtocolIPv6)
+	}
+	return nil, fmt.Errorf("family %d: want 4 or 6", int(f))
+}
+
+func describe(i int, r Rule) string {
+	s := fmt.Sprintf("rule %d (%s)", i+1, r.String())
+	if r.Line > 0 {
+		s = fmt.Sprintf("line %d: %s", r.Line, s)
+	}
+	return s
+}
+
+// undo runs its function at most once, so a rule removed by Apply's rollback
+// is not removed again when the Lab closes.
+type undo struct {
+	mu   sync.Mutex
+	done bool
+	fn   func() error
+}
+
+func (u *undo) run() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.done {
+		return nil
+	}
+	u.done = true
+	return u.fn()
+}
+
+// Apply installs rules in ns, in order, with iptables (IPv4) or ip6tables
+// (IPv6) run inside the namespace. Each rule is appended (-A) with a
+// `-m comment --comment tfolab:<hash>` tag before its target; a Rule with a
+// nil Spec creates a user-defined chain (-N). The deletion of each rule or
+// chain is pushed onto l's cleanup stack right after it exists, so Close
+// removes rules before the chains they live in, in reverse order.
+//
+// If a rule fails, the rules and chains this call already added are removed
+// before Apply returns an error that names the rule (and its source line).
+func Apply(l *lab.Lab, ns *lab.Namespace, f topology.Family, rules []Rule) error {
+	if ns == nil {
+		return errors.New("middlebox: apply: nil namespace")
+	}
+	var added []*undo
+	err := ns.Do(func() error {
+		ipt, err := newIPTables(f)
+		if err != nil {
+			return fmt.Errorf("middlebox: %s: %w", program(f), err)
+		}
+		for i, r := range rules {
+			var u *undo
+			if r.IsChain() {
+				if err := ipt.NewChain(r.Table, r.Chain); err != nil {
+					return fmt.Errorf("middlebox: %s: %w", describe(i, r), err)
+				}
+				u = &undo{fn: func() error { return ns.Do(func() error { return ipt.DeleteChain(r.Table, r.Chain) }) }}
+			} else {
+				spec := r.installed()
+				if err := ipt.Append(r.Table, r.Chain, spec...); err != nil {
+					return fmt.Errorf("middlebox: %s: %w", describe(i, r), err)
+				}
+				u = &undo{fn: func() error { return ns.Do(func() error { return ipt.Delete(r.Table, r.Chain, spec...) }) }}
+			}
+			added = append(added, u)
+			l.Defer(fmt.Sprintf("%s %s in %s", program(f), r.String(), ns.Name), u.run)
+		}
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	var errs []error
+	for i := len(added) - 1; i >= 0; i-- {
+		if e := added[i].run(); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w (rollback also failed: %w)", err, errors.Join(errs...))
+	}
+	return err
+}
+
+var countersRE = regexp.MustCompile(` -c (\d+) (\d+)`)
+
+// Counters returns, for each rule, the number of packets it matched so far,
+// read with `iptables -t TABLE -v -S CHAIN` (go-iptables ListWithCounters)
+// inside ns and found by the rule's tag. Chain declarations count 0. A rule
+// that is not installed (not by Apply, or already removed) is an error.
+func Counters(ns *lab.Namespace, f topology.Family, rules []Rule) ([]uint64, error) {
+	if ns == nil {
+		return nil, errors.New("middlebox: counters: nil namespace")
+	}
+	out := make([]uint64, len(rules))
+	err := ns.Do(func() error {
+		ipt, err := newIPTables(f)
+		if err != nil {
+			return err
+		}
+		listed := map[[2]string][]string{}
+		for i, r := range rules {
+			if r.IsChain() {
+				continue
+			}
+			key := [2]string{r.Table, r.Chain}
+			lines, ok := listed[key]
+			if !ok {
+				lines, err = ipt.ListWithCounters(r.Table, r.Chain)
+				if err != nil {
+					return fmt.Errorf("list %s %s: %w", r.Table, r.Chain, err)
+				}
+				listed[key] = lines
+			}
+			tag := r.Tag()
+			found := false
+			for _, line := range lines {
+				if !strings.Contains(line, tag) {
+					continue
+				}
+				m := countersRE.FindAllStringSubmatch(line, -1)
+				if m == nil {
+					return fmt.Errorf("%s: no counters in %q", describe(i, r), line)
+				}
+				out[i], err = strconv.ParseUint(m[len(m)-1][1], 10, 64)
+				if err != nil {
+					return fmt.Errorf("%s: counters in %q: %w", describe(i, r), line, err)
+				}
+				found = true
+				break
+			}
+			if !found {
+				return fmt.Errorf("%s: not installed", describe(i, r))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("middlebox: counters: %w", err)
+	}
+	return out, nil
+}

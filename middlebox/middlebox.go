@@ -1,0 +1,337 @@
+// Package middlebox is tfolab's catalogue of TFO-hostile firewalls: named,
+// documented behaviours expressed as iptables/ip6tables rule sets, applied
+// inside one lab namespace and removed when the Lab tears down.
+//
+// A Middlebox turns (family, Params) into []Rule; Apply installs them with
+// go-iptables inside the namespace (never the root namespace) and pushes the
+// deletion of each rule onto the Lab's cleanup stack; Counters reads how many
+// packets each rule matched, so a scenario can prove its middlebox acted.
+//
+// Placement decides where the rules live:
+//
+//	Router     router ns, FORWARD chain (both directions; dport/sport tell them apart)
+//	ClientSide client ns, OUTPUT for packets to the server, INPUT for packets back
+//	ServerSide server ns, INPUT for packets to the server, OUTPUT for packets back
+package middlebox
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tfolab/tfolab/topology"
+)
+
+// Family is topology.Family: topology.IPv4 (iptables) or topology.IPv6
+// (ip6tables).
+type Family = topology.Family
+
+// Placement says which namespace and chains a middlebox's rules belong to.
+type Placement int
+
+const (
+	// Router puts the rules in the router namespace's FORWARD chain.
+	Router Placement = iota
+	// ClientSide puts them in the client namespace: OUTPUT for packets to
+	// the server, INPUT for packets coming back.
+	ClientSide
+	// ServerSide puts them in the server namespace: INPUT for packets to the
+	// server, OUTPUT for packets going back.
+	ServerSide
+)
+
+func (p Placement) String() string {
+	switch p {
+	case Router:
+		return "router"
+	case ClientSide:
+		return "client-side"
+	case ServerSide:
+		return "server-side"
+	}
+	return fmt.Sprintf("Placement(%d)", int(p))
+}
+
+// Role is the topology role whose namespace the rules belong in.
+func (p Placement) Role() string {
+	switch p {
+	case ClientSide:
+		return topology.Client
+	case ServerSide:
+		return topology.Server
+	}
+	return topology.Router
+}
+
+// toServer is the chain that sees packets travelling to the server.
+func (p Placement) toServer() string {
+	switch p {
+	case ClientSide:
+		return "OUTPUT"
+	case ServerSide:
+		return "INPUT"
+	}
+	return "FORWARD"
+}
+
+// back is the chain that sees packets travelling from the server.
+func (p Placement) back() string {
+	switch p {
+	case ClientSide:
+		return "INPUT"
+	case ServerSide:
+		return "OUTPUT"
+	}
+	return "FORWARD"
+}
+
+// Rule is one iptables rule: `-t Table -A Chain Spec...`. A Rule with a nil
+// Spec declares a user-defined chain instead (`-t Table -N Chain`): Apply
+// creates it, and teardown deletes it after the rules that use it.
+type Rule struct {
+	Table, Chain string
+	Spec         []string
+	// Line is the source line for rules read by ParseRulesFile, 0 otherwise.
+	Line int
+}
+
+// IsChain reports whether r declares a user-defined chain.
+func (r Rule) IsChain() bool { return r.Spec == nil }
+
+// String is the iptables command line without the program name, quoted like
+// a shell would need it: "-t filter -A FORWARD -p tcp ...".
+func (r Rule) String() string {
+	if r.IsChain() {
+		return "-t " + r.Table + " -N " + shellQuote(r.Chain)
+	}
+	parts := []string{"-t", r.Table, "-A", shellQuote(r.Chain)}
+	for _, s := range r.Spec {
+		parts = append(parts, shellQuote(s))
+	}
+	return strings.Join(parts, " ")
+}
+
+// CommandLine is the full command a human would type: "iptables -t ..." or
+// "ip6tables -t ...".
+func CommandLine(f Family, r Rule) string {
+	return program(f) + " " + r.String()
+}
+
+func program(f Family) string {
+	if f == topology.IPv6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}
+
+func shellQuote(s string) string {
+	if s == "" {
+		return `""`
+	}
+	safe := true
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.,:/=+!@%^", c)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`")
+	return `"` + r.Replace(s) + `"`
+}
+
+// Params are the knobs every middlebox takes.
+type Params struct {
+	// ServicePort is the server's TCP port; only flows to it are touched.
+	ServicePort uint16
+	// Placement is where the rules go; the zero value is Router.
+	Placement Placement
+}
+
+// Middlebox is a named, documented TFO-hostile behaviour.
+type Middlebox struct {
+	Name, Description string
+	// Rules returns the rule set for family f (iptables for IPv4, ip6tables
+	// for IPv6), in the order Apply must install it.
+	Rules func(f topology.Family, p Params) ([]Rule, error)
+}
+
+// TFOMark is the conntrack mark (CONNMARK) that drop-tfo-synack and
+// blackhole-after-handshake put on TFO flows.
+const TFOMark = 0x7413
+
+// TFO option kinds (RFC 7413 §4.1.1, and the experimental kind with magic
+// 0xF989 that Linux still understands).
+const (
+	OptionTFO             = 34
+	OptionTFOExperimental = 254
+)
+
+func validate(f topology.Family, p Params) error {
+	if f != topology.IPv4 && f != topology.IPv6 {
+		return fmt.Errorf("family %d: want 4 or 6", int(f))
+	}
+	if p.ServicePort == 0 {
+		return fmt.Errorf("service port 0")
+	}
+	switch p.Placement {
+	case Router, ClientSide, ServerSide:
+	default:
+		return fmt.Errorf("unknown placement %d", int(p.Placement))
+	}
+	return nil
+}
+
+func rule(table, chain string, spec ...string) Rule {
+	return Rule{Table: table, Chain: chain, Spec: spec}
+}
+
+// synDataBytecode is the -m bpf argument matching "SYN (ACK clear) with TCP
+// payload" for family f.
+func synDataBytecode(f topology.Family) string {
+	b, err := XTBPFBytecode(TCPPayloadProgram(f, flagSYN|flagACK, flagSYN))
+	if err != nil {
+		panic(err) // the program is fixed; a failure is a bug
+	}
+	return b
+}
+
+// dataBytecode matches "TCP segment with payload, SYN clear".
+func dataBytecode(f topology.Family) string {
+	b, err := XTBPFBytecode(TCPPayloadProgram(f, flagSYN, 0))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// builder wraps a rule generator with validation.
+func builder(gen func(f topology.Family, p Params, port string) []Rule) func(topology.Family, Params) ([]Rule, error) {
+	return func(f topology.Family, p Params) ([]Rule, error) {
+		if err := validate(f, p); err != nil {
+			return nil, err
+		}
+		return gen(f, p, strconv.Itoa(int(p.ServicePort))), nil
+	}
+}
+
+// markTFOFlows marks (CONNMARK, mangle table) every flow whose SYN to the
+// service port carries option 34, option 254, or payload.
+func markTFOFlows(f topology.Family, p Params, port string) []Rule {
+	mark := fmt.Sprintf("0x%x", TFOMark)
+	c := p.Placement.toServer()
+	return []Rule{
+		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "34", "-j", "CONNMARK", "--set-mark", mark),
+		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "254", "-j", "CONNMARK", "--set-mark", mark),
+		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "CONNMARK", "--set-mark", mark),
+	}
+}
+
+var catalogue = []Middlebox{
+	{
+		Name: "drop-syn-data",
+		Description: "Drops SYNs (SYN set, ACK clear) to the service port that carry TCP payload, " +
+			"matched exactly with an xt_bpf program (IPv4: total_len - IHL*4 - doff*4 > 0; IPv6: next header 6 and " +
+			"payload_len - doff*4 > 0). Plain SYNs, cookie requests and retransmitted data-less SYNs pass: " +
+			"the client pays one SYN RTO and falls back to a normal handshake.",
+		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
+			return []Rule{rule("filter", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
+				"-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "DROP")}
+		}),
+	},
+	{
+		Name: "reject-syn-data",
+		Description: "Like drop-syn-data, but answers a SYN with payload with a TCP RST " +
+			"(REJECT --reject-with tcp-reset) instead of silently dropping it.",
+		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
+			return []Rule{rule("filter", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
+				"-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "REJECT", "--reject-with", "tcp-reset")}
+		}),
+	},
+	{
+		Name: "strip-tfo-option",
+		Description: "Removes TCP options 34 (TFO) and 254 (experimental TFO) from SYNs to the service port " +
+			"(mangle TCPOPTSTRIP). The SYN's payload still reaches the server, but without a cookie the " +
+			"server does not accept it in the SYN: the client's data is acked only after the handshake.",
+		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
+			return []Rule{rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
+				"-j", "TCPOPTSTRIP", "--strip-options", "34,254")}
+		}),
+	},
+	{
+		Name: "drop-cookie-request",
+		Description: "Drops every SYN to the service port that carries a TFO option at all (34 or 254): " +
+			"cookie requests, cookies and SYN+data alike. The client's retransmitted SYN has no option " +
+			"and passes.",
+		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
+			c := p.Placement.toServer()
+			return []Rule{
+				rule("filter", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "34", "-j", "DROP"),
+				rule("filter", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "254", "-j", "DROP"),
+			}
+		}),
+	},
+	{
+		Name: "drop-tfo-synack",
+		Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries option 34, " +
+			"option 254 or payload, then drops the SYN-ACKs of marked flows. The mark lives on the conntrack " +
+			"entry, so the client's plain retransmitted SYNs (same 5-tuple) stay marked and the whole " +
+			"connection is blackholed until the entry expires (nf_conntrack_tcp_timeout_syn_sent); a new " +
+			"connection whose SYN carries neither option nor data is not marked and passes.",
+		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
+			return append(markTFOFlows(f, p, port),
+				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
+					"-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP"))
+		}),
+	},
+	{
+		Name: "blackhole-after-handshake",
+		Description: "Marks TFO flows as drop-tfo-synack does (SYN with option 34, 254 or payload), lets their " +
+			"handshake through (SYN, also with data, SYN-ACK, bare ACK), then drops every later packet of " +
+			"those flows that carries TCP payload, in both directions. Bare ACKs, FINs and RSTs pass, which " +
+			"is the pattern behind the kernel's out-of-order-FIN blackhole detection.",
+		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
+			mark := fmt.Sprintf("0x%x", TFOMark)
+			data := dataBytecode(f)
+			return append(markTFOFlows(f, p, port),
+				rule("filter", p.Placement.toServer(), "-p", "tcp", "--dport", port,
+					"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"),
+				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port,
+					"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"))
+		}),
+	},
+}
+
+// Catalogue returns the built-in middleboxes in a stable order.
+func Catalogue() []Middlebox {
+	return append([]Middlebox(nil), catalogue...)
+}
+
+// ByName finds a built-in middlebox.
+func ByName(name string) (Middlebox, bool) {
+	for _, m := range catalogue {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Middlebox{}, false
+}
+
+// Custom wraps rules read by ParseRulesFile as a Middlebox named "custom".
+// The rules are used as written: family and Params are ignored (the file
+// names its own chains and ports), except that the family must be valid.
+func Custom(rules []Rule) Middlebox {
+	rs := append([]Rule(nil), rules...)
+	return Middlebox{
+		Name:        "custom",
+		Description: fmt.Sprintf("%d rules from an iptables-save file", len(rs)),
+		Rules: func(f topology.Family, _ Params) ([]Rule, error) {
+			if f != topology.IPv4 && f != topology.IPv6 {
+				return nil, fmt.Errorf("family %d: want 4 or 6", int(f))
+			}
+			return append([]Rule(nil), rs...), nil
+		},
+	}
+}

@@ -1,0 +1,172 @@
+package middlebox
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tfolab/tfolab/topology"
+)
+
+// Golden xt_bpf bytecodes (literal, so a change in the assembler shows up).
+const (
+	synData4 = `"20,48 0 0 9,21 0 17 6,40 0 0 6,69 15 0 8191,177 0 0 0,80 0 0 13,84 0 0 18,21 0 11 2,80 0 0 12,84 0 0 240,116 0 0 2,2 0 0 0,135 0 0 0,97 0 0 0,12 0 0 0,7 0 0 0,40 0 0 2,45 0 1 0,6 0 0 1,6 0 0 0"`
+	data4    = `"20,48 0 0 9,21 0 17 6,40 0 0 6,69 15 0 8191,177 0 0 0,80 0 0 13,84 0 0 2,21 0 11 0,80 0 0 12,84 0 0 240,116 0 0 2,2 0 0 0,135 0 0 0,97 0 0 0,12 0 0 0,7 0 0 0,40 0 0 2,45 0 1 0,6 0 0 1,6 0 0 0"`
+	synData6 = `"13,48 0 0 6,21 0 10 6,48 0 0 53,84 0 0 18,21 0 7 2,48 0 0 52,84 0 0 240,116 0 0 2,7 0 0 0,40 0 0 4,45 0 1 0,6 0 0 1,6 0 0 0"`
+	data6    = `"13,48 0 0 6,21 0 10 6,48 0 0 53,84 0 0 2,21 0 7 0,48 0 0 52,84 0 0 240,116 0 0 2,7 0 0 0,40 0 0 4,45 0 1 0,6 0 0 1,6 0 0 0"`
+)
+
+// golden returns the expected command lines; TS/BK are the to-server and
+// back chains, SD/DA the bytecodes, P the program (all in braces).
+func golden(name, prog, ts, bk, sd, da string) []string {
+	r := strings.NewReplacer("{P}", prog, "{TS}", ts, "{BK}", bk, "{SD}", sd, "{DA}", da)
+	var g []string
+	for _, l := range goldenRaw[name] {
+		g = append(g, r.Replace(l))
+	}
+	return g
+}
+
+var goldenRaw = map[string][]string{
+	"drop-syn-data": {
+		"{P} -t filter -A {TS} -p tcp --syn --dport 7413 -m bpf --bytecode {SD} -j DROP",
+	},
+	"reject-syn-data": {
+		"{P} -t filter -A {TS} -p tcp --syn --dport 7413 -m bpf --bytecode {SD} -j REJECT --reject-with tcp-reset",
+	},
+	"strip-tfo-option": {
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 -j TCPOPTSTRIP --strip-options 34,254",
+	},
+	"drop-cookie-request": {
+		"{P} -t filter -A {TS} -p tcp --syn --dport 7413 --tcp-option 34 -j DROP",
+		"{P} -t filter -A {TS} -p tcp --syn --dport 7413 --tcp-option 254 -j DROP",
+	},
+	"drop-tfo-synack": {
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 --tcp-option 34 -j CONNMARK --set-mark 0x7413",
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 --tcp-option 254 -j CONNMARK --set-mark 0x7413",
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 -m bpf --bytecode {SD} -j CONNMARK --set-mark 0x7413",
+		"{P} -t filter -A {BK} -p tcp --sport 7413 --tcp-flags SYN,ACK SYN,ACK -m connmark --mark 0x7413 -j DROP",
+	},
+	"blackhole-after-handshake": {
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 --tcp-option 34 -j CONNMARK --set-mark 0x7413",
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 --tcp-option 254 -j CONNMARK --set-mark 0x7413",
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 -m bpf --bytecode {SD} -j CONNMARK --set-mark 0x7413",
+		"{P} -t filter -A {TS} -p tcp --dport 7413 -m connmark --mark 0x7413 -m bpf --bytecode {DA} -j DROP",
+		"{P} -t filter -A {BK} -p tcp --sport 7413 -m connmark --mark 0x7413 -m bpf --bytecode {DA} -j DROP",
+	},
+}
+
+func TestCatalogueOrderAndNames(t *testing.T) {
+	want := []string{"drop-syn-data", "reject-syn-data", "strip-tfo-option", "drop-cookie-request", "drop-tfo-synack", "blackhole-after-handshake"}
+	got := Catalogue()
+	if len(got) != len(want) {
+		t.Fatalf("catalogue has %d entries, want %d", len(got), len(want))
+	}
+	for i, m := range got {
+		if m.Name != want[i] || m.Description == "" || m.Rules == nil {
+			t.Errorf("entry %d = %q (description %q), want %q with description and rules", i, m.Name, m.Description, want[i])
+		}
+		if _, ok := ByName(m.Name); !ok {
+			t.Errorf("ByName(%q) not found", m.Name)
+		}
+	}
+	if _, ok := ByName("custom"); ok {
+		t.Error(`ByName("custom") found; custom is not in the catalogue`)
+	}
+	got[0].Name = "mutated"
+	if Catalogue()[0].Name != "drop-syn-data" {
+		t.Error("Catalogue returns shared storage")
+	}
+}
+
+func TestRulesGolden(t *testing.T) {
+	placements := []struct {
+		p      Placement
+		ts, bk string
+	}{
+		{Router, "FORWARD", "FORWARD"},
+		{ClientSide, "OUTPUT", "INPUT"},
+		{ServerSide, "INPUT", "OUTPUT"},
+	}
+	fams := []struct {
+		f              topology.Family
+		prog, sd, data string
+	}{
+		{topology.IPv4, "iptables", synData4, data4},
+		{topology.IPv6, "ip6tables", synData6, data6},
+	}
+	for _, fam := range fams {
+		for _, pl := range placements {
+			for _, m := range Catalogue() {
+				t.Run(fam.f.String()+"/"+pl.p.String()+"/"+m.Name, func(t *testing.T) {
+					rules, err := m.Rules(fam.f, Params{ServicePort: 7413, Placement: pl.p})
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := golden(m.Name, fam.prog, pl.ts, pl.bk, fam.sd, fam.data)
+					if len(rules) != len(want) {
+						t.Fatalf("%d rules, want %d", len(rules), len(want))
+					}
+					for i, r := range rules {
+						if got := CommandLine(fam.f, r); got != want[i] {
+							t.Errorf("rule %d:\n got %s\nwant %s", i+1, got, want[i])
+						}
+						if r.Line != 0 {
+							t.Errorf("rule %d: Line %d, want 0", i+1, r.Line)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestRulesInvalidParams(t *testing.T) {
+	m, _ := ByName("drop-syn-data")
+	for _, tc := range []struct {
+		f topology.Family
+		p Params
+	}{
+		{topology.IPv4, Params{}},
+		{topology.Family(5), Params{ServicePort: 80}},
+		{topology.IPv4, Params{ServicePort: 80, Placement: Placement(9)}},
+	} {
+		if _, err := m.Rules(tc.f, tc.p); err == nil {
+			t.Errorf("Rules(%v, %+v) succeeded, want error", tc.f, tc.p)
+		}
+	}
+}
+
+func TestRuleStringQuoting(t *testing.T) {
+	r := Rule{Table: "filter", Chain: "TFO", Spec: []string{"-m", "comment", "--comment", `say "hi" $x`, "-j", "DROP"}}
+	want := `-t filter -A TFO -m comment --comment "say \"hi\" \$x" -j DROP`
+	if got := r.String(); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := (Rule{Table: "filter", Chain: "TFO"}).String(); got != "-t filter -N TFO" {
+		t.Errorf("chain declaration: %s", got)
+	}
+	// Round trip through the parser's shell splitting.
+	words, err := shellSplit(r.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(words[4:], "|") != strings.Join(r.Spec, "|") {
+		t.Errorf("round trip: %q", words)
+	}
+}
+
+func TestInstalledTagBeforeTarget(t *testing.T) {
+	r := Rule{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"}}
+	got := strings.Join(r.installed(), " ")
+	want := "-p tcp -m comment --comment " + r.Tag() + " -j REJECT --reject-with tcp-reset"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	noTarget := Rule{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp"}}
+	if got := strings.Join(noTarget.installed(), " "); got != "-p tcp -m comment --comment "+noTarget.Tag() {
+		t.Errorf("no target: %s", got)
+	}
+	if r.Tag() == noTarget.Tag() || !strings.HasPrefix(r.Tag(), TagPrefix) {
+		t.Errorf("tags %s %s", r.Tag(), noTarget.Tag())
+	}
+}
