@@ -98,19 +98,19 @@ func Apply(l *lab.Lab, ns *lab.Namespace, f topology.Family, rules []Rule) error
 	err := ns.Do(func() error {
 		ipt, err := newIPTables(f)
 		if err != nil {
-			return fmt.Errorf("middlebox: %s: %w", program(f), err)
+			return err
 		}
 		for i, r := range rules {
 			var u *undo
 			if r.IsChain() {
 				if err := ipt.NewChain(r.Table, r.Chain); err != nil {
-					return fmt.Errorf("middlebox: %s: %w", describe(i, r), err)
+					return fmt.Errorf("%s: %w", describe(i, r), err)
 				}
 				u = &undo{fn: func() error { return ns.Do(func() error { return ipt.DeleteChain(r.Table, r.Chain) }) }}
 			} else {
 				spec := r.installed()
 				if err := ipt.Append(r.Table, r.Chain, spec...); err != nil {
-					return fmt.Errorf("middlebox: %s: %w", describe(i, r), err)
+					return fmt.Errorf("%s: %w", describe(i, r), err)
 				}
 				u = &undo{fn: func() error { return ns.Do(func() error { return ipt.Delete(r.Table, r.Chain, spec...) }) }}
 			}
@@ -122,6 +122,7 @@ func Apply(l *lab.Lab, ns *lab.Namespace, f topology.Family, rules []Rule) error
 	if err == nil {
 		return nil
 	}
+	err = fmt.Errorf("middlebox: apply with %s: %w", program(f), err)
 	var errs []error
 	for i := len(added) - 1; i >= 0; i-- {
 		if e := added[i].run(); e != nil {
