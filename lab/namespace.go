@@ -109,17 +109,7 @@ func sysctlPath(key string) (string, error) {
 // SetSysctl writes a per-namespace sysctl. Equivalent to:
 // ip netns exec <name> sysctl -w key=value
 func (n *Namespace) SetSysctl(key, value string) error {
-	path, err := sysctlPath(key)
-	if err != nil {
-		return err
-	}
-	return n.Do(func() error {
-		// The /proc/sys/net view follows the opening thread's namespace.
-		if err := os.WriteFile(path, []byte(value), 0); err != nil {
-			return fmt.Errorf("set sysctl %s=%s: %w", key, value, err)
-		}
-		return nil
-	})
+	return n.SetSysctls(map[string]string{key: value})
 }
 
 // SetSysctls writes several per-namespace sysctls in key order, with one
