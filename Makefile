@@ -8,6 +8,9 @@ OUT     ?= out
 PROCS   ?= 4
 LABELS  ?=
 TIMEOUT ?= 20m
+# RULES=path/to/firewall.rules (iptables-save format) adds a spec that
+# applies your own firewall in the router and reports what TFO does behind it.
+RULES   ?=
 
 export GOFLAGS   ?= -buildvcs=false
 export GOTOOLCHAIN ?= local
@@ -17,6 +20,9 @@ DEB_DEPS := iptables:iptables iptables:ip6tables iproute2:ip tcpdump:tcpdump
 
 GINKGO_FLAGS := -p --procs=$(PROCS) --timeout=$(TIMEOUT) --output-dir=$(OUT) \
 	--junit-report=junit.xml --poll-progress-after=60s
+ifneq ($(strip $(RULES)),)
+export TFOLAB_RULES := $(abspath $(RULES))
+endif
 ifneq ($(strip $(LABELS)),)
 GINKGO_FLAGS += --label-filter='$(LABELS)'
 endif

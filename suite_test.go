@@ -15,6 +15,8 @@ import (
 
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/scenarios"
 	"github.com/tfolab/tfolab/topology"
 )
@@ -142,6 +144,45 @@ var _ = Describe("self-check: expectations reject broken setups", Label("baselin
 			Expect(failed).NotTo(BeEmpty(), "every expectation passed although %s:\n%s", m.Breakage, obs)
 			AddReportEntry("first rejection", failed[0].Message)
 		}, SpecTimeout(specTimeout(m.Scenario)))
+	}
+})
+
+// Custom firewalls: a user's iptables-save file, applied as written in the
+// router. A file iptables refuses must fail loudly and leave nothing behind.
+var _ = Describe("custom rules", Label("middlebox", "custom"), func() {
+	It("rejects a file with a rule iptables refuses, names its line, and leaves no rule applied", func(ctx SpecContext) {
+		rules, err := scenarios.LoadRules("testdata/bad-target.rules")
+		Expect(err).NotTo(HaveOccurred(), "the file parses: the error must come from iptables")
+		s := scenarios.CustomRules(topology.IPv4, tfo.ModeSendto)
+		s.Middlebox.Box = middlebox.Custom(rules)
+		l := newLab()
+		_, err = scenarios.Run(ctx, l, s)
+		Expect(err).To(MatchError(ContainSubstring("line 8")), "the error names the offending line")
+		saved, err := l.Namespace(topology.Router).Run(ctx, "iptables-save")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(saved)).NotTo(ContainSubstring("TFO-GUARD"), "rolled back: no chain of the file is left")
+		Expect(string(saved)).NotTo(ContainSubstring(middlebox.TagPrefix), "rolled back: no rule of the file is left")
+	}, SpecTimeout(30*time.Second))
+
+	if path := os.Getenv("TFOLAB_RULES"); path != "" {
+		It("applies "+path+" in the router and reports what TFO does behind it", func(ctx SpecContext) {
+			f, err := os.Open(path)
+			Expect(err).NotTo(HaveOccurred())
+			defer f.Close()
+			rules, err := middlebox.ParseRulesFile(f)
+			Expect(err).NotTo(HaveOccurred(), "parse %s", path)
+			s := scenarios.CustomRules(topology.IPv4, tfo.ModeSendto)
+			s.Name = "middlebox/custom/" + filepath.Base(path)
+			s.Middlebox.Box = middlebox.Custom(rules)
+			s.Workload.ConnTimeout = scenarios.StallBound
+			obs := runScenario(ctx, s)
+			AddReportEntry("behind "+path, obs.String())
+			var hits uint64
+			for _, r := range obs.Middlebox {
+				hits += r.Packets
+			}
+			Expect(hits).NotTo(BeZero(), "no rule of %s matched the lab's traffic (server port %d): wrong port or chain?\n%s", path, scenarios.ServicePort, obs.MiddleboxSummary())
+		}, SpecTimeout(3*scenarios.StallBound+15*time.Second))
 	}
 })
 

@@ -2,8 +2,10 @@ package assertions
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
@@ -164,6 +166,42 @@ func FirstByteAfterSynRetransmissions(n int) ConnCheck {
 				return false, fmt.Sprintf("first byte at %v, want in [%v, %v) (SYN retransmissions at %v)", c.FirstByte, lo, hi, o.SynSchedule.At)
 			}
 			return true, ""
+		},
+	}
+}
+
+// Refused expects the connection to have failed with ECONNREFUSED: an RST
+// answered its SYN and the application got an error, not a fallback.
+func Refused() ConnCheck {
+	return ConnCheck{
+		desc: "was refused (ECONNREFUSED reached the application)",
+		check: func(o *lab.Observation, i int) (bool, string) {
+			c := o.Conns[i]
+			if errors.Is(c.Err, syscall.ECONNREFUSED) {
+				return true, ""
+			}
+			if c.Err == nil {
+				return false, fmt.Sprintf("it succeeded (response %q)", c.Response)
+			}
+			return false, fmt.Sprintf("failed otherwise: %v", c.Err)
+		},
+	}
+}
+
+// Stalled expects the connection to have hit the workload's bound without a
+// single response byte: the lab gave up waiting, the kernel had not.
+func Stalled() ConnCheck {
+	return ConnCheck{
+		desc: "stalled: no response byte before the workload's bound",
+		check: func(o *lab.Observation, i int) (bool, string) {
+			c := o.Conns[i]
+			if c.Stalled && len(c.Response) == 0 {
+				return true, ""
+			}
+			if c.Err == nil {
+				return false, fmt.Sprintf("it completed (first byte at %v)", c.FirstByte)
+			}
+			return false, fmt.Sprintf("stalled=%t, %d response bytes, error %v", c.Stalled, len(c.Response), c.Err)
 		},
 	}
 }

@@ -198,6 +198,15 @@ func synDataBytecode(f topology.Family) string {
 	return b
 }
 
+// synAckDataBytecode matches "SYN-ACK with TCP payload" for family f.
+func synAckDataBytecode(f topology.Family) string {
+	b, err := XTBPFBytecode(TCPPayloadProgram(f, flagSYN|flagACK, flagSYN|flagACK))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // dataBytecode matches "TCP segment with payload, SYN clear".
 func dataBytecode(f topology.Family) string {
 	b, err := XTBPFBytecode(TCPPayloadProgram(f, flagSYN, 0))
@@ -275,15 +284,18 @@ var catalogue = []Middlebox{
 	},
 	{
 		Name: "drop-tfo-synack",
-		Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries option 34, " +
-			"option 254 or payload, then drops the SYN-ACKs of marked flows. The mark lives on the conntrack " +
-			"entry, so the client's plain retransmitted SYNs (same 5-tuple) stay marked and the whole " +
-			"connection is blackholed until the entry expires (nf_conntrack_tcp_timeout_syn_sent); a new " +
-			"connection whose SYN carries neither option nor data is not marked and passes.",
+		Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload, " +
+			"then drops the SYN-ACKs of marked flows: a stateful tracker that rejects a SYN-ACK acknowledging " +
+			"data it did not expect. The mark lives on the conntrack entry, so the client's plain retransmitted " +
+			"SYNs (same 5-tuple) stay marked and the whole connection is blackholed until the entry expires " +
+			"(nf_conntrack_tcp_timeout_syn_sent); cookie requests and plain SYNs are not marked and pass.",
 		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			return append(markTFOFlows(f, p, port),
+			mark := fmt.Sprintf("0x%x", TFOMark)
+			return []Rule{
+				rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port, "-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "CONNMARK", "--set-mark", mark),
 				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
-					"-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP"))
+					"-m", "connmark", "--mark", mark, "-j", "DROP"),
+			}
 		}),
 	},
 	{
@@ -300,6 +312,16 @@ var catalogue = []Middlebox{
 					"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"),
 				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port,
 					"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"))
+		}),
+	},
+	{
+		Name: "drop-synack-data",
+		Description: "Drops SYN-ACKs from the service port that carry TCP payload (xt_bpf, exact as for " +
+			"drop-syn-data). A Linux server never puts data in its SYN-ACK, but other stacks may: this is the " +
+			"firewall that refuses them. Pair it with a responder that sends such SYN-ACKs (lab/rawpeer).",
+		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
+			return []Rule{rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
+				"-m", "bpf", "--bytecode", synAckDataBytecode(f), "-j", "DROP")}
 		}),
 	},
 }

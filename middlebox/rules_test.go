@@ -12,13 +12,15 @@ const (
 	synData4 = `"20,48 0 0 9,21 0 17 6,40 0 0 6,69 15 0 8191,177 0 0 0,80 0 0 13,84 0 0 18,21 0 11 2,80 0 0 12,84 0 0 240,116 0 0 2,2 0 0 0,135 0 0 0,97 0 0 0,12 0 0 0,7 0 0 0,40 0 0 2,45 0 1 0,6 0 0 1,6 0 0 0"`
 	data4    = `"20,48 0 0 9,21 0 17 6,40 0 0 6,69 15 0 8191,177 0 0 0,80 0 0 13,84 0 0 2,21 0 11 0,80 0 0 12,84 0 0 240,116 0 0 2,2 0 0 0,135 0 0 0,97 0 0 0,12 0 0 0,7 0 0 0,40 0 0 2,45 0 1 0,6 0 0 1,6 0 0 0"`
 	synData6 = `"13,48 0 0 6,21 0 10 6,48 0 0 53,84 0 0 18,21 0 7 2,48 0 0 52,84 0 0 240,116 0 0 2,7 0 0 0,40 0 0 4,45 0 1 0,6 0 0 1,6 0 0 0"`
+	synAck4  = `"20,48 0 0 9,21 0 17 6,40 0 0 6,69 15 0 8191,177 0 0 0,80 0 0 13,84 0 0 18,21 0 11 18,80 0 0 12,84 0 0 240,116 0 0 2,2 0 0 0,135 0 0 0,97 0 0 0,12 0 0 0,7 0 0 0,40 0 0 2,45 0 1 0,6 0 0 1,6 0 0 0"`
+	synAck6  = `"13,48 0 0 6,21 0 10 6,48 0 0 53,84 0 0 18,21 0 7 18,48 0 0 52,84 0 0 240,116 0 0 2,7 0 0 0,40 0 0 4,45 0 1 0,6 0 0 1,6 0 0 0"`
 	data6    = `"13,48 0 0 6,21 0 10 6,48 0 0 53,84 0 0 2,21 0 7 0,48 0 0 52,84 0 0 240,116 0 0 2,7 0 0 0,40 0 0 4,45 0 1 0,6 0 0 1,6 0 0 0"`
 )
 
 // golden returns the expected command lines; TS/BK are the to-server and
 // back chains, SD/DA the bytecodes, P the program (all in braces).
-func golden(name, prog, ts, bk, sd, da string) []string {
-	r := strings.NewReplacer("{P}", prog, "{TS}", ts, "{BK}", bk, "{SD}", sd, "{DA}", da)
+func golden(name, prog, ts, bk, sd, da, sa string) []string {
+	r := strings.NewReplacer("{P}", prog, "{TS}", ts, "{BK}", bk, "{SD}", sd, "{DA}", da, "{SA}", sa)
 	var g []string
 	for _, l := range goldenRaw[name] {
 		g = append(g, r.Replace(l))
@@ -41,8 +43,6 @@ var goldenRaw = map[string][]string{
 		"{P} -t filter -A {TS} -p tcp --syn --dport 7413 --tcp-option 254 -j DROP",
 	},
 	"drop-tfo-synack": {
-		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 --tcp-option 34 -j CONNMARK --set-mark 0x7413",
-		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 --tcp-option 254 -j CONNMARK --set-mark 0x7413",
 		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 -m bpf --bytecode {SD} -j CONNMARK --set-mark 0x7413",
 		"{P} -t filter -A {BK} -p tcp --sport 7413 --tcp-flags SYN,ACK SYN,ACK -m connmark --mark 0x7413 -j DROP",
 	},
@@ -53,10 +53,13 @@ var goldenRaw = map[string][]string{
 		"{P} -t filter -A {TS} -p tcp --dport 7413 -m connmark --mark 0x7413 -m bpf --bytecode {DA} -j DROP",
 		"{P} -t filter -A {BK} -p tcp --sport 7413 -m connmark --mark 0x7413 -m bpf --bytecode {DA} -j DROP",
 	},
+	"drop-synack-data": {
+		"{P} -t filter -A {BK} -p tcp --sport 7413 --tcp-flags SYN,ACK SYN,ACK -m bpf --bytecode {SA} -j DROP",
+	},
 }
 
 func TestCatalogueOrderAndNames(t *testing.T) {
-	want := []string{"drop-syn-data", "reject-syn-data", "strip-tfo-option", "drop-cookie-request", "drop-tfo-synack", "blackhole-after-handshake"}
+	want := []string{"drop-syn-data", "reject-syn-data", "strip-tfo-option", "drop-cookie-request", "drop-tfo-synack", "blackhole-after-handshake", "drop-synack-data"}
 	got := Catalogue()
 	if len(got) != len(want) {
 		t.Fatalf("catalogue has %d entries, want %d", len(got), len(want))
@@ -89,10 +92,10 @@ func TestRulesGolden(t *testing.T) {
 	}
 	fams := []struct {
 		f              topology.Family
-		prog, sd, data string
+		prog, sd, data, sa string
 	}{
-		{topology.IPv4, "iptables", synData4, data4},
-		{topology.IPv6, "ip6tables", synData6, data6},
+		{topology.IPv4, "iptables", synData4, data4, synAck4},
+		{topology.IPv6, "ip6tables", synData6, data6, synAck6},
 	}
 	for _, fam := range fams {
 		for _, pl := range placements {
@@ -102,7 +105,7 @@ func TestRulesGolden(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					want := golden(m.Name, fam.prog, pl.ts, pl.bk, fam.sd, fam.data)
+					want := golden(m.Name, fam.prog, pl.ts, pl.bk, fam.sd, fam.data, fam.sa)
 					if len(rules) != len(want) {
 						t.Fatalf("%d rules, want %d", len(rules), len(want))
 					}

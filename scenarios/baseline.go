@@ -200,13 +200,29 @@ func Mutants() []Mutant {
 	clientOff := base()
 	clientOff.Workload.Mode = tfo.ModeConnect
 	clientOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen"] = "0"
-	noRule := DropSynData(topology.IPv4, tfo.ModeSendto)
+	noRule := DropSynData(topology.IPv4, tfo.ModeSendto, middlebox.Router)
 	noRule.Middlebox.Box.Rules = func(topology.Family, middlebox.Params) ([]middlebox.Rule, error) { return nil, nil }
-	return []Mutant{
+	out := []Mutant{
 		{"drop-syn-data middlebox without its rule", noRule},
 		{"server sysctl left at 1 (TFO server off)", serverOff},
 		{"client sends no data in the SYN (plain connect)", plain},
 		{"listener without TCP_FASTOPEN", noQueue},
 		{"client sysctl 0 (TFO client off)", clientOff},
 	}
+	// Every middlebox scenario must depend on its firewall: pointed at the
+	// wrong port, the rules match nothing and the expectations must fail.
+	for _, s := range []Scenario{
+		RejectSynData(topology.IPv4, tfo.ModeSendto),
+		StripTFOOption(topology.IPv4, tfo.ModeSendto),
+		DropCookieRequest(topology.IPv4, tfo.ModeSendto),
+		DropTFOSynAck(topology.IPv4, tfo.ModeSendto),
+		BlackholeAfterHandshake(topology.IPv4, tfo.ModeSendto),
+		DropSynData(topology.IPv4, tfo.ModeSendto, middlebox.ClientSide),
+	} {
+		s.Middlebox.Port = ServicePort + 1
+		out = append(out, Mutant{fmt.Sprintf("%s middlebox pointed at port %d instead of %d", s.Middlebox.Box.Name, ServicePort+1, ServicePort), s})
+	}
+	custom := CustomRules(topology.IPv4, tfo.ModeSendto)
+	custom.Middlebox.Box = middlebox.Custom(nil)
+	return append(out, Mutant{"custom middlebox with an empty rules file", custom})
 }

@@ -69,6 +69,14 @@ type Scenario struct {
 type MiddleboxSpec struct {
 	Box       middlebox.Middlebox
 	Placement middlebox.Placement
+	// After is how many of the workload's connections run before the
+	// middlebox is installed: 1 lets the client learn a cookie on an open
+	// path first, as a client does before a firewall change. 0: from the
+	// start.
+	After int
+	// Port overrides the port the rules guard (0: ServicePort); the
+	// self-check points a middlebox at the wrong port with it.
+	Port uint16
 }
 
 // Validate catches catalogue mistakes before any namespace is created.
@@ -95,6 +103,9 @@ func (s Scenario) Validate() error {
 	}
 	if s.Workload.Connections < 1 {
 		return fmt.Errorf("scenario %q: workload needs at least one connection", s.Name)
+	}
+	if mb := s.Middlebox; mb != nil && (mb.After < 0 || mb.After >= s.Workload.Connections) {
+		return fmt.Errorf("scenario %q: middlebox after %d connections, but the workload makes %d", s.Name, mb.After, s.Workload.Connections)
 	}
 	if s.Family != topology.IPv4 && s.Family != topology.IPv6 {
 		return fmt.Errorf("scenario %q: family %d is neither IPv4 nor IPv6", s.Name, s.Family)
@@ -135,12 +146,26 @@ func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) 
 	}
 	var rules []middlebox.Rule
 	if mb := s.Middlebox; mb != nil {
-		rules, err = mb.Box.Rules(s.Family, middlebox.Params{ServicePort: ServicePort, Placement: mb.Placement})
+		// Rules are built before anything runs, so a bad custom rule set
+		// fails the scenario before the first packet.
+		port := uint16(ServicePort)
+		if mb.Port != 0 {
+			port = mb.Port
+		}
+		rules, err = mb.Box.Rules(s.Family, middlebox.Params{ServicePort: port, Placement: mb.Placement})
 		if err != nil {
 			return nil, fmt.Errorf("scenario %q: middlebox %s: %w", s.Name, mb.Box.Name, err)
 		}
-		if err := middlebox.Apply(l, topo.Namespace(mb.Placement.Role()), s.Family, rules); err != nil {
-			return nil, fmt.Errorf("scenario %q: middlebox %s: %w", s.Name, mb.Box.Name, err)
+	}
+	installMiddlebox := func() error {
+		if err := middlebox.Apply(l, topo.Namespace(s.Middlebox.Placement.Role()), s.Family, rules); err != nil {
+			return fmt.Errorf("scenario %q: middlebox %s: %w", s.Name, s.Middlebox.Box.Name, err)
+		}
+		return nil
+	}
+	if s.Middlebox != nil && s.Middlebox.After == 0 {
+		if err := installMiddlebox(); err != nil {
+			return nil, err
 		}
 	}
 	serverAddr, err := topo.Addr(topology.Server, s.Family)
@@ -184,7 +209,12 @@ func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) 
 
 	start := time.Now()
 	client := tfo.DialOptions{Mode: s.Workload.Mode, Run: topo.Namespace(topology.Client).Runner()}
-	for range s.Workload.Connections {
+	for i := range s.Workload.Connections {
+		if s.Middlebox != nil && s.Middlebox.After > 0 && i == s.Middlebox.After {
+			if err := installMiddlebox(); err != nil {
+				return obs, err
+			}
+		}
 		cctx, cancel := context.WithTimeout(ctx, s.Workload.connTimeout())
 		obs.Conns = append(obs.Conns, tfo.Request(cctx, client, srv.Addr(), s.Workload.payload()))
 		cancel()
