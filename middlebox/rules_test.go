@@ -91,7 +91,7 @@ func TestRulesGolden(t *testing.T) {
 		{ServerSide, "INPUT", "OUTPUT"},
 	}
 	fams := []struct {
-		f              topology.Family
+		f                  topology.Family
 		prog, sd, data, sa string
 	}{
 		{topology.IPv4, "iptables", synData4, data4, synAck4},
