@@ -109,6 +109,9 @@ func runScenario(ctx context.Context, s scenarios.Scenario) *lab.Observation {
 // specTimeout bounds a scenario spec: its connections' own bounds plus
 // setup and teardown.
 func specTimeout(s scenarios.Scenario) time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout + 15*time.Second
+	}
 	per := s.Workload.ConnTimeout
 	if per <= 0 {
 		per = scenarios.DefaultConnTimeout

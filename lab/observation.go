@@ -44,8 +44,18 @@ type Observation struct {
 	// SynSchedule is the client namespace's SYN retransmission schedule,
 	// from its sysctls: what timing expectations derive their windows from.
 	SynSchedule SynSchedule
+	// Marks are named moments a scripted workload recorded.
+	Marks []Mark
 
 	captures map[string]*capture.Capture
+}
+
+// Mark is a named moment of a scripted workload; Conns is how many
+// connections had been made by then.
+type Mark struct {
+	Name  string
+	At    time.Time
+	Conns int
 }
 
 // RuleHits is one firewall rule and the packets it matched.
@@ -106,8 +116,12 @@ func (o *Observation) ConnSummary() string {
 		if c.Err != nil {
 			status = "error: " + c.Err.Error()
 		}
-		fmt.Fprintf(&b, "  conn %d %s %s -> %s: syn_data=%t client_fail=%s connected=%s first_byte=%s retrans=%d %s\n",
-			i, c.Mode, c.Local, c.Remote, c.SynData, c.ClientFail, ms(c.Connected), ms(c.FirstByte), c.TotalRetrans, status)
+		label := ""
+		if c.Label != "" {
+			label = " [" + c.Label + "]"
+		}
+		fmt.Fprintf(&b, "  conn %d%s %s %s -> %s: syn_data=%t client_fail=%s connected=%s first_byte=%s retrans=%d %s\n",
+			i, label, c.Mode, c.Local, c.Remote, c.SynData, c.ClientFail, ms(c.Connected), ms(c.FirstByte), c.TotalRetrans, status)
 	}
 	return b.String()
 }
@@ -117,6 +131,15 @@ func (o *Observation) CounterSummary() string {
 	var b strings.Builder
 	for _, r := range o.Roles() {
 		fmt.Fprintf(&b, "%s counters (delta):\n%s", r, o.Counters[r].Table(FastOpenCounters...))
+	}
+	return b.String()
+}
+
+// MarkSummary renders a scripted workload's marks.
+func (o *Observation) MarkSummary() string {
+	var b strings.Builder
+	for _, m := range o.Marks {
+		fmt.Fprintf(&b, "  mark %s %q after %d connections\n", m.At.Format("15:04:05.000000"), m.Name, m.Conns)
 	}
 	return b.String()
 }
@@ -172,7 +195,7 @@ func (o *Observation) MetricsSummary() string {
 // String is the whole observation, as a failure message or report shows it.
 func (o *Observation) String() string {
 	return fmt.Sprintf("scenario %s (server %s, workload %s)\n%s%s%s%s%s",
-		o.Scenario, o.Server, ms(o.Elapsed), o.ConnSummary(), o.MiddleboxSummary(), o.CounterSummary(), o.MetricsSummary(), o.PacketSummary())
+		o.Scenario, o.Server, ms(o.Elapsed), o.ConnSummary()+o.MarkSummary(), o.MiddleboxSummary(), o.CounterSummary(), o.MetricsSummary(), o.PacketSummary())
 }
 
 // WriteArtifacts writes one pcap per captured link and a summary text file

@@ -10,9 +10,9 @@ func TestSynSchedule(t *testing.T) {
 		retries, linear int
 		want            []time.Duration
 	}{
-		{6, 4, []time.Duration{1, 2, 3, 4, 5, 7}},
+		{6, 4, []time.Duration{1, 2, 3, 4, 5, 7, 11, 19, 35, 67}},
 		{6, 0, []time.Duration{1, 3, 7, 15, 31, 63}},
-		{10, 4, []time.Duration{1, 2, 3, 4, 5, 7, 11, 19, 35, 67}},
+		{2, 1, []time.Duration{1, 2, 4}},
 	} {
 		s := NewSynSchedule(tc.retries, tc.linear)
 		if len(s.At) != len(tc.want) {
@@ -23,6 +23,12 @@ func TestSynSchedule(t *testing.T) {
 				t.Errorf("%d/%d: retransmission %d at %v, want %ds", tc.retries, tc.linear, i+1, s.At[i], w)
 			}
 		}
+	}
+	if g := NewSynSchedule(6, 4).GiveUp(); g != 131*time.Second {
+		t.Errorf("GiveUp(6, 4) = %v, want 131s", g)
+	}
+	if g := NewSynSchedule(6, 0).GiveUp(); g != 127*time.Second {
+		t.Errorf("GiveUp(6, 0) = %v, want 127s", g)
 	}
 	lo, hi, err := NewSynSchedule(6, 4).Window(1)
 	if err != nil || lo != time.Second-Jiffy || hi != 2*time.Second {

@@ -315,6 +315,21 @@ var catalogue = []Middlebox{
 		}),
 	},
 	{
+		Name: "drop-tfo-replies",
+		Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload and " +
+			"drops every packet the server sends back on marked flows: SYN-ACKs and data alike. The SYN itself " +
+			"passes (a drop before conntrack confirms the entry would lose the mark), so the server serves the " +
+			"request, but the client hears nothing and its SYN times out again and again: the pure blackhole that " +
+			"trips the kernel's detection at the 3rd SYN timeout, with no server data to re-arm it.",
+		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
+			mark := fmt.Sprintf("0x%x", TFOMark)
+			return []Rule{
+				rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port, "-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "CONNMARK", "--set-mark", mark),
+				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "-m", "connmark", "--mark", mark, "-j", "DROP"),
+			}
+		}),
+	},
+	{
 		Name: "drop-synack-data",
 		Description: "Drops SYN-ACKs from the service port that carry TCP payload (xt_bpf, exact as for " +
 			"drop-syn-data). A Linux server never puts data in its SYN-ACK, but other stacks may: this is the " +

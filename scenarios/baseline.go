@@ -27,7 +27,7 @@ const serverQueue = 16
 
 // Catalogue returns every scenario the suite runs, freshly built.
 func Catalogue() []Scenario {
-	return append(Baseline(), Middleboxes()...)
+	return append(append(Blackhole(), Baseline()...), Middleboxes()...)
 }
 
 // Baseline is the foundation's matrix: Direct and Routed, IPv4 and IPv6,

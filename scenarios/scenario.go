@@ -61,6 +61,13 @@ type Scenario struct {
 	// Middlebox is the firewall behaviour installed between client and
 	// server (nil: none), in the namespace its placement names.
 	Middlebox *MiddleboxSpec
+	// Script, if set, replaces the Workload's loop of connections (the
+	// Workload still gives the mode): the timeline the blackhole scenarios
+	// need. Servers on SilentPort and EchoPort run beside the service.
+	Script Script
+	// Timeout bounds a scripted scenario's timeline (the suite adds setup
+	// and teardown); a Workload's bound follows from its connections.
+	Timeout time.Duration
 	// Expect are matchers over *lab.Observation; every one must hold.
 	Expect []types.GomegaMatcher
 }
@@ -101,10 +108,10 @@ func (s Scenario) Validate() error {
 			return fmt.Errorf("scenario %q: sysctls for %q, which topology %s lacks", s.Name, r, s.Topology.Name)
 		}
 	}
-	if s.Workload.Connections < 1 {
+	if s.Script == nil && s.Workload.Connections < 1 {
 		return fmt.Errorf("scenario %q: workload needs at least one connection", s.Name)
 	}
-	if mb := s.Middlebox; mb != nil && (mb.After < 0 || mb.After >= s.Workload.Connections) {
+	if mb := s.Middlebox; mb != nil && s.Script == nil && (mb.After < 0 || (mb.After > 0 && mb.After >= s.Workload.Connections)) {
 		return fmt.Errorf("scenario %q: middlebox after %d connections, but the workload makes %d", s.Name, mb.After, s.Workload.Connections)
 	}
 	if s.Family != topology.IPv4 && s.Family != topology.IPv6 {
@@ -208,8 +215,16 @@ func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) 
 	}
 
 	start := time.Now()
+	if s.Script != nil {
+		if err := runScript(ctx, l, topo, s, serverAddr, obs, installMiddlebox); err != nil {
+			return obs, fmt.Errorf("scenario %q: %w", s.Name, err)
+		}
+	}
 	client := tfo.DialOptions{Mode: s.Workload.Mode, Run: topo.Namespace(topology.Client).Runner()}
 	for i := range s.Workload.Connections {
+		if s.Script != nil {
+			break
+		}
 		if s.Middlebox != nil && s.Middlebox.After > 0 && i == s.Middlebox.After {
 			if err := installMiddlebox(); err != nil {
 				return obs, err
@@ -257,6 +272,30 @@ func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) 
 		}
 	}
 	return obs, nil
+}
+
+// runScript starts the extra servers a Script may use and runs it.
+func runScript(ctx context.Context, l *lab.Lab, topo *topology.Topology, s Scenario, server netip.Addr, obs *lab.Observation, install func() error) error {
+	for _, x := range []struct {
+		port  uint16
+		reply []byte
+	}{{SilentPort, []byte{}}, {EchoPort, nil}} {
+		srv, err := tfo.Listen(tfo.ServerOptions{
+			Addr:          netip.AddrPortFrom(server, x.port),
+			Run:           topo.Namespace(topology.Server).Runner(),
+			FastOpenQueue: s.Server.FastOpenQueue,
+			Reply:         x.reply,
+		})
+		if err != nil {
+			return fmt.Errorf("start server on port %d: %w", x.port, err)
+		}
+		l.Defer("server "+srv.Addr().String(), srv.Close)
+	}
+	env := &Env{Topo: topo, Obs: obs, family: s.Family, mode: s.Workload.Mode, server: server}
+	if s.Middlebox != nil && s.Middlebox.After > 0 {
+		env.install = install
+	}
+	return s.Script(ctx, env)
 }
 
 // startCaptures captures on the client's and the server's interface: what

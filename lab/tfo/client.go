@@ -57,12 +57,21 @@ type DialOptions struct {
 	// Local, if valid, is bound before connecting. Its port may be 0. It must
 	// be of the same address family as the remote address.
 	Local netip.AddrPort
+	// Abort closes with SO_LINGER {on, 0}: an RST and an immediate teardown
+	// (tcp_disconnect) instead of a FIN and a socket that lingers in the
+	// FIN-WAIT states. The kernel's out-of-order-FIN blackhole check runs at
+	// that teardown.
+	Abort bool
+	// Label says what the workload meant the connection for ("probe",
+	// "detect-1", ...); it is copied to Result.Label.
+	Label string
 }
 
 // Result describes one client connection. All durations are measured from
 // Start, taken just before the first syscall that puts a packet on the wire
 // (sendto or connect); socket creation is not included.
 type Result struct {
+	Label         string
 	Mode          Mode
 	Local, Remote netip.AddrPort
 	// Request is the payload sent; Response is every byte read up to EOF.
@@ -108,6 +117,7 @@ func Request(ctx context.Context, opts DialOptions, remote netip.AddrPort, paylo
 			Mode:    opts.Mode,
 			Remote:  remote,
 			Request: bytes.Clone(payload),
+			Label:   opts.Label,
 		},
 	}
 	c.do()
@@ -205,6 +215,11 @@ func (c *client) do() {
 			la := c.opts.Local.Addr().Unmap()
 			if err := unix.Bind(fd, sockaddr(la, c.opts.Local.Port(), 0)); err != nil {
 				return fmt.Errorf("bind %s: %w", c.opts.Local, err)
+			}
+		}
+		if c.opts.Abort {
+			if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+				return fmt.Errorf("setsockopt SO_LINGER: %w", err)
 			}
 		}
 		if c.opts.Mode == ModeConnect {
