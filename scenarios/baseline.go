@@ -222,6 +222,11 @@ func Mutants() []Mutant {
 		s.Middlebox.Port = ServicePort + 1
 		out = append(out, Mutant{fmt.Sprintf("%s middlebox pointed at port %d instead of %d", s.Middlebox.Box.Name, ServicePort+1, ServicePort), s})
 	}
+	// The pause timing must be able to fail: without the exchange that
+	// re-arms the backoff, the second pause is 2 s, not the 1 s expected.
+	noRearm := BlackholeRearmBySuccess()
+	noRearm.Script = withoutRearm(noRearm.Script)
+	out = append(out, Mutant{"blackhole re-arm scenario without its re-arming TFO exchange", noRearm})
 	custom := CustomRules(topology.IPv4, tfo.ModeSendto)
 	custom.Middlebox.Box = middlebox.Custom(nil)
 	return append(out, Mutant{"custom middlebox with an empty rules file", custom})

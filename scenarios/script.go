@@ -40,6 +40,9 @@ type Env struct {
 	// install puts the middlebox in place when MiddleboxSpec.After > 0.
 	install func() error
 	mu      sync.Mutex // guards Obs.Conns and Obs.Marks: probes overlap
+	// skipRearm leaves out BlackholeRearmBySuccess's re-arming exchange
+	// (self-check only).
+	skipRearm bool
 }
 
 func (e *Env) record(r tfo.Result) {
