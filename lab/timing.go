@@ -46,20 +46,6 @@ func NewSynSchedule(retries, linear int) SynSchedule {
 	return s
 }
 
-// GiveUp is when the connect fails with ETIMEDOUT: the last retransmission
-// plus one more, doubled, timeout.
-func (s SynSchedule) GiveUp() time.Duration {
-	n := len(s.At)
-	if n == 0 {
-		return InitialRTO
-	}
-	last := InitialRTO
-	if n >= 2 {
-		last = s.At[n-1] - s.At[n-2]
-	}
-	return s.At[n-1] + 2*last
-}
-
 // Window returns the interval in which something that waited for exactly n
 // SYN retransmissions (n ≥ 1) completes: no earlier than retransmission n
 // (less one jiffy of timer granularity), and before retransmission n+1,

@@ -24,12 +24,6 @@ func TestSynSchedule(t *testing.T) {
 			}
 		}
 	}
-	if g := NewSynSchedule(6, 4).GiveUp(); g != 131*time.Second {
-		t.Errorf("GiveUp(6, 4) = %v, want 131s", g)
-	}
-	if g := NewSynSchedule(6, 0).GiveUp(); g != 127*time.Second {
-		t.Errorf("GiveUp(6, 0) = %v, want 127s", g)
-	}
 	lo, hi, err := NewSynSchedule(6, 4).Window(1)
 	if err != nil || lo != time.Second-Jiffy || hi != 2*time.Second {
 		t.Fatalf("Window(1) = %v, %v, %v", lo, hi, err)

@@ -226,15 +226,21 @@ func builder(gen func(f topology.Family, p Params, port string) []Rule) func(top
 	}
 }
 
-// markTFOFlows marks (CONNMARK, mangle table) every flow whose SYN to the
-// service port carries option 34, option 254, or payload.
+// markSynData marks (CONNMARK, mangle table) every flow whose SYN to the
+// service port carries payload.
+func markSynData(f topology.Family, p Params, port string) Rule {
+	return rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port, "-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "CONNMARK", "--set-mark", fmt.Sprintf("0x%x", TFOMark))
+}
+
+// markTFOFlows marks every flow whose SYN to the service port carries
+// option 34, option 254, or payload.
 func markTFOFlows(f topology.Family, p Params, port string) []Rule {
 	mark := fmt.Sprintf("0x%x", TFOMark)
 	c := p.Placement.toServer()
 	return []Rule{
 		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "34", "-j", "CONNMARK", "--set-mark", mark),
 		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "254", "-j", "CONNMARK", "--set-mark", mark),
-		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "CONNMARK", "--set-mark", mark),
+		markSynData(f, p, port),
 	}
 }
 
@@ -290,12 +296,9 @@ var catalogue = []Middlebox{
 			"SYNs (same 5-tuple) stay marked and the whole connection is blackholed until the entry expires " +
 			"(nf_conntrack_tcp_timeout_syn_sent); cookie requests and plain SYNs are not marked and pass.",
 		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			mark := fmt.Sprintf("0x%x", TFOMark)
-			return []Rule{
-				rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port, "-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "CONNMARK", "--set-mark", mark),
+			return []Rule{markSynData(f, p, port),
 				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
-					"-m", "connmark", "--mark", mark, "-j", "DROP"),
-			}
+					"-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP")}
 		}),
 	},
 	{
@@ -322,11 +325,8 @@ var catalogue = []Middlebox{
 			"request, but the client hears nothing and its SYN times out again and again: the pure blackhole that " +
 			"trips the kernel's detection at the 3rd SYN timeout, with no server data to re-arm it.",
 		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			mark := fmt.Sprintf("0x%x", TFOMark)
-			return []Rule{
-				rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port, "-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "CONNMARK", "--set-mark", mark),
-				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "-m", "connmark", "--mark", mark, "-j", "DROP"),
-			}
+			return []Rule{markSynData(f, p, port),
+				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP")}
 		}),
 	},
 	{

@@ -115,11 +115,16 @@ type detection struct{ earliest, seen time.Time }
 // drops it as soon as the client namespace has counted k blackholes in
 // all. It reports whether detection came before the connection's bound.
 func detect(ctx context.Context, env *Env, k int) (detection, bool, error) {
+	return detectOn(ctx, env, fmt.Sprintf("detect-%d", k), ServicePort, k)
+}
+
+// detectOn is detect for a connection with any label and port.
+func detectOn(ctx context.Context, env *Env, label string, port uint16, k int) (detection, bool, error) {
 	// Detection is due at the 3rd retransmission; the bound gives the
 	// kernel's timers two more RTOs, since on this VM they fire up to
 	// 0.3 s late each and the lateness adds up.
 	bound := env.Obs.SynSchedule.At[3] + lab.InitialRTO
-	r, seen, err := env.DialUntil(ctx, fmt.Sprintf("detect-%d", k), ServicePort, bound, detectPoll, func() (bool, error) {
+	r, seen, err := env.DialUntil(ctx, label, port, bound, detectPoll, func() (bool, error) {
 		v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
 		return v >= int64(k), err
 	})
@@ -449,13 +454,7 @@ func BlackholeDeadServerWithTFO() Scenario {
 		seconds(BlackholeTimeout), deadServer(),
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
-			if _, ok, err := func() (time.Time, bool, error) {
-				_, at, err := env.DialUntil(ctx, "dead", DeadPort, stallBound(env), detectPoll, func() (bool, error) {
-					v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
-					return v >= 1, err
-				})
-				return at, !at.IsZero(), err
-			}(); err != nil || !ok {
+			if _, ok, err := detectOn(ctx, env, "dead", DeadPort, 1); err != nil || !ok {
 				return err
 			}
 			env.Dial(ctx, "during", ServicePort, lab.InitialRTO)

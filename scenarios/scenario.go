@@ -291,7 +291,7 @@ func runScript(ctx context.Context, l *lab.Lab, topo *topology.Topology, s Scena
 		}
 		l.Defer("server "+srv.Addr().String(), srv.Close)
 	}
-	env := &Env{Topo: topo, Obs: obs, family: s.Family, mode: s.Workload.Mode, server: server}
+	env := &Env{Topo: topo, Obs: obs, mode: s.Workload.Mode, server: server}
 	if s.Middlebox != nil && s.Middlebox.After > 0 {
 		env.install = install
 	}

@@ -34,7 +34,6 @@ type Script func(ctx context.Context, env *Env) error
 type Env struct {
 	Topo   *topology.Topology
 	Obs    *lab.Observation
-	family topology.Family
 	mode   tfo.Mode
 	server netip.Addr
 	// install puts the middlebox in place when MiddleboxSpec.After > 0.
