@@ -87,6 +87,28 @@ func Responded() ConnCheck {
 	}
 }
 
+// RepliedWith expects the connection to have completed with exactly want
+// as the reply: a server that speaks first (Scenario.Server.Greeting)
+// rather than echoing.
+func RepliedWith(want []byte) ConnCheck {
+	return ConnCheck{
+		desc: fmt.Sprintf("got the server's reply %q intact", want),
+		check: func(o *lab.Observation, i int) (bool, string) {
+			c := o.Conns[i]
+			if c.Err != nil {
+				if c.Stalled {
+					return false, fmt.Sprintf("stalled: %v", c.Err)
+				}
+				return false, fmt.Sprintf("failed: %v", c.Err)
+			}
+			if !bytes.Equal(c.Response, want) {
+				return false, fmt.Sprintf("response %q", c.Response)
+			}
+			return true, ""
+		},
+	}
+}
+
 // SynDataAcked expects tcpi_options to carry TCPI_OPT_SYN_DATA (want=true):
 // the client's SYN carried data and the server acknowledged it.
 func SynDataAcked(want bool) ConnCheck {

@@ -218,6 +218,7 @@ func Mutants() []Mutant {
 		DropTFOSynAck(topology.IPv4, tfo.ModeSendto),
 		BlackholeAfterHandshake(topology.IPv4, tfo.ModeSendto),
 		DropSynData(topology.IPv4, tfo.ModeSendto, middlebox.ClientSide),
+		DropSynAckData(topology.IPv4, tfo.ModeSendto),
 	} {
 		s.Middlebox.Port = ServicePort + 1
 		out = append(out, Mutant{fmt.Sprintf("%s middlebox pointed at port %d instead of %d", s.Middlebox.Box.Name, ServicePort+1, ServicePort), s})

@@ -53,7 +53,7 @@ func Middleboxes() []Scenario {
 		StripTFOOptionFromStart(topology.IPv4, tfo.ModeSendto),
 		CustomRules(topology.IPv4, tfo.ModeSendto),
 	)
-	return out
+	return append(out, SynAckData()...)
 }
 
 func mustMiddlebox(name string) middlebox.Middlebox {

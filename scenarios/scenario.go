@@ -44,6 +44,18 @@ type Workload struct {
 // Server is the TFO server's configuration.
 type Server struct {
 	FastOpenQueue int // TCP_FASTOPEN backlog; 0 = not set on the listener
+	// Greeting, if set, replaces the kernel's listener on ServicePort with
+	// lab/rawpeer, a scripted server that speaks first: it answers a TFO
+	// SYN with a SYN-ACK that carries Greeting (and Cookie for a cookie
+	// request, and acknowledges the SYN's data), as some non-Linux stacks
+	// may; a plain SYN gets a plain SYN-ACK and Greeting after the
+	// handshake. The client reads Greeting, not an echo. A Linux server
+	// never puts data in a SYN-ACK, so this is the only way to put one on
+	// the wire.
+	Greeting []byte
+	// Cookie is the TFO cookie the scripted server hands out (with
+	// Greeting only); nil never grants one.
+	Cookie []byte
 }
 
 // Scenario is one entry of the catalogue.
@@ -114,6 +126,12 @@ func (s Scenario) Validate() error {
 	if mb := s.Middlebox; mb != nil && s.Script == nil && (mb.After < 0 || (mb.After > 0 && mb.After >= s.Workload.Connections)) {
 		return fmt.Errorf("scenario %q: middlebox after %d connections, but the workload makes %d", s.Name, mb.After, s.Workload.Connections)
 	}
+	if s.Server.Cookie != nil && s.Server.Greeting == nil {
+		return fmt.Errorf("scenario %q: a server cookie needs a greeting (only the scripted server hands cookies out)", s.Name)
+	}
+	if g := s.Server.Greeting; g != nil && len(g) == 0 {
+		return fmt.Errorf("scenario %q: empty greeting (nil means the kernel's listener)", s.Name)
+	}
 	if s.Family != topology.IPv4 && s.Family != topology.IPv6 {
 		return fmt.Errorf("scenario %q: family %d is neither IPv4 nor IPv6", s.Name, s.Family)
 	}
@@ -179,15 +197,10 @@ func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) 
 	if err != nil {
 		return nil, err
 	}
-	srv, err := tfo.Listen(tfo.ServerOptions{
-		Addr:          netip.AddrPortFrom(serverAddr, ServicePort),
-		Run:           topo.Namespace(topology.Server).Runner(),
-		FastOpenQueue: s.Server.FastOpenQueue,
-	})
+	srv, err := startService(ctx, l, topo, s, netip.AddrPortFrom(serverAddr, ServicePort))
 	if err != nil {
 		return nil, fmt.Errorf("scenario %q: start server: %w", s.Name, err)
 	}
-	l.Defer("server "+srv.Addr().String(), srv.Close)
 
 	obs := &lab.Observation{
 		Scenario:     s.Name,

@@ -51,8 +51,14 @@ type ConnRecord struct {
 	SynPayload []byte
 	// CookieSent: the SYN-ACK carried Options.Cookie.
 	CookieSent bool
-	// SynAckData is the payload the SYN-ACK carried (Options.SynAckData).
+	// SynAckData is the payload the SYN-ACK carried (Options.SynAckData;
+	// nil when Options.SynAckDataOnlyForTFO kept it out of the SYN-ACK of
+	// a plain SYN).
 	SynAckData []byte
+	// DataAfterHandshake: the SYN-ACK was plain (SynAckDataOnlyForTFO and
+	// a SYN without a TFO option), and Options.SynAckData followed the
+	// handshake as an ordinary segment, as a server that speaks first does.
+	DataAfterHandshake bool
 	// HandshakeAcked: the client acknowledged the SYN-ACK. HandshakeAck is
 	// the acknowledgement number of that first ACK (ServerISN+1 when it did
 	// not cover the SYN-ACK's payload, ServerISN+1+len(SynAckData) when it
@@ -60,8 +66,9 @@ type ConnRecord struct {
 	HandshakeAcked   bool
 	HandshakeAck     uint32
 	HandshakeAckTime time.Time
-	// SynAckDataAcked: some ACK from the client covered all of SynAckData
-	// (in the handshake, or later after the peer resent it).
+	// SynAckDataAcked: some ACK from the client covered all of the peer's
+	// payload (in the handshake, or later after the peer resent it or sent
+	// it after the handshake).
 	SynAckDataAcked bool
 	// PayloadResent: the client's first ACK left the SYN-ACK's payload out,
 	// so the peer sent the payload again at once, as an ordinary segment.
@@ -138,7 +145,9 @@ type engine struct {
 	synAckData []byte
 	cookie     []byte
 	ackSynData bool
-	isn        func() uint32
+	// dataOnlyForTFO keeps synAckData out of the SYN-ACK of a plain SYN.
+	dataOnlyForTFO bool
+	isn            func() uint32
 
 	conns map[netip.AddrPort]*conn // the latest connection per client address
 	all   []*conn                  // every connection, in SYN order
@@ -149,6 +158,10 @@ type conn struct {
 	peerMAC net.HardwareAddr
 	// fastOpen is the TFO option the SYN-ACK carries, nil for none.
 	fastOpen *capture.FastOpenOption
+	// data is the peer's payload, at ISN+1; dataInSynAck: the SYN-ACK
+	// carries it (else it follows the handshake).
+	data         []byte
+	dataInSynAck bool
 
 	iss, sndUna, sndNxt uint32
 	rcvNxt              uint32
@@ -165,7 +178,7 @@ func seqLEQ(a, b uint32) bool { return int32(a-b) <= 0 }
 
 // dataEnd is the sequence number just past the SYN-ACK's payload, which is
 // where the peer's FIN goes.
-func (c *conn) dataEnd() uint32 { return c.iss + 1 + uint32(len(c.rec.SynAckData)) }
+func (c *conn) dataEnd() uint32 { return c.iss + 1 + uint32(len(c.data)) }
 
 // segFrom builds the segment that (re)sends everything from seq from on:
 // the SYN-ACK when from is the ISN and the handshake is not done, else
@@ -183,11 +196,13 @@ func (e *engine) segFrom(c *conn, from uint32) segment {
 		s.flags |= capture.FlagSYN
 		s.mss = e.mss
 		s.fastOpen = c.fastOpen
-		s.payload = c.rec.SynAckData
+		if c.dataInSynAck {
+			s.payload = c.data
+		}
 		return s
 	}
-	if off := int(from - (c.iss + 1)); seqLEQ(c.iss+1, from) && off < len(c.rec.SynAckData) {
-		s.payload = c.rec.SynAckData[off:]
+	if off := int(from - (c.iss + 1)); seqLEQ(c.iss+1, from) && off < len(c.data) {
+		s.payload = c.data[off:]
 		s.flags |= capture.FlagPSH
 	}
 	if c.finSent && seqLEQ(from, c.dataEnd()) {
@@ -256,7 +271,8 @@ func (e *engine) handle(p capture.Packet, peerMAC net.HardwareAddr, now time.Tim
 		c.rec.HandshakeAck = p.Ack
 		c.rec.HandshakeAckTime = now
 		// The client took the SYN but not the SYN-ACK's payload: send the
-		// payload again at once instead of waiting for the timer.
+		// payload again at once instead of waiting for the timer. After a
+		// plain SYN-ACK this is how the payload goes out the first time.
 		rexmitHandshake = seqLT(p.Ack, c.sndNxt)
 	}
 	if seqLT(c.sndUna, p.Ack) && seqLEQ(p.Ack, c.sndNxt) {
@@ -296,7 +312,7 @@ func (e *engine) handle(p capture.Packet, peerMAC net.HardwareAddr, now time.Tim
 	switch {
 	case rexmitHandshake:
 		out = append(out, e.segFrom(c, p.Ack))
-		c.rec.PayloadResent = true
+		c.rec.PayloadResent = c.dataInSynAck
 	case c.sndNxt != oldNxt:
 		out = append(out, e.segFrom(c, oldNxt)) // the new FIN, acking everything
 	case needAck:
@@ -317,11 +333,17 @@ func (e *engine) newConn(p capture.Packet, peerMAC net.HardwareAddr, now time.Ti
 			SYNs:       1,
 			SYNTime:    now,
 			SynPayload: bytes.Clone(p.Payload),
-			SynAckData: e.synAckData,
 		},
-		peerMAC: bytes.Clone(peerMAC),
-		rcvNxt:  p.Seq + 1,
-		rto:     initialRTO,
+		peerMAC:      bytes.Clone(peerMAC),
+		rcvNxt:       p.Seq + 1,
+		rto:          initialRTO,
+		data:         e.synAckData,
+		dataInSynAck: p.FastOpen != nil || !e.dataOnlyForTFO,
+	}
+	if c.dataInSynAck {
+		c.rec.SynAckData = c.data
+	} else {
+		c.rec.DataAfterHandshake = len(c.data) > 0
 	}
 	if fo := p.FastOpen; fo != nil {
 		c.rec.ExperimentalOption = fo.Experimental

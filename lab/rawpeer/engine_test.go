@@ -234,3 +234,35 @@ func TestStartValidation(t *testing.T) {
 		}
 	}
 }
+
+// With SynAckDataOnlyForTFO a plain SYN gets a plain SYN-ACK and the
+// payload follows the handshake; a TFO SYN gets it in the SYN-ACK, and so
+// does every retransmission of that SYN, even one without the option (a
+// Linux client retransmits its SYN without TFO option or data).
+func TestEngineSynAckDataOnlyForTFO(t *testing.T) {
+	e := newTestEngine(cookie8, true)
+	e.dataOnlyForTFO = true
+	now := time.Unix(1000, 0)
+
+	one(t, "plain SYN", e.handle(fromClient(t, capture.FlagSYN, clientISN, 0, nil, nil), clientMAC, now), sa, serverISN, clientISN+1, nil)
+	one(t, "handshake ACK", e.handle(fromClient(t, ack, clientISN+1, serverISN+1, nil, nil), clientMAC, now), pa, serverISN+1, clientISN+1, testData)
+	r := e.records()[0]
+	if r.SynAckData != nil || !r.DataAfterHandshake || r.PayloadResent || r.SynAckDataAcked {
+		t.Errorf("plain SYN record: %s", r)
+	}
+	end := uint32(serverISN + 1 + len(testData))
+	e.handle(fromClient(t, ack, clientISN+1, end, nil, nil), clientMAC, now)
+	if r := e.records()[0]; !r.SynAckDataAcked {
+		t.Errorf("payload acked, record says not: %s", r)
+	}
+
+	const isn2 = clientISN + 100000
+	fo := &capture.FastOpenOption{Cookie: cookie8}
+	rcv := isn2 + 1 + uint32(len(request))
+	one(t, "TFO SYN", e.handle(fromClient(t, capture.FlagSYN, isn2, 0, fo, request), clientMAC, now), sa, serverISN, rcv, testData)
+	one(t, "plain retransmission", e.handle(fromClient(t, capture.FlagSYN, isn2, 0, nil, nil), clientMAC, now), sa, serverISN, rcv, testData)
+	r = e.records()[1]
+	if !bytes.Equal(r.SynAckData, testData) || r.DataAfterHandshake || r.SYNs != 2 {
+		t.Errorf("TFO SYN record: %s", r)
+	}
+}

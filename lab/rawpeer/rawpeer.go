@@ -78,6 +78,14 @@ type Options struct {
 	// client ISN+1+len), as a TFO server that accepted it would. By default
 	// (false) SYN data is never acknowledged and the client must resend it.
 	AckSynData bool
+	// SynAckDataOnlyForTFO puts SynAckData in the SYN-ACK only when the
+	// connection's SYN carried a TFO option (a cookie or a request): a
+	// plain SYN gets a plain SYN-ACK and the same bytes follow the
+	// handshake as an ordinary segment. It models a server that speaks
+	// first (a banner) and saves a round trip only for TFO clients. What
+	// the first SYN decided holds for the connection: its SYN-ACK, and
+	// every retransmission of it, is the same.
+	SynAckDataOnlyForTFO bool
 }
 
 // Peer is a running responder. Its methods are safe for concurrent use.
@@ -173,13 +181,14 @@ func Start(ctx context.Context, opts Options) (*Peer, error) {
 		f:       os.NewFile(uintptr(fd), "rawpeer-"+opts.Interface),
 		ifindex: iface.Index,
 		eng: &engine{
-			addr:       addr,
-			mac:        iface.HardwareAddr,
-			mss:        uint16(mss),
-			synAckData: append([]byte(nil), opts.SynAckData...),
-			cookie:     append([]byte(nil), opts.Cookie...),
-			ackSynData: opts.AckSynData,
-			isn:        rand.Uint32,
+			addr:           addr,
+			mac:            iface.HardwareAddr,
+			mss:            uint16(mss),
+			synAckData:     append([]byte(nil), opts.SynAckData...),
+			cookie:         append([]byte(nil), opts.Cookie...),
+			ackSynData:     opts.AckSynData,
+			dataOnlyForTFO: opts.SynAckDataOnlyForTFO,
+			isn:            rand.Uint32,
 		},
 		changed: make(chan struct{}),
 		closing: make(chan struct{}),
