@@ -72,17 +72,7 @@ func Responded() ConnCheck {
 	return ConnCheck{
 		desc: "got its request echoed back intact",
 		check: func(o *lab.Observation, i int) (bool, string) {
-			c := o.Conns[i]
-			if c.Err != nil {
-				if c.Stalled {
-					return false, fmt.Sprintf("stalled: %v", c.Err)
-				}
-				return false, fmt.Sprintf("failed: %v", c.Err)
-			}
-			if !bytes.Equal(c.Response, c.Request) {
-				return false, fmt.Sprintf("response %q, want %q", c.Response, c.Request)
-			}
-			return true, ""
+			return replied(o.Conns[i], o.Conns[i].Request)
 		},
 	}
 }
@@ -94,19 +84,23 @@ func RepliedWith(want []byte) ConnCheck {
 	return ConnCheck{
 		desc: fmt.Sprintf("got the server's reply %q intact", want),
 		check: func(o *lab.Observation, i int) (bool, string) {
-			c := o.Conns[i]
-			if c.Err != nil {
-				if c.Stalled {
-					return false, fmt.Sprintf("stalled: %v", c.Err)
-				}
-				return false, fmt.Sprintf("failed: %v", c.Err)
-			}
-			if !bytes.Equal(c.Response, want) {
-				return false, fmt.Sprintf("response %q", c.Response)
-			}
-			return true, ""
+			return replied(o.Conns[i], want)
 		},
 	}
+}
+
+// replied checks that c completed with exactly want as its response.
+func replied(c tfo.Result, want []byte) (bool, string) {
+	if c.Err != nil {
+		if c.Stalled {
+			return false, fmt.Sprintf("stalled: %v", c.Err)
+		}
+		return false, fmt.Sprintf("failed: %v", c.Err)
+	}
+	if !bytes.Equal(c.Response, want) {
+		return false, fmt.Sprintf("response %q, want %q", c.Response, want)
+	}
+	return true, ""
 }
 
 // SynDataAcked expects tcpi_options to carry TCPI_OPT_SYN_DATA (want=true):
