@@ -74,16 +74,36 @@ func (o *Observation) AddCapture(c *capture.Capture) {
 
 // ConnPackets returns the packets of connection i captured on link: those
 // between the connection's client address/port and its server address/port.
+// The client may reuse a port for a later connection to the same server
+// port (the server, closing first, holds the TIME-WAIT); such connections
+// share the 4-tuple, so each gets only the packets from its own start to
+// the next one's start.
 func (o *Observation) ConnPackets(i int, link string) []capture.Packet {
 	if i < 0 || i >= len(o.Conns) {
 		return nil
 	}
 	c := o.Conns[i]
+	var from, until time.Time // zero: unbounded
+	for j, d := range o.Conns {
+		if j == i || d.Local != c.Local || d.Remote != c.Remote {
+			continue
+		}
+		switch {
+		case d.Start.Before(c.Start) || (d.Start.Equal(c.Start) && j < i):
+			from = c.Start
+		case until.IsZero() || d.Start.Before(until):
+			until = d.Start
+		}
+	}
 	var out []capture.Packet
 	for _, p := range o.Packets[link] {
-		if (p.Src == c.Local && p.Dst == c.Remote) || (p.Src == c.Remote && p.Dst == c.Local) {
-			out = append(out, p)
+		if (p.Src != c.Local || p.Dst != c.Remote) && (p.Src != c.Remote || p.Dst != c.Local) {
+			continue
 		}
+		if (!from.IsZero() && p.Time.Before(from)) || (!until.IsZero() && !p.Time.Before(until)) {
+			continue
+		}
+		out = append(out, p)
 	}
 	return out
 }
