@@ -31,7 +31,7 @@ const (
 	// ProbeEvery is how often a pause's end is probed; MaxProbeGap bounds
 	// the bracket around the end (a probe takes well under 1 ms here, the
 	// rest is scheduling), i.e. the lab's timing resolution for pauses.
-	ProbeEvery = 5 * time.Millisecond
+	ProbeEvery = 10 * time.Millisecond
 	// MaxProbeGap bounds the bracket, i.e. the measurement's precision.
 	// Probes start ProbeEvery apart, but on this 2-core VM the client
 	// process sometimes sends nothing for 0.4–0.7 s right around a pause's
@@ -40,10 +40,11 @@ const (
 	// bracket checks themselves are exact to a jiffy.
 	MaxProbeGap = time.Second
 	// denseLead is how long before a pause's earliest possible end the
-	// dense probing starts: room for a wake-up that comes late on a
-	// loaded VM (0.2 s and more was seen), so a plain probe still lands
-	// before the end.
-	denseLead = 300 * time.Millisecond
+	// dense probing starts (at most from halfway): room for a wake-up that
+	// comes late on a loaded VM, so a plain probe still lands before the
+	// end. With the whole suite in parallel on 2 cores, sleeps here were
+	// seen to end 0.84 s late; a 300 ms lead missed a pause's end once.
+	denseLead = time.Second
 	// detectPoll is how often the client's TCPFastOpenBlackhole counter is
 	// read while a detection is awaited.
 	detectPoll = 2 * time.Millisecond
@@ -155,7 +156,7 @@ func watchPause(ctx context.Context, env *Env, k int, d detection, want time.Dur
 	if r := env.Dial(ctx, label, SilentPort, lab.InitialRTO); r.SynData {
 		return nil // over already: PauseLasted says by how much
 	}
-	if err := sleepCtx(ctx, time.Until(d.earliest.Add(want-denseLead))); err != nil {
+	if err := sleepCtx(ctx, time.Until(d.earliest.Add(want-min(denseLead, want/2)))); err != nil {
 		return err
 	}
 	// Probes overlap (one starts every ProbeEvery whether or not the last
