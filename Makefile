@@ -23,6 +23,11 @@ GINKGO_FLAGS := -p --procs=$(PROCS) --timeout=$(TIMEOUT) --output-dir=$(OUT) \
 ifneq ($(strip $(RULES)),)
 export TFOLAB_RULES := $(abspath $(RULES))
 endif
+# Colour only for a terminal: CI logs and files stay plain text. ($(shell)'s
+# stdout is a pipe, so test make's stderr, which it inherits.)
+ifneq ($(shell test -t 2 && echo tty),tty)
+GINKGO_FLAGS += --no-color
+endif
 ifneq ($(strip $(LABELS)),)
 GINKGO_FLAGS += --label-filter='$(LABELS)'
 endif
