@@ -89,9 +89,9 @@ func (o *Observation) ConnPackets(i int, link string) []capture.Packet {
 			continue
 		}
 		switch {
-		case d.Start.Before(c.Start) || (d.Start.Equal(c.Start) && j < i):
+		case d.Start.Before(c.Start):
 			from = c.Start
-		case until.IsZero() || d.Start.Before(until):
+		case d.Start.After(c.Start) && (until.IsZero() || d.Start.Before(until)):
 			until = d.Start
 		}
 	}

@@ -99,6 +99,18 @@ func cookieLearned() types.GomegaMatcher {
 		FirstByteAfterSynRetransmissions(0))
 }
 
+// unansweredTFOSyn is the client link of a TFO connection that gets no
+// SYN-ACK: its SYN with cookie and data, then n retransmissions that carry
+// neither option 34 nor data (tcp_send_syn_data excludes both from
+// retries).
+func unansweredTFOSyn(n int) ConnCheck {
+	steps := []Step{ClientSYN().WithCookie().WithPayload(payloadLen)}
+	for i := 0; i < n; i++ {
+		steps = append(steps, ClientSYN().WithoutFastOpen().WithoutPayload())
+	}
+	return Dialogue("client", steps...)
+}
+
 // DropSynData: a firewall that silently drops SYNs carrying payload.
 //
 // Router or server side: the cookie request (no payload) passes, so the
@@ -328,10 +340,7 @@ func DropTFOSynAck(fam topology.Family, mode tfo.Mode) Scenario {
 		"SYN-ACKs of flows whose SYN carried data dropped: the server has the request, the client stalls in SYN-SENT")
 	s.Workload.ConnTimeout = StallBound
 	stalled := []ConnCheck{
-		Dialogue("client",
-			ClientSYN().WithCookie().WithPayload(payloadLen),
-			ClientSYN().WithoutFastOpen().WithoutPayload(),
-			ClientSYN().WithoutFastOpen().WithoutPayload()),
+		unansweredTFOSyn(2),
 		NoPacket("client", ServerSYNACK()),
 		Dialogue("server",
 			ClientSYN().WithCookie().WithPayload(payloadLen),

@@ -70,7 +70,8 @@ type scriptedServer struct {
 func (s scriptedServer) Addr() netip.AddrPort { return s.addr }
 
 // Accepted lists every connection the peer answered: it takes a
-// connection, and the data in its SYN, at the SYN.
+// connection, and the data in its SYN (startService sets AckSynData), at
+// the SYN.
 func (s scriptedServer) Accepted() []tfo.Accepted {
 	var out []tfo.Accepted
 	for _, r := range s.peer.Conns() {

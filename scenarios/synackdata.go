@@ -138,10 +138,7 @@ func DropSynAckData(fam topology.Family, mode tfo.Mode) Scenario {
 	s.Middlebox = &MiddleboxSpec{Box: mustMiddlebox("drop-synack-data"), Placement: middlebox.Router, After: 1}
 	s.Workload.ConnTimeout = StallBound
 	stalled := []ConnCheck{
-		Dialogue("client",
-			ClientSYN().WithCookie().WithPayload(payloadLen),
-			ClientSYN().WithoutFastOpen().WithoutPayload(),
-			ClientSYN().WithoutFastOpen().WithoutPayload()),
+		unansweredTFOSyn(2),
 		NoPacket("client", ServerSYNACK()),
 		// The retransmitted plain SYN gets the same SYN-ACK as the first:
 		// that is why the kernel's fallback cannot work here.
@@ -202,11 +199,7 @@ func DropSynAckDataDetected() Scenario {
 	s.Expect = []types.GomegaMatcher{
 		Labelled("learn", greetedWithCookie()...),
 		Labelled("detect",
-			Dialogue("client",
-				ClientSYN().WithCookie().WithPayload(payloadLen),
-				ClientSYN().WithoutFastOpen().WithoutPayload(),
-				ClientSYN().WithoutFastOpen().WithoutPayload(),
-				ClientSYN().WithoutFastOpen().WithoutPayload()),
+			unansweredTFOSyn(3),
 			NoPacket("client", ServerSYNACK())),
 		Labelled("after",
 			Dialogue("client",
