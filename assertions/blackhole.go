@@ -40,13 +40,22 @@ func Labelled(label string, checks ...ConnCheck) obsMatcher {
 	}
 }
 
-// firstSYNs returns the client's SYNs of connection i on the client link.
+// clientSYNs returns the client's SYNs of connection i on the client link.
 func clientSYNs(o *lab.Observation, i int) []capture.Packet {
 	var out []capture.Packet
 	for _, p := range o.ConnPackets(i, "client") {
 		if p.IsSYN() && p.Src == o.Conns[i].Local {
 			out = append(out, p)
 		}
+	}
+	return out
+}
+
+// packetTimes returns the capture times of pkts.
+func packetTimes(pkts []capture.Packet) []time.Time {
+	out := make([]time.Time, len(pkts))
+	for i, p := range pkts {
+		out[i] = p.Time
 	}
 	return out
 }
@@ -66,7 +75,9 @@ const ClockSlack = 100 * time.Millisecond
 //     detects at the 3rd consecutive RTO, icsk_retransmits == 2, stamps
 //     jiffies and then retransmits in the same timer callback) and the
 //     lab's counter poll; no earlier than the first SYN plus three RTOs,
-//     less a jiffy each (timers fire late on this VM, never early);
+//     less a jiffy each and less how early the connection's own
+//     retransmissions went out (lab.SynSchedule.EarlyBy: a timer armed
+//     from lagging jiffies fires early on the wire);
 //   - the pause ends when jiffies reach stamp + want·HZ, so within
 //     (stamp + want − 1 jiffy, stamp + want] in wall time;
 //   - the "probe-k" connections bracket that end: the last one whose SYN
@@ -91,7 +102,7 @@ func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 				return false, fmt.Sprintf("detect-%d sent %d SYNs, want the SYN and 3 retransmissions\n%s", k, len(syns), listPackets(o.ConnPackets(det, "client"), -1, "client"))
 			}
 			// Both witnesses come after the stamp: take the earlier.
-			earliest := syns[0].Time.Add(o.SynSchedule.At[2] - 3*lab.Jiffy)
+			earliest := syns[0].Time.Add(o.SynSchedule.At[2] - 3*lab.Jiffy - o.SynSchedule.EarlyBy(packetTimes(syns)))
 			stamp := syns[3].Time
 			for _, m := range o.Marks {
 				if m.Name == fmt.Sprintf("detection %d", k) && m.At.Before(stamp) {

@@ -161,8 +161,10 @@ func ServerAcceptedSynData(want bool) ConnCheck {
 
 // FirstByteAfterSynRetransmissions expects the first response byte after
 // exactly n SYN retransmissions: within the client's SYN schedule window
-// [retransmission n − 1 jiffy, retransmission n+1). n = 0 means no
-// retransmission was paid: before the first one (InitialRTO).
+// [retransmission n − 1 jiffy, retransmission n+1), the lower end moved
+// earlier by as much as the connection's retransmissions went out early
+// (lab.SynSchedule.EarlyBy). n = 0 means no retransmission was paid:
+// before the first one (InitialRTO).
 func FirstByteAfterSynRetransmissions(n int) ConnCheck {
 	return ConnCheck{
 		desc: fmt.Sprintf("first response byte after exactly %d SYN retransmission(s)", n),
@@ -177,6 +179,7 @@ func FirstByteAfterSynRetransmissions(n int) ConnCheck {
 				if lo, hi, err = o.SynSchedule.Window(n); err != nil {
 					return false, err.Error()
 				}
+				lo -= o.SynSchedule.EarlyBy(packetTimes(clientSYNs(o, i)))
 			}
 			if c.FirstByte < lo || c.FirstByte >= hi {
 				return false, fmt.Sprintf("first byte at %v, want in [%v, %v) (SYN retransmissions at %v)", c.FirstByte, lo, hi, o.SynSchedule.At)

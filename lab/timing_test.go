@@ -32,3 +32,32 @@ func TestSynSchedule(t *testing.T) {
 		t.Fatal("Window(0) must fail")
 	}
 }
+
+// The SYN retransmissions of one connection, seen on the wire: on time,
+// late, or early because the timer was armed from lagging jiffies.
+func TestSynScheduleEarlyBy(t *testing.T) {
+	s := NewSynSchedule(6, 4)
+	t0 := time.Unix(1000, 0)
+	at := func(ms ...int) []time.Time {
+		out := []time.Time{t0}
+		for _, m := range ms {
+			out = append(out, t0.Add(time.Duration(m)*time.Millisecond))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		syns []time.Time
+		want time.Duration
+	}{
+		{"only the SYN", at(), 0},
+		{"on time", at(1000, 2000, 3000), 0},
+		{"late", at(1030, 2250, 3100), 0},
+		// Measured in CI rehearsal: first SYN, then 0.843, 1.866, 2.882 s.
+		{"early", at(843, 1866, 2882), 157 * time.Millisecond},
+	} {
+		if got := s.EarlyBy(tc.syns); got != tc.want {
+			t.Errorf("%s: EarlyBy = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
