@@ -329,7 +329,8 @@ func (p *Peer) loop() {
 	}
 }
 
-// send frames and writes segments; a failure is recorded, not fatal.
+// send frames and writes segments; a failure is recorded, not fatal,
+// unless the peer is closing.
 func (p *Peer) send(segs []segment) {
 	for _, s := range segs {
 		frame, err := s.frame()
@@ -350,6 +351,9 @@ func (p *Peer) send(segs []segment) {
 		})
 		if err == nil {
 			err = werr
+		}
+		if err != nil && p.stopping() {
+			return // Close raced a reply or a retransmission: not a failure
 		}
 		if err != nil {
 			p.fail(fmt.Errorf("send %s > %s [%s] on %s: %w", s.src, s.dst, s.flags, p.opts.Interface, err))
