@@ -7,28 +7,29 @@ import (
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/observation"
 )
 
-// Labelled applies checks to every connection whose label is label or
-// starts with label followed by '-' ("during" matches "during-1",
-// "during-2"). At least one such connection must exist.
+// Labelled applies checks to every connection the timeline labelled label,
+// whatever its round. At least one such connection must exist.
 func Labelled(label string, checks ...ConnCheck) obsMatcher {
 	var descs []string
 	for _, c := range checks {
 		descs = append(descs, c.desc)
 	}
 	return obsMatcher{
+		name: fmt.Sprintf("%q connections", label),
 		desc: fmt.Sprintf("every %q connection: %s", label, strings.Join(descs, "; ")),
-		check: func(o *lab.Observation) (bool, string) {
+		check: func(o *observation.Observation) (bool, string) {
 			n := 0
 			for i, c := range o.Conns {
-				if c.Label != label && !strings.HasPrefix(c.Label, label+"-") {
+				if c.Label != label {
 					continue
 				}
 				n++
 				for _, chk := range checks {
 					if ok, detail := chk.check(o, i); !ok {
-						return false, fmt.Sprintf("connection %d [%s]: %s: %s", i, c.Label, chk.desc, detail)
+						return false, fmt.Sprintf("connection %d [%s %d]: %s: %s", i, c.Label, c.Round, chk.desc, detail)
 					}
 				}
 			}
@@ -41,9 +42,9 @@ func Labelled(label string, checks ...ConnCheck) obsMatcher {
 }
 
 // clientSYNs returns the client's SYNs of connection i on the client link.
-func clientSYNs(o *lab.Observation, i int) []capture.Packet {
+func clientSYNs(o *observation.Observation, i int) []capture.Packet {
 	var out []capture.Packet
-	for _, p := range o.ConnPackets(i, "client") {
+	for _, p := range o.ConnPackets(i, AtClient) {
 		if p.IsSYN() && p.Src == o.Conns[i].Local {
 			out = append(out, p)
 		}
@@ -66,8 +67,8 @@ func packetTimes(pkts []capture.Packet) []time.Time {
 // measured). It widens only the "still paused" side.
 const ClockSlack = 100 * time.Millisecond
 
-// PauseLasted expects the k-th blackhole detection (the connection
-// labelled "detect-k") to have paused active TFO for want, measured on the
+// PauseLasted expects the k-th blackhole detection (the connection with
+// role observation.RoleDetect, round k) to have paused active TFO for want, measured on the
 // client link's clock:
 //
 //   - the stamp is not observed, only bounded: no later than its
@@ -80,34 +81,29 @@ const ClockSlack = 100 * time.Millisecond
 //     from lagging jiffies fires early on the wire);
 //   - the pause ends when jiffies reach stamp + want·HZ, so within
 //     (stamp + want − 1 jiffy, stamp + want] in wall time;
-//   - the "probe-k" connections bracket that end: the last one whose SYN
+//   - the RoleProbe connections of round k bracket that end: the last one whose SYN
 //     went out without option 34 (dated by its start) and the first one
 //     whose SYN carried a cookie (dated on the wire). The bracket must be tighter than maxGap (the lab's own
 //     timing resolution) for the measurement to mean anything.
 func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 	return obsMatcher{
+		name: fmt.Sprintf("pause %d", k),
 		desc: fmt.Sprintf("detection %d paused active TFO for %v (± 1 jiffy around the stamp's bounds, + %v stale jiffies; probes ≤ %v apart)", k, want, ClockSlack, maxGap),
-		check: func(o *lab.Observation) (bool, string) {
-			det := -1
-			for i, c := range o.Conns {
-				if c.Label == fmt.Sprintf("detect-%d", k) {
-					det = i
-				}
+		check: func(o *observation.Observation) (bool, string) {
+			dets := o.ConnsLabelled(observation.RoleDetect, k)
+			if len(dets) == 0 {
+				return false, fmt.Sprintf("no %s connection of round %d\n%s", observation.RoleDetect, k, o.ConnSummary())
 			}
-			if det < 0 {
-				return false, fmt.Sprintf("no detect-%d connection\n%s", k, o.ConnSummary())
-			}
+			det := dets[len(dets)-1]
 			syns := clientSYNs(o, det)
 			if len(syns) < 4 {
-				return false, fmt.Sprintf("detect-%d sent %d SYNs, want the SYN and 3 retransmissions\n%s", k, len(syns), listPackets(o.ConnPackets(det, "client"), -1, "client"))
+				return false, fmt.Sprintf("%s %d sent %d SYNs, want the SYN and 3 retransmissions\n%s", observation.RoleDetect, k, len(syns), listPackets(o.ConnPackets(det, AtClient), -1, o.LinkOf(det, AtClient)))
 			}
 			// Both witnesses come after the stamp: take the earlier.
 			earliest := syns[0].Time.Add(o.SynSchedule.At[2] - 3*lab.Jiffy - o.SynSchedule.EarlyBy(packetTimes(syns)))
 			stamp := syns[3].Time
-			for _, m := range o.Marks {
-				if m.Name == fmt.Sprintf("detection %d", k) && m.At.Before(stamp) {
-					stamp = m.At
-				}
+			if m, ok := o.MarkOf(observation.MarkDetection, k); ok && m.At.Before(stamp) {
+				stamp = m.At
 			}
 			// The last plain probe is dated by its Start (taken before
 			// sendto, so before the kernel's decision), the first TFO probe
@@ -117,10 +113,8 @@ func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 			var lastPlainStart time.Time
 			var firstTFO *capture.Packet
 			probes := 0
-			for i, c := range o.Conns {
-				if c.Label != fmt.Sprintf("probe-%d", k) {
-					continue
-				}
+			for _, i := range o.ConnsLabelled(observation.RoleProbe, k) {
+				c := o.Conns[i]
 				probes++
 				s := clientSYNs(o, i)
 				if len(s) == 0 {
@@ -164,9 +158,9 @@ func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 func Completed() ConnCheck {
 	return ConnCheck{
 		desc: "completed without error",
-		check: func(o *lab.Observation, i int) (bool, string) {
-			if c := o.Conns[i]; c.Err != nil {
-				return false, c.Err.Error()
+		check: func(o *observation.Observation, i int) (bool, string) {
+			if c := o.Conns[i]; c.Failed() {
+				return false, c.Error
 			}
 			return true, ""
 		},

@@ -2,20 +2,19 @@ package assertions
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/observation"
 )
 
 // ConnCheck is an expectation about one connection of an Observation.
 type ConnCheck struct {
 	desc  string
-	check func(o *lab.Observation, i int) (bool, string)
+	check func(o *observation.Observation, i int) (bool, string)
 }
 
 func (c ConnCheck) String() string { return c.desc }
@@ -27,8 +26,9 @@ func Conn(i int, checks ...ConnCheck) obsMatcher {
 		descs = append(descs, c.desc)
 	}
 	return obsMatcher{
+		name: fmt.Sprintf("connection %d", i),
 		desc: fmt.Sprintf("connection %d: %s", i, strings.Join(descs, "; ")),
-		check: func(o *lab.Observation) (bool, string) {
+		check: func(o *observation.Observation) (bool, string) {
 			if i >= len(o.Conns) {
 				return false, fmt.Sprintf("the workload made %d connections, there is no connection %d", len(o.Conns), i)
 			}
@@ -49,8 +49,9 @@ func EveryConn(checks ...ConnCheck) obsMatcher {
 		descs = append(descs, c.desc)
 	}
 	return obsMatcher{
+		name: "every connection",
 		desc: "every connection: " + strings.Join(descs, "; "),
-		check: func(o *lab.Observation) (bool, string) {
+		check: func(o *observation.Observation) (bool, string) {
 			if len(o.Conns) == 0 {
 				return false, "the workload made no connection"
 			}
@@ -71,7 +72,7 @@ func EveryConn(checks ...ConnCheck) obsMatcher {
 func Responded() ConnCheck {
 	return ConnCheck{
 		desc: "got its request echoed back intact",
-		check: func(o *lab.Observation, i int) (bool, string) {
+		check: func(o *observation.Observation, i int) (bool, string) {
 			return replied(o.Conns[i], o.Conns[i].Request)
 		},
 	}
@@ -83,19 +84,19 @@ func Responded() ConnCheck {
 func RepliedWith(want []byte) ConnCheck {
 	return ConnCheck{
 		desc: fmt.Sprintf("got the server's reply %q intact", want),
-		check: func(o *lab.Observation, i int) (bool, string) {
+		check: func(o *observation.Observation, i int) (bool, string) {
 			return replied(o.Conns[i], want)
 		},
 	}
 }
 
 // replied checks that c completed with exactly want as its response.
-func replied(c tfo.Result, want []byte) (bool, string) {
-	if c.Err != nil {
+func replied(c observation.Conn, want []byte) (bool, string) {
+	if c.Failed() {
 		if c.Stalled {
-			return false, fmt.Sprintf("stalled: %v", c.Err)
+			return false, fmt.Sprintf("stalled: %v", c.Error)
 		}
-		return false, fmt.Sprintf("failed: %v", c.Err)
+		return false, fmt.Sprintf("failed: %v", c.Error)
 	}
 	if !bytes.Equal(c.Response, want) {
 		return false, fmt.Sprintf("response %q, want %q", c.Response, want)
@@ -112,7 +113,7 @@ func SynDataAcked(want bool) ConnCheck {
 	}
 	return ConnCheck{
 		desc: desc,
-		check: func(o *lab.Observation, i int) (bool, string) {
+		check: func(o *observation.Observation, i int) (bool, string) {
 			got := o.Conns[i].SynData
 			if got == want {
 				return true, ""
@@ -126,7 +127,7 @@ func SynDataAcked(want bool) ConnCheck {
 func ClientFail(want tfo.ClientFail) ConnCheck {
 	return ConnCheck{
 		desc: fmt.Sprintf("tcpi_fastopen_client_fail is %s", want),
-		check: func(o *lab.Observation, i int) (bool, string) {
+		check: func(o *observation.Observation, i int) (bool, string) {
 			if got := o.Conns[i].ClientFail; got != want {
 				return false, fmt.Sprintf("got %s", got)
 			}
@@ -144,17 +145,22 @@ func ServerAcceptedSynData(want bool) ConnCheck {
 	}
 	return ConnCheck{
 		desc: desc,
-		check: func(o *lab.Observation, i int) (bool, string) {
+		check: func(o *observation.Observation, i int) (bool, string) {
 			c := o.Conns[i]
-			for _, a := range o.Accepted {
-				if a.Remote == c.Local {
-					if a.SynData == want {
-						return true, ""
+			for _, svc := range o.Services {
+				if c.Service != "" && svc.Name != c.Service {
+					continue
+				}
+				for _, a := range svc.Accepted {
+					if a.Remote == c.Local {
+						if a.SynData == want {
+							return true, ""
+						}
+						return false, fmt.Sprintf("%s's accepted socket from %s has SYN_DATA=%t", svc.Name, a.Remote, a.SynData)
 					}
-					return false, fmt.Sprintf("server's accepted socket from %s has SYN_DATA=%t", a.Remote, a.SynData)
 				}
 			}
-			return false, fmt.Sprintf("the server has no record of a connection from %s", c.Local)
+			return false, fmt.Sprintf("no server has a record of a connection from %s", c.Local)
 		},
 	}
 }
@@ -168,10 +174,10 @@ func ServerAcceptedSynData(want bool) ConnCheck {
 func FirstByteAfterSynRetransmissions(n int) ConnCheck {
 	return ConnCheck{
 		desc: fmt.Sprintf("first response byte after exactly %d SYN retransmission(s)", n),
-		check: func(o *lab.Observation, i int) (bool, string) {
+		check: func(o *observation.Observation, i int) (bool, string) {
 			c := o.Conns[i]
-			if c.Err != nil {
-				return false, fmt.Sprintf("no response: %v", c.Err)
+			if c.Failed() {
+				return false, fmt.Sprintf("no response: %v", c.Error)
 			}
 			lo, hi := time.Duration(0), lab.InitialRTO
 			if n > 0 {
@@ -194,15 +200,15 @@ func FirstByteAfterSynRetransmissions(n int) ConnCheck {
 func Refused() ConnCheck {
 	return ConnCheck{
 		desc: "was refused (ECONNREFUSED reached the application)",
-		check: func(o *lab.Observation, i int) (bool, string) {
+		check: func(o *observation.Observation, i int) (bool, string) {
 			c := o.Conns[i]
-			if errors.Is(c.Err, syscall.ECONNREFUSED) {
+			if c.Errno == "ECONNREFUSED" {
 				return true, ""
 			}
-			if c.Err == nil {
+			if !c.Failed() {
 				return false, fmt.Sprintf("it succeeded (response %q)", c.Response)
 			}
-			return false, fmt.Sprintf("failed otherwise: %v", c.Err)
+			return false, fmt.Sprintf("failed otherwise: %v", c.Error)
 		},
 	}
 }
@@ -212,15 +218,15 @@ func Refused() ConnCheck {
 func Stalled() ConnCheck {
 	return ConnCheck{
 		desc: "stalled: no response byte before the workload's bound",
-		check: func(o *lab.Observation, i int) (bool, string) {
+		check: func(o *observation.Observation, i int) (bool, string) {
 			c := o.Conns[i]
 			if c.Stalled && len(c.Response) == 0 {
 				return true, ""
 			}
-			if c.Err == nil {
+			if !c.Failed() {
 				return false, fmt.Sprintf("it completed (first byte at %v)", c.FirstByte)
 			}
-			return false, fmt.Sprintf("stalled=%t, %d response bytes, error %v", c.Stalled, len(c.Response), c.Err)
+			return false, fmt.Sprintf("stalled=%t, %d response bytes, error %v", c.Stalled, len(c.Response), c.Error)
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/observation"
 )
 
 // CounterDelta is one expected counter movement, e.g. TCPFastOpenPassive +1.
@@ -73,14 +74,15 @@ func (m countersMatcher) NegatedFailureMessage(actual any) string {
 	return fmt.Sprintf("Expected counter deltas other than %s", m)
 }
 
-// CountersOf applies a counters matcher to role's counter deltas.
-func CountersOf(role string, m types.GomegaMatcher) types.GomegaMatcher {
+// CountersOf applies a counters matcher to node's counter deltas.
+func CountersOf(node string, m types.GomegaMatcher) types.GomegaMatcher {
 	return obsMatcher{
-		desc: fmt.Sprintf("%s counters: %s", role, Describe(m)),
-		check: func(o *lab.Observation) (bool, string) {
-			c, ok := o.Counters[role]
-			if !ok {
-				return false, fmt.Sprintf("no counters were taken in role %q", role)
+		name: node + " counters",
+		desc: fmt.Sprintf("%s counters: %s", node, Describe(m)),
+		check: func(o *observation.Observation) (bool, string) {
+			c := o.Counters(node)
+			if c == nil {
+				return false, fmt.Sprintf("no counters were taken on node %q", node)
 			}
 			ok, err := m.Match(c)
 			if err != nil {

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/observation"
 )
 
 // Kind is what a dialogue step selects: the next packet of that kind in the
@@ -192,20 +192,31 @@ func (s Step) mismatch(p capture.Packet, syn *capture.Packet) string {
 	return strings.Join(why, ", ")
 }
 
-// Dialogue expects the connection's packets on link to contain the steps in
+// Side picks the capture a packet check reads: the client's or the
+// serving node's side of the connection.
+type Side = observation.Side
+
+// The two sides of a connection.
+const (
+	AtClient = observation.ClientSide
+	AtServer = observation.ServerSide
+)
+
+// Dialogue expects the connection's packets on side to contain the steps in
 // order. Each step takes the next packet of its kind from its side after the
 // previous step's packet: "the next SYN the client sends carries a cookie",
 // not "some SYN somewhere does", so a retransmitted plain SYN in place of
 // the expected TFO SYN fails the step.
-func Dialogue(link string, steps ...Step) ConnCheck {
+func Dialogue(side Side, steps ...Step) ConnCheck {
 	var descs []string
 	for _, s := range steps {
 		descs = append(descs, s.String())
 	}
 	return ConnCheck{
-		desc: fmt.Sprintf("on the %s link: %s", link, strings.Join(descs, ", then ")),
-		check: func(o *lab.Observation, i int) (bool, string) {
-			pkts := o.ConnPackets(i, link)
+		desc: fmt.Sprintf("on the %s side: %s", side, strings.Join(descs, ", then ")),
+		check: func(o *observation.Observation, i int) (bool, string) {
+			pkts := o.ConnPackets(i, side)
+			link := o.LinkOf(i, side)
 			c := o.Conns[i]
 			var syn *capture.Packet
 			for k := range pkts {
@@ -238,11 +249,12 @@ func Dialogue(link string, steps ...Step) ConnCheck {
 
 // NoPacket expects that the connection sent no packet of step's kind and
 // details on link (e.g. no SYN with data reached the server).
-func NoPacket(link string, s Step) ConnCheck {
+func NoPacket(side Side, s Step) ConnCheck {
 	return ConnCheck{
-		desc: fmt.Sprintf("on the %s link: no %s", link, s),
-		check: func(o *lab.Observation, i int) (bool, string) {
-			pkts := o.ConnPackets(i, link)
+		desc: fmt.Sprintf("on the %s side: no %s", side, s),
+		check: func(o *observation.Observation, i int) (bool, string) {
+			pkts := o.ConnPackets(i, side)
+			link := o.LinkOf(i, side)
 			c := o.Conns[i]
 			for k, p := range pkts {
 				if (p.Src == c.Local) == s.fromClient && s.kind.is(p) && s.mismatch(p, nil) == "" {
@@ -254,18 +266,34 @@ func NoPacket(link string, s Step) ConnCheck {
 	}
 }
 
+// packetWindow is how many packets listPackets shows on each side of the
+// offending one; the full list is in the artefacts.
+const packetWindow = 5
+
 func listPackets(pkts []capture.Packet, mark int, link string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "the connection's packets on the %s link:\n", link)
+	fmt.Fprintf(&b, "the connection's packets on %s:\n", link)
 	if len(pkts) == 0 {
 		b.WriteString("  (none captured)\n")
 	}
-	for k, p := range pkts {
+	lo, hi := 0, len(pkts)
+	if mark >= 0 && len(pkts) > 2*packetWindow+1 {
+		lo, hi = max(0, mark-packetWindow), min(len(pkts), mark+packetWindow+1)
+	} else if mark < 0 && len(pkts) > 4*packetWindow {
+		hi = 4 * packetWindow
+	}
+	if lo > 0 {
+		fmt.Fprintf(&b, "   ... %d earlier\n", lo)
+	}
+	for k := lo; k < hi; k++ {
 		prefix := "   "
 		if k == mark {
 			prefix = ">> "
 		}
-		fmt.Fprintf(&b, "%s%d %s\n", prefix, k+1, p)
+		fmt.Fprintf(&b, "%s%d %s\n", prefix, k+1, pkts[k])
+	}
+	if hi < len(pkts) {
+		fmt.Fprintf(&b, "   ... %d more\n", len(pkts)-hi)
 	}
 	return b.String()
 }

@@ -1,30 +1,47 @@
 package assertions
 
 import (
+	"fmt"
+
 	"github.com/onsi/gomega/types"
-	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/observation"
 )
 
-// Verdict is one expectation judged against one observation.
+// Verdict is one expectation judged against one observation: data that the
+// suite, `tfolab run` and a report print, and a JSON file keeps.
 type Verdict struct {
-	Expectation string
-	Pass        bool
-	Message     string // the failure message; empty when Pass
+	// Name is short and unique within the scenario ("connection 1",
+	// "server counters", "pause 2").
+	Name string `json:"name"`
+	// Statement is the expectation in one line.
+	Statement string `json:"statement"`
+	Pass      bool   `json:"pass"`
+	// Evidence says why it failed: the packets, counters or connections
+	// that contradict the statement. Empty when it passed.
+	Evidence string `json:"evidence,omitempty"`
 }
 
 // Judge evaluates every matcher against obs and returns one verdict each,
 // so a failing scenario reports all of its broken expectations at once, and
 // the suite and a report reach the same verdicts from the same code.
-func Judge(obs *lab.Observation, matchers []types.GomegaMatcher) []Verdict {
+func Judge(obs *observation.Observation, matchers []types.GomegaMatcher) []Verdict {
 	out := make([]Verdict, 0, len(matchers))
-	for _, m := range matchers {
-		v := Verdict{Expectation: Describe(m)}
+	seen := map[string]int{}
+	for i, m := range matchers {
+		name := NameOf(m)
+		if name == "" {
+			name = fmt.Sprintf("expectation %d", i+1)
+		}
+		if seen[name]++; seen[name] > 1 {
+			name = fmt.Sprintf("%s #%d", name, seen[name])
+		}
+		v := Verdict{Name: name, Statement: Describe(m)}
 		ok, err := m.Match(obs)
 		switch {
 		case err != nil:
-			v.Message = err.Error()
+			v.Evidence = err.Error()
 		case !ok:
-			v.Message = m.FailureMessage(obs)
+			v.Evidence = m.FailureMessage(obs)
 		default:
 			v.Pass = true
 		}
@@ -42,4 +59,14 @@ func Failed(vs []Verdict) []Verdict {
 		}
 	}
 	return out
+}
+
+// Find returns the verdict called name.
+func Find(vs []Verdict, name string) (Verdict, bool) {
+	for _, v := range vs {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return Verdict{}, false
 }

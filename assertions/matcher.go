@@ -1,7 +1,7 @@
-// Package assertions holds Gomega matchers over a lab.Observation that read
-// like the tcpdump dialogue of a TFO handshake:
+// Package assertions holds Gomega matchers over an observation.Observation
+// that read like the tcpdump dialogue of a TFO handshake:
 //
-//	Conn(1, Dialogue("client",
+//	Conn(1, Dialogue(AtClient,
 //	    ClientSYN().WithCookie().WithPayload(21),
 //	    ServerSYNACK().AckingSYNData()))
 //	CountersOf("server", HaveIncreasedBy(lab.TCPFastOpenPassive, 1))
@@ -14,17 +14,21 @@ import (
 	"fmt"
 
 	"github.com/onsi/gomega/types"
-	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/observation"
 )
 
-// obsMatcher is a matcher over *lab.Observation. check returns whether the
+// obsMatcher is a matcher over *observation.Observation. check returns whether the
 // observation satisfies it and, either way, a detail explaining why.
 // It keeps no state between Match and FailureMessage: the catalogue builds
 // matchers once and reuses them, so FailureMessage recomputes the detail.
 type obsMatcher struct {
+	name  string // short and unique within a scenario, e.g. "connection 1"
 	desc  string
-	check func(o *lab.Observation) (bool, string)
+	check func(o *observation.Observation) (bool, string)
 }
+
+// Name is the expectation's short name, for verdict tables.
+func (m obsMatcher) Name() string { return m.name }
 
 func (m obsMatcher) Match(actual any) (bool, error) {
 	o, err := asObservation(actual)
@@ -41,7 +45,7 @@ func (m obsMatcher) FailureMessage(actual any) string {
 		return err.Error()
 	}
 	_, detail := m.check(o)
-	return fmt.Sprintf("Expected: %s\n%s\n--- connections\n%s", m.desc, detail, o.ConnSummary())
+	return detail
 }
 
 func (m obsMatcher) NegatedFailureMessage(actual any) string {
@@ -51,10 +55,10 @@ func (m obsMatcher) NegatedFailureMessage(actual any) string {
 // String lets a report print the expectation itself.
 func (m obsMatcher) String() string { return m.desc }
 
-func asObservation(actual any) (*lab.Observation, error) {
-	o, ok := actual.(*lab.Observation)
+func asObservation(actual any) (*observation.Observation, error) {
+	o, ok := actual.(*observation.Observation)
 	if !ok || o == nil {
-		return nil, fmt.Errorf("assertions: want a *lab.Observation, got %T", actual)
+		return nil, fmt.Errorf("assertions: want a *observation.Observation, got %T", actual)
 	}
 	return o, nil
 }
@@ -65,4 +69,29 @@ func Describe(m types.GomegaMatcher) string {
 		return s.String()
 	}
 	return fmt.Sprintf("%T", m)
+}
+
+// Named gives an expectation another short name.
+func Named(name string, m types.GomegaMatcher) types.GomegaMatcher {
+	if om, ok := m.(obsMatcher); ok {
+		om.name = name
+		return om
+	}
+	return namedMatcher{m, name}
+}
+
+type namedMatcher struct {
+	types.GomegaMatcher
+	name string
+}
+
+func (n namedMatcher) Name() string   { return n.name }
+func (n namedMatcher) String() string { return Describe(n.GomegaMatcher) }
+
+// NameOf returns an expectation's short name ("" if it has none).
+func NameOf(m types.GomegaMatcher) string {
+	if n, ok := m.(interface{ Name() string }); ok {
+		return n.Name()
+	}
+	return ""
 }

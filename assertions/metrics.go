@@ -3,12 +3,12 @@ package assertions
 import (
 	"fmt"
 
-	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tcpmetrics"
+	"github.com/tfolab/tfolab/observation"
 )
 
 // CookieCached expects role's tcp_metrics to hold a TFO cookie of 4..16
-// bytes for the scenario's server address (want=true), or no cookie (false).
+// bytes for the scenario's first service address (want=true), or no cookie (false).
 // This is the client-side cookie cache `ip tcp_metrics show` prints.
 func CookieCached(role string, want bool) obsMatcher {
 	desc := fmt.Sprintf("%s's tcp_metrics caches a TFO cookie for the server", role)
@@ -16,8 +16,9 @@ func CookieCached(role string, want bool) obsMatcher {
 		desc = fmt.Sprintf("%s's tcp_metrics caches no TFO cookie for the server", role)
 	}
 	return obsMatcher{
+		name: role + " cookie cache",
 		desc: desc,
-		check: func(o *lab.Observation) (bool, string) {
+		check: func(o *observation.Observation) (bool, string) {
 			e, found := metricsFor(o, role)
 			has := found && len(e.FastOpenCookie) >= 4 && len(e.FastOpenCookie) <= 16
 			if has == want {
@@ -32,8 +33,9 @@ func CookieCached(role string, want bool) obsMatcher {
 // equal n.
 func SynDropsCached(role string, n uint16) obsMatcher {
 	return obsMatcher{
+		name: role + " fo_syn_drops",
 		desc: fmt.Sprintf("%s's tcp_metrics counts fo_syn_drops %d for the server", role, n),
-		check: func(o *lab.Observation) (bool, string) {
+		check: func(o *observation.Observation) (bool, string) {
 			e, _ := metricsFor(o, role)
 			if e.FastOpenSynDrops == n {
 				return true, ""
@@ -43,9 +45,12 @@ func SynDropsCached(role string, n uint16) obsMatcher {
 	}
 }
 
-func metricsFor(o *lab.Observation, role string) (tcpmetrics.Entry, bool) {
-	for _, e := range o.Metrics[role] {
-		if e.Dst == o.Server.Addr() {
+func metricsFor(o *observation.Observation, role string) (tcpmetrics.Entry, bool) {
+	if len(o.Services) == 0 {
+		return tcpmetrics.Entry{}, false
+	}
+	for _, e := range o.Metrics(role) {
+		if e.Dst == o.Services[0].Addr.Addr() {
 			return e, true
 		}
 	}
@@ -70,15 +75,13 @@ func MiddleboxMatchedAtLeast(n uint64) obsMatcher {
 
 func middleboxMatched(lo, hi uint64) obsMatcher {
 	return obsMatcher{
+		name: "middlebox hits",
 		desc: fmt.Sprintf("the middlebox's rules matched %d packet(s)", lo),
-		check: func(o *lab.Observation) (bool, string) {
-			if len(o.Middlebox) == 0 {
+		check: func(o *observation.Observation) (bool, string) {
+			if len(o.Middleboxes) == 0 {
 				return false, "no middlebox rule was installed"
 			}
-			var total uint64
-			for _, r := range o.Middlebox {
-				total += r.Packets
-			}
+			total := o.MiddleboxHits()
 			if lo <= total && total <= hi {
 				return true, ""
 			}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/tfolab/tfolab/topology"
+	"github.com/tfolab/tfolab/lab"
 	"golang.org/x/net/bpf"
 )
 
@@ -78,9 +78,9 @@ func (a *asm) resolve() []bpf.Instruction {
 //
 // drop-syn-data uses flagMask SYN|ACK, flagWant SYN ("SYN with data");
 // blackhole-after-handshake uses flagMask SYN, flagWant 0 ("data, not SYN").
-func TCPPayloadProgram(f topology.Family, flagMask, flagWant uint8) []bpf.Instruction {
+func TCPPayloadProgram(f lab.Family, flagMask, flagWant uint8) []bpf.Instruction {
 	var a asm
-	if f == topology.IPv6 {
+	if f == lab.IPv6 {
 		a.emit(bpf.LoadAbsolute{Off: 6, Size: 1}) // next header
 		a.jump(bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 6}, "no", "")
 		a.emit(

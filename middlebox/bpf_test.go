@@ -7,7 +7,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/tfolab/tfolab/topology"
+	"github.com/tfolab/tfolab/lab"
 	"golang.org/x/net/bpf"
 )
 
@@ -20,14 +20,14 @@ type seg struct {
 }
 
 // packet builds an IP packet without link layer, as xt_bpf sees it.
-func packet(t *testing.T, f topology.Family, s seg) []byte {
+func packet(t *testing.T, f lab.Family, s seg) []byte {
 	t.Helper()
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 7413, Seq: 1000, Ack: 0, SYN: s.syn, ACK: s.ack, FIN: s.fin, Window: 65535, Options: s.tcpOpts}
 	if s.ack {
 		tcp.Ack = 5000
 	}
 	var ip gopacket.SerializableLayer
-	if f == topology.IPv6 {
+	if f == lab.IPv6 {
 		ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolTCP, HopLimit: 64,
 			SrcIP: net.ParseIP("fd34:1::2"), DstIP: net.ParseIP("fd34:2::2")}
 		_ = tcp.SetNetworkLayerForChecksum(ip6)
@@ -91,7 +91,7 @@ func TestSynDataProgram(t *testing.T) {
 		{"bare ACK", seg{ack: true}, false},
 		{"FIN", seg{ack: true, fin: true}, false},
 	}
-	for _, f := range []topology.Family{topology.IPv4, topology.IPv6} {
+	for _, f := range []lab.Family{lab.IPv4, lab.IPv6} {
 		prog := TCPPayloadProgram(f, flagSYN|flagACK, flagSYN)
 		for _, tc := range cases {
 			t.Run(f.String()+"/"+tc.name, func(t *testing.T) {
@@ -105,12 +105,12 @@ func TestSynDataProgram(t *testing.T) {
 }
 
 func TestSynDataProgramIPv4Options(t *testing.T) {
-	prog := TCPPayloadProgram(topology.IPv4, flagSYN|flagACK, flagSYN)
+	prog := TCPPayloadProgram(lab.IPv4, flagSYN|flagACK, flagSYN)
 	for _, tc := range []struct {
 		payload int
 		want    bool
 	}{{0, false}, {1, true}, {10, true}} {
-		pkt := packet(t, topology.IPv4, seg{syn: true, payload: tc.payload, ipOpts: routerAlert, tcpOpts: opts20})
+		pkt := packet(t, lab.IPv4, seg{syn: true, payload: tc.payload, ipOpts: routerAlert, tcpOpts: opts20})
 		if ihl, doff := pkt[0]&0x0f, pkt[24+12]>>4; ihl != 6 || doff != 10 {
 			t.Fatalf("built IHL %d doff %d, want 6 and 10", ihl, doff)
 		}
@@ -121,18 +121,18 @@ func TestSynDataProgramIPv4Options(t *testing.T) {
 }
 
 func TestSynDataProgramRejectsOtherHeaders(t *testing.T) {
-	prog4 := TCPPayloadProgram(topology.IPv4, flagSYN|flagACK, flagSYN)
-	frag := packet(t, topology.IPv4, seg{syn: true, payload: 10, fragOffset: 100})
+	prog4 := TCPPayloadProgram(lab.IPv4, flagSYN|flagACK, flagSYN)
+	frag := packet(t, lab.IPv4, seg{syn: true, payload: 10, fragOffset: 100})
 	if runBPF(t, prog4, frag) {
 		t.Error("non-first IPv4 fragment matched")
 	}
-	udp := packet(t, topology.IPv4, seg{syn: true, payload: 10})
+	udp := packet(t, lab.IPv4, seg{syn: true, payload: 10})
 	udp[9] = 17
 	if runBPF(t, prog4, udp) {
 		t.Error("IPv4 protocol 17 matched")
 	}
-	prog6 := TCPPayloadProgram(topology.IPv6, flagSYN|flagACK, flagSYN)
-	ext := packet(t, topology.IPv6, seg{syn: true, payload: 10})
+	prog6 := TCPPayloadProgram(lab.IPv6, flagSYN|flagACK, flagSYN)
+	ext := packet(t, lab.IPv6, seg{syn: true, payload: 10})
 	ext[6] = 0 // hop-by-hop: the TCP header is not at offset 40
 	if runBPF(t, prog6, ext) {
 		t.Error("IPv6 with next header 0 matched")
@@ -140,7 +140,7 @@ func TestSynDataProgramRejectsOtherHeaders(t *testing.T) {
 }
 
 func TestDataProgram(t *testing.T) {
-	for _, f := range []topology.Family{topology.IPv4, topology.IPv6} {
+	for _, f := range []lab.Family{lab.IPv4, lab.IPv6} {
 		prog := TCPPayloadProgram(f, flagSYN, 0)
 		for _, tc := range []struct {
 			name string
@@ -172,7 +172,7 @@ func TestXTBPFBytecodeFormat(t *testing.T) {
 	if _, err := XTBPFBytecode([]bpf.Instruction{bpf.LoadAbsolute{Off: 9, Size: 3}}); err == nil {
 		t.Error("invalid instruction assembled")
 	}
-	if !strings.Contains(BPFListing(TCPPayloadProgram(topology.IPv4, flagSYN|flagACK, flagSYN)), "ldx 4*([0]&0xf)") {
+	if !strings.Contains(BPFListing(TCPPayloadProgram(lab.IPv4, flagSYN|flagACK, flagSYN)), "ldx 4*([0]&0xf)") {
 		t.Error("listing lacks the IHL load")
 	}
 }

@@ -13,11 +13,29 @@ import (
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/topology"
 	"golang.org/x/sys/unix"
 )
 
 const testPort = 7413
+
+// goodFile is an iptables-save file with a user chain (as in lab/rules).
+const goodFile = `*mangle
+:PREROUTING ACCEPT [0:0]
+:FORWARD ACCEPT [12:3400]
+-A FORWARD -p tcp --syn --dport 80 -j TCPOPTSTRIP --strip-options 34,254
+COMMIT
+
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:TFO - [0:0]
+-A FORWARD -p tcp --dport 80 -j TFO
+[3:180] -A TFO -m comment --comment "drop \"tfo\" syn" -j DROP
+-A TFO -m comment --comment 'single quoted' -j RETURN
+COMMIT
+`
 
 func needRoot(t *testing.T) {
 	t.Helper()
@@ -28,7 +46,7 @@ func needRoot(t *testing.T) {
 
 func save(t *testing.T, ctx context.Context, ns *lab.Namespace, f topology.Family) string {
 	t.Helper()
-	out, err := ns.Run(ctx, program(f)+"-save")
+	out, err := ns.Run(ctx, rules.Program(f)+"-save")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,15 +74,15 @@ func TestRouterDropSynData(t *testing.T) {
 	router, client, server := topo.Namespace("router"), topo.Namespace("client"), topo.Namespace("server")
 
 	m, _ := ByName("drop-syn-data")
-	rules, err := m.Rules(topology.IPv4, Params{ServicePort: testPort})
+	rs, err := m.Rules(topology.IPv4, Params{ServicePort: testPort})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Apply(l, router, topology.IPv4, rules); err != nil {
+	if err := rules.Apply(l, router, topology.IPv4, rs); err != nil {
 		t.Fatal(err)
 	}
 	saved := save(t, ctx, router, topology.IPv4)
-	if !strings.Contains(saved, rules[0].Tag()) || !strings.Contains(saved, "-m bpf --bytecode") {
+	if !strings.Contains(saved, rs[0].Tag()) || !strings.Contains(saved, "-m bpf --bytecode") {
 		t.Fatalf("iptables-save in router lacks the rule:\n%s", saved)
 	}
 
@@ -83,14 +101,14 @@ func TestRouterDropSynData(t *testing.T) {
 	}
 	t.Run("counts a SYN with data", func(t *testing.T) {
 		sendSynData(t, ctx, topo, topology.IPv4)
-		waitCounted(t, router, topology.IPv4, rules)
+		waitCounted(t, router, topology.IPv4, rs)
 	})
 	t.Run("counts a SYN with data over IPv6", func(t *testing.T) {
 		rules6, err := m.Rules(topology.IPv6, Params{ServicePort: testPort})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Apply(l, router, topology.IPv6, rules6); err != nil {
+		if err := rules.Apply(l, router, topology.IPv6, rules6); err != nil {
 			t.Fatal(err)
 		}
 		sendSynData(t, ctx, topo, topology.IPv6)
@@ -103,7 +121,7 @@ func TestRouterDropSynData(t *testing.T) {
 			{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp", "--dport", "9", "-j", "NOSUCHTARGET"}},
 			{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp", "--dport", "10", "-j", "DROP"}},
 		}
-		err := Apply(l, router, topology.IPv4, bad)
+		err := rules.Apply(l, router, topology.IPv4, bad)
 		if err == nil {
 			t.Fatal("Apply with an invalid rule succeeded")
 		}
@@ -117,20 +135,20 @@ func TestRouterDropSynData(t *testing.T) {
 				t.Errorf("rule %s left behind:\n%s", r, saved)
 			}
 		}
-		if !strings.Contains(saved, rules[0].Tag()) {
+		if !strings.Contains(saved, rs[0].Tag()) {
 			t.Error("rollback removed an earlier Apply's rule")
 		}
-		if _, err := Counters(router, topology.IPv4, bad[:1]); err == nil {
+		if _, err := rules.Counters(router, topology.IPv4, bad[:1]); err == nil {
 			t.Error("Counters found a rolled-back rule")
 		}
 
 		// A custom file: the error names the source line, and the chain
 		// created before the failing rule is removed too.
-		parsed, err := ParseRulesFile(strings.NewReader("*filter\n:TFOBAD - [0:0]\n-A TFOBAD -j DROP\n-A FORWARD -j TFOBAD\n-A FORWARD -m nosuchmatch -j DROP\nCOMMIT\n"))
+		parsed, err := rules.ParseRulesFile(strings.NewReader("*filter\n:TFOBAD - [0:0]\n-A TFOBAD -j DROP\n-A FORWARD -j TFOBAD\n-A FORWARD -m nosuchmatch -j DROP\nCOMMIT\n"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = Apply(l, router, topology.IPv4, parsed)
+		err = rules.Apply(l, router, topology.IPv4, parsed)
 		if err == nil || !strings.Contains(err.Error(), "line 5") {
 			t.Fatalf("error %v, want it to name line 5", err)
 		}
@@ -141,7 +159,7 @@ func TestRouterDropSynData(t *testing.T) {
 	})
 
 	t.Run("teardown", func(t *testing.T) {
-		custom, err := ParseRulesFile(strings.NewReader(goodFile))
+		custom, err := rules.ParseRulesFile(strings.NewReader(goodFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,19 +175,19 @@ func TestRouterDropSynData(t *testing.T) {
 		}
 		l2 := lab.New()
 		all4 := append(append([]Rule{}, custom...), r4...)
-		if err := Apply(l2, router, topology.IPv4, all4); err != nil {
+		if err := rules.Apply(l2, router, topology.IPv4, all4); err != nil {
 			l2.Close()
 			t.Fatal(err)
 		}
-		if err := Apply(l2, router, topology.IPv6, r6); err != nil {
+		if err := rules.Apply(l2, router, topology.IPv6, r6); err != nil {
 			l2.Close()
 			t.Fatal(err)
 		}
 		s4, s6 := save(t, ctx, router, topology.IPv4), save(t, ctx, router, topology.IPv6)
 		if !strings.Contains(s4, ":TFO - ") || !strings.Contains(s4, "TCPOPTSTRIP") || !strings.Contains(s6, "connmark") {
-			t.Errorf("rules missing after Apply:\n%s\n%s", s4, s6)
+			t.Errorf("rs missing after Apply:\n%s\n%s", s4, s6)
 		}
-		c, err := Counters(router, topology.IPv4, all4)
+		c, err := rules.Counters(router, topology.IPv4, all4)
 		if err != nil || len(c) != len(all4) {
 			t.Errorf("Counters: %v %v", c, err)
 		}
@@ -188,10 +206,10 @@ func TestRouterDropSynData(t *testing.T) {
 			}
 		}
 		// Only l's own drop-syn-data rule (one per family) may remain.
-		if strings.Contains(s4, ":TFO ") || strings.Count(s4, TagPrefix) != 1 || strings.Count(s6, TagPrefix) != 1 {
+		if strings.Contains(s4, ":TFO ") || strings.Count(s4, rules.TagPrefix) != 1 || strings.Count(s6, rules.TagPrefix) != 1 {
 			t.Errorf("leftovers after teardown:\n%s\n%s", s4, s6)
 		}
-		if !strings.Contains(s4, rules[0].Tag()) {
+		if !strings.Contains(s4, rs[0].Tag()) {
 			t.Error("l2 teardown removed l's rule")
 		}
 	})
@@ -264,12 +282,12 @@ func sendSynData(t *testing.T, ctx context.Context, topo *topology.Topology, f t
 	}
 }
 
-// waitCounted waits up to 3 s for rules[0] to count a packet.
-func waitCounted(t *testing.T, ns *lab.Namespace, f topology.Family, rules []Rule) {
+// waitCounted waits up to 3 s for rs[0] to count a packet.
+func waitCounted(t *testing.T, ns *lab.Namespace, f topology.Family, rs []Rule) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		c, err := Counters(ns, f, rules)
+		c, err := rules.Counters(ns, f, rs)
 		if err != nil {
 			t.Fatal(err)
 		}

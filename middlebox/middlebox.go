@@ -1,11 +1,12 @@
 // Package middlebox is tfolab's catalogue of TFO-hostile firewalls: named,
-// documented behaviours expressed as iptables/ip6tables rule sets, applied
-// inside one lab namespace and removed when the Lab tears down.
+// documented behaviours expressed as iptables/ip6tables rule sets. Each
+// behaviour is a package-level value (DropSynData, StripTFOOption, ...), so
+// a scenario names it in code and a typo fails to compile; Catalogue and
+// ByName are the registry a command line looks names up in.
 //
-// A Middlebox turns (family, Params) into []Rule; Apply installs them with
-// go-iptables inside the namespace (never the root namespace) and pushes the
-// deletion of each rule onto the Lab's cleanup stack; Counters reads how many
-// packets each rule matched, so a scenario can prove its middlebox acted.
+// A Middlebox turns (family, Params) into []rules.Rule; lab/rules installs
+// them inside one lab namespace (never the root namespace), registers the
+// deletion of each, and reads how many packets each matched.
 //
 // Placement decides where the rules live:
 //
@@ -17,14 +18,13 @@ package middlebox
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
-	"github.com/tfolab/tfolab/topology"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/rules"
 )
 
-// Family is topology.Family: topology.IPv4 (iptables) or topology.IPv6
-// (ip6tables).
-type Family = topology.Family
+// Rule is one iptables rule; see lab/rules.
+type Rule = rules.Rule
 
 // Placement says which namespace and chains a middlebox's rules belong to.
 type Placement int
@@ -52,15 +52,16 @@ func (p Placement) String() string {
 	return fmt.Sprintf("Placement(%d)", int(p))
 }
 
-// Role is the topology role whose namespace the rules belong in.
-func (p Placement) Role() string {
+// DefaultNode is the node of the standard topologies whose namespace the
+// rules belong in when a scenario does not name one.
+func (p Placement) DefaultNode() string {
 	switch p {
 	case ClientSide:
-		return topology.Client
+		return "client"
 	case ServerSide:
-		return topology.Server
+		return "server"
 	}
-	return topology.Router
+	return "router"
 }
 
 // toServer is the chain that sees packets travelling to the server.
@@ -85,63 +86,6 @@ func (p Placement) back() string {
 	return "FORWARD"
 }
 
-// Rule is one iptables rule: `-t Table -A Chain Spec...`. A Rule with a nil
-// Spec declares a user-defined chain instead (`-t Table -N Chain`): Apply
-// creates it, and teardown deletes it after the rules that use it.
-type Rule struct {
-	Table, Chain string
-	Spec         []string
-	// Line is the source line for rules read by ParseRulesFile, 0 otherwise.
-	Line int
-}
-
-// IsChain reports whether r declares a user-defined chain.
-func (r Rule) IsChain() bool { return r.Spec == nil }
-
-// String is the iptables command line without the program name, quoted like
-// a shell would need it: "-t filter -A FORWARD -p tcp ...".
-func (r Rule) String() string {
-	if r.IsChain() {
-		return "-t " + r.Table + " -N " + shellQuote(r.Chain)
-	}
-	parts := []string{"-t", r.Table, "-A", shellQuote(r.Chain)}
-	for _, s := range r.Spec {
-		parts = append(parts, shellQuote(s))
-	}
-	return strings.Join(parts, " ")
-}
-
-// CommandLine is the full command a human would type: "iptables -t ..." or
-// "ip6tables -t ...".
-func CommandLine(f Family, r Rule) string {
-	return program(f) + " " + r.String()
-}
-
-func program(f Family) string {
-	if f == topology.IPv6 {
-		return "ip6tables"
-	}
-	return "iptables"
-}
-
-func shellQuote(s string) string {
-	if s == "" {
-		return `""`
-	}
-	safe := true
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.,:/=+!@%^", c)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`")
-	return `"` + r.Replace(s) + `"`
-}
-
 // Params are the knobs every middlebox takes.
 type Params struct {
 	// ServicePort is the server's TCP port; only flows to it are touched.
@@ -155,7 +99,7 @@ type Middlebox struct {
 	Name, Description string
 	// Rules returns the rule set for family f (iptables for IPv4, ip6tables
 	// for IPv6), in the order Apply must install it.
-	Rules func(f topology.Family, p Params) ([]Rule, error)
+	Rules func(f lab.Family, p Params) ([]Rule, error)
 }
 
 // TFOMark is the conntrack mark (CONNMARK) that drop-tfo-synack and
@@ -169,8 +113,8 @@ const (
 	OptionTFOExperimental = 254
 )
 
-func validate(f topology.Family, p Params) error {
-	if f != topology.IPv4 && f != topology.IPv6 {
+func validate(f lab.Family, p Params) error {
+	if f != lab.IPv4 && f != lab.IPv6 {
 		return fmt.Errorf("family %d: want 4 or 6", int(f))
 	}
 	if p.ServicePort == 0 {
@@ -188,158 +132,177 @@ func rule(table, chain string, spec ...string) Rule {
 	return Rule{Table: table, Chain: chain, Spec: spec}
 }
 
-// synDataBytecode is the -m bpf argument matching "SYN (ACK clear) with TCP
-// payload" for family f.
-func synDataBytecode(f topology.Family) string {
-	b, err := XTBPFBytecode(TCPPayloadProgram(f, flagSYN|flagACK, flagSYN))
-	if err != nil {
-		panic(err) // the program is fixed; a failure is a bug
-	}
-	return b
+// spec is what a behaviour's rule generator works from: the family, the
+// knobs, the port as text, and the xt_bpf programs it may match with.
+type spec struct {
+	f    lab.Family
+	p    Params
+	port string
+	// synData matches "SYN (ACK clear) with TCP payload", synAckData
+	// "SYN-ACK with TCP payload", data "segment with payload, SYN clear":
+	// -m bpf --bytecode arguments for f.
+	synData, synAckData, data string
 }
 
-// synAckDataBytecode matches "SYN-ACK with TCP payload" for family f.
-func synAckDataBytecode(f topology.Family) string {
-	b, err := XTBPFBytecode(TCPPayloadProgram(f, flagSYN|flagACK, flagSYN|flagACK))
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-// dataBytecode matches "TCP segment with payload, SYN clear".
-func dataBytecode(f topology.Family) string {
-	b, err := XTBPFBytecode(TCPPayloadProgram(f, flagSYN, 0))
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-// builder wraps a rule generator with validation.
-func builder(gen func(f topology.Family, p Params, port string) []Rule) func(topology.Family, Params) ([]Rule, error) {
-	return func(f topology.Family, p Params) ([]Rule, error) {
+// builder wraps a rule generator with validation and the bytecodes.
+func builder(gen func(s spec) []Rule) func(lab.Family, Params) ([]Rule, error) {
+	return func(f lab.Family, p Params) ([]Rule, error) {
 		if err := validate(f, p); err != nil {
 			return nil, err
 		}
-		return gen(f, p, strconv.Itoa(int(p.ServicePort))), nil
+		s := spec{f: f, p: p, port: strconv.Itoa(int(p.ServicePort))}
+		for _, b := range []struct {
+			dst        *string
+			mask, want uint8
+		}{{&s.synData, flagSYN | flagACK, flagSYN}, {&s.synAckData, flagSYN | flagACK, flagSYN | flagACK}, {&s.data, flagSYN, 0}} {
+			code, err := XTBPFBytecode(TCPPayloadProgram(f, b.mask, b.want))
+			if err != nil {
+				return nil, fmt.Errorf("assemble xt_bpf program: %w", err)
+			}
+			*b.dst = code
+		}
+		return gen(s), nil
 	}
 }
 
 // markSynData marks (CONNMARK, mangle table) every flow whose SYN to the
 // service port carries payload.
-func markSynData(f topology.Family, p Params, port string) Rule {
-	return rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port, "-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "CONNMARK", "--set-mark", fmt.Sprintf("0x%x", TFOMark))
+func markSynData(s spec) Rule {
+	return rule("mangle", s.p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", s.port, "-m", "bpf", "--bytecode", s.synData, "-j", "CONNMARK", "--set-mark", fmt.Sprintf("0x%x", TFOMark))
 }
 
 // markTFOFlows marks every flow whose SYN to the service port carries
 // option 34, option 254, or payload.
-func markTFOFlows(f topology.Family, p Params, port string) []Rule {
-	mark := fmt.Sprintf("0x%x", TFOMark)
-	c := p.Placement.toServer()
+func markTFOFlows(s spec) []Rule {
+	mark, port := fmt.Sprintf("0x%x", TFOMark), s.port
+	c := s.p.Placement.toServer()
 	return []Rule{
 		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "34", "-j", "CONNMARK", "--set-mark", mark),
 		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "254", "-j", "CONNMARK", "--set-mark", mark),
-		markSynData(f, p, port),
+		markSynData(s),
 	}
 }
 
-var catalogue = []Middlebox{
-	{
-		Name: "drop-syn-data",
-		Description: "Drops SYNs (SYN set, ACK clear) to the service port that carry TCP payload, " +
-			"matched exactly with an xt_bpf program (IPv4: total_len - IHL*4 - doff*4 > 0; IPv6: next header 6 and " +
-			"payload_len - doff*4 > 0). Plain SYNs, cookie requests and retransmitted data-less SYNs pass: " +
-			"the client pays one SYN RTO and falls back to a normal handshake.",
-		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			return []Rule{rule("filter", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
-				"-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "DROP")}
-		}),
-	},
-	{
-		Name: "reject-syn-data",
-		Description: "Like drop-syn-data, but answers a SYN with payload with a TCP RST " +
-			"(REJECT --reject-with tcp-reset) instead of silently dropping it.",
-		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			return []Rule{rule("filter", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
-				"-m", "bpf", "--bytecode", synDataBytecode(f), "-j", "REJECT", "--reject-with", "tcp-reset")}
-		}),
-	},
-	{
-		Name: "strip-tfo-option",
-		Description: "Removes TCP options 34 (TFO) and 254 (experimental TFO) from SYNs to the service port " +
-			"(mangle TCPOPTSTRIP). The SYN's payload still reaches the server, but without a cookie the " +
-			"server does not accept it in the SYN: the client's data is acked only after the handshake.",
-		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			return []Rule{rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
-				"-j", "TCPOPTSTRIP", "--strip-options", "34,254")}
-		}),
-	},
-	{
-		Name: "drop-cookie-request",
-		Description: "Drops every SYN to the service port that carries a TFO option at all (34 or 254): " +
-			"cookie requests, cookies and SYN+data alike. The client's retransmitted SYN has no option " +
-			"and passes.",
-		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			c := p.Placement.toServer()
-			return []Rule{
-				rule("filter", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "34", "-j", "DROP"),
-				rule("filter", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "254", "-j", "DROP"),
-			}
-		}),
-	},
-	{
-		Name: "drop-tfo-synack",
-		Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload, " +
-			"then drops the SYN-ACKs of marked flows: a stateful tracker that rejects a SYN-ACK acknowledging " +
-			"data it did not expect. The mark lives on the conntrack entry, so the client's plain retransmitted " +
-			"SYNs (same 5-tuple) stay marked and the whole connection is blackholed until the entry expires " +
-			"(nf_conntrack_tcp_timeout_syn_sent); cookie requests and plain SYNs are not marked and pass.",
-		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			return []Rule{markSynData(f, p, port),
-				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
-					"-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP")}
-		}),
-	},
-	{
-		Name: "blackhole-after-handshake",
-		Description: "Marks TFO flows as drop-tfo-synack does (SYN with option 34, 254 or payload), lets their " +
-			"handshake through (SYN, also with data, SYN-ACK, bare ACK), then drops every later packet of " +
-			"those flows that carries TCP payload, in both directions. Bare ACKs, FINs and RSTs pass, which " +
-			"is the pattern behind the kernel's out-of-order-FIN blackhole detection.",
-		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			mark := fmt.Sprintf("0x%x", TFOMark)
-			data := dataBytecode(f)
-			return append(markTFOFlows(f, p, port),
-				rule("filter", p.Placement.toServer(), "-p", "tcp", "--dport", port,
-					"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"),
-				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port,
-					"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"))
-		}),
-	},
-	{
-		Name: "drop-tfo-replies",
-		Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload and " +
-			"drops every packet the server sends back on marked flows: SYN-ACKs and data alike. The SYN itself " +
-			"passes (a drop before conntrack confirms the entry would lose the mark), so the server serves the " +
-			"request, but the client hears nothing and its SYN times out again and again: the pure blackhole that " +
-			"trips the kernel's detection at the 3rd SYN timeout, with no server data to re-arm it.",
-		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			return []Rule{markSynData(f, p, port),
-				rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP")}
-		}),
-	},
-	{
-		Name: "drop-synack-data",
-		Description: "Drops SYN-ACKs from the service port that carry TCP payload (xt_bpf, exact as for " +
-			"drop-syn-data). A Linux server never puts data in its SYN-ACK, but other stacks may: this is the " +
-			"firewall that refuses them. Pair it with a responder that sends such SYN-ACKs (lab/rawpeer).",
-		Rules: builder(func(f topology.Family, p Params, port string) []Rule {
-			return []Rule{rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
-				"-m", "bpf", "--bytecode", synAckDataBytecode(f), "-j", "DROP")}
-		}),
-	},
+// DropSynData: see its Description.
+var DropSynData = Middlebox{
+	Name: "drop-syn-data",
+	Description: "Drops SYNs (SYN set, ACK clear) to the service port that carry TCP payload, " +
+		"matched exactly with an xt_bpf program (IPv4: total_len - IHL*4 - doff*4 > 0; IPv6: next header 6 and " +
+		"payload_len - doff*4 > 0). Plain SYNs, cookie requests and retransmitted data-less SYNs pass: " +
+		"the client pays one SYN RTO and falls back to a normal handshake.",
+	Rules: builder(func(s spec) []Rule {
+		p, port := s.p, s.port
+		return []Rule{rule("filter", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
+			"-m", "bpf", "--bytecode", s.synData, "-j", "DROP")}
+	}),
 }
+
+// RejectSynData: see its Description.
+var RejectSynData = Middlebox{
+	Name: "reject-syn-data",
+	Description: "Like drop-syn-data, but answers a SYN with payload with a TCP RST " +
+		"(REJECT --reject-with tcp-reset) instead of silently dropping it.",
+	Rules: builder(func(s spec) []Rule {
+		p, port := s.p, s.port
+		return []Rule{rule("filter", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
+			"-m", "bpf", "--bytecode", s.synData, "-j", "REJECT", "--reject-with", "tcp-reset")}
+	}),
+}
+
+// StripTFOOption: see its Description.
+var StripTFOOption = Middlebox{
+	Name: "strip-tfo-option",
+	Description: "Removes TCP options 34 (TFO) and 254 (experimental TFO) from SYNs to the service port " +
+		"(mangle TCPOPTSTRIP). The SYN's payload still reaches the server, but without a cookie the " +
+		"server does not accept it in the SYN: the client's data is acked only after the handshake.",
+	Rules: builder(func(s spec) []Rule {
+		p, port := s.p, s.port
+		return []Rule{rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
+			"-j", "TCPOPTSTRIP", "--strip-options", "34,254")}
+	}),
+}
+
+// DropCookieRequest: see its Description.
+var DropCookieRequest = Middlebox{
+	Name: "drop-cookie-request",
+	Description: "Drops every SYN to the service port that carries a TFO option at all (34 or 254): " +
+		"cookie requests, cookies and SYN+data alike. The client's retransmitted SYN has no option " +
+		"and passes.",
+	Rules: builder(func(s spec) []Rule {
+		p, port := s.p, s.port
+		c := p.Placement.toServer()
+		return []Rule{
+			rule("filter", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "34", "-j", "DROP"),
+			rule("filter", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "254", "-j", "DROP"),
+		}
+	}),
+}
+
+// DropTFOSynAck: see its Description.
+var DropTFOSynAck = Middlebox{
+	Name: "drop-tfo-synack",
+	Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload, " +
+		"then drops the SYN-ACKs of marked flows: a stateful tracker that rejects a SYN-ACK acknowledging " +
+		"data it did not expect. The mark lives on the conntrack entry, so the client's plain retransmitted " +
+		"SYNs (same 5-tuple) stay marked and the whole connection is blackholed until the entry expires " +
+		"(nf_conntrack_tcp_timeout_syn_sent); cookie requests and plain SYNs are not marked and pass.",
+	Rules: builder(func(s spec) []Rule {
+		p, port := s.p, s.port
+		return []Rule{markSynData(s),
+			rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
+				"-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP")}
+	}),
+}
+
+// BlackholeAfterHandshake: see its Description.
+var BlackholeAfterHandshake = Middlebox{
+	Name: "blackhole-after-handshake",
+	Description: "Marks TFO flows as drop-tfo-synack does (SYN with option 34, 254 or payload), lets their " +
+		"handshake through (SYN, also with data, SYN-ACK, bare ACK), then drops every later packet of " +
+		"those flows that carries TCP payload, in both directions. Bare ACKs, FINs and RSTs pass, which " +
+		"is the pattern behind the kernel's out-of-order-FIN blackhole detection.",
+	Rules: builder(func(s spec) []Rule {
+		p, port := s.p, s.port
+		mark := fmt.Sprintf("0x%x", TFOMark)
+		data := s.data
+		return append(markTFOFlows(s),
+			rule("filter", p.Placement.toServer(), "-p", "tcp", "--dport", port,
+				"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"),
+			rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port,
+				"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"))
+	}),
+}
+
+// DropTFOReplies: see its Description.
+var DropTFOReplies = Middlebox{
+	Name: "drop-tfo-replies",
+	Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload and " +
+		"drops every packet the server sends back on marked flows: SYN-ACKs and data alike. The SYN itself " +
+		"passes (a drop before conntrack confirms the entry would lose the mark), so the server serves the " +
+		"request, but the client hears nothing and its SYN times out again and again: the pure blackhole that " +
+		"trips the kernel's detection at the 3rd SYN timeout, with no server data to re-arm it.",
+	Rules: builder(func(s spec) []Rule {
+		p, port := s.p, s.port
+		return []Rule{markSynData(s),
+			rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP")}
+	}),
+}
+
+// DropSynAckData: see its Description.
+var DropSynAckData = Middlebox{
+	Name: "drop-synack-data",
+	Description: "Drops SYN-ACKs from the service port that carry TCP payload (xt_bpf, exact as for " +
+		"drop-syn-data). A Linux server never puts data in its SYN-ACK, but other stacks may: this is the " +
+		"firewall that refuses them. Pair it with a responder that sends such SYN-ACKs (lab/rawpeer).",
+	Rules: builder(func(s spec) []Rule {
+		p, port := s.p, s.port
+		return []Rule{rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
+			"-m", "bpf", "--bytecode", s.synAckData, "-j", "DROP")}
+	}),
+}
+
+// catalogue is the registry, in a stable order.
+var catalogue = []Middlebox{DropSynData, RejectSynData, StripTFOOption, DropCookieRequest, DropTFOSynAck, BlackholeAfterHandshake, DropTFOReplies, DropSynAckData}
 
 // Catalogue returns the built-in middleboxes in a stable order.
 func Catalogue() []Middlebox {
@@ -364,8 +327,8 @@ func Custom(rules []Rule) Middlebox {
 	return Middlebox{
 		Name:        "custom",
 		Description: fmt.Sprintf("%d rules from an iptables-save file", len(rs)),
-		Rules: func(f topology.Family, _ Params) ([]Rule, error) {
-			if f != topology.IPv4 && f != topology.IPv6 {
+		Rules: func(f lab.Family, _ Params) ([]Rule, error) {
+			if f != lab.IPv4 && f != lab.IPv6 {
 				return nil, fmt.Errorf("family %d: want 4 or 6", int(f))
 			}
 			return append([]Rule(nil), rs...), nil

@@ -4,7 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tfolab/tfolab/topology"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/rules"
 )
 
 // Golden xt_bpf bytecodes (literal, so a change in the assembler shows up).
@@ -95,26 +96,26 @@ func TestRulesGolden(t *testing.T) {
 		{ServerSide, "INPUT", "OUTPUT"},
 	}
 	fams := []struct {
-		f                  topology.Family
+		f                  lab.Family
 		prog, sd, data, sa string
 	}{
-		{topology.IPv4, "iptables", synData4, data4, synAck4},
-		{topology.IPv6, "ip6tables", synData6, data6, synAck6},
+		{lab.IPv4, "iptables", synData4, data4, synAck4},
+		{lab.IPv6, "ip6tables", synData6, data6, synAck6},
 	}
 	for _, fam := range fams {
 		for _, pl := range placements {
 			for _, m := range Catalogue() {
 				t.Run(fam.f.String()+"/"+pl.p.String()+"/"+m.Name, func(t *testing.T) {
-					rules, err := m.Rules(fam.f, Params{ServicePort: 7413, Placement: pl.p})
+					rs, err := m.Rules(fam.f, Params{ServicePort: 7413, Placement: pl.p})
 					if err != nil {
 						t.Fatal(err)
 					}
 					want := golden(m.Name, fam.prog, pl.ts, pl.bk, fam.sd, fam.data, fam.sa)
-					if len(rules) != len(want) {
-						t.Fatalf("%d rules, want %d", len(rules), len(want))
+					if len(rs) != len(want) {
+						t.Fatalf("%d rules, want %d", len(rs), len(want))
 					}
-					for i, r := range rules {
-						if got := CommandLine(fam.f, r); got != want[i] {
+					for i, r := range rs {
+						if got := rules.CommandLine(fam.f, r); got != want[i] {
 							t.Errorf("rule %d:\n got %s\nwant %s", i+1, got, want[i])
 						}
 						if r.Line != 0 {
@@ -130,50 +131,15 @@ func TestRulesGolden(t *testing.T) {
 func TestRulesInvalidParams(t *testing.T) {
 	m, _ := ByName("drop-syn-data")
 	for _, tc := range []struct {
-		f topology.Family
+		f lab.Family
 		p Params
 	}{
-		{topology.IPv4, Params{}},
-		{topology.Family(5), Params{ServicePort: 80}},
-		{topology.IPv4, Params{ServicePort: 80, Placement: Placement(9)}},
+		{lab.IPv4, Params{}},
+		{lab.Family(5), Params{ServicePort: 80}},
+		{lab.IPv4, Params{ServicePort: 80, Placement: Placement(9)}},
 	} {
 		if _, err := m.Rules(tc.f, tc.p); err == nil {
 			t.Errorf("Rules(%v, %+v) succeeded, want error", tc.f, tc.p)
 		}
-	}
-}
-
-func TestRuleStringQuoting(t *testing.T) {
-	r := Rule{Table: "filter", Chain: "TFO", Spec: []string{"-m", "comment", "--comment", `say "hi" $x`, "-j", "DROP"}}
-	want := `-t filter -A TFO -m comment --comment "say \"hi\" \$x" -j DROP`
-	if got := r.String(); got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
-	}
-	if got := (Rule{Table: "filter", Chain: "TFO"}).String(); got != "-t filter -N TFO" {
-		t.Errorf("chain declaration: %s", got)
-	}
-	// Round trip through the parser's shell splitting.
-	words, err := shellSplit(r.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(words[4:], "|") != strings.Join(r.Spec, "|") {
-		t.Errorf("round trip: %q", words)
-	}
-}
-
-func TestInstalledTagBeforeTarget(t *testing.T) {
-	r := Rule{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"}}
-	got := strings.Join(r.installed(), " ")
-	want := "-p tcp -m comment --comment " + r.Tag() + " -j REJECT --reject-with tcp-reset"
-	if got != want {
-		t.Errorf("got  %s\nwant %s", got, want)
-	}
-	noTarget := Rule{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp"}}
-	if got := strings.Join(noTarget.installed(), " "); got != "-p tcp -m comment --comment "+noTarget.Tag() {
-		t.Errorf("no target: %s", got)
-	}
-	if r.Tag() == noTarget.Tag() || !strings.HasPrefix(r.Tag(), TagPrefix) {
-		t.Errorf("tags %s %s", r.Tag(), noTarget.Tag())
 	}
 }

@@ -72,8 +72,8 @@ func CookieThenData(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scen
 			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
 			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
 		},
-		Server:   Server{FastOpenQueue: serverQueue},
-		Workload: Workload{Mode: mode, Connections: 2},
+		Services: []Service{listener(serverQueue)},
+		Clients:  []Client{labClient(mode, 2)},
 		Expect:   cookieThenDataExpect(),
 	}
 }
@@ -81,17 +81,17 @@ func CookieThenData(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scen
 func cookieThenDataExpect() []types.GomegaMatcher {
 	return []types.GomegaMatcher{
 		Conn(0,
-			Dialogue("client",
+			Dialogue(AtClient,
 				ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
 				ServerSYNACK().WithCookie().AckingSYNOnly()),
 			SynDataAcked(false),
 			ClientFail(tfo.ClientFailNoCookie),
 			Responded()),
 		Conn(1,
-			Dialogue("client",
+			Dialogue(AtClient,
 				ClientSYN().WithCookie().WithPayload(payloadLen),
 				ServerSYNACK().AckingSYNData()),
-			Dialogue("server",
+			Dialogue(AtServer,
 				ClientSYN().WithCookie().WithPayload(payloadLen)),
 			SynDataAcked(true),
 			ServerAcceptedSynData(true),
@@ -125,13 +125,13 @@ func ServerTFOOff(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenar
 			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
 			topology.Server: {"net.ipv4.tcp_fastopen": tfoClient},
 		},
-		Server:   Server{FastOpenQueue: serverQueue},
-		Workload: Workload{Mode: mode, Connections: 2},
+		Services: []Service{listener(serverQueue)},
+		Clients:  []Client{labClient(mode, 2)},
 		Expect: []types.GomegaMatcher{
-			Conn(0, Dialogue("client",
+			Conn(0, Dialogue(AtClient,
 				ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
 				ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
-			Conn(1, Dialogue("client",
+			Conn(1, Dialogue(AtClient,
 				ClientSYN().WithCookieRequest().Experimental(true).WithoutPayload(),
 				ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
 			EveryConn(SynDataAcked(false), ServerAcceptedSynData(false), Responded()),
@@ -162,11 +162,11 @@ func NoCookieMode(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenar
 			topology.Client: {"net.ipv4.tcp_fastopen": tfoClientNoCookie},
 			topology.Server: {"net.ipv4.tcp_fastopen": tfoServerNoCookie},
 		},
-		Server:   Server{FastOpenQueue: serverQueue},
-		Workload: Workload{Mode: mode, Connections: 2},
+		Services: []Service{listener(serverQueue)},
+		Clients:  []Client{labClient(mode, 2)},
 		Expect: []types.GomegaMatcher{
 			EveryConn(
-				Dialogue("client",
+				Dialogue(AtClient,
 					ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
 					ServerSYNACK().AckingSYNData()),
 				SynDataAcked(true),
@@ -181,36 +181,48 @@ func NoCookieMode(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenar
 }
 
 // Mutant is a scenario deliberately broken so that its expectations must
-// reject it: proof that those expectations can fail.
+// reject it: proof that those expectations can fail. RejectedBy names the
+// expectations (verdict names) that must fail; a mutant rejected only by
+// "middlebox hits" would prove nothing about the behaviour checks.
 type Mutant struct {
-	Breakage string
-	Scenario Scenario
+	Breakage   string
+	Scenario   Scenario
+	RejectedBy []string
+}
+
+// mutant labels s as a self-check of itself: it keeps its scenario's
+// labels, so selecting a label runs the mutants that guard its checks.
+func mutant(breakage string, s Scenario, rejectedBy ...string) Mutant {
+	s.Labels = append(append([]string(nil), s.Labels...), "selfcheck")
+	return Mutant{Breakage: breakage, Scenario: s, RejectedBy: rejectedBy}
 }
 
 // Mutants break CookieThenData (Routed, IPv4, sendto) the ways a real
-// deployment gets it wrong.
+// deployment gets it wrong, point every middlebox at the wrong port, and
+// break the pause timing and the custom rules.
 func Mutants() []Mutant {
 	base := func() Scenario { return CookieThenData(topology.Routed(), topology.IPv4, tfo.ModeSendto) }
 	serverOff := base()
 	serverOff.Sysctls[topology.Server]["net.ipv4.tcp_fastopen"] = tfoClient
 	plain := base()
-	plain.Workload.Mode = tfo.ModePlain
+	plain.Client().Kind = LabClient{Mode: tfo.ModePlain}
 	noQueue := base()
-	noQueue.Server.FastOpenQueue = 0
+	noQueue.Service().Kind = Listener{}
 	clientOff := base()
-	clientOff.Workload.Mode = tfo.ModeConnect
+	clientOff.Client().Kind = LabClient{Mode: tfo.ModeConnect}
 	clientOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen"] = "0"
 	noRule := DropSynData(topology.IPv4, tfo.ModeSendto, middlebox.Router)
-	noRule.Middlebox.Box.Rules = func(topology.Family, middlebox.Params) ([]middlebox.Rule, error) { return nil, nil }
+	noRule.Middlebox().Box.Rules = func(lab.Family, middlebox.Params) ([]middlebox.Rule, error) { return nil, nil }
 	out := []Mutant{
-		{"drop-syn-data middlebox without its rule", noRule},
-		{"server sysctl left at 1 (TFO server off)", serverOff},
-		{"client sends no data in the SYN (plain connect)", plain},
-		{"listener without TCP_FASTOPEN", noQueue},
-		{"client sysctl 0 (TFO client off)", clientOff},
+		mutant("drop-syn-data middlebox without its rule", noRule, "connection 1", "client counters"),
+		mutant("server sysctl left at 1 (TFO server off)", serverOff, "connection 0", "connection 1", "server counters", "client cookie cache"),
+		mutant("client sends no data in the SYN (plain connect)", plain, "connection 0", "connection 1", "client counters"),
+		mutant("listener without TCP_FASTOPEN", noQueue, "connection 0", "connection 1", "server counters"),
+		mutant("client sysctl 0 (TFO client off)", clientOff, "connection 0", "connection 1", "client counters"),
 	}
 	// Every middlebox scenario must depend on its firewall: pointed at the
-	// wrong port, the rules match nothing and the expectations must fail.
+	// wrong port, the rules match nothing, and the behaviour checks of the
+	// connections the firewall should have hit must fail.
 	for _, s := range []Scenario{
 		RejectSynData(topology.IPv4, tfo.ModeSendto),
 		StripTFOOption(topology.IPv4, tfo.ModeSendto),
@@ -220,15 +232,28 @@ func Mutants() []Mutant {
 		DropSynData(topology.IPv4, tfo.ModeSendto, middlebox.ClientSide),
 		DropSynAckData(topology.IPv4, tfo.ModeSendto),
 	} {
-		s.Middlebox.Port = ServicePort + 1
-		out = append(out, Mutant{fmt.Sprintf("%s middlebox pointed at port %d instead of %d", s.Middlebox.Box.Name, ServicePort+1, ServicePort), s})
+		s.Middlebox().Port = ServicePort + 1
+		out = append(out, mutant(fmt.Sprintf("%s middlebox pointed at port %d instead of %d", s.Middlebox().Box.Name, ServicePort+1, ServicePort), s, wrongPortRejectedBy(s)))
 	}
 	// The pause timing must be able to fail: without the exchange that
 	// re-arms the backoff, the second pause is 2 s, not the 1 s expected.
 	noRearm := BlackholeRearmBySuccess()
-	noRearm.Script = withoutRearm(noRearm.Script)
-	out = append(out, Mutant{"blackhole re-arm scenario without its re-arming TFO exchange", noRearm})
+	noRearm.Timeline = withoutRearm(noRearm.Timeline)
+	out = append(out, mutant("blackhole re-arm scenario without its re-arming TFO exchange", noRearm, "pause 2"))
 	custom := CustomRules(topology.IPv4, tfo.ModeSendto)
-	custom.Middlebox.Box = middlebox.Custom(nil)
-	return append(out, Mutant{"custom middlebox with an empty rules file", custom})
+	custom.Middlebox().Box = middlebox.Custom(nil)
+	return append(out, mutant("custom middlebox with an empty rules file", custom, "every connection"))
+}
+
+// wrongPortRejectedBy is the behaviour check that must reject a middlebox
+// scenario whose firewall guards the wrong port: the check of the first
+// connection the firewall acts on (connection 0 learns a cookie), or the
+// every-connection check where the scenario has no per-connection one.
+func wrongPortRejectedBy(s Scenario) string {
+	for _, m := range s.Expect {
+		if NameOf(m) == "connection 1" {
+			return "connection 1"
+		}
+	}
+	return "every connection"
 }

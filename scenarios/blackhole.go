@@ -10,6 +10,7 @@ import (
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
+	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/topology"
 
 	. "github.com/tfolab/tfolab/assertions"
@@ -70,7 +71,7 @@ func Blackhole() []Scenario {
 	}
 }
 
-func blackholeScenario(name, desc string, timeout string, box middlebox.Middlebox, script Script, budget time.Duration) Scenario {
+func blackholeScenario(name, desc string, timeout string, box middlebox.Middlebox, script Timeline, budget time.Duration) Scenario {
 	return Scenario{
 		Name:        "blackhole/" + name,
 		Description: desc,
@@ -81,11 +82,17 @@ func blackholeScenario(name, desc string, timeout string, box middlebox.Middlebo
 			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient, "net.ipv4.tcp_fastopen_blackhole_timeout_sec": timeout},
 			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
 		},
-		Server:    Server{FastOpenQueue: serverQueue},
-		Middlebox: &MiddleboxSpec{Box: box},
-		Workload:  Workload{Mode: tfo.ModeSendto},
-		Script:    script,
-		Timeout:   budget,
+		// Beside the service (behind the middlebox): a silent server and an
+		// echo server outside it, for probes and re-arming exchanges.
+		Services: []Service{
+			listener(serverQueue),
+			{Name: "silent", Port: SilentPort, Kind: Listener{Queue: serverQueue, Reply: []byte{}}},
+			{Name: "echo", Port: EchoPort, Kind: Listener{Queue: serverQueue}},
+		},
+		Clients:     []Client{labClient(tfo.ModeSendto, 0)},
+		Middleboxes: []MiddleboxSpec{{Box: box}},
+		Timeline:    script,
+		Timeout:     budget,
 	}
 }
 
@@ -94,7 +101,7 @@ func seconds(d time.Duration) string { return fmt.Sprintf("%d", int(d/time.Secon
 // learnCookie: one connection to the service; drop-tfo-synack lets a cookie
 // request through.
 func learnCookie(ctx context.Context, env *Env) {
-	env.Dial(ctx, "learn", ServicePort, lab.InitialRTO)
+	env.Dial(ctx, Dial{Label: "learn", Timeout: lab.InitialRTO})
 }
 
 // stallBound is how long a connection into the hole is kept when no
@@ -116,29 +123,30 @@ type detection struct{ earliest, seen time.Time }
 // drops it as soon as the client namespace has counted k blackholes in
 // all. It reports whether detection came before the connection's bound.
 func detect(ctx context.Context, env *Env, k int) (detection, bool, error) {
-	return detectOn(ctx, env, fmt.Sprintf("detect-%d", k), ServicePort, k)
+	return detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: k}, k)
 }
 
-// detectOn is detect for a connection with any label and port.
-func detectOn(ctx context.Context, env *Env, label string, port uint16, k int) (detection, bool, error) {
+// detectOn is detect for any connection d (its Timeout is set here).
+func detectOn(ctx context.Context, env *Env, d Dial, k int) (detection, bool, error) {
 	// Detection is due at the 3rd retransmission; the bound gives the
 	// kernel's timers two more RTOs, since on this VM they fire up to
 	// 0.3 s late each and the lateness adds up.
 	bound := env.Obs.SynSchedule.At[3] + lab.InitialRTO
-	r, seen, err := env.DialUntil(ctx, label, port, bound, detectPoll, func() (bool, error) {
+	d.Timeout = bound
+	r, seen, err := env.DialUntil(ctx, d, detectPoll, func() (bool, error) {
 		v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
 		return v >= int64(k), err
 	})
-	d := detection{earliest: r.Start.Add(env.Obs.SynSchedule.At[2] - lab.Jiffy), seen: seen}
+	det := detection{earliest: r.Start.Add(env.Obs.SynSchedule.At[2] - lab.Jiffy), seen: seen}
 	if err != nil {
-		return d, false, err
+		return det, false, err
 	}
 	if seen.IsZero() {
-		env.Mark(fmt.Sprintf("no detection %d within %v", k, bound))
-		return d, false, nil
+		env.Mark(fmt.Sprintf("no detection within %v", bound), k)
+		return det, false, nil
 	}
-	env.MarkAt(fmt.Sprintf("detection %d", k), seen)
-	return d, true, nil
+	env.MarkAt(observation.MarkDetection, k, seen)
+	return det, true, nil
 }
 
 // watchPause probes SilentPort through pause k, expected to last want:
@@ -148,12 +156,12 @@ func detectOn(ctx context.Context, env *Env, label string, port uint16, k int) (
 // latest (the expectation then reports the pause as too long). Probes get no data back, so they never
 // re-arm the backoff.
 func watchPause(ctx context.Context, env *Env, k int, d detection, want time.Duration) error {
-	label := fmt.Sprintf("probe-%d", k)
-	env.Dial(ctx, label, SilentPort, lab.InitialRTO)
+	probe := Dial{Label: observation.RoleProbe, Round: k, Service: "silent", Timeout: lab.InitialRTO}
+	env.Dial(ctx, probe)
 	if err := sleepCtx(ctx, time.Until(d.earliest.Add(want/2))); err != nil {
 		return err
 	}
-	if r := env.Dial(ctx, label, SilentPort, lab.InitialRTO); r.SynData {
+	if r := env.Dial(ctx, probe); r.SynData {
 		return nil // over already: PauseLasted says by how much
 	}
 	if err := sleepCtx(ctx, time.Until(d.earliest.Add(want-min(denseLead, want/2)))); err != nil {
@@ -175,7 +183,7 @@ probing:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if r := env.Dial(ctx, label, SilentPort, lab.InitialRTO); r.SynData {
+			if r := env.Dial(ctx, probe); r.SynData {
 				once.Do(func() { close(back) })
 			}
 		}()
@@ -203,10 +211,10 @@ func pauseChecks() []types.GomegaMatcher {
 		cookieLearned(),
 		Labelled("detect",
 			unansweredTFOSyn(3),
-			NoPacket("client", ServerSYNACK()),
-			NoPacket("client", ServerData())),
+			NoPacket(AtClient, ServerSYNACK()),
+			NoPacket(AtClient, ServerData())),
 		Labelled("during",
-			Dialogue("client",
+			Dialogue(AtClient,
 				ClientSYN().WithoutFastOpen().WithoutPayload(),
 				ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
 				ClientData().WithPayload(payloadLen)),
@@ -225,7 +233,7 @@ func BlackholeBackoff() Scenario {
 	T := BlackholeTimeout
 	s := blackholeScenario("backoff-1x-2x-4x",
 		"timeout 1 s behind drop-tfo-replies: each detection at the 3rd SYN RTO pauses TFO for 1 s, 2 s, 4 s",
-		seconds(T), mustMiddlebox("drop-tfo-replies"),
+		seconds(T), middlebox.DropTFOReplies,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			for k := 1; k <= 3; k++ {
@@ -233,7 +241,7 @@ func BlackholeBackoff() Scenario {
 				if err != nil || !ok {
 					return err
 				}
-				env.Dial(ctx, fmt.Sprintf("during-%d", k), ServicePort, lab.InitialRTO)
+				env.Dial(ctx, Dial{Label: "during", Round: k, Timeout: lab.InitialRTO})
 				if err := watchPause(ctx, env, k, at, T<<(k-1)); err != nil {
 					return err
 				}
@@ -258,29 +266,29 @@ func BlackholeRearmBySuccess() Scenario {
 	T := BlackholeTimeout
 	s := blackholeScenario("rearm-by-success",
 		"a TFO exchange with data after the pause resets the backoff: the second pause is 1 s again, not 2 s",
-		seconds(T), mustMiddlebox("drop-tfo-replies"),
+		seconds(T), middlebox.DropTFOReplies,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			at, ok, err := detect(ctx, env, 1)
 			if err != nil || !ok {
 				return err
 			}
-			env.Dial(ctx, "during-1", ServicePort, lab.InitialRTO)
+			env.Dial(ctx, Dial{Label: "during", Round: 1, Timeout: lab.InitialRTO})
 			if err := watchPause(ctx, env, 1, at, T); err != nil {
 				return err
 			}
 			if !env.skipRearm {
-				env.Dial(ctx, "rearm", EchoPort, lab.InitialRTO)
+				env.Dial(ctx, Dial{Label: "rearm", Service: "echo", Timeout: lab.InitialRTO})
 			}
 			if at, ok, err = detect(ctx, env, 2); err != nil || !ok {
 				return err
 			}
-			env.Dial(ctx, "during-2", ServicePort, lab.InitialRTO)
+			env.Dial(ctx, Dial{Label: "during", Round: 2, Timeout: lab.InitialRTO})
 			return watchPause(ctx, env, 2, at, T)
 		}, 2*5*time.Second+3*T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		Labelled("rearm",
-			Dialogue("client", ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
 			SynDataAcked(true),
 			Responded()),
 		PauseLasted(1, T, MaxProbeGap),
@@ -301,7 +309,7 @@ func BlackholeServerDataRearms() Scenario {
 	T := BlackholeTimeout
 	s := blackholeScenario("drop-tfo-synack-server-data-rearms",
 		"behind drop-tfo-synack the server's early reply reaches the client: closing the 2nd detecting socket ends its 2 s pause at once",
-		seconds(T), mustMiddlebox("drop-tfo-synack"),
+		seconds(T), middlebox.DropTFOSynAck,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			at, ok, err := detect(ctx, env, 1)
@@ -314,19 +322,19 @@ func BlackholeServerDataRearms() Scenario {
 			if _, ok, err = detect(ctx, env, 2); err != nil || !ok {
 				return err
 			}
-			env.Dial(ctx, "after-close", SilentPort, lab.InitialRTO)
+			env.Dial(ctx, Dial{Label: "after-close", Service: "silent", Timeout: lab.InitialRTO})
 			return nil
 		}, 2*5*time.Second+T+4*time.Second)
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("detect",
-			Dialogue("client",
+			Dialogue(AtClient,
 				ClientSYN().WithCookie().WithPayload(payloadLen),
 				ServerData().WithPayload(payloadLen)),
-			NoPacket("client", ServerSYNACK())),
+			NoPacket(AtClient, ServerSYNACK())),
 		PauseLasted(1, T, MaxProbeGap),
 		Labelled("after-close",
-			Dialogue("client", ClientSYN().WithCookie().WithPayload(payloadLen)),
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen)),
 			SynDataAcked(true),
 			Completed()),
 		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 2))),
@@ -340,7 +348,7 @@ func BlackholeRearmBySysctl() Scenario {
 	T := BlackholeTimeout
 	s := blackholeScenario("rearm-by-sysctl-write",
 		"writing the same timeout again ends the pause at once and resets the backoff: the next pause is 1 s",
-		seconds(T), mustMiddlebox("drop-tfo-replies"),
+		seconds(T), middlebox.DropTFOReplies,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			_, ok, err := detect(ctx, env, 1)
@@ -350,18 +358,18 @@ func BlackholeRearmBySysctl() Scenario {
 			if err := env.Client().SetSysctl("net.ipv4.tcp_fastopen_blackhole_timeout_sec", seconds(T)); err != nil {
 				return err
 			}
-			env.Mark("sysctl written")
-			env.Dial(ctx, "after-write", SilentPort, lab.InitialRTO)
+			env.Mark("sysctl written", 0)
+			env.Dial(ctx, Dial{Label: "after-write", Service: "silent", Timeout: lab.InitialRTO})
 			at, ok, err := detect(ctx, env, 2)
 			if err != nil || !ok {
 				return err
 			}
-			env.Dial(ctx, "during-2", ServicePort, lab.InitialRTO)
+			env.Dial(ctx, Dial{Label: "during", Round: 2, Timeout: lab.InitialRTO})
 			return watchPause(ctx, env, 2, at, T)
 		}, 2*5*time.Second+T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		Labelled("after-write",
-			Dialogue("client", ClientSYN().WithCookie().WithPayload(payloadLen)),
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen)),
 			SynDataAcked(true),
 			Completed()),
 		PauseLasted(2, T, MaxProbeGap),
@@ -378,11 +386,11 @@ func BlackholeRearmBySysctl() Scenario {
 func BlackholeDetectionOff() Scenario {
 	s := blackholeScenario("detection-off",
 		"timeout 0 (default) behind drop-tfo-replies: every connection tries TFO and stalls, nothing is paused",
-		"0", mustMiddlebox("drop-tfo-replies"),
+		"0", middlebox.DropTFOReplies,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			for k := 1; k <= 2; k++ {
-				env.Dial(ctx, fmt.Sprintf("stall-%d", k), ServicePort, stallBound(env))
+				env.Dial(ctx, Dial{Label: "stall", Round: k, Timeout: stallBound(env)})
 			}
 			return nil
 		}, 2*5*time.Second+2*time.Second)
@@ -412,21 +420,21 @@ func BlackholeNoFalsePositive() Scenario {
 		seconds(BlackholeTimeout), deadServer(),
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
-			env.DialWith(ctx, tfo.DialOptions{Mode: tfo.ModePlain, Label: "dead"}, DeadPort, stallBound(env))
-			env.Dial(ctx, "after", ServicePort, lab.InitialRTO)
+			env.Dial(ctx, Dial{Label: "dead", Port: DeadPort, Plain: true, Timeout: stallBound(env)})
+			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
 			return nil
 		}, 5*time.Second+2*time.Second)
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("dead",
-			Dialogue("client",
+			Dialogue(AtClient,
 				ClientSYN().WithoutFastOpen(),
 				ClientSYN().WithoutFastOpen(),
 				ClientSYN().WithoutFastOpen(),
 				ClientSYN().WithoutFastOpen()),
 			Stalled()),
 		Labelled("after",
-			Dialogue("client", ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
 			SynDataAcked(true),
 			Responded()),
 		CountersOf(topology.Client, HaveCounterDeltas(
@@ -447,10 +455,10 @@ func BlackholeDeadServerWithTFO() Scenario {
 		seconds(BlackholeTimeout), deadServer(),
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
-			if _, ok, err := detectOn(ctx, env, "dead", DeadPort, 1); err != nil || !ok {
+			if _, ok, err := detectOn(ctx, env, Dial{Label: "dead", Port: DeadPort}, 1); err != nil || !ok {
 				return err
 			}
-			env.Dial(ctx, "during", ServicePort, lab.InitialRTO)
+			env.Dial(ctx, Dial{Label: "during", Timeout: lab.InitialRTO})
 			return nil
 		}, 5*time.Second+2*time.Second)
 	s.Expect = []types.GomegaMatcher{
@@ -458,7 +466,7 @@ func BlackholeDeadServerWithTFO() Scenario {
 		Labelled("dead",
 			unansweredTFOSyn(3)),
 		Labelled("during",
-			Dialogue("client", ClientSYN().WithoutFastOpen().WithoutPayload()),
+			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
 			SynDataAcked(false),
 			Responded()),
 		CountersOf(topology.Client, HaveCounterDeltas(
@@ -481,32 +489,32 @@ func BlackholeOFOFIN(abort bool) Scenario {
 	if !abort {
 		name, desc = "ofo-fin/normal-close", "server data dropped, FIN passes: a normal close of the stalled socket detects a blackhole too"
 	}
-	s := blackholeScenario(name, desc, seconds(BlackholeTimeout), mustMiddlebox("blackhole-after-handshake"),
+	s := blackholeScenario(name, desc, seconds(BlackholeTimeout), middlebox.BlackholeAfterHandshake,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
-			if err := env.InstallMiddlebox(); err != nil {
+			if err := env.Moment(cookieLearnedMoment); err != nil {
 				return err
 			}
-			env.DialWith(ctx, tfo.DialOptions{Mode: tfo.ModeSendto, Label: "ofo", Abort: abort}, ServicePort, StallBound)
-			env.Mark("closed")
-			env.DialWith(ctx, tfo.DialOptions{Mode: tfo.ModeSendto, Label: "next", Abort: true}, ServicePort, StallBound)
+			env.Dial(ctx, Dial{Label: "ofo", Abort: abort, Timeout: StallBound})
+			env.Mark("closed", 0)
+			env.Dial(ctx, Dial{Label: "next", Abort: true, Timeout: StallBound})
 			return nil
 		}, 2*StallBound+2*time.Second)
-	s.Middlebox.After = 1
+	s.Middlebox().When = cookieLearnedMoment
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("ofo",
-			Dialogue("client",
+			Dialogue(AtClient,
 				ClientSYN().WithCookie().WithPayload(payloadLen),
 				ServerSYNACK().AckingSYNData()),
-			Dialogue("server", ServerData().WithPayload(payloadLen)),
-			NoPacket("client", ServerData().WithPayload(payloadLen)),
+			Dialogue(AtServer, ServerData().WithPayload(payloadLen)),
+			NoPacket(AtClient, ServerData().WithPayload(payloadLen)),
 			SynDataAcked(true),
 			Stalled()),
 	}
 	s.Expect = append(s.Expect,
 		Labelled("next",
-			Dialogue("client", ClientSYN().WithoutFastOpen().WithoutPayload()),
+			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
 			SynDataAcked(false),
 			Responded()),
 		// The OFO-FIN path counts only the blackhole, not ActiveFail.
@@ -528,9 +536,13 @@ func BlackholeDropSynDataUndetected() Scenario {
 	return s
 }
 
+// cookieLearnedMoment is the moment a scripted timeline names once its
+// first connection has learned a cookie on an open path.
+const cookieLearnedMoment = "cookie learned"
+
 // withoutRearm runs script with the re-arming exchange left out: the
 // self-check's broken variant of BlackholeRearmBySuccess.
-func withoutRearm(script Script) Script {
+func withoutRearm(script Timeline) Timeline {
 	return func(ctx context.Context, env *Env) error {
 		env.skipRearm = true
 		return script(ctx, env)

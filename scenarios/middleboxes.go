@@ -8,6 +8,7 @@ import (
 
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
@@ -56,24 +57,12 @@ func Middleboxes() []Scenario {
 	return append(out, SynAckData()...)
 }
 
-func mustMiddlebox(name string) middlebox.Middlebox {
-	mb, ok := middlebox.ByName(name)
-	if !ok {
-		// The catalogue is static: a missing name is a programming error
-		// caught by the first test run, so report it loudly in the rules.
-		return middlebox.Middlebox{Name: name, Rules: func(topology.Family, middlebox.Params) ([]middlebox.Rule, error) {
-			return nil, fmt.Errorf("no middlebox named %q", name)
-		}}
-	}
-	return mb
-}
-
 // middleboxScenario is the common frame: Routed topology, TFO client and
 // server, three connections (a cookie request, then two that would carry
 // data), the middlebox in place from the start unless after says otherwise.
-func middleboxScenario(box string, pl middlebox.Placement, fam topology.Family, mode tfo.Mode, desc string) Scenario {
+func middleboxScenario(box middlebox.Middlebox, pl middlebox.Placement, fam topology.Family, mode tfo.Mode, desc string) Scenario {
 	return Scenario{
-		Name:        fmt.Sprintf("middlebox/%s/%s/%s/%s", box, pl, strings.ToLower(fam.String()), mode),
+		Name:        fmt.Sprintf("middlebox/%s/%s/%s/%s", box.Name, pl, strings.ToLower(fam.String()), mode),
 		Description: desc,
 		Labels:      []string{"middlebox", "routed", strings.ToLower(fam.String())},
 		Topology:    topology.Routed(),
@@ -82,9 +71,9 @@ func middleboxScenario(box string, pl middlebox.Placement, fam topology.Family, 
 			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
 			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
 		},
-		Server:    Server{FastOpenQueue: serverQueue},
-		Middlebox: &MiddleboxSpec{Box: mustMiddlebox(box), Placement: pl},
-		Workload:  Workload{Mode: mode, Connections: 3},
+		Services:    []Service{listener(serverQueue)},
+		Clients:     []Client{labClient(mode, 3)},
+		Middleboxes: []MiddleboxSpec{{Box: box, Placement: pl}},
 	}
 }
 
@@ -92,7 +81,7 @@ func middleboxScenario(box string, pl middlebox.Placement, fam topology.Family, 
 // lets cookie requests through: a plain exchange that leaves a cookie.
 func cookieLearned() types.GomegaMatcher {
 	return Conn(0,
-		Dialogue("client",
+		Dialogue(AtClient,
 			ClientSYN().WithCookieRequest().WithoutPayload(),
 			ServerSYNACK().WithCookie()),
 		Responded(),
@@ -108,7 +97,7 @@ func unansweredTFOSyn(n int) ConnCheck {
 	for i := 0; i < n; i++ {
 		steps = append(steps, ClientSYN().WithoutFastOpen().WithoutPayload())
 	}
-	return Dialogue("client", steps...)
+	return Dialogue(AtClient, steps...)
 }
 
 // DropSynData: a firewall that silently drops SYNs carrying payload.
@@ -126,18 +115,18 @@ func unansweredTFOSyn(n int) ConnCheck {
 // error, and tcp_send_syn_data falls back on the spot to a SYN with a cookie
 // request: no RTO, no failure counted, but no TFO either.
 func DropSynData(fam topology.Family, mode tfo.Mode, pl middlebox.Placement) Scenario {
-	s := middleboxScenario("drop-syn-data", pl, fam, mode,
+	s := middleboxScenario(middlebox.DropSynData, pl, fam, mode,
 		"SYNs with payload dropped: each TFO connection falls back after one RTO, and the next tries TFO again")
 	if pl == middlebox.ClientSide {
 		s.Description = "the client's own OUTPUT chain drops SYNs with payload: an immediate local fallback to a cookie request, no RTO"
 		s.Expect = []types.GomegaMatcher{
 			cookieLearned(),
 			EveryConn(
-				Dialogue("client",
+				Dialogue(AtClient,
 					ClientSYN().WithCookieRequest().WithoutPayload(),
 					ServerSYNACK().WithCookie().AckingSYNOnly(),
 					ClientData().WithPayload(payloadLen)),
-				NoPacket("client", ClientSYN().WithPayload(payloadLen)),
+				NoPacket(AtClient, ClientSYN().WithPayload(payloadLen)),
 				SynDataAcked(false),
 				Responded(),
 				FirstByteAfterSynRetransmissions(0)),
@@ -157,16 +146,16 @@ func DropSynData(fam topology.Family, mode tfo.Mode, pl middlebox.Placement) Sce
 	// dropped it; the SYN with data, then the plain SYN, if the server's
 	// own INPUT chain did.
 	onServerLink := []ConnCheck{
-		NoPacket("server", ClientSYN().WithPayload(payloadLen)),
-		Dialogue("server", ClientSYN().WithoutFastOpen().WithoutPayload()),
+		NoPacket(AtServer, ClientSYN().WithPayload(payloadLen)),
+		Dialogue(AtServer, ClientSYN().WithoutFastOpen().WithoutPayload()),
 	}
 	if pl == middlebox.ServerSide {
-		onServerLink = []ConnCheck{Dialogue("server",
+		onServerLink = []ConnCheck{Dialogue(AtServer,
 			ClientSYN().WithCookie().WithPayload(payloadLen),
 			ClientSYN().WithoutFastOpen().WithoutPayload())}
 	}
 	fallback := append([]ConnCheck{
-		Dialogue("client",
+		Dialogue(AtClient,
 			ClientSYN().WithCookie().WithPayload(payloadLen),
 			ClientSYN().WithoutFastOpen().WithoutPayload(),
 			ServerSYNACK().AckingSYNOnly(),
@@ -200,11 +189,11 @@ func DropSynData(fam topology.Family, mode tfo.Mode, pl middlebox.Placement) Sce
 // application gets ECONNREFUSED, on every connection, since the cookie stays
 // cached and nothing is counted against TFO.
 func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
-	s := middleboxScenario("reject-syn-data", middlebox.Router, fam, mode,
+	s := middleboxScenario(middlebox.RejectSynData, middlebox.Router, fam, mode,
 		"SYNs with payload answered with RST: every TFO connection is refused, no fallback")
 	refused := []ConnCheck{
-		Dialogue("client", ClientSYN().WithCookie().WithPayload(payloadLen)),
-		NoPacket("server", ClientSYN().WithPayload(payloadLen)),
+		Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen)),
+		NoPacket(AtServer, ClientSYN().WithPayload(payloadLen)),
 		Refused(),
 		SynDataAcked(false),
 	}
@@ -231,15 +220,15 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 // the client resends its data straight after the handshake: no RTO, but
 // TCPFastOpenActiveFail on every connection.
 func StripTFOOption(fam topology.Family, mode tfo.Mode) Scenario {
-	s := middleboxScenario("strip-tfo-option", middlebox.Router, fam, mode,
+	s := middleboxScenario(middlebox.StripTFOOption, middlebox.Router, fam, mode,
 		"options 34/254 stripped after a cookie was learned: the server sees data without a cookie and acks only the SYN")
-	s.Middlebox.After = 1
+	s.Middlebox().When = AfterConnections(1)
 	stripped := []ConnCheck{
-		Dialogue("client",
+		Dialogue(AtClient,
 			ClientSYN().WithCookie().WithPayload(payloadLen),
 			ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
 			ClientData().WithPayload(payloadLen)),
-		Dialogue("server",
+		Dialogue(AtServer,
 			ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
 			ServerSYNACK().AckingSYNOnly()),
 		SynDataAcked(false),
@@ -271,15 +260,15 @@ func StripTFOOption(fam topology.Family, mode tfo.Mode) Scenario {
 // cookie: plain handshakes at no extra cost, the client alternating between
 // the standard (34) and the experimental (254) request form.
 func StripTFOOptionFromStart(fam topology.Family, mode tfo.Mode) Scenario {
-	s := middleboxScenario("strip-tfo-option-from-start", middlebox.Router, fam, mode,
+	s := middleboxScenario(middlebox.StripTFOOption, middlebox.Router, fam, mode,
 		"options 34/254 stripped from the first SYN: no cookie is ever learned, plain handshakes at no extra cost")
-	s.Middlebox.Box = mustMiddlebox("strip-tfo-option")
+	s.Name = fmt.Sprintf("middlebox/strip-tfo-option-from-start/router/%s/%s", strings.ToLower(fam.String()), mode)
 	s.Expect = []types.GomegaMatcher{
-		Conn(0, Dialogue("client", ClientSYN().WithCookieRequest().Experimental(false))),
-		Conn(1, Dialogue("client", ClientSYN().WithCookieRequest().Experimental(true))),
+		Conn(0, Dialogue(AtClient, ClientSYN().WithCookieRequest().Experimental(false))),
+		Conn(1, Dialogue(AtClient, ClientSYN().WithCookieRequest().Experimental(true))),
 		EveryConn(
-			Dialogue("client", ClientSYN().WithCookieRequest().WithoutPayload(), ServerSYNACK().WithoutFastOpen()),
-			Dialogue("server", ClientSYN().WithoutFastOpen().WithoutPayload()),
+			Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), ServerSYNACK().WithoutFastOpen()),
+			Dialogue(AtServer, ClientSYN().WithoutFastOpen().WithoutPayload()),
 			ClientFail(tfo.ClientFailNoCookie),
 			Responded(),
 			FirstByteAfterSynRetransmissions(0)),
@@ -301,12 +290,12 @@ func StripTFOOptionFromStart(fam topology.Family, mode tfo.Mode) Scenario {
 func dropCookieRequestExpect(matched uint64) []types.GomegaMatcher {
 	return []types.GomegaMatcher{
 		EveryConn(
-			Dialogue("client",
+			Dialogue(AtClient,
 				ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
 				ClientSYN().WithoutFastOpen().WithoutPayload(),
 				ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
 				ClientData().WithPayload(payloadLen)),
-			NoPacket("server", ClientSYN().WithCookieRequest()),
+			NoPacket(AtServer, ClientSYN().WithCookieRequest()),
 			ClientFail(tfo.ClientFailNoCookie),
 			Responded(),
 			FirstByteAfterSynRetransmissions(1)),
@@ -323,7 +312,7 @@ func dropCookieRequestExpect(matched uint64) []types.GomegaMatcher {
 
 // DropCookieRequest: a firewall that drops SYNs carrying option 34 or 254.
 func DropCookieRequest(fam topology.Family, mode tfo.Mode) Scenario {
-	s := middleboxScenario("drop-cookie-request", middlebox.Router, fam, mode,
+	s := middleboxScenario(middlebox.DropCookieRequest, middlebox.Router, fam, mode,
 		"SYNs with a TFO option dropped: every connection pays one RTO and no cookie is ever learned")
 	s.Expect = dropCookieRequestExpect(3)
 	return s
@@ -336,13 +325,13 @@ func DropCookieRequest(fam topology.Family, mode tfo.Mode) Scenario {
 // dropped and the connection stalls until tcp_syn_retries runs out. The
 // cookie stays cached, so the next connection stalls the same way.
 func DropTFOSynAck(fam topology.Family, mode tfo.Mode) Scenario {
-	s := middleboxScenario("drop-tfo-synack", middlebox.Router, fam, mode,
+	s := middleboxScenario(middlebox.DropTFOSynAck, middlebox.Router, fam, mode,
 		"SYN-ACKs of flows whose SYN carried data dropped: the server has the request, the client stalls in SYN-SENT")
-	s.Workload.ConnTimeout = StallBound
+	s.Client().ConnTimeout = StallBound
 	stalled := []ConnCheck{
 		unansweredTFOSyn(2),
-		NoPacket("client", ServerSYNACK()),
-		Dialogue("server",
+		NoPacket(AtClient, ServerSYNACK()),
+		Dialogue(AtServer,
 			ClientSYN().WithCookie().WithPayload(payloadLen),
 			ServerSYNACK().AckingSYNData()),
 		ServerAcceptedSynData(true),
@@ -370,16 +359,16 @@ func DropTFOSynAck(fam topology.Family, mode tfo.Mode) Scenario {
 // the application stalls in read, the server's FIN arriving alone, out of
 // order (the pattern the kernel's OFO-FIN blackhole check looks for).
 func BlackholeAfterHandshake(fam topology.Family, mode tfo.Mode) Scenario {
-	s := middleboxScenario("blackhole-after-handshake", middlebox.Router, fam, mode,
+	s := middleboxScenario(middlebox.BlackholeAfterHandshake, middlebox.Router, fam, mode,
 		"TFO flow's handshake passes, then its data is dropped: the SYN data is acked, the response never arrives")
-	s.Middlebox.After = 1
-	s.Workload.ConnTimeout = StallBound
+	s.Middlebox().When = AfterConnections(1)
+	s.Client().ConnTimeout = StallBound
 	blackholed := []ConnCheck{
-		Dialogue("client",
+		Dialogue(AtClient,
 			ClientSYN().WithCookie().WithPayload(payloadLen),
 			ServerSYNACK().AckingSYNData()),
-		Dialogue("server", ServerData().WithPayload(payloadLen)),
-		NoPacket("client", ServerData().WithPayload(payloadLen)),
+		Dialogue(AtServer, ServerData().WithPayload(payloadLen)),
+		NoPacket(AtClient, ServerData().WithPayload(payloadLen)),
 		SynDataAcked(true),
 		ServerAcceptedSynData(true),
 		Stalled(),
@@ -410,14 +399,14 @@ const CustomRulesFile = "testdata/unknown-option-guard.rules"
 // drop-cookie-request does (the experimental form passes it, but the kernel
 // never sends one here: the retransmitted plain SYN gets through first).
 func CustomRules(fam topology.Family, mode tfo.Mode) Scenario {
-	s := middleboxScenario("custom", middlebox.Router, fam, mode,
+	s := middleboxScenario(middlebox.Custom(nil), middlebox.Router, fam, mode,
 		"rules from "+CustomRulesFile+" (drop SYNs with option 34 via a guard chain): same as drop-cookie-request")
 	s.Name = fmt.Sprintf("middlebox/custom/%s/%s/%s", strings.TrimSuffix(strings.TrimPrefix(CustomRulesFile, "testdata/"), ".rules"), strings.ToLower(fam.String()), mode)
 	rules, err := LoadRules(CustomRulesFile)
 	if err != nil {
-		s.Middlebox.Box = middlebox.Middlebox{Name: "custom", Rules: func(topology.Family, middlebox.Params) ([]middlebox.Rule, error) { return nil, err }}
+		s.Middlebox().Box = middlebox.Middlebox{Name: "custom", Rules: func(lab.Family, middlebox.Params) ([]middlebox.Rule, error) { return nil, err }} // Validate reports it
 	} else {
-		s.Middlebox.Box = middlebox.Custom(rules)
+		s.Middlebox().Box = middlebox.Custom(rules)
 	}
 	// The jump into the guard chain sees all six SYNs (three cookie
 	// requests, three plain retransmissions); the drop, the three requests.
@@ -432,7 +421,7 @@ func LoadRules(name string) ([]middlebox.Rule, error) {
 		return nil, fmt.Errorf("rules file %s: %w", name, err)
 	}
 	defer f.Close()
-	rules, err := middlebox.ParseRulesFile(f)
+	rules, err := rules.ParseRulesFile(f)
 	if err != nil {
 		return nil, fmt.Errorf("rules file %s: %w", name, err)
 	}

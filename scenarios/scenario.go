@@ -1,12 +1,14 @@
-// Package scenarios is tfolab's catalogue: each Scenario is data (topology,
-// sysctls per role, server, workload) plus expectations, and Run turns one
-// into a lab.Observation. The Ginkgo suite generates its specs from
-// Catalogue(), and a report front end runs the same list, so what is
-// asserted and what is reported cannot drift apart.
+// Package scenarios is tfolab's scenario model and catalogue. A Scenario is
+// data: a topology of named nodes, sysctls per node, services (servers of
+// some kind on a node, address and port), clients (of some kind on a node),
+// middleboxes (a behaviour placed on a node, installed at a named moment of
+// the timeline), a timeline, and expectations. Run turns one into an
+// observation.Observation. The Ginkgo suite, `tfolab run` and a report all
+// run the same Catalogue() through package harness, so what is asserted
+// and what is reported cannot drift apart.
 package scenarios
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -14,334 +16,335 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
-	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/capture"
-	"github.com/tfolab/tfolab/lab/tcpmetrics"
+	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
 )
 
-// ServicePort is where every scenario's server listens.
-const ServicePort = 7000
+// Ports of the catalogue's services.
+const (
+	// ServicePort is where every scenario's main service listens and what
+	// its middleboxes guard.
+	ServicePort = 7000
+	// SilentPort accepts, reads the request (TFO data included) and closes
+	// without a byte of reply. A TFO connection to it shows whether active
+	// TFO is paused without re-arming the blackhole backoff, which needs
+	// data received (tcp_fastopen_active_disable_ofo_check).
+	SilentPort = 7001
+	// EchoPort echoes like the service, outside the middlebox: a
+	// successful TFO exchange with data, the one that re-arms the backoff.
+	EchoPort = 7002
+)
 
-// Defaults for a Workload.
+// Defaults for clients.
 const (
 	DefaultConnTimeout = 5 * time.Second
 	DefaultPayload     = "GET /tfolab HTTP/1.0\n" // 21 bytes: well inside one MSS
 )
 
-// Workload is what the client does.
-type Workload struct {
-	Mode        tfo.Mode
-	Connections int
-	Payload     []byte // one line, '\n'-terminated; empty = DefaultPayload
-	// ConnTimeout bounds each connection; a connection that hits it is
-	// reported as stalled, never waited on longer.
-	ConnTimeout time.Duration
-}
-
-// Server is the TFO server's configuration.
-type Server struct {
-	FastOpenQueue int // TCP_FASTOPEN backlog; 0 = not set on the listener
-	// Greeting, if set, replaces the kernel's listener on ServicePort with
-	// lab/rawpeer, a scripted server that speaks first: it answers a TFO
-	// SYN with a SYN-ACK that carries Greeting (and Cookie for a cookie
-	// request, and acknowledges the SYN's data), as some non-Linux stacks
-	// may; a plain SYN gets a plain SYN-ACK and Greeting after the
-	// handshake. The client reads Greeting, not an echo. A Linux server
-	// never puts data in a SYN-ACK, so this is the only way to put one on
-	// the wire.
-	Greeting []byte
-	// Cookie is the TFO cookie the scripted server hands out (with
-	// Greeting only); nil never grants one.
-	Cookie []byte
-}
-
-// Scenario is one entry of the catalogue.
+// Scenario is one entry of the catalogue, or one a user writes.
 type Scenario struct {
 	Name        string
 	Description string
 	Labels      []string
 	Topology    topology.Spec
-	Family      topology.Family
-	// Sysctls per role, applied before the server starts, e.g.
+	// Family is the address family clients reach services in.
+	Family topology.Family
+	// Sysctls per node, applied before any service starts, e.g.
 	// {"server": {"net.ipv4.tcp_fastopen": "2"}}.
-	Sysctls  map[string]map[string]string
-	Server   Server
-	Workload Workload
-	// Middlebox is the firewall behaviour installed between client and
-	// server (nil: none), in the namespace its placement names.
-	Middlebox *MiddleboxSpec
-	// Script, if set, replaces the Workload's loop of connections (the
-	// Workload still gives the mode): the timeline the blackhole scenarios
-	// need. Servers on SilentPort and EchoPort run beside the service.
-	Script Script
-	// Timeout bounds a scripted scenario's timeline (the suite adds setup
-	// and teardown); a Workload's bound follows from its connections.
+	Sysctls map[string]map[string]string
+	// Services are the servers; the first is the main one (middleboxes
+	// guard its port, the cookie cache is checked for its address).
+	Services []Service
+	// Clients make the connections of the sequential timeline; a scripted
+	// timeline dials from the first.
+	Clients []Client
+	// Middleboxes are the firewalls, each installed at its moment.
+	Middleboxes []MiddleboxSpec
+	// Timeline drives the clients; nil is Sequential: every client makes
+	// its Connections in order.
+	Timeline Timeline
+	// Timeout bounds a scripted timeline (harness adds setup and
+	// teardown); a sequential one's bound follows from its connections.
 	Timeout time.Duration
-	// Expect are matchers over *lab.Observation; every one must hold.
+	// Expect are matchers over *observation.Observation; every one must hold.
 	Expect []types.GomegaMatcher
 }
 
-// MiddleboxSpec picks a middlebox and where it sits.
-type MiddleboxSpec struct {
-	Box       middlebox.Middlebox
-	Placement middlebox.Placement
-	// After is how many of the workload's connections run before the
-	// middlebox is installed: 1 lets the client learn a cookie on an open
-	// path first, as a client does before a firewall change. 0: from the
-	// start.
-	After int
-	// Port overrides the port the rules guard (0: ServicePort); the
-	// self-check points a middlebox at the wrong port with it.
+// Service is one server of a scenario.
+type Service struct {
+	// Name identifies it to clients and timelines; "" is "service".
+	Name string
+	// Node it runs on; "" is topology.Server.
+	Node string
+	// Addr is the address it listens on; zero is the node's service
+	// address (topology.Topology.ServiceAddr) in the scenario's family.
+	Addr netip.Addr
+	// Port it listens on; 0 is ServicePort.
 	Port uint16
+	// Kind is what runs: Listener (the kernel's TFO listener), ScriptedPeer
+	// (lab/rawpeer), or another ServiceKind.
+	Kind ServiceKind
 }
 
-// Validate catches catalogue mistakes before any namespace is created.
+// Client is one client of a scenario.
+type Client struct {
+	// Name identifies it in the observation; "" is "client".
+	Name string
+	// Node it runs on; "" is topology.Client.
+	Node string
+	// Kind is what connects: LabClient (the lab's socket in a TFO mode),
+	// or another ClientKind.
+	Kind ClientKind
+	// Service it connects to; "" is the first.
+	Service string
+	// Connections the sequential timeline makes.
+	Connections int
+	// Payload is the request (one '\n'-terminated line); empty is
+	// DefaultPayload.
+	Payload []byte
+	// ConnTimeout bounds each connection; a connection that hits it is
+	// reported as stalled, never waited on longer. 0 is DefaultConnTimeout.
+	ConnTimeout time.Duration
+}
+
+// MiddleboxSpec places a middlebox behaviour on a node.
+type MiddleboxSpec struct {
+	Box middlebox.Middlebox
+	// Placement picks the chains (forwarding, or the node's own traffic);
+	// Node the namespace, "" being Placement.DefaultNode().
+	Placement middlebox.Placement
+	Node      string
+	// Port is the port the rules guard; 0 is the main service's port (the
+	// self-check points a middlebox at the wrong port with it).
+	Port uint16
+	// When is the moment of the timeline it is installed at: AtStart, or
+	// a moment a timeline names (AfterConnections(1): once the first
+	// connection has learned a cookie on an open path, as a client does
+	// before a firewall change).
+	When string
+}
+
+// AtStart is the moment before any service or connection exists.
+const AtStart = ""
+
+// AfterConnections is the sequential timeline's moment after n connections.
+func AfterConnections(n int) string { return fmt.Sprintf("after %d connections", n) }
+
+// node returns the middlebox's node.
+func (m MiddleboxSpec) node() string {
+	if m.Node != "" {
+		return m.Node
+	}
+	return m.Placement.DefaultNode()
+}
+
+func (s Service) name() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return "service"
+}
+
+func (s Service) node() string {
+	if s.Node != "" {
+		return s.Node
+	}
+	return topology.Server
+}
+
+func (s Service) port() uint16 {
+	if s.Port != 0 {
+		return s.Port
+	}
+	return ServicePort
+}
+
+func (c Client) name() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return "client"
+}
+
+func (c Client) node() string {
+	if c.Node != "" {
+		return c.Node
+	}
+	return topology.Client
+}
+
+func (c Client) payload() []byte {
+	if len(c.Payload) == 0 {
+		return []byte(DefaultPayload)
+	}
+	return c.Payload
+}
+
+func (c Client) connTimeout() time.Duration {
+	if c.ConnTimeout <= 0 {
+		return DefaultConnTimeout
+	}
+	return c.ConnTimeout
+}
+
+// Client returns the first client, for a catalogue entry to adjust.
+func (s *Scenario) Client() *Client {
+	if len(s.Clients) == 0 {
+		return nil
+	}
+	return &s.Clients[0]
+}
+
+// Service returns the main service.
+func (s *Scenario) Service() *Service {
+	if len(s.Services) == 0 {
+		return nil
+	}
+	return &s.Services[0]
+}
+
+// Middlebox returns the first middlebox.
+func (s *Scenario) Middlebox() *MiddleboxSpec {
+	if len(s.Middleboxes) == 0 {
+		return nil
+	}
+	return &s.Middleboxes[0]
+}
+
+// Validate catches mistakes before any namespace is created: unknown
+// nodes, services or moments, and middleboxes whose rules do not build.
 func (s Scenario) Validate() error {
 	if s.Name == "" {
 		return errors.New("scenario without a name")
 	}
-	if err := s.Topology.Validate(); err != nil {
+	if err := s.validate(); err != nil {
 		return fmt.Errorf("scenario %q: %w", s.Name, err)
-	}
-	roles := map[string]bool{}
-	for _, n := range s.Topology.Nodes {
-		roles[n.Role] = true
-	}
-	for _, r := range []string{topology.Client, topology.Server} {
-		if !roles[r] {
-			return fmt.Errorf("scenario %q: topology %s has no %q node", s.Name, s.Topology.Name, r)
-		}
-	}
-	for r := range s.Sysctls {
-		if !roles[r] {
-			return fmt.Errorf("scenario %q: sysctls for %q, which topology %s lacks", s.Name, r, s.Topology.Name)
-		}
-	}
-	if s.Script == nil && s.Workload.Connections < 1 {
-		return fmt.Errorf("scenario %q: workload needs at least one connection", s.Name)
-	}
-	if mb := s.Middlebox; mb != nil && s.Script == nil && (mb.After < 0 || (mb.After > 0 && mb.After >= s.Workload.Connections)) {
-		return fmt.Errorf("scenario %q: middlebox after %d connections, but the workload makes %d", s.Name, mb.After, s.Workload.Connections)
-	}
-	if s.Server.Cookie != nil && s.Server.Greeting == nil {
-		return fmt.Errorf("scenario %q: a server cookie needs a greeting (only the scripted server hands cookies out)", s.Name)
-	}
-	if g := s.Server.Greeting; g != nil && len(g) == 0 {
-		return fmt.Errorf("scenario %q: empty greeting (nil means the kernel's listener)", s.Name)
-	}
-	if s.Family != topology.IPv4 && s.Family != topology.IPv6 {
-		return fmt.Errorf("scenario %q: family %d is neither IPv4 nor IPv6", s.Name, s.Family)
 	}
 	return nil
 }
 
-// Payload returns the request bytes the workload sends.
-func (w Workload) payload() []byte {
-	if len(w.Payload) == 0 {
-		return []byte(DefaultPayload)
+func (s Scenario) validate() error {
+	if err := s.Topology.Validate(); err != nil {
+		return err
 	}
-	return w.Payload
-}
-
-func (w Workload) connTimeout() time.Duration {
-	if w.ConnTimeout <= 0 {
-		return DefaultConnTimeout
+	if !s.Family.Valid() {
+		return fmt.Errorf("family %d is neither IPv4 nor IPv6", int(s.Family))
 	}
-	return w.ConnTimeout
-}
-
-// Run builds the scenario's topology inside l, runs its workload and returns
-// the Observation. Everything it creates is on l's cleanup stack; the caller
-// closes l. Run does not judge: that is what Expect is for.
-func Run(ctx context.Context, l *lab.Lab, s Scenario) (*lab.Observation, error) {
-	if err := s.Validate(); err != nil {
-		return nil, err
+	nodes := map[string]bool{}
+	for _, n := range s.Topology.Nodes {
+		nodes[n.Name] = true
 	}
-	topo, err := topology.Build(ctx, l, s.Topology)
-	if err != nil {
-		return nil, err
-	}
-	for _, role := range sortedKeys(s.Sysctls) {
-		if err := topo.Namespace(role).SetSysctls(s.Sysctls[role]); err != nil {
-			return nil, fmt.Errorf("scenario %q: %w", s.Name, err)
+	for n := range s.Sysctls {
+		if !nodes[n] {
+			return fmt.Errorf("sysctls for node %q, which topology %s lacks", n, s.Topology.Name)
 		}
 	}
-	var rules []middlebox.Rule
-	if mb := s.Middlebox; mb != nil {
-		// Rules are built before anything runs, so a bad custom rule set
-		// fails the scenario before the first packet.
-		port := uint16(ServicePort)
-		if mb.Port != 0 {
-			port = mb.Port
-		}
-		rules, err = mb.Box.Rules(s.Family, middlebox.Params{ServicePort: port, Placement: mb.Placement})
-		if err != nil {
-			return nil, fmt.Errorf("scenario %q: middlebox %s: %w", s.Name, mb.Box.Name, err)
-		}
+	if len(s.Services) == 0 {
+		return errors.New("no service")
 	}
-	installMiddlebox := func() error {
-		if err := middlebox.Apply(l, topo.Namespace(s.Middlebox.Placement.Role()), s.Family, rules); err != nil {
-			return fmt.Errorf("scenario %q: middlebox %s: %w", s.Name, s.Middlebox.Box.Name, err)
+	services := map[string]bool{}
+	for _, svc := range s.Services {
+		if services[svc.name()] {
+			return fmt.Errorf("service %q twice", svc.name())
 		}
-		return nil
-	}
-	if s.Middlebox != nil && s.Middlebox.After == 0 {
-		if err := installMiddlebox(); err != nil {
-			return nil, err
+		services[svc.name()] = true
+		if !nodes[svc.node()] {
+			return fmt.Errorf("service %q on node %q, which topology %s lacks", svc.name(), svc.node(), s.Topology.Name)
+		}
+		if svc.Kind == nil {
+			return fmt.Errorf("service %q has no kind", svc.name())
+		}
+		if err := svc.Kind.Validate(); err != nil {
+			return fmt.Errorf("service %q: %w", svc.name(), err)
 		}
 	}
-	serverAddr, err := topo.Addr(topology.Server, s.Family)
-	if err != nil {
-		return nil, err
+	if len(s.Clients) == 0 {
+		return errors.New("no client")
 	}
-	srv, err := startService(ctx, l, topo, s, netip.AddrPortFrom(serverAddr, ServicePort))
-	if err != nil {
-		return nil, fmt.Errorf("scenario %q: start server: %w", s.Name, err)
-	}
-
-	obs := &lab.Observation{
-		Scenario:     s.Name,
-		Server:       srv.Addr(),
-		Counters:     map[string]lab.Counters{},
-		Metrics:      map[string][]tcpmetrics.Entry{},
-		Packets:      map[string][]capture.Packet{},
-		CaptureDrops: map[string]uint64{},
-	}
-	captures, err := startCaptures(l, topo, obs)
-	if err != nil {
-		return nil, fmt.Errorf("scenario %q: %w", s.Name, err)
-	}
-
-	if obs.SynSchedule, err = topo.Namespace(topology.Client).SynScheduleOf(); err != nil {
-		return nil, fmt.Errorf("scenario %q: %w", s.Name, err)
-	}
-
-	roles := nodeRoles(s.Topology)
-	before := map[string]lab.Counters{}
-	for _, r := range roles {
-		if before[r], err = topo.Namespace(r).Counters(); err != nil {
-			return nil, err
+	total := 0
+	for _, c := range s.Clients {
+		if !nodes[c.node()] {
+			return fmt.Errorf("client %q on node %q, which topology %s lacks", c.name(), c.node(), s.Topology.Name)
 		}
-	}
-
-	start := time.Now()
-	if s.Script != nil {
-		if err := runScript(ctx, l, topo, s, serverAddr, obs, installMiddlebox); err != nil {
-			return obs, fmt.Errorf("scenario %q: %w", s.Name, err)
+		if c.Kind == nil {
+			return fmt.Errorf("client %q has no kind", c.name())
 		}
-	}
-	client := tfo.DialOptions{Mode: s.Workload.Mode, Run: topo.Namespace(topology.Client).Runner()}
-	for i := range s.Workload.Connections {
-		if s.Script != nil {
-			break
+		if c.Service != "" && !services[c.Service] {
+			return fmt.Errorf("client %q connects to service %q, which the scenario lacks", c.name(), c.Service)
 		}
-		if s.Middlebox != nil && s.Middlebox.After > 0 && i == s.Middlebox.After {
-			if err := installMiddlebox(); err != nil {
-				return obs, err
+		if c.Connections < 0 || (s.Timeline == nil && c.Connections == 0) {
+			return fmt.Errorf("client %q: %d connections", c.name(), c.Connections)
+		}
+		total += c.Connections
+	}
+	for i, m := range s.Middleboxes {
+		if !nodes[m.node()] {
+			return fmt.Errorf("middlebox %d (%s) on node %q, which topology %s lacks", i+1, m.Box.Name, m.node(), s.Topology.Name)
+		}
+		if s.Timeline == nil && m.When != AtStart {
+			ok := false
+			for n := 1; n < total; n++ {
+				ok = ok || m.When == AfterConnections(n)
+			}
+			if !ok {
+				return fmt.Errorf("middlebox %s waits for moment %q, which the sequential timeline of %d connections never reaches", m.Box.Name, m.When, total)
 			}
 		}
-		cctx, cancel := context.WithTimeout(ctx, s.Workload.connTimeout())
-		obs.Conns = append(obs.Conns, tfo.Request(cctx, client, srv.Addr(), s.Workload.payload()))
-		cancel()
-		if ctx.Err() != nil {
-			return obs, fmt.Errorf("scenario %q: %w", s.Name, ctx.Err())
+		if _, err := s.middleboxRules(m); err != nil {
+			return err
 		}
 	}
-	obs.Elapsed = time.Since(start)
-
-	// Stop the captures first: everything the workload put on the wire is
-	// queued on their sockets by now, and Stop drains it.
-	for _, c := range captures {
-		if err := c.Stop(); err != nil {
-			return obs, fmt.Errorf("scenario %q: stop capture %s: %w", s.Name, c.Link(), err)
-		}
-		obs.Packets[c.Link()] = c.Packets()
-		_, dropped := c.Stats()
-		obs.CaptureDrops[c.Link()] = dropped
-	}
-	for _, r := range roles {
-		after, err := topo.Namespace(r).Counters()
-		if err != nil {
-			return obs, err
-		}
-		obs.Counters[r] = after.Sub(before[r])
-	}
-	if obs.Metrics[topology.Client], err = tcpmetrics.Dump(topo.Namespace(topology.Client).Handle()); err != nil {
-		return obs, fmt.Errorf("scenario %q: %w", s.Name, err)
-	}
-	obs.Accepted = srv.Accepted()
-	if mb := s.Middlebox; mb != nil {
-		hits, err := middlebox.Counters(topo.Namespace(mb.Placement.Role()), s.Family, rules)
-		if err != nil {
-			return obs, fmt.Errorf("scenario %q: middlebox counters: %w", s.Name, err)
-		}
-		for i, r := range rules {
-			if !r.IsChain() {
-				obs.Middlebox = append(obs.Middlebox, lab.RuleHits{Rule: middlebox.CommandLine(s.Family, r), Packets: hits[i]})
-			}
-		}
-	}
-	return obs, nil
+	return nil
 }
 
-// runScript starts the extra servers a Script may use and runs it.
-func runScript(ctx context.Context, l *lab.Lab, topo *topology.Topology, s Scenario, server netip.Addr, obs *lab.Observation, install func() error) error {
-	for _, x := range []struct {
-		port  uint16
-		reply []byte
-	}{{SilentPort, []byte{}}, {EchoPort, nil}} {
-		srv, err := tfo.Listen(tfo.ServerOptions{
-			Addr:          netip.AddrPortFrom(server, x.port),
-			Run:           topo.Namespace(topology.Server).Runner(),
-			FastOpenQueue: s.Server.FastOpenQueue,
-			Reply:         x.reply,
-		})
-		if err != nil {
-			return fmt.Errorf("start server on port %d: %w", x.port, err)
-		}
-		l.Defer("server "+srv.Addr().String(), srv.Close)
+// middleboxRules builds m's rules for the scenario's family and port.
+func (s Scenario) middleboxRules(m MiddleboxSpec) ([]rules.Rule, error) {
+	if m.Box.Rules == nil {
+		return nil, fmt.Errorf("middlebox %q has no rules", m.Box.Name)
 	}
-	env := &Env{Topo: topo, Obs: obs, mode: s.Workload.Mode, server: server}
-	if s.Middlebox != nil && s.Middlebox.After > 0 {
-		env.install = install
+	port := m.Port
+	if port == 0 {
+		port = s.Services[0].port()
 	}
-	return s.Script(ctx, env)
+	rs, err := m.Box.Rules(s.Family, middlebox.Params{ServicePort: port, Placement: m.Placement})
+	if err != nil {
+		return nil, fmt.Errorf("middlebox %s: %w", m.Box.Name, err)
+	}
+	return rs, nil
 }
 
-// startCaptures captures on the client's and the server's interface: what
-// the client sent and what reached the server, on either side of whatever
-// sits between them.
-func startCaptures(l *lab.Lab, topo *topology.Topology, obs *lab.Observation) ([]*capture.Capture, error) {
-	var caps []*capture.Capture
-	for _, role := range []string{topology.Client, topology.Server} {
-		peer, err := topo.Neighbor(role)
-		if err != nil {
-			return nil, err
-		}
-		ifname, err := topo.Interface(role, peer)
-		if err != nil {
-			return nil, err
-		}
-		c, err := capture.Start(topo.Namespace(role).Handle(), ifname, capture.Options{Link: role})
-		if err != nil {
-			return nil, fmt.Errorf("capture on %s %s: %w", role, ifname, err)
-		}
-		l.Defer("capture on "+role+" "+ifname, c.Stop)
-		obs.AddCapture(c)
-		caps = append(caps, c)
+// ConnBudget is how long the sequential timeline may take: every
+// connection's own bound.
+func (s Scenario) ConnBudget() time.Duration {
+	if s.Timeline != nil {
+		return s.Timeout
 	}
-	return caps, nil
+	var d time.Duration
+	for _, c := range s.Clients {
+		d += time.Duration(c.Connections) * c.connTimeout()
+	}
+	return d
 }
 
-func nodeRoles(s topology.Spec) []string {
-	var roles []string
-	for _, n := range s.Nodes {
-		roles = append(roles, n.Role)
+// HasLabel reports whether the scenario carries label.
+func (s Scenario) HasLabel(label string) bool {
+	for _, l := range s.Labels {
+		if l == label {
+			return true
+		}
 	}
-	return roles
+	return false
+}
+
+// listener is the catalogue's usual main service: the kernel's TFO
+// listener on ServicePort with a TFO queue.
+func listener(queue int) Service { return Service{Kind: Listener{Queue: queue}} }
+
+// labClient is the catalogue's usual client: the lab's socket in mode.
+func labClient(mode tfo.Mode, conns int) Client {
+	return Client{Kind: LabClient{Mode: mode}, Connections: conns}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -62,8 +62,8 @@ func synAckDataScenario(name string, fam topology.Family, mode tfo.Mode, desc st
 		Topology:    topology.Routed(),
 		Family:      fam,
 		Sysctls:     map[string]map[string]string{topology.Client: {"net.ipv4.tcp_fastopen": tfoClient}},
-		Server:      Server{Greeting: []byte(Greeting), Cookie: scriptedCookie},
-		Workload:    Workload{Mode: mode, Connections: 3},
+		Services:    []Service{{Kind: ScriptedPeer{Greeting: []byte(Greeting), Cookie: scriptedCookie}}},
+		Clients:     []Client{labClient(mode, 3)},
 	}
 }
 
@@ -77,7 +77,7 @@ func synAckDataScenario(name string, fam topology.Family, mode tfo.Mode, desc st
 // syn_data_acked. A quirk to know before reading that flag on a client.
 func greetedWithCookie() []ConnCheck {
 	return []ConnCheck{
-		Dialogue("client",
+		Dialogue(AtClient,
 			ClientSYN().WithCookieRequest().WithoutPayload(),
 			ServerSYNACK().WithCookie().WithPayload(greetingLen)),
 		SynDataAcked(true),
@@ -111,11 +111,11 @@ func SynAckDataOpenPath(fam topology.Family, mode tfo.Mode) Scenario {
 
 func fullTFOWithGreeting() []ConnCheck {
 	return []ConnCheck{
-		Dialogue("client",
+		Dialogue(AtClient,
 			ClientSYN().WithCookie().WithPayload(payloadLen),
 			ServerSYNACK().AckingSYNData().WithPayload(greetingLen)),
 		// The request went in the SYN and nowhere else.
-		NoPacket("client", ClientData()),
+		NoPacket(AtClient, ClientData()),
 		SynDataAcked(true),
 		ServerAcceptedSynData(true),
 		RepliedWith([]byte(Greeting)),
@@ -136,19 +136,19 @@ func fullTFOWithGreeting() []ConnCheck {
 func DropSynAckData(fam topology.Family, mode tfo.Mode) Scenario {
 	s := synAckDataScenario("middlebox/drop-synack-data/router", fam, mode,
 		"SYN-ACKs with payload dropped: the server greets in its SYN-ACK, the client stalls in SYN-SENT, no fallback")
-	s.Middlebox = &MiddleboxSpec{Box: mustMiddlebox("drop-synack-data"), Placement: middlebox.Router, After: 1}
-	s.Workload.ConnTimeout = StallBound
+	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynAckData, When: AfterConnections(1)}}
+	s.Client().ConnTimeout = StallBound
 	stalled := []ConnCheck{
 		unansweredTFOSyn(2),
-		NoPacket("client", ServerSYNACK()),
+		NoPacket(AtClient, ServerSYNACK()),
 		// The retransmitted plain SYN gets the same SYN-ACK as the first:
 		// that is why the kernel's fallback cannot work here.
-		Dialogue("server",
+		Dialogue(AtServer,
 			ClientSYN().WithCookie().WithPayload(payloadLen),
 			ServerSYNACK().AckingSYNData().WithPayload(greetingLen),
 			ClientSYN().WithoutFastOpen().WithoutPayload(),
 			ServerSYNACK().AckingSYNData().WithPayload(greetingLen)),
-		NoPacket("server", ServerSYNACK().WithoutPayload()),
+		NoPacket(AtServer, ServerSYNACK().WithoutPayload()),
 		ServerAcceptedSynData(true),
 		Stalled(),
 	}
@@ -184,16 +184,16 @@ func DropSynAckDataDetected() Scenario {
 		"SYN-ACKs with payload dropped, blackhole detection on: the stalled connection pauses TFO, the next one is served plainly")
 	s.Labels = append(s.Labels, "blackhole")
 	s.Sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = "60"
-	s.Middlebox = &MiddleboxSpec{Box: mustMiddlebox("drop-synack-data"), Placement: middlebox.Router, After: 1}
-	s.Script = func(ctx context.Context, env *Env) error {
-		env.Dial(ctx, "learn", ServicePort, lab.InitialRTO)
-		if err := env.InstallMiddlebox(); err != nil {
+	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynAckData, When: cookieLearnedMoment}}
+	s.Timeline = func(ctx context.Context, env *Env) error {
+		env.Dial(ctx, Dial{Label: "learn", Timeout: lab.InitialRTO})
+		if err := env.Moment(cookieLearnedMoment); err != nil {
 			return err
 		}
-		if _, ok, err := detectOn(ctx, env, "detect", ServicePort, 1); err != nil || !ok {
+		if _, ok, err := detect(ctx, env, 1); err != nil || !ok {
 			return err
 		}
-		env.Dial(ctx, "after", ServicePort, lab.InitialRTO)
+		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
 		return nil
 	}
 	// The detection bound (4th SYN retransmission + 1 RTO) and two
@@ -203,13 +203,13 @@ func DropSynAckDataDetected() Scenario {
 		Labelled("learn", greetedWithCookie()...),
 		Labelled("detect",
 			unansweredTFOSyn(3),
-			NoPacket("client", ServerSYNACK())),
+			NoPacket(AtClient, ServerSYNACK())),
 		Labelled("after",
-			Dialogue("client",
+			Dialogue(AtClient,
 				ClientSYN().WithoutFastOpen().WithoutPayload(),
 				ServerSYNACK().WithoutFastOpen().AckingSYNOnly().WithoutPayload(),
 				ServerData().WithPayload(greetingLen)),
-			Dialogue("client", ClientData().WithPayload(payloadLen)),
+			Dialogue(AtClient, ClientData().WithPayload(payloadLen)),
 			SynDataAcked(false),
 			RepliedWith([]byte(Greeting)),
 			FirstByteAfterSynRetransmissions(0)),

@@ -41,41 +41,46 @@ func inLab(ip net.IP) bool {
 func (t *Topology) CheckIsolated() error {
 	ids := map[int]string{} // netnsid (as seen from ns) -> role, per ns
 	for _, n := range t.Spec.Nodes {
-		ns := t.Namespace(n.Role)
+		ns := t.Namespace(n.Name)
 		h := ns.Netlink()
 		clear(ids)
 		for _, other := range t.Spec.Nodes {
-			if other.Role == n.Role {
+			if other.Name == n.Name {
 				continue
 			}
-			id, err := h.GetNetNsIdByFd(int(t.Namespace(other.Role).Handle()))
+			id, err := h.GetNetNsIdByFd(int(t.Namespace(other.Name).Handle()))
 			if err != nil {
-				return fmt.Errorf("%s: netnsid of %s: %w", n.Role, other.Role, err)
+				return fmt.Errorf("%s: netnsid of %s: %w", n.Name, other.Name, err)
 			}
-			ids[id] = other.Role
+			ids[id] = other.Name
 		}
 		links, err := h.LinkList()
 		if err != nil {
-			return fmt.Errorf("%s: list links: %w", n.Role, err)
+			return fmt.Errorf("%s: list links: %w", n.Name, err)
 		}
 		for _, l := range links {
 			if l.Type() != "veth" {
 				continue
 			}
 			if _, ok := ids[l.Attrs().NetNsID]; !ok {
-				return fmt.Errorf("%s: veth %s has its peer in netnsid %d, which is not a namespace of this topology", n.Role, l.Attrs().Name, l.Attrs().NetNsID)
+				return fmt.Errorf("%s: veth %s has its peer in netnsid %d, which is not a namespace of this topology", n.Name, l.Attrs().Name, l.Attrs().NetNsID)
 			}
 		}
 		routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: 0}, netlink.RT_FILTER_TABLE)
 		if err != nil {
-			return fmt.Errorf("%s: list routes: %w", n.Role, err)
+			return fmt.Errorf("%s: list routes: %w", n.Name, err)
 		}
 		for _, r := range routes {
 			if r.Gw != nil && !inLab(r.Gw) {
-				return fmt.Errorf("%s: route %s leaves the lab via %s", n.Role, r, r.Gw)
+				return fmt.Errorf("%s: route %s leaves the lab via %s", n.Name, r, r.Gw)
+			}
+			for _, nh := range r.MultiPath {
+				if nh.Gw != nil && !inLab(nh.Gw) {
+					return fmt.Errorf("%s: multipath route %s leaves the lab via %s", n.Name, r, nh.Gw)
+				}
 			}
 			if r.Dst != nil && r.Gw == nil && !inLab(r.Dst.IP) {
-				return fmt.Errorf("%s: route to %s outside the lab's address space", n.Role, r.Dst)
+				return fmt.Errorf("%s: route to %s outside the lab's address space", n.Name, r.Dst)
 			}
 		}
 	}

@@ -1,12 +1,16 @@
-// Package topology builds declarative network topologies out of lab
-// namespaces, veth pairs, addresses and routes, with netlink only (no `ip`
-// subprocesses), and waits until every link can carry the first SYN.
+// Package topology builds declarative network topologies of named nodes
+// (clients, routers, pools of servers) out of lab namespaces, veth pairs,
+// addresses, service addresses on lo and routes (multipath ones included),
+// with netlink only (no `ip` subprocesses), and waits until every link can
+// carry the first SYN.
 //
 // Addressing plan: link i (1-based, in Spec order) is 10.34.i.0/24 and
 // fd34:i::/64 (34 for the TFO option kind). A router end gets host number 1;
-// otherwise the A end gets 1 and the B end 2. Hosts get a default route via
-// their router neighbour. Nothing is ever linked or routed to the root
-// namespace: every address lives in namespaces the lab created.
+// otherwise the A end gets 1 and the B end 2. Service addresses (Node.Loopback)
+// belong in 10.34.0.0/24 and fd34::/64, a subnet no link uses. Hosts get a
+// default route via their first router neighbour; Node.Routes add more.
+// Nothing is ever linked or routed to the root namespace: every address
+// lives in namespaces the lab created.
 package topology
 
 import (
@@ -24,25 +28,36 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Family selects an address family.
-type Family int
+// Family is lab.Family.
+type Family = lab.Family
 
+// The address families.
 const (
-	IPv4 Family = 4
-	IPv6 Family = 6
+	IPv4 = lab.IPv4
+	IPv6 = lab.IPv6
 )
 
-func (f Family) String() string {
-	if f == IPv6 {
-		return "IPv6"
-	}
-	return "IPv4"
+// Node is a host or a router, by name. The name is also the last part of
+// its namespace's name (tfo-<lab id>-<name>).
+type Node struct {
+	Name   string
+	Router bool // forwards IPv4 and IPv6; middleboxes go here
+	// Loopback are service addresses put on lo (this kernel has no dummy
+	// driver), e.g. the one address a pool of servers shares behind ECMP.
+	Loopback []netip.Addr
+	// Routes are routes beyond the automatic default route of a host.
+	Routes []Route
+	// Sysctls are set in the node's namespace before its links exist, e.g.
+	// net.ipv4.fib_multipath_hash_policy=1 on an ECMP router.
+	Sysctls map[string]string
 }
 
-// Node is a host or a router, named by its role.
-type Node struct {
-	Role   string
-	Router bool // forwards IPv4 and IPv6; middleboxes go here
+// Route sends Dst via the nodes in Via, which must be neighbours (share a
+// link with the node): one is a plain route, several a multipath (ECMP)
+// route with equal weights. Dst's family picks the gateways' family.
+type Route struct {
+	Dst netip.Prefix
+	Via []string
 }
 
 // Link is a veth pair between two nodes.
@@ -55,7 +70,7 @@ type Spec struct {
 	Links []Link
 }
 
-// Roles used by the standard topologies.
+// Node names used by the standard topologies.
 const (
 	Client = "client"
 	Router = "router"
@@ -66,7 +81,7 @@ const (
 func Direct() Spec {
 	return Spec{
 		Name:  "direct",
-		Nodes: []Node{{Role: Client}, {Role: Server}},
+		Nodes: []Node{{Name: Client}, {Name: Server}},
 		Links: []Link{{A: Client, B: Server}},
 	}
 }
@@ -76,14 +91,49 @@ func Direct() Spec {
 func Routed() Spec {
 	return Spec{
 		Name:  "routed",
-		Nodes: []Node{{Role: Client}, {Role: Router, Router: true}, {Role: Server}},
+		Nodes: []Node{{Name: Client}, {Name: Router, Router: true}, {Name: Server}},
 		Links: []Link{{A: Client, B: Router}, {A: Router, B: Server}},
 	}
 }
 
+// ServiceAddr4 and ServiceAddr6 are the plan's first service addresses
+// (10.34.0.0/24 and fd34::/64 belong to no link): a pool's shared address.
+var (
+	ServiceAddr4 = netip.MustParseAddr("10.34.0.34")
+	ServiceAddr6 = netip.MustParseAddr("fd34::34")
+)
+
+// Pool is clients—router—servers: one client, an ECMP router and n servers
+// (server1..servern) that all carry the service address on lo; the router
+// spreads flows to it over the servers by 5-tuple
+// (fib_multipath_hash_policy=1).
+func Pool(n int) Spec {
+	s := Spec{Name: fmt.Sprintf("pool%d", n), Nodes: []Node{{Name: Client}}, Links: []Link{{A: Client, B: Router}}}
+	var servers []string
+	for i := 1; i <= n; i++ {
+		name := fmt.Sprintf("server%d", i)
+		servers = append(servers, name)
+		s.Nodes = append(s.Nodes, Node{Name: name, Loopback: []netip.Addr{ServiceAddr4, ServiceAddr6}})
+		s.Links = append(s.Links, Link{A: Router, B: name})
+	}
+	s.Nodes = append(s.Nodes, Node{
+		Name:   Router,
+		Router: true,
+		Routes: []Route{
+			{Dst: netip.PrefixFrom(ServiceAddr4, 32), Via: servers},
+			{Dst: netip.PrefixFrom(ServiceAddr6, 128), Via: servers},
+		},
+		Sysctls: map[string]string{
+			"net.ipv4.fib_multipath_hash_policy": "1",
+			"net.ipv6.fib_multipath_hash_policy": "1",
+		},
+	})
+	return s
+}
+
 // Endpoint is one end of a built link.
 type Endpoint struct {
-	Role   string
+	Node   string
 	Ifname string
 	IPv4   netip.Prefix // address with the link's prefix length
 	IPv6   netip.Prefix
@@ -120,10 +170,10 @@ func (s Spec) Validate() error {
 	}
 	roles := map[string]bool{}
 	for _, n := range s.Nodes {
-		if roles[n.Role] {
-			return fmt.Errorf("topology %q: node %q twice", s.Name, n.Role)
+		if roles[n.Name] {
+			return fmt.Errorf("topology %q: node %q twice", s.Name, n.Name)
 		}
-		roles[n.Role] = true
+		roles[n.Name] = true
 	}
 	pairs := map[[2]string]bool{}
 	for i, l := range s.Links {
@@ -139,16 +189,57 @@ func (s Spec) Validate() error {
 		}
 		pairs[key] = true
 	}
+	for _, n := range s.Nodes {
+		for _, a := range n.Loopback {
+			if !serviceNet4.Contains(a) && !serviceNet6.Contains(a) {
+				return fmt.Errorf("topology %q: node %q: service address %s outside %s and %s", s.Name, n.Name, a, serviceNet4, serviceNet6)
+			}
+		}
+		for _, r := range n.Routes {
+			if !r.Dst.IsValid() || len(r.Via) == 0 {
+				return fmt.Errorf("topology %q: node %q: route %v via %v: want a destination and at least one neighbour", s.Name, n.Name, r.Dst, r.Via)
+			}
+			if !inLab(net.IP(r.Dst.Addr().AsSlice())) {
+				return fmt.Errorf("topology %q: node %q: route to %s leaves the lab's address space", s.Name, n.Name, r.Dst)
+			}
+			for _, v := range r.Via {
+				if !pairs[[2]string{min(n.Name, v), max(n.Name, v)}] {
+					return fmt.Errorf("topology %q: node %q: route to %s via %q, which is not a neighbour", s.Name, n.Name, r.Dst, v)
+				}
+			}
+		}
+	}
 	return nil
 }
 
-func (s Spec) isRouter(role string) bool {
+// Service address subnets (no link uses subnet 0 of the plan).
+var (
+	serviceNet4 = netip.MustParsePrefix("10.34.0.0/24")
+	serviceNet6 = netip.MustParsePrefix("fd34::/64")
+)
+
+func (s Spec) isRouter(name string) bool {
+	n, ok := s.Node(name)
+	return ok && n.Router
+}
+
+// Node returns the node called name.
+func (s Spec) Node(name string) (Node, bool) {
 	for _, n := range s.Nodes {
-		if n.Role == role {
-			return n.Router
+		if n.Name == name {
+			return n, true
 		}
 	}
-	return false
+	return Node{}, false
+}
+
+// NodeNames returns the nodes' names in Spec order.
+func (s Spec) NodeNames() []string {
+	out := make([]string, len(s.Nodes))
+	for i, n := range s.Nodes {
+		out[i] = n.Name
+	}
+	return out
 }
 
 // ifname is the name of the interface in node `self` that faces node `peer`.
@@ -164,12 +255,15 @@ func Build(ctx context.Context, l *lab.Lab, spec Spec) (*Topology, error) {
 	}
 	t := &Topology{Spec: spec, Lab: l}
 	for _, n := range spec.Nodes {
-		ns, err := l.AddNamespace(n.Role)
+		ns, err := l.AddNamespace(n.Name)
 		if err != nil {
 			return nil, fmt.Errorf("build %s: %w", spec.Name, err)
 		}
 		if err := ns.SetSysctls(nodeSysctls(n)); err != nil {
-			return nil, fmt.Errorf("build %s: %s: %w", spec.Name, n.Role, err)
+			return nil, fmt.Errorf("build %s: %s: %w", spec.Name, n.Name, err)
+		}
+		if err := addLoopback(ns, n.Loopback); err != nil {
+			return nil, fmt.Errorf("build %s: %s: %w", spec.Name, n.Name, err)
 		}
 	}
 	for i, link := range spec.Links {
@@ -204,7 +298,32 @@ func nodeSysctls(n Node) map[string]string {
 		kv["net.ipv4.ip_forward"] = "1"
 		kv["net.ipv6.conf.all.forwarding"] = "1"
 	}
+	for k, v := range n.Sysctls {
+		kv[k] = v
+	}
 	return kv
+}
+
+// addLoopback puts service addresses on lo as host addresses. Equivalent to:
+// ip -n NS addr add 10.34.0.34/32 dev lo; ip -n NS addr add fd34::34/128 dev lo nodad
+func addLoopback(ns *lab.Namespace, addrs []netip.Addr) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	lo, err := ns.Netlink().LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	for _, a := range addrs {
+		addr := &netlink.Addr{IPNet: prefixToIPNet(netip.PrefixFrom(a, a.BitLen()))}
+		if a.Is6() {
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := ns.Netlink().AddrAdd(lo, addr); err != nil {
+			return fmt.Errorf("add service address %s to lo: %w", a, err)
+		}
+	}
+	return nil
 }
 
 func (t *Topology) hostNumbers(link Link) (a, b byte) {
@@ -247,7 +366,7 @@ func endpoint(self, peer string, index int, host byte) Endpoint {
 	v4 := netip.AddrFrom4([4]byte{10, 34, byte(index), host})
 	v6 := netip.AddrFrom16([16]byte{0xfd, 0x34, 0, byte(index), 15: host})
 	return Endpoint{
-		Role:   self,
+		Node:   self,
 		Ifname: ifname(peer),
 		IPv4:   netip.PrefixFrom(v4, 24),
 		IPv6:   netip.PrefixFrom(v6, 64),
@@ -260,7 +379,7 @@ func configure(ns *lab.Namespace, ep Endpoint) error {
 	h := ns.Netlink()
 	link, err := h.LinkByName(ep.Ifname)
 	if err != nil {
-		return fmt.Errorf("%s: find %s: %w", ns.Role, ep.Ifname, err)
+		return fmt.Errorf("%s: find %s: %w", ep.Node, ep.Ifname, err)
 	}
 	for _, p := range []netip.Prefix{ep.IPv4, ep.IPv6} {
 		addr := &netlink.Addr{IPNet: prefixToIPNet(p)}
@@ -270,52 +389,124 @@ func configure(ns *lab.Namespace, ep Endpoint) error {
 			addr.Flags = unix.IFA_F_NODAD
 		}
 		if err := h.AddrAdd(link, addr); err != nil {
-			return fmt.Errorf("%s: add %s to %s: %w", ns.Role, p, ep.Ifname, err)
+			return fmt.Errorf("%s: add %s to %s: %w", ep.Node, p, ep.Ifname, err)
 		}
 	}
 	if err := h.LinkSetUp(link); err != nil {
-		return fmt.Errorf("%s: set %s up: %w", ns.Role, ep.Ifname, err)
+		return fmt.Errorf("%s: set %s up: %w", ep.Node, ep.Ifname, err)
 	}
 	return nil
 }
 
 // addRoutes gives every host a default route (IPv4 and IPv6) via its first
-// router neighbour. Routers only know their connected subnets, so no route
-// anywhere leads out of the lab.
+// router neighbour, then adds each node's own Routes. Routers otherwise only
+// know their connected subnets, so no route anywhere leads out of the lab.
 func (t *Topology) addRoutes() error {
 	for _, n := range t.Spec.Nodes {
-		if n.Router {
-			continue
+		ns := t.Lab.Namespace(n.Name)
+		if !n.Router {
+			for _, bl := range t.Links {
+				self, peer, ok := bl.sides(n.Name)
+				if !ok || !t.Spec.isRouter(peer.Node) {
+					continue
+				}
+				for _, f := range []Family{IPv4, IPv6} {
+					if err := t.addRoute(ns, n.Name, netip.Prefix{}, []Endpoint{peer}, self, f); err != nil {
+						return err
+					}
+				}
+				break
+			}
 		}
-		for _, bl := range t.Links {
-			self, peer, ok := bl.sides(n.Role)
-			if !ok || !t.Spec.isRouter(peer.Role) {
-				continue
+		for _, r := range n.Routes {
+			f := IPv4
+			if r.Dst.Addr().Is6() {
+				f = IPv6
 			}
-			ns := t.Lab.Namespace(n.Role)
-			link, err := ns.Netlink().LinkByName(self.Ifname)
-			if err != nil {
-				return fmt.Errorf("%s: find %s: %w", n.Role, self.Ifname, err)
-			}
-			for _, gw := range []netip.Addr{peer.IPv4.Addr(), peer.IPv6.Addr()} {
-				r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.IP(gw.AsSlice())}
-				// Equivalent to: ip -n NS route add default via GW
-				if err := ns.Netlink().RouteAdd(r); err != nil {
-					return fmt.Errorf("%s: default route via %s: %w", n.Role, gw, err)
+			var via []Endpoint
+			var self Endpoint
+			for _, v := range r.Via {
+				for _, bl := range t.Links {
+					if s, peer, ok := bl.sides(n.Name); ok && peer.Node == v {
+						via, self = append(via, peer), s
+					}
 				}
 			}
-			break
+			if err := t.addRoute(ns, n.Name, r.Dst, via, self, f); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// sides returns (the end in role, the other end).
-func (bl BuiltLink) sides(role string) (self, peer Endpoint, ok bool) {
-	switch role {
-	case bl.A.Role:
+// addRoute adds a route to dst (invalid: the default route) via the given
+// neighbours' addresses in family f; several make a multipath route.
+// Equivalent to: ip -n NS route add DST via GW, or
+// ip -n NS route add DST nexthop via GW1 dev IF1 nexthop via GW2 dev IF2 ...
+func (t *Topology) addRoute(ns *lab.Namespace, node string, dst netip.Prefix, via []Endpoint, self Endpoint, f Family) error {
+	linkIndex := func(ifname string) (int, error) {
+		link, err := ns.Netlink().LinkByName(ifname)
+		if err != nil {
+			return 0, fmt.Errorf("%s: find %s: %w", node, ifname, err)
+		}
+		return link.Attrs().Index, nil
+	}
+	r := &netlink.Route{}
+	if dst.IsValid() {
+		r.Dst = prefixToIPNet(dst)
+	} else if f == IPv6 {
+		r.Dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+	}
+	if len(via) == 1 {
+		idx, err := linkIndex(self.Ifname)
+		if err != nil {
+			return err
+		}
+		r.LinkIndex, r.Gw = idx, net.IP(via[0].Addr(f).AsSlice())
+	} else {
+		for _, gw := range via {
+			idx, err := t.ifindexToward(ns, node, gw.Node)
+			if err != nil {
+				return err
+			}
+			r.MultiPath = append(r.MultiPath, &netlink.NexthopInfo{LinkIndex: idx, Gw: net.IP(gw.Addr(f).AsSlice())})
+		}
+	}
+	if f == IPv6 {
+		r.Family = netlink.FAMILY_V6
+	} else {
+		r.Family = netlink.FAMILY_V4
+	}
+	if err := ns.Netlink().RouteAdd(r); err != nil {
+		what := "default"
+		if dst.IsValid() {
+			what = dst.String()
+		}
+		return fmt.Errorf("%s: route %s via %v: %w", node, what, via, err)
+	}
+	return nil
+}
+
+// ifindexToward is the index of node's interface facing peer.
+func (t *Topology) ifindexToward(ns *lab.Namespace, node, peer string) (int, error) {
+	name, err := t.Interface(node, peer)
+	if err != nil {
+		return 0, err
+	}
+	link, err := ns.Netlink().LinkByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("%s: find %s: %w", node, name, err)
+	}
+	return link.Attrs().Index, nil
+}
+
+// sides returns (the end in node, the other end).
+func (bl BuiltLink) sides(node string) (self, peer Endpoint, ok bool) {
+	switch node {
+	case bl.A.Node:
 		return bl.A, bl.B, true
-	case bl.B.Role:
+	case bl.B.Node:
 		return bl.B, bl.A, true
 	}
 	return Endpoint{}, Endpoint{}, false
@@ -329,19 +520,19 @@ func (t *Topology) waitUp(ctx context.Context) error {
 	defer cancel()
 	for _, bl := range t.Links {
 		for _, ep := range []Endpoint{bl.A, bl.B} {
-			h := t.Lab.Namespace(ep.Role).Netlink()
+			h := t.Lab.Namespace(ep.Node).Netlink()
 			delay := 50 * time.Microsecond
 			for {
 				link, err := h.LinkByName(ep.Ifname)
 				if err != nil {
-					return fmt.Errorf("%s: find %s: %w", ep.Role, ep.Ifname, err)
+					return fmt.Errorf("%s: find %s: %w", ep.Node, ep.Ifname, err)
 				}
 				if link.Attrs().OperState == netlink.OperUp {
 					break
 				}
 				select {
 				case <-ctx.Done():
-					return fmt.Errorf("%s: %s not up (state %s): %w", ep.Role, ep.Ifname, link.Attrs().OperState, ctx.Err())
+					return fmt.Errorf("%s: %s not up (state %s): %w", ep.Node, ep.Ifname, link.Attrs().OperState, ctx.Err())
 				case <-time.After(delay):
 				}
 				delay = min(2*delay, 5*time.Millisecond)
@@ -359,7 +550,7 @@ func (t *Topology) waitSolicitedNodeGroups(ctx context.Context) error {
 	want := map[string][]string{} // role -> "ifname hexgroup"
 	for _, bl := range t.Links {
 		for _, ep := range []Endpoint{bl.A, bl.B} {
-			want[ep.Role] = append(want[ep.Role], ep.Ifname+" "+solicitedNodeHex(ep.IPv6.Addr()))
+			want[ep.Node] = append(want[ep.Node], ep.Ifname+" "+solicitedNodeHex(ep.IPv6.Addr()))
 		}
 	}
 	for role, groups := range want {
@@ -425,37 +616,61 @@ func prefixToIPNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}
 }
 
-// Namespace returns the namespace of role.
-func (t *Topology) Namespace(role string) *lab.Namespace { return t.Lab.Namespace(role) }
+// Namespace returns the namespace of node.
+func (t *Topology) Namespace(node string) *lab.Namespace { return t.Lab.Namespace(node) }
 
-// Addr is role's address in family f on its first link; for a host that is
+// Addr is node's address in family f on its first link; for a host that is
 // the address peers reach it at.
-func (t *Topology) Addr(role string, f Family) (netip.Addr, error) {
+func (t *Topology) Addr(node string, f Family) (netip.Addr, error) {
 	for _, bl := range t.Links {
-		if self, _, ok := bl.sides(role); ok {
+		if self, _, ok := bl.sides(node); ok {
 			return self.Addr(f), nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("topology %s: no link on %q", t.Spec.Name, role)
+	return netip.Addr{}, fmt.Errorf("topology %s: no link on %q", t.Spec.Name, node)
 }
 
-// Interface is the name of the interface in role's namespace that faces peer.
-func (t *Topology) Interface(role, peer string) (string, error) {
+// ServiceAddr is node's first service address (Node.Loopback) in family f,
+// or, when it has none, its address on its first link.
+func (t *Topology) ServiceAddr(node string, f Family) (netip.Addr, error) {
+	if n, ok := t.Spec.Node(node); ok {
+		for _, a := range n.Loopback {
+			if a.Is6() == (f == IPv6) {
+				return a, nil
+			}
+		}
+	}
+	return t.Addr(node, f)
+}
+
+// Interface is the name of the interface in node's namespace that faces peer.
+func (t *Topology) Interface(node, peer string) (string, error) {
 	for _, bl := range t.Links {
-		if self, other, ok := bl.sides(role); ok && other.Role == peer {
+		if self, other, ok := bl.sides(node); ok && other.Node == peer {
 			return self.Ifname, nil
 		}
 	}
-	return "", fmt.Errorf("topology %s: no link %s—%s", t.Spec.Name, role, peer)
+	return "", fmt.Errorf("topology %s: no link %s—%s", t.Spec.Name, node, peer)
 }
 
-// Neighbor is the role at the other end of host's first link (for a client in
-// Routed, the router; in Direct, the server).
-func (t *Topology) Neighbor(role string) (string, error) {
+// Interfaces lists node's link interfaces in link order.
+func (t *Topology) Interfaces(node string) []string {
+	var out []string
 	for _, bl := range t.Links {
-		if _, other, ok := bl.sides(role); ok {
-			return other.Role, nil
+		if self, _, ok := bl.sides(node); ok {
+			out = append(out, self.Ifname)
 		}
 	}
-	return "", fmt.Errorf("topology %s: no link on %q", t.Spec.Name, role)
+	return out
+}
+
+// Neighbor is the node at the other end of node's first link (for a client
+// in Routed, the router; in Direct, the server).
+func (t *Topology) Neighbor(node string) (string, error) {
+	for _, bl := range t.Links {
+		if _, other, ok := bl.sides(node); ok {
+			return other.Node, nil
+		}
+	}
+	return "", fmt.Errorf("topology %s: no link on %q", t.Spec.Name, node)
 }

@@ -1,15 +1,18 @@
-// Command tfolab is the lab's small command-line front end:
+// Command tfolab is the lab's command-line front end:
 //
-//	tfolab preflight        check root, iptables and kernel TFO support
-//	tfolab sweep [-all]     remove namespaces left by killed runs (make clean)
-//	tfolab list             list lab namespaces on this host
-//	tfolab host-state       print the root namespace's network state (for diffs)
-//	tfolab junit-summary F  print "suite: N passed, N failed, N skipped" from a JUnit file
+//	tfolab list [LABEL]         list the catalogue's scenarios (with LABEL only)
+//	tfolab run NAME [--keep]    run one scenario: verdicts, observation, JSON and pcaps
+//	tfolab preflight            check root, iptables and kernel TFO support
+//	tfolab sweep [-all]         remove namespaces left by killed runs (make clean)
+//	tfolab namespaces           list lab namespaces on this host
+//	tfolab host-state           print the root namespace's network state (for diffs)
+//	tfolab junit-summary F      print "suite: N passed, N failed, N skipped" from a JUnit file
 package main
 
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,18 +21,40 @@ import (
 	"github.com/tfolab/tfolab/lab"
 )
 
+const usage = "usage: tfolab list [LABEL] | run NAME [--keep] [--out DIR] | preflight | sweep [-all] | namespaces | host-state | junit-summary FILE"
+
+// exitError carries an exit code: 1 for a failed verdict, 2 for bad input.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+
+func badInput(format string, args ...any) error {
+	return exitError{2, fmt.Errorf(format, args...)}
+}
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
 		os.Exit(1)
 	}
 }
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: tfolab preflight | sweep [-all] | list | host-state")
+		return badInput(usage)
 	}
 	switch args[0] {
+	case "run":
+		return runScenario(args[1:])
+	case "list":
+		return listScenarios(args[1:])
 	case "preflight":
 		if err := lab.Preflight(); err != nil {
 			return err
@@ -57,7 +82,7 @@ func run(args []string) error {
 		}
 		fmt.Printf("tfolab sweep: removed %d, kept %d\n", len(res.Removed), len(res.Skipped))
 		return nil
-	case "list":
+	case "namespaces":
 		names, err := lab.ListNamespaces()
 		if err != nil {
 			return err
@@ -76,7 +101,7 @@ func run(args []string) error {
 		}
 		return junitSummary(args[1])
 	}
-	return fmt.Errorf("tfolab: unknown command %q (want preflight, sweep, list, host-state or junit-summary)", args[0])
+	return badInput("tfolab: unknown command %q\n%s", args[0], usage)
 }
 
 // junitSummary prints the plain closing line CI systems read. It counts
@@ -117,6 +142,10 @@ func junitSummary(path string) error {
 	}
 	if passed+failed+skipped == 0 {
 		return fmt.Errorf("junit-summary: %s lists no spec", path)
+	}
+	if passed+failed == 0 {
+		fmt.Printf("suite: 0 passed, 0 failed, %d skipped\n", skipped)
+		return fmt.Errorf("junit-summary: no spec ran: the label filter matched none of the %d specs", skipped)
 	}
 	fmt.Printf("suite: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if failed > 0 {

@@ -13,9 +13,9 @@ import (
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/lab/rawpeer"
+	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tcpmetrics"
 	"github.com/tfolab/tfolab/lab/tfo"
-	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
 )
 
@@ -34,7 +34,7 @@ type env struct {
 	remote         netip.AddrPort
 	peer           *rawpeer.Peer
 	capture        *capture.Capture
-	rst            []middlebox.Rule
+	rst            []rules.Rule
 }
 
 // conn is what one client connection left behind, from every angle.
@@ -86,8 +86,8 @@ func setup(t *testing.T, ctx context.Context, spec topology.Spec, fam topology.F
 		}
 		return name
 	}
-	e.rst = []middlebox.Rule{rawpeer.SuppressKernelRST(port)}
-	if err := middlebox.Apply(l, e.server, fam, e.rst); err != nil {
+	e.rst = []rules.Rule{rawpeer.SuppressKernelRST(port)}
+	if err := rules.Apply(l, e.server, fam, e.rst); err != nil {
 		t.Fatal(err)
 	}
 	e.peer, err = rawpeer.Start(ctx, rawpeer.Options{
@@ -348,7 +348,7 @@ func run(t *testing.T, spec topology.Spec, fam topology.Family, mode tfo.Mode, a
 			t.Logf("connection 1: SYN data resent %v after the SYN-ACK reached the client", gap)
 		}
 	}
-	dropped, err := middlebox.Counters(e.server, e.fam, e.rst)
+	dropped, err := rules.Counters(e.server, e.fam, e.rst)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tfolab/tfolab/lab/capture"
-	"github.com/tfolab/tfolab/middlebox"
+	"github.com/tfolab/tfolab/lab/rules"
 )
 
 // Options configure a Peer.
@@ -390,13 +390,13 @@ func (p *Peer) notify() {
 // peer's port, where no socket listens) in answer to the client's segments.
 // The same rule serves iptables and ip6tables: pass the family to Apply,
 //
-//	middlebox.Apply(l, serverNS, fam, []middlebox.Rule{rawpeer.SuppressKernelRST(port)})
+//	rules.Apply(l, serverNS, fam, []rules.Rule{rawpeer.SuppressKernelRST(port)})
 //
 // which removes it again when the lab closes. The peer never sends a RST
 // (and its frames do not traverse netfilter anyway), so the rule cannot
 // drop them.
-func SuppressKernelRST(port uint16) middlebox.Rule {
-	return middlebox.Rule{
+func SuppressKernelRST(port uint16) rules.Rule {
+	return rules.Rule{
 		Table: "filter",
 		Chain: "OUTPUT",
 		Spec: []string{"-p", "tcp", "--sport", strconv.Itoa(int(port)),

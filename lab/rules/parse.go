@@ -1,4 +1,4 @@
-package middlebox
+package rules
 
 import (
 	"bufio"

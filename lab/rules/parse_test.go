@@ -1,4 +1,4 @@
-package middlebox
+package rules
 
 import (
 	"reflect"
@@ -40,11 +40,6 @@ func TestParseRulesFileGood(t *testing.T) {
 	}
 	if !rules[1].IsChain() || rules[2].IsChain() {
 		t.Error("IsChain wrong")
-	}
-	m := Custom(rules)
-	got, err := m.Rules(4, Params{})
-	if err != nil || len(got) != len(rules) || m.Name != "custom" {
-		t.Errorf("Custom: %v %d %q", err, len(got), m.Name)
 	}
 }
 

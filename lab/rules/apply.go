@@ -1,4 +1,4 @@
-package middlebox
+package rules
 
 import (
 	"crypto/sha256"
@@ -12,7 +12,6 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/topology"
 )
 
 // TagPrefix starts the comment Apply attaches to every rule it installs
@@ -45,11 +44,11 @@ func (r Rule) installed() []string {
 	return append(append([]string{}, r.Spec...), tag...)
 }
 
-func newIPTables(f topology.Family) (*iptables.IPTables, error) {
+func newIPTables(f Family) (*iptables.IPTables, error) {
 	switch f {
-	case topology.IPv4:
+	case lab.IPv4:
 		return iptables.NewWithProtocol(iptables.ProtocolIPv4)
-	case topology.IPv6:
+	case lab.IPv6:
 		return iptables.NewWithProtocol(iptables.ProtocolIPv6)
 	}
 	return nil, fmt.Errorf("family %d: want 4 or 6", int(f))
@@ -90,9 +89,9 @@ func (u *undo) run() error {
 //
 // If a rule fails, the rules and chains this call already added are removed
 // before Apply returns an error that names the rule (and its source line).
-func Apply(l *lab.Lab, ns *lab.Namespace, f topology.Family, rules []Rule) error {
+func Apply(l *lab.Lab, ns *lab.Namespace, f Family, rules []Rule) error {
 	if ns == nil {
-		return errors.New("middlebox: apply: nil namespace")
+		return errors.New("rules: apply: nil namespace")
 	}
 	var added []*undo
 	err := ns.Do(func() error {
@@ -115,14 +114,14 @@ func Apply(l *lab.Lab, ns *lab.Namespace, f topology.Family, rules []Rule) error
 				u = &undo{fn: func() error { return ns.Do(func() error { return ipt.Delete(r.Table, r.Chain, spec...) }) }}
 			}
 			added = append(added, u)
-			l.Defer(fmt.Sprintf("%s %s in %s", program(f), r.String(), ns.Name), u.run)
+			l.Defer(fmt.Sprintf("%s %s in %s", Program(f), r.String(), ns.Name), u.run)
 		}
 		return nil
 	})
 	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("middlebox: apply with %s: %w", program(f), err)
+	err = fmt.Errorf("rules: apply with %s: %w", Program(f), err)
 	var errs []error
 	for i := len(added) - 1; i >= 0; i-- {
 		if e := added[i].run(); e != nil {
@@ -141,9 +140,9 @@ var countersRE = regexp.MustCompile(` -c (\d+) (\d+)`)
 // read with `iptables -t TABLE -v -S CHAIN` (go-iptables ListWithCounters)
 // inside ns and found by the rule's tag. Chain declarations count 0. A rule
 // that is not installed (not by Apply, or already removed) is an error.
-func Counters(ns *lab.Namespace, f topology.Family, rules []Rule) ([]uint64, error) {
+func Counters(ns *lab.Namespace, f Family, rules []Rule) ([]uint64, error) {
 	if ns == nil {
-		return nil, errors.New("middlebox: counters: nil namespace")
+		return nil, errors.New("rules: counters: nil namespace")
 	}
 	out := make([]uint64, len(rules))
 	err := ns.Do(func() error {
@@ -189,7 +188,7 @@ func Counters(ns *lab.Namespace, f topology.Family, rules []Rule) ([]uint64, err
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("middlebox: counters: %w", err)
+		return nil, fmt.Errorf("rules: counters: %w", err)
 	}
 	return out, nil
 }

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/tfolab/tfolab/harness"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/scenarios"
+)
+
+// ReadyLine is what `tfolab run --keep` prints once the lab is up for a
+// person (or a test) to use; everything needed is printed before it.
+const ReadyLine = "tfolab: ready"
+
+// listScenarios prints the catalogue, one scenario a line.
+func listScenarios(args []string) error {
+	if len(args) > 1 {
+		return badInput("usage: tfolab list [LABEL]")
+	}
+	for _, s := range scenarios.Catalogue() {
+		if len(args) == 1 && !s.HasLabel(args[0]) {
+			continue
+		}
+		fmt.Printf("%-62s %s\n", s.Name, strings.Join(s.Labels, ","))
+	}
+	return nil
+}
+
+// findScenario looks a catalogue scenario up by name.
+func findScenario(name string) (scenarios.Scenario, error) {
+	var near []string
+	for _, s := range scenarios.Catalogue() {
+		if s.Name == name {
+			return s, nil
+		}
+		if strings.Contains(s.Name, name) {
+			near = append(near, s.Name)
+		}
+	}
+	hint := "`tfolab list` shows the catalogue"
+	if len(near) > 0 && len(near) <= 8 {
+		hint = "did you mean one of:\n  " + strings.Join(near, "\n  ")
+	}
+	return scenarios.Scenario{}, badInput("tfolab run: no scenario %q; %s", name, hint)
+}
+
+// splitFlags puts flags before positional arguments, so that
+// `run NAME --keep` parses like `run --keep NAME`.
+func splitFlags(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-"):
+			flags = append(flags, a)
+			if (a == "--out" || a == "-out") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	return append(flags, pos...)
+}
+
+func runScenario(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	keep := fs.Bool("keep", false, "keep the lab alive after the timeline until Ctrl-C or SIGTERM")
+	out := fs.String("out", "out", "folder for the observation, verdicts and pcaps")
+	if err := fs.Parse(splitFlags(args)); err != nil {
+		return badInput("tfolab run: %v\nusage: tfolab run NAME [--keep] [--out DIR]", err)
+	}
+	if fs.NArg() != 1 {
+		return badInput("usage: tfolab run NAME [--keep] [--out DIR]")
+	}
+	s, err := findScenario(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if err := s.Validate(); err != nil {
+		return badInput("tfolab run: %v", err)
+	}
+	if err := lab.Preflight(); err != nil {
+		return fmt.Errorf("tfolab run: %w", err)
+	}
+	// Ctrl-C or SIGTERM during the timeline ends it, and the lab is torn
+	// down all the same; with --keep they end the wait.
+	signalled, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(signalled, harness.Budget(s))
+	fmt.Printf("tfolab run: %s\n  %s\n", s.Name, s.Description)
+	live := harness.Start(ctx, s, harness.Options{Out: *out, Artefacts: harness.Always})
+	cancel()
+	res := live.Result
+	printResult(res)
+	if *keep && live.Running != nil {
+		printKeep(live)
+		fmt.Println(ReadyLine + " (Ctrl-C or SIGTERM tears the lab down)")
+		<-signalled.Done()
+		fmt.Println("tfolab: tearing the lab down")
+	}
+	if err := live.Close(); err != nil {
+		return fmt.Errorf("tfolab run: teardown: %w", err)
+	}
+	if *keep {
+		fmt.Println("tfolab: lab torn down, nothing left")
+	}
+	if !live.Result.Passed() {
+		return exitError{1, fmt.Errorf("tfolab run: %s: FAIL", s.Name)}
+	}
+	return nil
+}
+
+func printResult(res harness.Result) {
+	fmt.Print(harness.VerdictTable(res.Verdicts))
+	if res.Obs != nil {
+		fmt.Printf("connections (timeline %v):\n%s", res.Obs.Elapsed.Round(100_000), res.Obs.ConnSummary())
+		if moved := movedCounters(res); moved != "" {
+			fmt.Printf("counters moved: %s\n", moved)
+		}
+		if hits := res.Obs.MiddleboxSummary(); hits != "" {
+			fmt.Print(hits)
+		}
+	}
+	if res.Err != nil {
+		fmt.Printf("run failed: %v\n", res.Err)
+	}
+	if res.Dir != "" {
+		fmt.Printf("artefacts: %s (observation.json, verdicts.json, pcaps)\n", res.Dir)
+	}
+	if len(res.Failed()) > 0 {
+		fmt.Print("\n" + res.FailureReport())
+	}
+	status := "PASS"
+	if !res.Passed() {
+		status = "FAIL"
+	}
+	fmt.Printf("%s: %d of %d expectations hold\n", status, len(res.Verdicts)-len(res.Failed()), len(res.Verdicts))
+}
+
+// movedCounters lists the TFO counters that moved, per node.
+func movedCounters(res harness.Result) string {
+	var parts []string
+	for _, n := range res.Obs.NodeNames() {
+		c := res.Obs.Counters(n)
+		for _, name := range lab.FastOpenCounters {
+			if v, ok := c.Get(name); ok && v != 0 {
+				parts = append(parts, fmt.Sprintf("%s %s %+d", n, name, v))
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printKeep prints, for each node, commands ready to paste, and for each
+// service, clients that reach it.
+func printKeep(live *harness.Live) {
+	topo := live.Running.Topo
+	fmt.Println("\nlab kept alive; poke it with:")
+	for _, node := range topo.Spec.NodeNames() {
+		ns := topo.Namespace(node).Name
+		fmt.Printf("  node %s: namespace %s\n", node, ns)
+		fmt.Printf("    ip netns exec %s ss -tni\n", ns)
+		fmt.Printf("    ip netns exec %s ip tcp_metrics show\n", ns)
+		fmt.Printf("    ip netns exec %s nstat -az | grep -i fastopen\n", ns)
+		for _, ifname := range topo.Interfaces(node) {
+			fmt.Printf("    ip netns exec %s tcpdump -ni %s --immediate-mode -U\n", ns, ifname)
+		}
+	}
+	client := topo.Namespace(live.Result.Scenario.Clients[0].Node)
+	if client == nil {
+		client = topo.Namespace("client")
+	}
+	names := make([]string, 0, len(live.Running.Services))
+	for n := range live.Running.Services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ap := live.Running.Services[n]
+		fmt.Printf("  service %s: %s\n", n, ap)
+		if client != nil {
+			fmt.Printf("    ip netns exec %s curl --tcp-fastopen --http0.9 -s http://%s/\n", client.Name, ap)
+			fmt.Printf("    ip netns exec %s /usr/bin/python3 scripts/tfo_client.py %s %d\n", client.Name, ap.Addr(), ap.Port())
+		}
+	}
+}
+

@@ -1,0 +1,168 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/rawpeer"
+	"github.com/tfolab/tfolab/lab/rules"
+	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/observation"
+	"github.com/tfolab/tfolab/topology"
+)
+
+// Site is what a service or client kind starts against: the lab, its
+// built topology and the scenario's family.
+type Site struct {
+	Lab    *lab.Lab
+	Topo   *topology.Topology
+	Family topology.Family
+}
+
+// ServiceKind is a kind of server. Start runs one on node at addr, with
+// its teardown on the lab's cleanup stack, and returns its handle.
+type ServiceKind interface {
+	// Kind names it in observations ("listener", "rawpeer", "nginx").
+	Kind() string
+	// Validate checks the configuration before any namespace exists.
+	Validate() error
+	Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error)
+}
+
+// ServiceHandle is a running service.
+type ServiceHandle interface {
+	// Accepted is what the service observed of the connections it served.
+	Accepted() []observation.Accepted
+}
+
+// ClientKind is a kind of client. Connect makes one connection from node
+// to target, sends payload, reads the response and reports it.
+type ClientKind interface {
+	Kind() string
+	Connect(ctx context.Context, site Site, node string, target netip.AddrPort, payload []byte, label string) observation.Conn
+}
+
+// Listener is the kernel's TFO listener (lab/tfo): it reads one line and
+// echoes it, or writes Reply.
+type Listener struct {
+	// Queue is the TCP_FASTOPEN backlog; 0 leaves it unset (the listener
+	// then does TFO only with net.ipv4.tcp_fastopen bit 0x400).
+	Queue int
+	// Key is the listener's own TCP_FASTOPEN_KEY; nil uses the node's
+	// net.ipv4.tcp_fastopen_key.
+	Key *tfo.Key
+	// Reply is written to every client; nil echoes the request line.
+	Reply []byte
+}
+
+func (Listener) Kind() string { return "listener" }
+
+func (l Listener) Validate() error {
+	if l.Queue < 0 {
+		return fmt.Errorf("listener: TFO queue %d", l.Queue)
+	}
+	return nil
+}
+
+func (l Listener) Start(_ context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
+	srv, err := tfo.Listen(tfo.ServerOptions{Addr: addr, Run: site.Topo.Namespace(node).Runner(), FastOpenQueue: l.Queue, Key: l.Key, Reply: l.Reply})
+	if err != nil {
+		return nil, err
+	}
+	site.Lab.Defer("server "+srv.Addr().String()+" on "+node, srv.Close)
+	return listenerHandle{srv}, nil
+}
+
+type listenerHandle struct{ srv *tfo.Server }
+
+func (h listenerHandle) Accepted() []observation.Accepted {
+	var out []observation.Accepted
+	for _, a := range h.srv.Accepted() {
+		out = append(out, observation.FromAccepted(a))
+	}
+	return out
+}
+
+// ScriptedPeer is lab/rawpeer: a server that speaks first and, for a TFO
+// SYN, puts Greeting in the SYN-ACK (with Cookie for a cookie request, and
+// acknowledging the SYN's data), as some non-Linux stacks may; a plain SYN
+// gets a plain SYN-ACK and Greeting after the handshake. A Linux server
+// never puts data in a SYN-ACK, so this is the only way to put one on the
+// wire.
+type ScriptedPeer struct {
+	Greeting []byte
+	// Cookie is the TFO cookie it hands out; nil never grants one.
+	Cookie []byte
+}
+
+func (ScriptedPeer) Kind() string { return "rawpeer" }
+
+func (p ScriptedPeer) Validate() error {
+	if len(p.Greeting) == 0 {
+		return errors.New("scripted peer without a greeting")
+	}
+	if n := len(p.Cookie); n != 0 && (n < 4 || n > 16 || n%2 != 0) {
+		return fmt.Errorf("scripted peer: a %d-byte cookie (RFC 7413 §4.1.1: 4 to 16, even)", n)
+	}
+	return nil
+}
+
+func (p ScriptedPeer) Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
+	ns := site.Topo.Namespace(node)
+	// The peer answers from user space; with no listener on the port the
+	// node's own stack would reset every connection first.
+	if err := rules.Apply(site.Lab, ns, site.Family, []rules.Rule{rawpeer.SuppressKernelRST(addr.Port())}); err != nil {
+		return nil, fmt.Errorf("suppress the kernel's RSTs for the scripted server: %w", err)
+	}
+	neighbor, err := site.Topo.Neighbor(node)
+	if err != nil {
+		return nil, err
+	}
+	ifname, err := site.Topo.Interface(node, neighbor)
+	if err != nil {
+		return nil, err
+	}
+	peer, err := rawpeer.Start(ctx, rawpeer.Options{
+		Addr:                 addr,
+		Run:                  ns.Runner(),
+		Interface:            ifname,
+		SynAckData:           p.Greeting,
+		Cookie:               p.Cookie,
+		AckSynData:           true,
+		SynAckDataOnlyForTFO: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	site.Lab.Defer("scripted server "+addr.String()+" on "+node, peer.Close)
+	return peerHandle{peer}, nil
+}
+
+type peerHandle struct{ peer *rawpeer.Peer }
+
+// Accepted lists every connection the peer answered: it takes a
+// connection, and the data in its SYN (AckSynData), at the SYN.
+func (h peerHandle) Accepted() []observation.Accepted {
+	var out []observation.Accepted
+	for _, r := range h.peer.Conns() {
+		out = append(out, observation.Accepted{Remote: r.Client, Request: r.Received, SynData: len(r.SynPayload) > 0, Time: r.SYNTime.Round(0)})
+	}
+	return out
+}
+
+// LabClient is the lab's own socket (lab/tfo) in one of its modes.
+type LabClient struct {
+	Mode tfo.Mode
+	// Abort closes with an RST (SO_LINGER 0) instead of a FIN.
+	Abort bool
+}
+
+func (c LabClient) Kind() string { return "lab-" + c.Mode.String() }
+
+func (c LabClient) Connect(ctx context.Context, site Site, node string, target netip.AddrPort, payload []byte, label string) observation.Conn {
+	r := tfo.Request(ctx, tfo.DialOptions{Mode: c.Mode, Abort: c.Abort, Label: label, Run: site.Topo.Namespace(node).Runner()}, target, payload)
+	return observation.FromResult(r)
+}

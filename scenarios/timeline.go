@@ -1,0 +1,244 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/observation"
+)
+
+// Timeline drives a scenario's clients. Every connection it makes through
+// Env is recorded in the observation; the moments it names install the
+// middleboxes waiting for them.
+type Timeline func(ctx context.Context, env *Env) error
+
+// Sequential is the default timeline: each client makes its Connections in
+// order, one at a time, and before connection n+1 (counted over all
+// clients) comes the moment AfterConnections(n).
+func Sequential(ctx context.Context, env *Env) error {
+	n := 0
+	for _, c := range env.scen.Clients {
+		target, svc, err := env.target(c.Service, 0)
+		if err != nil {
+			return err
+		}
+		for range c.Connections {
+			if n > 0 {
+				if err := env.Moment(AfterConnections(n)); err != nil {
+					return err
+				}
+			}
+			cctx, cancel := context.WithTimeout(ctx, c.connTimeout())
+			conn := c.Kind.Connect(cctx, env.site, c.node(), target, c.payload(), "")
+			cancel()
+			env.record(c, svc, conn)
+			n++
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
+
+// Env is what a timeline works with.
+type Env struct {
+	Obs  *observation.Observation
+	site Site
+	scen Scenario
+	// services are the running services' addresses by name.
+	services map[string]netip.AddrPort
+	// install puts the middleboxes waiting for a moment in place.
+	install func(moment string) error
+	mu      sync.Mutex // guards Obs.Conns and Obs.Marks: probes overlap
+	// skipRearm leaves out BlackholeRearmBySuccess's re-arming exchange
+	// (self-check only).
+	skipRearm bool
+}
+
+// Moment marks a named moment of the timeline and installs the
+// middleboxes that wait for it.
+func (e *Env) Moment(name string) error {
+	if err := e.install(name); err != nil {
+		return err
+	}
+	e.Mark(name, 0)
+	return nil
+}
+
+// Client is the first client's namespace, where scripted dials start.
+func (e *Env) Client() *lab.Namespace { return e.site.Topo.Namespace(e.scen.Clients[0].node()) }
+
+// Dial is one connection of a scripted timeline.
+type Dial struct {
+	// Label and Round are its role in the timeline.
+	Label string
+	Round int
+	// Service it goes to ("" is the main one); Port, if set, is another
+	// port on that service's address (a port nothing serves).
+	Service string
+	Port    uint16
+	// Timeout bounds it; it is then reported as stalled.
+	Timeout time.Duration
+	// Plain makes an ordinary connect() without TFO; Abort closes with an
+	// RST. Otherwise the first client's mode.
+	Plain, Abort bool
+}
+
+// Dial makes one connection from the first client, sending the default
+// payload, and records it.
+func (e *Env) Dial(ctx context.Context, d Dial) observation.Conn {
+	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	return e.dial(cctx, d)
+}
+
+func (e *Env) dial(ctx context.Context, d Dial) observation.Conn {
+	c := e.scen.Clients[0]
+	target, svc, err := e.target(d.Service, d.Port)
+	if err != nil {
+		conn := observation.Conn{Label: d.Label, Round: d.Round, Error: err.Error()}
+		e.record(c, svc, conn)
+		return conn
+	}
+	kind := c.Kind
+	if lc, ok := kind.(LabClient); ok {
+		lc.Abort = d.Abort
+		if d.Plain {
+			lc.Mode = tfo.ModePlain
+		}
+		kind = lc
+	}
+	conn := kind.Connect(ctx, e.site, c.node(), target, c.payload(), d.Label)
+	conn.Round = d.Round
+	e.record(c, svc, conn)
+	return conn
+}
+
+// DialUntil dials like Dial but gives up as soon as until returns true
+// (polled every poll) or the timeout passes, whichever comes first. It
+// returns the connection and the moment until first held (zero if never).
+func (e *Env) DialUntil(ctx context.Context, d Dial, poll time.Duration, until func() (bool, error)) (observation.Conn, time.Time, error) {
+	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	done := make(chan observation.Conn, 1)
+	go func() { done <- e.dial(cctx, d) }()
+	var (
+		held    time.Time
+		pollErr error
+	)
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case c := <-done:
+			return c, held, pollErr
+		case <-t.C:
+			if !held.IsZero() || pollErr != nil {
+				continue
+			}
+			ok, err := until()
+			if err != nil {
+				pollErr = err
+				cancel()
+				continue
+			}
+			if ok {
+				held = time.Now()
+				cancel()
+			}
+		}
+	}
+}
+
+// ClientCounter reads one of the first client node's counters now.
+func (e *Env) ClientCounter(name string) (int64, error) {
+	c, err := e.Client().Counters()
+	if err != nil {
+		return 0, err
+	}
+	v, ok := c.Get(name)
+	if !ok {
+		return 0, fmt.Errorf("counter %s absent in the client namespace", name)
+	}
+	return v, nil
+}
+
+// SynSchedule is the first client's SYN retransmission schedule.
+func (e *Env) SynSchedule() lab.SynSchedule { return e.Obs.SynSchedule }
+
+// Mark records a named moment of the timeline, now.
+func (e *Env) Mark(name string, round int) { e.MarkAt(name, round, time.Now()) }
+
+// MarkAt records a named moment that happened at t.
+func (e *Env) MarkAt(name string, round int, t time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Obs.Marks = append(e.Obs.Marks, observation.Mark{Name: name, Round: round, At: t.Round(0), Conns: len(e.Obs.Conns)})
+}
+
+// target resolves a service name (and an optional other port on its
+// address) to an address.
+func (e *Env) target(service string, port uint16) (netip.AddrPort, string, error) {
+	if service == "" {
+		service = e.scen.Services[0].name()
+	}
+	addr, ok := e.services[service]
+	if !ok {
+		return netip.AddrPort{}, service, fmt.Errorf("no service %q in scenario %s", service, e.scen.Name)
+	}
+	if port != 0 {
+		return netip.AddrPortFrom(addr.Addr(), port), "", nil
+	}
+	return addr, service, nil
+}
+
+// record completes a connection's identity and appends it.
+func (e *Env) record(c Client, service string, conn observation.Conn) {
+	conn.Client, conn.Node, conn.Service = c.name(), c.node(), service
+	conn.ClientLink = e.clientLink(c.node())
+	conn.ServerLink = e.serverLink(service)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Obs.Conns = append(e.Obs.Conns, conn)
+}
+
+// clientLink is the capture on the client node's first interface.
+func (e *Env) clientLink(node string) string {
+	if ifs := e.site.Topo.Interfaces(node); len(ifs) > 0 {
+		return observation.LinkKey(node, ifs[0])
+	}
+	return ""
+}
+
+// serverLink is the capture on the serving node's first interface; for a
+// connection to no service, the main service's node.
+func (e *Env) serverLink(service string) string {
+	node := e.scen.Services[0].node()
+	for _, s := range e.scen.Services {
+		if s.name() == service {
+			node = s.node()
+		}
+	}
+	return e.clientLink(node)
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
