@@ -79,8 +79,12 @@ func (l *Link) UnmarshalJSON(b []byte) error {
 			Time: pj.Time, Link: pj.Link, Src: pj.Src, Dst: pj.Dst, Flags: pj.Flags, Seq: pj.Seq, Ack: pj.Ack, Window: pj.Window,
 			Urgent: pj.Urgent, Payload: pj.Payload, Length: pj.Length, Options: pj.Options, FastOpen: pj.FastOpen,
 		}
-		if pj.FastOpenErr != "" {
-			p.FastOpenErr = fmt.Errorf("%w: %s", capture.ErrMalformedFastOpen, strings.TrimPrefix(pj.FastOpenErr, capture.ErrMalformedFastOpen.Error()+": "))
+		switch sentinel := capture.ErrMalformedFastOpen.Error(); {
+		case pj.FastOpenErr == "":
+		case pj.FastOpenErr == sentinel:
+			p.FastOpenErr = capture.ErrMalformedFastOpen
+		default:
+			p.FastOpenErr = fmt.Errorf("%w: %s", capture.ErrMalformedFastOpen, strings.TrimPrefix(pj.FastOpenErr, sentinel+": "))
 		}
 		l.Packets = append(l.Packets, p)
 	}
