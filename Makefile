@@ -3,61 +3,65 @@
 # sudo resets PATH (secure_path usually lacks /usr/local/go/bin) and may run
 # git over a checkout owned by someone else, so find go explicitly and do
 # not stamp VCS info into test binaries.
+SHELL   := /bin/bash
 GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 OUT     ?= out
-PROCS   ?= 4
+PROCS   ?= 12
 LABELS  ?=
 TIMEOUT ?= 20m
 # RULES=path/to/firewall.rules (iptables-save format) adds a spec that
 # applies your own firewall in the router and reports what TFO does behind it.
 RULES   ?=
+# make run SCENARIO=name [KEEP=1]: one catalogue scenario (tfolab list).
+SCENARIO ?=
+KEEP     ?=
 
+# The scripts read these from the environment: no shell quoting to break.
+export GO OUT PROCS LABELS TIMEOUT RULES SCENARIO
 export GOFLAGS   ?= -buildvcs=false
 export GOTOOLCHAIN ?= local
+# sudo's secure_path may lack the sbin folders iptables and ip live in.
+export PATH := $(PATH):/usr/sbin:/sbin
 
-# Debian package : command it provides. `deps` installs only what is missing.
-DEB_DEPS := iptables:iptables iptables:ip6tables iproute2:ip tcpdump:tcpdump
+# Debian package : file it provides. `deps` installs only what is missing
+# (a path, not a command name: python3 on PATH may be a pyenv shim).
+DEB_DEPS := iptables:/usr/sbin/iptables iptables:/usr/sbin/ip6tables iproute2:/usr/bin/ip \
+	iproute2:/usr/bin/nstat tcpdump:/usr/bin/tcpdump python3:/usr/bin/python3
 
-GINKGO_FLAGS := -p --procs=$(PROCS) --timeout=$(TIMEOUT) --output-dir=$(OUT) \
-	--junit-report=junit.xml --poll-progress-after=60s
-ifneq ($(strip $(RULES)),)
-export TFOLAB_RULES := $(abspath $(RULES))
-endif
-# Colour only for a terminal: CI logs and files stay plain text. ($(shell)'s
-# stdout is a pipe, so test make's stderr, which it inherits.)
-ifneq ($(shell test -t 2 && echo tty),tty)
-GINKGO_FLAGS += --no-color
-endif
-ifneq ($(strip $(LABELS)),)
-GINKGO_FLAGS += --label-filter='$(LABELS)'
-endif
-
-.PHONY: test unit suite deps preflight clean lint bench check-killed-run
+.PHONY: test unit suite deps preflight clean lint bench check-killed-run run list
 
 ## test: unit tests (no root needed) + the integration suite (root), JUnit in $(OUT)/junit.xml
 test: deps preflight unit suite
 
 ## unit: every package's own tests; root-only tests skip themselves without root
 unit:
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v '^github.com/tfolab/tfolab$$')
+	@echo "unit: go test of every package"
+	@set -o pipefail; $(GO) test -count=1 $$($(GO) list ./... | grep -v '^github.com/tfolab/tfolab$$') 2>&1 | grep -v 'no test files'
 
-## suite: the Ginkgo integration suite (LABELS=baseline, PROCS=4)
+## suite: the Ginkgo integration suite (LABELS=baseline, PROCS=12)
 suite:
-	@mkdir -p $(OUT)
-	$(GO) tool ginkgo $(GINKGO_FLAGS) .
-	@$(GO) run ./cmd/tfolab junit-summary $(OUT)/junit.xml
+	@bash scripts/suite.sh
+
+## run: one scenario from the catalogue: make run SCENARIO=name [KEEP=1]
+run:
+	@test -n "$(SCENARIO)" || { echo "run: SCENARIO=name (make list shows the catalogue)" >&2; exit 2; }
+	@$(GO) run ./cmd/tfolab run "$$SCENARIO" --out "$(OUT)" $(if $(KEEP),--keep)
+
+## list: the catalogue's scenarios
+list:
+	@$(GO) run ./cmd/tfolab list
 
 ## deps: install missing Debian packages and download Go modules (idempotent)
 deps:
 	@missing=""; \
 	for dep in $(DEB_DEPS); do \
-		command -v "$${dep#*:}" >/dev/null 2>&1 || missing="$$missing $${dep%%:*}"; \
+		[ -x "$${dep#*:}" ] || case " $$missing " in *" $${dep%%:*} "*) ;; *) missing="$$missing $${dep%%:*}";; esac; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
-	$(GO) mod download
+	@$(GO) mod download
 
 ## preflight: one-line verdict on root, iptables and kernel TFO support
 preflight:
@@ -66,7 +70,7 @@ preflight:
 ## clean: remove namespaces (and what is in them) left by killed runs, and $(OUT)
 clean:
 	$(GO) run ./cmd/tfolab sweep
-	rm -rf $(OUT)
+	rm -rf "$(OUT)"
 
 ## lint: go vet + gofmt
 lint:

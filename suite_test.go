@@ -58,12 +58,11 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	Expect(os.RemoveAll(filepath.Join(outDir(), "artifacts"))).To(Succeed())
 	hostBefore, err = lab.SnapshotHost(ctx)
 	Expect(err).NotTo(HaveOccurred(), "snapshot the root namespace")
-	return []byte(buildTFOLab())
-}, func(ctx SpecContext, bin []byte) {
+	return nil
+}, func(ctx SpecContext, _ []byte) {
 	if err := lab.Preflight(); err != nil {
 		AbortSuite(err.Error())
 	}
-	tfolabBinary = string(bin)
 })
 
 // After every process is done, the root namespace must be exactly what it
@@ -88,22 +87,32 @@ func runJudged(ctx context.Context, s scenarios.Scenario) harness.Result {
 	return res
 }
 
-var _ = Describe("catalogue", func() {
+// spec is one It of the suite. The suite's wall time is bounded below by
+// its longest spec, and its specs mostly wait on kernel timers, so each
+// gets its time budget as its priority: with --randomize-all (every It a
+// group of its own, scripts/suite.sh) Ginkgo hands a free process the
+// longest spec left, and no long spec starts last.
+type spec struct {
+	text   string
+	labels []string
+	budget time.Duration
+	body   func(ctx SpecContext)
+}
+
+func catalogueSpecs() []spec {
+	var out []spec
 	for _, s := range scenarios.Catalogue() {
-		It(s.Name+": "+s.Description, Label(s.Labels...), func(ctx SpecContext) {
+		out = append(out, spec{"catalogue " + s.Name + ": " + s.Description, s.Labels, harness.Budget(s), func(ctx SpecContext) {
 			if res := runJudged(ctx, s); !res.Passed() {
 				Fail(res.FailureReport())
 			}
-		}, SpecTimeout(harness.Budget(s)))
+		}})
 	}
-})
-
-// The expectations must be able to fail: each mutant breaks a scenario the
-// way a deployment gets it wrong, and the expectations it names must
-// reject it.
-var _ = Describe("self-check: expectations reject broken setups", func() {
+	// The expectations must be able to fail: each mutant breaks a scenario
+	// the way a deployment gets it wrong, and the expectations it names
+	// must reject it.
 	for _, m := range scenarios.Mutants() {
-		It(m.Breakage, Label(m.Scenario.Labels...), func(ctx SpecContext) {
+		out = append(out, spec{"self-check: " + m.Breakage, m.Scenario.Labels, harness.Budget(m.Scenario), func(ctx SpecContext) {
 			res := runJudged(ctx, m.Scenario)
 			for _, name := range m.RejectedBy {
 				v, ok := assertions.Find(res.Verdicts, name)
@@ -111,7 +120,14 @@ var _ = Describe("self-check: expectations reject broken setups", func() {
 				Expect(v.Pass).To(BeFalse(), "expectation %q passed although %s:\n%s", name, m.Breakage, res.Obs.Short())
 			}
 			AddReportEntry("first rejection", res.Failed()[0].Evidence, ReportEntryVisibilityFailureOrVerbose)
-		}, SpecTimeout(harness.Budget(m.Scenario)))
+		}})
+	}
+	return append(out, keepSpec())
+}
+
+var _ = Describe("tfolab", func() {
+	for _, sp := range catalogueSpecs() {
+		It(sp.text, Label(sp.labels...), sp.body, SpecTimeout(sp.budget), SpecPriority(int(sp.budget/time.Millisecond)))
 	}
 })
 

@@ -24,7 +24,9 @@ var (
 	cookie = []byte{1, 2, 3, 4, 5, 6, 7, 8}
 )
 
-func cli(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("10.34.1.2"), port) }
+func cli(port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("10.34.1.2"), port)
+}
 
 func syn(at time.Duration, from netip.AddrPort, fo *capture.FastOpenOption, payload int) capture.Packet {
 	return capture.Packet{Time: t0.Add(at), Src: from, Dst: srv, Flags: capture.FlagSYN, Seq: 100, Length: payload, Payload: make([]byte, payload), FastOpen: fo}

@@ -39,7 +39,7 @@ func sample() *Observation {
 	}
 	o.Links["client/to-router"] = &Link{Node: "client", Interface: "to-router", Dropped: 2, Packets: []capture.Packet{
 		{Time: t0, Link: "client/to-router", Src: cli, Dst: srv, Flags: capture.FlagSYN, Seq: 7, Window: 64240, Length: 6, Payload: []byte("GET /\n"),
-			Options: []layers.TCPOption{{OptionType: 34, OptionLength: 10, OptionData: []byte{1, 2, 3, 4, 5, 6, 7, 8}}},
+			Options:  []layers.TCPOption{{OptionType: 34, OptionLength: 10, OptionData: []byte{1, 2, 3, 4, 5, 6, 7, 8}}},
 			FastOpen: &capture.FastOpenOption{Cookie: []byte{1, 2, 3, 4, 5, 6, 7, 8}}, Frame: frame},
 		{Time: t0.Add(time.Millisecond), Link: "client/to-router", Src: srv, Dst: cli, Flags: capture.FlagSYN | capture.FlagACK, Seq: 9, Ack: 14,
 			FastOpenErr: capture.ErrMalformedFastOpen, Frame: frame[:60]},

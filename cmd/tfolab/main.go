@@ -6,6 +6,7 @@
 //	tfolab sweep [-all]         remove namespaces left by killed runs (make clean)
 //	tfolab namespaces           list lab namespaces on this host
 //	tfolab host-state           print the root namespace's network state (for diffs)
+//	tfolab check-labels EXPR    check a Ginkgo label filter's syntax (make test LABELS=...)
 //	tfolab junit-summary F      print "suite: N passed, N failed, N skipped" from a JUnit file
 package main
 
@@ -18,10 +19,11 @@ import (
 	"os"
 	"strings"
 
+	"github.com/onsi/ginkgo/v2/types"
 	"github.com/tfolab/tfolab/lab"
 )
 
-const usage = "usage: tfolab list [LABEL] | run NAME [--keep] [--out DIR] | preflight | sweep [-all] | namespaces | host-state | junit-summary FILE"
+const usage = "usage: tfolab list [LABEL] | run NAME [--keep] [--out DIR] | preflight | sweep [-all] | namespaces | host-state | check-labels EXPR | junit-summary FILE"
 
 // exitError carries an exit code: 1 for a failed verdict, 2 for bad input.
 type exitError struct {
@@ -55,6 +57,8 @@ func run(args []string) error {
 		return runScenario(args[1:])
 	case "list":
 		return listScenarios(args[1:])
+	case "check-labels":
+		return checkLabels(args[1:])
 	case "preflight":
 		if err := lab.Preflight(); err != nil {
 			return err
@@ -150,6 +154,26 @@ func junitSummary(path string) error {
 	fmt.Printf("suite: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if failed > 0 {
 		return fmt.Errorf("junit-summary: %d failed", failed)
+	}
+	return nil
+}
+
+// checkLabels parses a Ginkgo label filter the way the suite will, so a
+// syntax error is one line before anything is built or run.
+func checkLabels(args []string) error {
+	if len(args) != 1 {
+		return badInput("usage: tfolab check-labels EXPR")
+	}
+	if strings.TrimSpace(args[0]) == "" {
+		return nil
+	}
+	if _, err := types.ParseLabelFilter(args[0]); err != nil {
+		msg := err.Error()
+		var ge types.GinkgoError
+		if errors.As(err, &ge) {
+			msg = strings.Join(strings.Fields(ge.Message), " ")
+		}
+		return badInput("LABELS=%q is not a label filter: %s", args[0], msg)
 	}
 	return nil
 }

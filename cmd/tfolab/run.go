@@ -198,4 +198,3 @@ func printKeep(live *harness.Live) {
 		}
 	}
 }
-
