@@ -100,7 +100,7 @@ func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 				return false, fmt.Sprintf("%s %d sent %d SYNs, want the SYN and 3 retransmissions\n%s", observation.RoleDetect, k, len(syns), listPackets(o.ConnPackets(det, AtClient), -1, o.LinkOf(det, AtClient)))
 			}
 			// Both witnesses come after the stamp: take the earlier.
-			earliest := syns[0].Time.Add(o.SynSchedule.At[2] - 3*lab.Jiffy - o.SynSchedule.EarlyBy(packetTimes(syns)))
+			earliest := syns[0].Time.Add(o.SynSchedule.DetectionAt() - 3*lab.Jiffy - o.SynSchedule.EarlyBy(packetTimes(syns)))
 			stamp := syns[3].Time
 			if m, ok := o.MarkOf(observation.MarkDetection, k); ok && m.At.Before(stamp) {
 				stamp = m.At

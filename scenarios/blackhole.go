@@ -108,7 +108,7 @@ func learnCookie(ctx context.Context, env *Env) {
 // detection is awaited: past the 3rd SYN timeout (where detection would
 // fire) by an RTO and a half, room for timers that fire late.
 func stallBound(env *Env) time.Duration {
-	return env.Obs.SynSchedule.At[2] + 3*lab.InitialRTO/2
+	return env.Obs.SynSchedule.DetectionAt() + 3*lab.InitialRTO/2
 }
 
 // detection is when the client namespace counted a blackhole, as far as
@@ -128,16 +128,16 @@ func detect(ctx context.Context, env *Env, k int) (detection, bool, error) {
 
 // detectOn is detect for any connection d (its Timeout is set here).
 func detectOn(ctx context.Context, env *Env, d Dial, k int) (detection, bool, error) {
-	// Detection is due at the 3rd retransmission; the bound gives the
-	// kernel's timers two more RTOs, since on this VM they fire up to
-	// 0.3 s late each and the lateness adds up.
-	bound := env.Obs.SynSchedule.At[3] + lab.InitialRTO
+	// Detection is due at the 3rd retransmission (or the give-up, if that
+	// comes first); the bound gives the kernel's timers two more RTOs,
+	// since on this VM they fire up to 0.3 s late each and it adds up.
+	bound := env.Obs.SynSchedule.DetectionAt() + 2*lab.InitialRTO
 	d.Timeout = bound
 	r, seen, err := env.DialUntil(ctx, d, detectPoll, func() (bool, error) {
 		v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
 		return v >= int64(k), err
 	})
-	det := detection{earliest: r.Start.Add(env.Obs.SynSchedule.At[2] - lab.Jiffy), seen: seen}
+	det := detection{earliest: r.Start.Add(env.Obs.SynSchedule.DetectionAt() - lab.Jiffy), seen: seen}
 	if err != nil {
 		return det, false, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -65,6 +66,12 @@ type DialOptions struct {
 	// Label says what the workload meant the connection for ("probe",
 	// "detect-1", ...); it is copied to Result.Label.
 	Label string
+	// UserTimeout, if non-zero, is set as TCP_USER_TIMEOUT before the
+	// first packet: the connection gives up with ETIMEDOUT once data or a
+	// SYN has gone unacknowledged that long (lab.SynSchedule.WithUserTimeout
+	// says when a SYN gives up). It must be a whole number of milliseconds
+	// from 1 ms to math.MaxInt32 ms; 0 leaves the option unset.
+	UserTimeout time.Duration
 }
 
 // Result describes one client connection. All durations are measured from
@@ -146,6 +153,11 @@ func (c *client) do() {
 		c.fail("options", errors.New("empty payload"))
 		return
 	}
+	userTimeoutMS, err := userTimeoutMillis(c.opts.UserTimeout)
+	if err != nil {
+		c.fail("options", err)
+		return
+	}
 	if err := c.ctx.Err(); err != nil {
 		c.fail("start", err)
 		return
@@ -162,7 +174,7 @@ func (c *client) do() {
 
 	fd := -1
 	var zoneID uint32
-	err := c.opts.Run.run(func() error {
+	err = c.opts.Run.run(func() error {
 		var err error
 		if z := raddr.Zone(); z != "" {
 			if zoneID, err = resolveZone(z); err != nil {
@@ -220,6 +232,11 @@ func (c *client) do() {
 		if c.opts.Abort {
 			if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
 				return fmt.Errorf("setsockopt SO_LINGER: %w", err)
+			}
+		}
+		if userTimeoutMS > 0 {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, userTimeoutMS); err != nil {
+				return fmt.Errorf("setsockopt TCP_USER_TIMEOUT %d ms: %w", userTimeoutMS, err)
 			}
 		}
 		if c.opts.Mode == ModeConnect {
@@ -285,6 +302,15 @@ func (c *client) do() {
 		}
 	}
 	c.readAll()
+}
+
+// userTimeoutMillis converts DialOptions.UserTimeout to the milliseconds
+// TCP_USER_TIMEOUT takes (an int the kernel refuses when negative).
+func userTimeoutMillis(d time.Duration) (int, error) {
+	if d < 0 || d%time.Millisecond != 0 || d > math.MaxInt32*time.Millisecond {
+		return 0, fmt.Errorf("user timeout %v is not a whole number of milliseconds in [0, %v]", d, math.MaxInt32*time.Millisecond)
+	}
+	return int(d / time.Millisecond), nil
 }
 
 // control runs f on the raw fd (a one-shot, non-blocking syscall).
