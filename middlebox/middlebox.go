@@ -100,6 +100,79 @@ type Middlebox struct {
 	// Rules returns the rule set for family f (iptables for IPv4, ip6tables
 	// for IPv6), in the order Apply must install it.
 	Rules func(f lab.Family, p Params) ([]Rule, error)
+	// Install, if set, replaces Rules for a middlebox that is not an
+	// iptables rule list (an nft ruleset, a delay queue): it puts the
+	// behaviour in place in ns, registers its teardown on l, and returns
+	// what reads its hit counts back.
+	Install func(l *lab.Lab, ns *lab.Namespace, f lab.Family, p Params) (Installed, error)
+	// Check, with Install, validates (f, p) and the behaviour's own input
+	// before any namespace exists, as building Rules does for the others.
+	Check func(f lab.Family, p Params) error
+}
+
+// Installed is a middlebox in place.
+type Installed interface {
+	// Hits returns each of its rules with the packets it matched so far.
+	Hits() ([]Hit, error)
+}
+
+// Hit is one rule of an installed middlebox and the packets it matched.
+type Hit struct {
+	// Rule is the rule as a person would type it.
+	Rule string
+	// Line is its line in the user's file, 0 for built-in rules.
+	Line    int
+	Packets uint64
+}
+
+// Validate builds or checks the middlebox for (f, p) without installing it.
+func (m Middlebox) Validate(f lab.Family, p Params) error {
+	switch {
+	case m.Install != nil && m.Check != nil:
+		return m.Check(f, p)
+	case m.Install != nil:
+		return validate(f, p)
+	case m.Rules == nil:
+		return fmt.Errorf("middlebox %q has neither rules nor an installer", m.Name)
+	}
+	_, err := m.Rules(f, p)
+	return err
+}
+
+// Apply installs the middlebox in ns: its Install, or its Rules with
+// lab/rules.
+func (m Middlebox) Apply(l *lab.Lab, ns *lab.Namespace, f lab.Family, p Params) (Installed, error) {
+	if m.Install != nil {
+		return m.Install(l, ns, f, p)
+	}
+	rs, err := m.Rules(f, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := rules.Apply(l, ns, f, rs); err != nil {
+		return nil, err
+	}
+	return installedRules{ns, f, rs}, nil
+}
+
+type installedRules struct {
+	ns    *lab.Namespace
+	f     lab.Family
+	rules []Rule
+}
+
+func (r installedRules) Hits() ([]Hit, error) {
+	counts, err := rules.Counters(r.ns, r.f, r.rules)
+	if err != nil {
+		return nil, err
+	}
+	var out []Hit
+	for i, rule := range r.rules {
+		if !rule.IsChain() {
+			out = append(out, Hit{Rule: rules.CommandLine(r.f, rule), Line: rule.Line, Packets: counts[i]})
+		}
+	}
+	return out, nil
 }
 
 // TFOMark is the conntrack mark (CONNMARK) that drop-tfo-synack and

@@ -101,7 +101,10 @@ type Accepted struct {
 	Remote  netip.AddrPort `json:"remote"`
 	Request []byte         `json:"request,omitempty"`
 	// SynData: the data in the client's SYN was accepted (passive TFO).
-	SynData bool      `json:"syn_data"`
+	SynData bool `json:"syn_data"`
+	// Options is tcpi_options of the accepted socket, when the service
+	// reads it (on 6.18 a passive TFO child has TCPI_OPT_TFO_CHILD, 0x80).
+	Options uint8     `json:"tcpi_options,omitempty"`
 	Time    time.Time `json:"time"`
 	Error   string    `json:"error,omitempty"`
 }
@@ -140,9 +143,12 @@ type Conn struct {
 	Errno   string `json:"errno,omitempty"`
 	Stalled bool   `json:"stalled,omitempty"`
 	// ClientLink and ServerLink are the keys of the captures on the
-	// client's side and on the serving node's side of this connection.
+	// client's side and on the serving node's side of this connection;
+	// Served is the node whose capture saw its SYN (which server of a pool
+	// it landed on), "" if none did.
 	ClientLink string `json:"client_link,omitempty"`
 	ServerLink string `json:"server_link,omitempty"`
+	Served     string `json:"served,omitempty"`
 }
 
 // Failed reports whether the connection ended in an error.
@@ -175,7 +181,7 @@ func ErrnoName(err error) string {
 
 // FromAccepted converts a lab server's record.
 func FromAccepted(a tfo.Accepted) Accepted {
-	out := Accepted{Remote: a.Remote, Request: a.Request, SynData: a.SynData, Time: a.Time.Round(0)}
+	out := Accepted{Remote: a.Remote, Request: a.Request, SynData: a.SynData, Options: a.Options, Time: a.Time.Round(0)}
 	if a.Err != nil {
 		out.Error = a.Err.Error()
 	}

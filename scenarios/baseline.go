@@ -25,9 +25,21 @@ const (
 // serverQueue is the listener's TCP_FASTOPEN backlog in every baseline.
 const serverQueue = 16
 
+// sets are the catalogue's parts, each a function that builds its
+// scenarios afresh; a file adds its own with register in an init func.
+var sets []func() []Scenario
+
+func register(set func() []Scenario) { sets = append(sets, set) }
+
+func init() { register(Blackhole); register(Baseline); register(Middleboxes) }
+
 // Catalogue returns every scenario the suite runs, freshly built.
 func Catalogue() []Scenario {
-	return append(append(Blackhole(), Baseline()...), Middleboxes()...)
+	var out []Scenario
+	for _, set := range sets {
+		out = append(out, set()...)
+	}
+	return out
 }
 
 // Baseline is the foundation's matrix: Direct and Routed, IPv4 and IPv6,

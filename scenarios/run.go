@@ -13,8 +13,8 @@ import (
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
-	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tcpmetrics"
+	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/topology"
 )
@@ -79,33 +79,29 @@ func run(ctx context.Context, l *lab.Lab, s Scenario) (runState, error) {
 	obs.Host = hostInfo()
 	st.obs = obs
 
-	// Middleboxes: rules built (Validate did already) and installed at
-	// their moment; installed ones are read back for their hit counts.
+	// Middleboxes: each installed at its moment (Validate built or checked
+	// them already); installed ones are read back for their hit counts.
 	type placed struct {
-		spec  MiddleboxSpec
-		rules []rules.Rule
-		done  bool
+		spec      MiddleboxSpec
+		installed middlebox.Installed
 	}
 	var boxes []*placed
 	for _, m := range s.Middleboxes {
-		rs, err := s.middleboxRules(m)
-		if err != nil {
-			return st, err
-		}
-		boxes = append(boxes, &placed{spec: m, rules: rs})
+		boxes = append(boxes, &placed{spec: m})
 	}
 	var installMu sync.Mutex
 	install := func(moment string) error {
 		installMu.Lock()
 		defer installMu.Unlock()
 		for _, b := range boxes {
-			if b.done || b.spec.When != moment {
+			if b.installed != nil || b.spec.When != moment {
 				continue
 			}
-			if err := rules.Apply(l, topo.Namespace(b.spec.node()), s.Family, b.rules); err != nil {
+			in, err := b.spec.Box.Apply(l, topo.Namespace(b.spec.node()), s.Family, s.middleboxParams(b.spec))
+			if err != nil {
 				return fmt.Errorf("middlebox %s on %s: %w", b.spec.Box.Name, b.spec.node(), err)
 			}
-			b.done = true
+			b.installed = in
 		}
 		return nil
 	}
@@ -162,7 +158,7 @@ func run(ctx context.Context, l *lab.Lab, s Scenario) (runState, error) {
 	obs.Elapsed = time.Since(start)
 	if terr == nil {
 		for _, b := range boxes {
-			if !b.done {
+			if b.installed == nil {
 				terr = fmt.Errorf("middlebox %s waits for moment %q, which the timeline never reached", b.spec.Box.Name, b.spec.When)
 			}
 		}
@@ -202,22 +198,46 @@ func run(ctx context.Context, l *lab.Lab, s Scenario) (runState, error) {
 		})
 	}
 	for _, b := range boxes {
-		if !b.done {
+		if b.installed == nil {
 			continue
 		}
-		hits, err := rules.Counters(topo.Namespace(b.spec.node()), s.Family, b.rules)
+		hits, err := b.installed.Hits()
 		if err != nil {
 			return st, fmt.Errorf("middlebox %s counters: %w", b.spec.Box.Name, err)
 		}
 		mb := observation.Middlebox{Name: b.spec.Box.Name, Node: b.spec.node(), Family: s.Family}
-		for i, r := range b.rules {
-			if !r.IsChain() {
-				mb.Rules = append(mb.Rules, observation.RuleHits{Rule: rules.CommandLine(s.Family, r), Line: r.Line, Packets: hits[i]})
-			}
+		for _, h := range hits {
+			mb.Rules = append(mb.Rules, observation.RuleHits{Rule: h.Rule, Line: h.Line, Packets: h.Packets})
 		}
 		obs.Middleboxes = append(obs.Middleboxes, mb)
 	}
+	servedBy(obs)
 	return st, terr
+}
+
+// servedBy sets each connection's ServerLink (and Served node) to the
+// service-side capture that saw its first SYN: behind an ECMP router the
+// service's address lives on several nodes, and only the captures tell
+// which one a connection landed on.
+func servedBy(obs *observation.Observation) {
+	for i := range obs.Conns {
+		c := &obs.Conns[i]
+		for _, key := range obs.LinkNames() {
+			l := obs.Links[key]
+			if key == c.ClientLink || l.Node == c.Node {
+				continue
+			}
+			for _, p := range l.Packets {
+				if p.IsSYN() && p.Src == c.Local && p.Dst == c.Remote && !p.Time.Before(c.Start) {
+					c.ServerLink, c.Served = key, l.Node
+					break
+				}
+			}
+			if c.Served != "" {
+				break
+			}
+		}
+	}
 }
 
 // startCaptures captures on every interface of every client node and

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
-	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
@@ -292,27 +291,21 @@ func (s Scenario) validate() error {
 				return fmt.Errorf("middlebox %s waits for moment %q, which the sequential timeline of %d connections never reaches", m.Box.Name, m.When, total)
 			}
 		}
-		if _, err := s.middleboxRules(m); err != nil {
-			return err
+		if err := m.Box.Validate(s.Family, s.middleboxParams(m)); err != nil {
+			return fmt.Errorf("middlebox %s: %w", m.Box.Name, err)
 		}
 	}
 	return nil
 }
 
-// middleboxRules builds m's rules for the scenario's family and port.
-func (s Scenario) middleboxRules(m MiddleboxSpec) ([]rules.Rule, error) {
-	if m.Box.Rules == nil {
-		return nil, fmt.Errorf("middlebox %q has no rules", m.Box.Name)
-	}
+// middleboxParams are m's knobs in this scenario: the guarded port is the
+// main service's unless m names another.
+func (s Scenario) middleboxParams(m MiddleboxSpec) middlebox.Params {
 	port := m.Port
 	if port == 0 {
 		port = s.Services[0].port()
 	}
-	rs, err := m.Box.Rules(s.Family, middlebox.Params{ServicePort: port, Placement: m.Placement})
-	if err != nil {
-		return nil, fmt.Errorf("middlebox %s: %w", m.Box.Name, err)
-	}
-	return rs, nil
+	return middlebox.Params{ServicePort: port, Placement: m.Placement}
 }
 
 // ConnBudget is how long the sequential timeline may take: every

@@ -53,6 +53,9 @@ type Accepted struct {
 	// SynData is passive TFO: tcpi_options & TCPI_OPT_SYN_DATA on the
 	// accepted socket, i.e. the data in the client's SYN was accepted.
 	SynData bool
+	// Options is tcpi_options of the accepted socket as read then: on 6.18
+	// a passive TFO child also has TCPI_OPT_TFO_CHILD (0x80).
+	Options uint8
 	// Time is when the connection was accepted.
 	Time time.Time
 	Err  error
@@ -274,6 +277,7 @@ func (s *Server) serve(c *net.TCPConn, at time.Time) {
 			var ti tcpInfo
 			ti, tiErr = readTCPInfo(fd)
 			a.SynData = ti.SynData()
+			a.Options = ti.Options
 		}); err != nil {
 			tiErr = err
 		}
