@@ -213,6 +213,21 @@ func mutant(breakage string, s Scenario, rejectedBy ...string) Mutant {
 // deployment gets it wrong, point every middlebox at the wrong port, and
 // break the pause timing and the custom rules.
 func Mutants() []Mutant {
+	out := coreMutants()
+	for _, set := range mutantSets {
+		out = append(out, set()...)
+	}
+	return out
+}
+
+// mutantSets are the self-checks other catalogue files add with
+// registerMutants in an init func, beside their scenarios.
+var mutantSets []func() []Mutant
+
+func registerMutants(set func() []Mutant) { mutantSets = append(mutantSets, set) }
+
+// coreMutants are the self-checks of the foundation's scenarios.
+func coreMutants() []Mutant {
 	base := func() Scenario { return CookieThenData(topology.Routed(), topology.IPv4, tfo.ModeSendto) }
 	serverOff := base()
 	serverOff.Sysctls[topology.Server]["net.ipv4.tcp_fastopen"] = tfoClient

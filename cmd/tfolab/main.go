@@ -17,11 +17,27 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/onsi/ginkgo/v2/types"
 	"github.com/tfolab/tfolab/lab"
 )
+
+// fullUsage lists every subcommand.
+func fullUsage() string {
+	var b strings.Builder
+	b.WriteString(usage)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b.WriteString(" | " + commands[n].usage)
+	}
+	return b.String()
+}
 
 const usage = "usage: tfolab list [LABEL] | run NAME [--keep] [--out DIR] | preflight | sweep [-all] | namespaces | host-state | check-labels EXPR | junit-summary FILE"
 
@@ -48,9 +64,25 @@ func main() {
 	}
 }
 
+// commands are subcommands other files of this package add in an init
+// func, each with its one-line usage.
+var commands = map[string]command{}
+
+type command struct {
+	usage string
+	run   func(args []string) error
+}
+
+func register(name, usage string, run func(args []string) error) {
+	commands[name] = command{usage, run}
+}
+
 func run(args []string) error {
 	if len(args) == 0 {
-		return badInput(usage)
+		return badInput("%s", fullUsage())
+	}
+	if c, ok := commands[args[0]]; ok {
+		return c.run(args[1:])
 	}
 	switch args[0] {
 	case "run":
@@ -105,7 +137,7 @@ func run(args []string) error {
 		}
 		return junitSummary(args[1])
 	}
-	return badInput("tfolab: unknown command %q\n%s", args[0], usage)
+	return badInput("tfolab: unknown command %q\n%s", args[0], fullUsage())
 }
 
 // junitSummary prints the plain closing line CI systems read. It counts
