@@ -20,6 +20,7 @@ import (
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/probe"
 	"github.com/tfolab/tfolab/lab/tcpmetrics"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"golang.org/x/sys/unix"
@@ -67,6 +68,8 @@ type Observation struct {
 	SynSchedule lab.SynSchedule `json:"syn_schedule"`
 	// Marks are named moments of the timeline.
 	Marks []Mark `json:"marks,omitempty"`
+	// Probes are server TFO probes (lab/probe) the timeline made.
+	Probes []probe.Result `json:"probes,omitempty"`
 }
 
 // Host says where the observation was made.

@@ -124,6 +124,10 @@ func run(ctx context.Context, l *lab.Lab, s Scenario) (runState, error) {
 			return st, fmt.Errorf("start service %s (%s) on %s: %w", svc.name(), svc.Kind.Kind(), svc.node(), err)
 		}
 		services[svc.name()], handles[svc.name()] = ap, h
+		recordVersion(obs, svc.Kind)
+	}
+	for _, c := range s.Clients {
+		recordVersion(obs, c.Kind)
 	}
 	st.running = &Running{Topo: topo, Services: services}
 
@@ -284,6 +288,26 @@ func readSysctls(ns *lab.Namespace) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// Versioned is a service or client kind that knows the version of the
+// program it runs (nginx 1.22.1); the observation records it.
+type Versioned interface {
+	Version() string
+}
+
+func recordVersion(obs *observation.Observation, kind any) {
+	v, ok := kind.(Versioned)
+	if !ok {
+		return
+	}
+	k, _ := kind.(interface{ Kind() string })
+	if obs.Host.Tools == nil {
+		obs.Host.Tools = map[string]string{}
+	}
+	if k != nil {
+		obs.Host.Tools[k.Kind()] = v.Version()
+	}
 }
 
 // hostInfo is the kernel release the observation was made on.
