@@ -22,21 +22,26 @@ func Labelled(label string, checks ...ConnCheck) obsMatcher {
 		desc: fmt.Sprintf("every %q connection: %s", label, strings.Join(descs, "; ")),
 		check: func(o *observation.Observation) (bool, string) {
 			n := 0
+			var measured []string
 			for i, c := range o.Conns {
 				if c.Label != label {
 					continue
 				}
 				n++
 				for _, chk := range checks {
-					if ok, detail := chk.check(o, i); !ok {
+					ok, detail := chk.check(o, i)
+					if !ok {
 						return false, fmt.Sprintf("connection %d [%s %d]: %s: %s", i, c.Label, c.Round, chk.desc, detail)
+					}
+					if detail != "" {
+						measured = append(measured, fmt.Sprintf("connection %d [%s %d]: %s", i, c.Label, c.Round, detail))
 					}
 				}
 			}
 			if n == 0 {
 				return false, fmt.Sprintf("no %q connection was made\n%s", label, o.ConnSummary())
 			}
-			return true, ""
+			return true, strings.Join(measured, "\n")
 		},
 	}
 }
@@ -148,7 +153,8 @@ func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 			case firstTFO.Time.Sub(earliest) <= want-lab.Jiffy:
 				return false, msg + fmt.Sprintf(": TFO back %v after the earliest possible stamp, want paused for %v − 1 jiffy", firstTFO.Time.Sub(earliest), want)
 			}
-			return true, ""
+			return true, fmt.Sprintf("detection %d: pause of %v expected; it ended between %v and %v after the stamp's witness (stamp no earlier than %v before it; %d probes)",
+				k, want, lo.Round(time.Millisecond), hi.Round(time.Millisecond), stamp.Sub(earliest).Round(time.Millisecond), probes)
 		},
 	}
 }

@@ -32,12 +32,17 @@ func Conn(i int, checks ...ConnCheck) obsMatcher {
 			if i >= len(o.Conns) {
 				return false, fmt.Sprintf("the workload made %d connections, there is no connection %d", len(o.Conns), i)
 			}
+			var measured []string
 			for _, c := range checks {
-				if ok, detail := c.check(o, i); !ok {
+				ok, detail := c.check(o, i)
+				if !ok {
 					return false, fmt.Sprintf("connection %d: %s: %s", i, c.desc, detail)
 				}
+				if detail != "" {
+					measured = append(measured, detail)
+				}
 			}
-			return true, ""
+			return true, strings.Join(measured, "\n")
 		},
 	}
 }
@@ -55,14 +60,19 @@ func EveryConn(checks ...ConnCheck) obsMatcher {
 			if len(o.Conns) == 0 {
 				return false, "the workload made no connection"
 			}
+			var measured []string
 			for i := range o.Conns {
 				for _, c := range checks {
-					if ok, detail := c.check(o, i); !ok {
+					ok, detail := c.check(o, i)
+					if !ok {
 						return false, fmt.Sprintf("connection %d: %s: %s", i, c.desc, detail)
+					}
+					if detail != "" {
+						measured = append(measured, fmt.Sprintf("connection %d: %s", i, detail))
 					}
 				}
 			}
-			return true, ""
+			return true, strings.Join(measured, "\n")
 		},
 	}
 }
@@ -190,7 +200,10 @@ func FirstByteAfterSynRetransmissions(n int) ConnCheck {
 			if c.FirstByte < lo || c.FirstByte >= hi {
 				return false, fmt.Sprintf("first byte at %v, want in [%v, %v) (SYN retransmissions at %v)", c.FirstByte, lo, hi, o.SynSchedule.At)
 			}
-			return true, ""
+			if n == 0 {
+				return true, ""
+			}
+			return true, fmt.Sprintf("first byte at %v, after %d SYN retransmission(s): the fallback's cost (window [%v, %v))", c.FirstByte.Round(time.Millisecond), n, lo, hi)
 		},
 	}
 }

@@ -19,6 +19,10 @@ type Verdict struct {
 	// Evidence says why it failed: the packets, counters or connections
 	// that contradict the statement. Empty when it passed.
 	Evidence string `json:"evidence,omitempty"`
+	// Measured are the figures a passing expectation measured (pause
+	// lengths against the expected ones, first-byte times and what they
+	// cost): the numbers that explain the verdict.
+	Measured string `json:"measured,omitempty"`
 }
 
 // Judge evaluates every matcher against obs and returns one verdict each,
@@ -44,6 +48,9 @@ func Judge(obs *observation.Observation, matchers []types.GomegaMatcher) []Verdi
 			v.Evidence = m.FailureMessage(obs)
 		default:
 			v.Pass = true
+			if mm, ok := m.(interface{ Measured(any) string }); ok {
+				v.Measured = mm.Measured(obs)
+			}
 		}
 		out = append(out, v)
 	}

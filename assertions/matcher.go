@@ -52,6 +52,19 @@ func (m obsMatcher) NegatedFailureMessage(actual any) string {
 	return "Expected NOT: " + m.desc
 }
 
+// Measured is what the expectation measured when it held (a pause's
+// length, a connection's first byte), "" when it measures nothing.
+func (m obsMatcher) Measured(actual any) string {
+	o, err := asObservation(actual)
+	if err != nil {
+		return ""
+	}
+	if ok, detail := m.check(o); ok {
+		return detail
+	}
+	return ""
+}
+
 // String lets a report print the expectation itself.
 func (m obsMatcher) String() string { return m.desc }
 

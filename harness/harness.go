@@ -176,6 +176,9 @@ func (r Result) FailureReport() string {
 	for _, v := range failed {
 		fmt.Fprintf(&b, "\n✗ %s: %s\n%s\n", v.Name, v.Statement, indent(strings.TrimRight(v.Evidence, "\n")))
 	}
+	if figures := Figures(r.Verdicts); figures != "" {
+		fmt.Fprintf(&b, "\n--- figures of the expectations that held\n%s", figures)
+	}
 	if r.Obs != nil {
 		fmt.Fprintf(&b, "\n--- connections\n%s", r.Obs.ConnSummary())
 		if d := r.Obs.Drops(); len(d) > 0 {
@@ -190,6 +193,17 @@ func (r Result) FailureReport() string {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+// Figures lists what the passing expectations measured, one per line.
+func Figures(vs []assertions.Verdict) string {
+	var b strings.Builder
+	for _, v := range vs {
+		if v.Pass && v.Measured != "" {
+			fmt.Fprintf(&b, "%s:\n%s\n", v.Name, indent(v.Measured))
+		}
+	}
+	return b.String()
 }
 
 // VerdictTable renders verdicts one per line: ✓/✗, name, statement.

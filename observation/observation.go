@@ -140,6 +140,8 @@ type Conn struct {
 	Connected time.Duration `json:"connected_ns"`
 	FirstByte time.Duration `json:"first_byte_ns"`
 	Done      time.Duration `json:"done_ns"`
+	// FailedAt is when the error came (a give-up's ETIMEDOUT).
+	FailedAt time.Duration `json:"failed_ns,omitempty"`
 	// Error is empty on success; Errno names the system error in it
 	// ("ECONNREFUSED"), if any; Stalled is a bound reached without answer.
 	Error   string `json:"error,omitempty"`
@@ -163,7 +165,7 @@ func FromResult(r tfo.Result) Conn {
 		Label: r.Label, Mode: r.Mode.String(), Local: r.Local, Remote: r.Remote,
 		Request: r.Request, Response: r.Response, SynData: r.SynData, ClientFail: r.ClientFail,
 		TotalRetrans: r.TotalRetrans, RTT: r.RTT, Start: r.Start.Round(0),
-		Connected: r.Connected, FirstByte: r.FirstByte, Done: r.Done, Stalled: r.Stalled,
+		Connected: r.Connected, FirstByte: r.FirstByte, Done: r.Done, FailedAt: r.Failed, Stalled: r.Stalled,
 	}
 	if r.Err != nil {
 		c.Error = r.Err.Error()

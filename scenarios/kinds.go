@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/rawpeer"
@@ -158,11 +159,13 @@ type LabClient struct {
 	Mode tfo.Mode
 	// Abort closes with an RST (SO_LINGER 0) instead of a FIN.
 	Abort bool
+	// UserTimeout is set as TCP_USER_TIMEOUT (0: unset).
+	UserTimeout time.Duration
 }
 
 func (c LabClient) Kind() string { return "lab-" + c.Mode.String() }
 
 func (c LabClient) Connect(ctx context.Context, site Site, node string, target netip.AddrPort, payload []byte, label string) observation.Conn {
-	r := tfo.Request(ctx, tfo.DialOptions{Mode: c.Mode, Abort: c.Abort, Label: label, Run: site.Topo.Namespace(node).Runner()}, target, payload)
+	r := tfo.Request(ctx, tfo.DialOptions{Mode: c.Mode, Abort: c.Abort, UserTimeout: c.UserTimeout, Label: label, Run: site.Topo.Namespace(node).Runner()}, target, payload)
 	return observation.FromResult(r)
 }

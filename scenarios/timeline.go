@@ -88,6 +88,10 @@ type Dial struct {
 	// Plain makes an ordinary connect() without TFO; Abort closes with an
 	// RST. Otherwise the first client's mode.
 	Plain, Abort bool
+	// UserTimeout sets TCP_USER_TIMEOUT on the socket (0: unset).
+	UserTimeout time.Duration
+	// Payload replaces the client's request.
+	Payload []byte
 }
 
 // Dial makes one connection from the first client, sending the default
@@ -108,13 +112,17 @@ func (e *Env) dial(ctx context.Context, d Dial) observation.Conn {
 	}
 	kind := c.Kind
 	if lc, ok := kind.(LabClient); ok {
-		lc.Abort = d.Abort
+		lc.Abort, lc.UserTimeout = d.Abort, d.UserTimeout
 		if d.Plain {
 			lc.Mode = tfo.ModePlain
 		}
 		kind = lc
 	}
-	conn := kind.Connect(ctx, e.site, c.node(), target, c.payload(), d.Label)
+	payload := c.payload()
+	if len(d.Payload) > 0 {
+		payload = d.Payload
+	}
+	conn := kind.Connect(ctx, e.site, c.node(), target, payload, d.Label)
 	conn.Round = d.Round
 	e.record(c, svc, conn)
 	return conn

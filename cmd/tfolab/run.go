@@ -126,6 +126,9 @@ func runScenario(args []string) error {
 
 func printResult(res harness.Result) {
 	fmt.Print(harness.VerdictTable(res.Verdicts))
+	if f := harness.Figures(res.Verdicts); f != "" && res.Passed() {
+		fmt.Print("figures:\n" + f)
+	}
 	if res.Obs != nil {
 		fmt.Printf("connections (timeline %v):\n%s", res.Obs.Elapsed.Round(100_000), res.Obs.ConnSummary())
 		if moved := movedCounters(res); moved != "" {

@@ -101,6 +101,8 @@ type Result struct {
 	FirstByte time.Duration
 	// Done: the response was complete (EOF read).
 	Done time.Duration
+	// Failed: when Err was set (ETIMEDOUT from a give-up, a refusal).
+	Failed time.Duration
 	// Err is nil on success. A timeout or stall wraps
 	// context.DeadlineExceeded and sets Stalled; cancellation wraps
 	// context.Canceled.
@@ -464,6 +466,9 @@ func (c *client) fillInfo() {
 func (c *client) fail(stage string, err error) {
 	if c.res.Err != nil {
 		return
+	}
+	if !c.res.Start.IsZero() {
+		c.res.Failed = time.Since(c.res.Start)
 	}
 	mode, remote := c.opts.Mode, c.res.Remote
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
