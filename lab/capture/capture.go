@@ -4,38 +4,51 @@
 // classic pcap file for tcpdump and Wireshark, and decodes the TCP Fast Open
 // option (RFC 7413). Linux only.
 //
-// # Why pcapgo.EthernetHandle and not afpacket.TPacket
+// # Why a plain packet socket and not afpacket.TPacket
 //
 // afpacket.TPacket reads an mmap'ed ring and waits in unix.Poll with a fixed
 // timeout on a blocked OS thread. Nothing can wake that poll early, and Close
 // unmaps the ring under a reader that may still be polling, so a clean stop
 // costs up to one poll timeout and idle captures spin on the timeout. With
 // TPACKET_V3 a frame is not even visible until its block retires (another
-// timeout). pcapgo.EthernetHandle opens the socket non-blocking and waits in
-// Go's netpoller: an idle reader costs nothing, and Close wakes it at once.
+// timeout). A non-blocking socket read with recvmsg waits in Go's
+// netpoller: an idle reader costs nothing, and Close wakes it at once. The
+// socket is this package's own (socket.go) rather than
+// pcapgo.EthernetHandle, so that its receive buffer can be sized and its
+// filter attached before it is bound.
+//
+// # Losing nothing
+//
+// The socket's receive buffer is what holds frames while the reader waits
+// for a CPU; when it is full the kernel drops frames and counts them
+// (tp_drops). It is raised to DefaultReceiveBuffer with SO_RCVBUFFORCE, so
+// that bursts on a loaded machine fit. Drops remain possible in principle;
+// they are never silent: Complete returns an error wrapping
+// ErrFramesDropped when any frame the filter accepted was lost, and a
+// caller whose verdict rests on the packets must check it.
 //
 // # Draining on Stop
 //
-// Closing the socket discards whatever is still queued on it, and
-// EthernetHandle offers no non-blocking read. Stop therefore does not guess
-// with timeouts; it counts. The kernel's PACKET_STATISTICS counter tp_packets
-// is bumped under the receive-queue lock in the same step that queues a frame
-// (drops are counted apart), so it says exactly how many frames were ever
-// queued. Stop first swaps in a reject-all filter, so the count stops moving,
-// reads the counters, and waits until the reader has dequeued that many
-// frames. A frame the kernel handed to the socket before Stop was called is
+// Closing the socket discards whatever is still queued on it, and the
+// reader, parked in the netpoller, cannot tell "queue empty" from "nothing
+// yet". Stop therefore does not guess with timeouts; it counts. The
+// kernel's PACKET_STATISTICS counter tp_packets is bumped under the
+// receive-queue lock in the same step that queues a frame (drops are
+// counted apart), so it says exactly how many frames were ever queued.
+// Stop first swaps in a reject-all filter, so the count stops moving, reads
+// the counters, and waits until the reader has dequeued that many frames.
+// A frame the kernel handed to the socket before Stop was called is
 // therefore never lost; that includes every frame whose effect the caller
-// could have seen, since the kernel feeds packet sockets before the driver on
-// transmit and before IP on receive. Stop returns then. The close itself
+// could have seen, since the kernel feeds packet sockets before the driver
+// on transmit and before IP on receive. Stop returns then. The close itself
 // costs the kernel an RCU grace period and runs in the background. An idle
 // Stop takes tens of microseconds.
 //
 // # Timestamps
 //
-// Frame times are the kernel's (SO_TIMESTAMPNS, which EthernetHandle turns
-// on: stamped when the frame was received or handed to the driver). Only if
-// the kernel sends no timestamp does EthernetHandle fall back to the time the
-// frame was read.
+// Frame times are the kernel's (SO_TIMESTAMPNS: stamped when the frame was
+// received or handed to the driver). Only if the kernel sends no timestamp
+// is the time the frame was read used instead.
 package capture
 
 import (
@@ -83,6 +96,9 @@ type Options struct {
 	Filter []bpf.RawInstruction
 	// SnapLen is the most bytes kept of each frame; 0 means DefaultSnapLen.
 	SnapLen int
+	// ReceiveBuffer is the socket's receive buffer in bytes, the room for
+	// frames the reader has not taken yet; 0 means DefaultReceiveBuffer.
+	ReceiveBuffer int
 }
 
 // frame is one raw frame as read from the socket.
@@ -98,18 +114,13 @@ type Capture struct {
 	ifname  string
 	ifindex int
 	snapLen int
-	handle  *pcapgo.EthernetHandle
-	// recheck runs the filter in user space over frames queued before the
-	// kernel filter was attached; nil when the program uses extensions the
-	// Go VM lacks.
-	recheck *bpf.VM
+	handle  *packetSocket
 
 	mu         sync.Mutex
 	cond       *sync.Cond // broadcast when dequeued grows or the reader ends
 	frames     []frame
 	packets    []Packet
 	dequeued   uint64 // frames taken off the socket, kept or not
-	discarded  uint64 // dequeued frames that failed the user-space recheck
 	readerDone bool
 	// drainExpired ends Stop's wait after drainGuard.
 	drainExpired bool
@@ -138,6 +149,13 @@ func Start(ns netns.NsHandle, ifname string, opts Options) (*Capture, error) {
 	case snapLen < 0:
 		return nil, fmt.Errorf("capture on %s: negative snap length %d", ifname, snapLen)
 	}
+	rcvBuf := opts.ReceiveBuffer
+	switch {
+	case rcvBuf == 0:
+		rcvBuf = DefaultReceiveBuffer
+	case rcvBuf < 0:
+		return nil, fmt.Errorf("capture on %s: negative receive buffer %d", ifname, rcvBuf)
+	}
 	filter := opts.Filter
 	if filter == nil {
 		var err error
@@ -152,11 +170,6 @@ func Start(ns netns.NsHandle, ifname string, opts Options) (*Capture, error) {
 		done:    make(chan struct{}),
 	}
 	c.cond = sync.NewCond(&c.mu)
-	if insts, ok := bpf.Disassemble(filter); ok {
-		if vm, err := bpf.NewVM(insts); err == nil {
-			c.recheck = vm
-		}
-	}
 
 	// Interface lookup and socket creation must both happen on a thread
 	// inside ns; the socket stays bound to ns and is read from anywhere.
@@ -166,20 +179,8 @@ func Start(ns netns.NsHandle, ifname string, opts Options) (*Capture, error) {
 			return fmt.Errorf("look up interface: %w", err)
 		}
 		c.ifindex = iface.Index
-		h, err := pcapgo.NewEthernetHandle(ifname)
-		if err != nil {
-			return fmt.Errorf("open AF_PACKET socket: %w", err)
-		}
-		if err := h.SetCaptureLength(snapLen); err != nil {
-			h.Close()
-			return fmt.Errorf("set snap length %d: %w", snapLen, err)
-		}
-		if err := h.SetBPF(filter); err != nil {
-			h.Close()
-			return fmt.Errorf("attach BPF filter: %w", err)
-		}
-		c.handle = h
-		return nil
+		c.handle, err = openPacketSocket(iface.Index, snapLen, filter, rcvBuf)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", ifname, err)
@@ -196,7 +197,7 @@ func (c *Capture) read() {
 		if hook := testHookRead.Load(); hook != nil {
 			(*hook)()
 		}
-		data, ci, err := c.handle.ReadPacketData()
+		data, ci, err := c.handle.read()
 		if err != nil {
 			if c.closing.Load() {
 				break
@@ -220,16 +221,11 @@ func (c *Capture) read() {
 	c.cond.Broadcast()
 }
 
-// add records one frame. Frames queued between socket creation and filter
-// attachment bypassed the kernel filter, and before bind the socket even saw
-// other interfaces, so both are checked again here.
+// add records one frame. The socket was bound to the interface after its
+// filter was attached, so every frame on it passed the filter; the
+// interface check only guards against a kernel that reports otherwise.
 func (c *Capture) add(data []byte, ci gopacket.CaptureInfo) {
 	keep := ci.InterfaceIndex == c.ifindex
-	if keep && c.recheck != nil {
-		if n, err := c.recheck.Run(data); err == nil && n == 0 {
-			keep = false
-		}
-	}
 	var (
 		p      Packet
 		ok     bool
@@ -241,9 +237,6 @@ func (c *Capture) add(data []byte, ci gopacket.CaptureInfo) {
 
 	c.mu.Lock()
 	c.dequeued++
-	if !keep {
-		c.discarded++
-	}
 	if keep {
 		c.frames = append(c.frames, frame{ci: ci, data: data})
 		if ok {
@@ -252,6 +245,8 @@ func (c *Capture) add(data []byte, ci gopacket.CaptureInfo) {
 		if decErr != nil && len(c.errs) < 16 {
 			c.errs = append(c.errs, fmt.Errorf("capture on %s: frame %d: %w", c.ifname, len(c.frames), decErr))
 		}
+	} else if len(c.errs) < 16 {
+		c.errs = append(c.errs, fmt.Errorf("capture on %s: frame from ifindex %d on a socket bound to %d", c.ifname, ci.InterfaceIndex, c.ifindex))
 	}
 	c.mu.Unlock()
 	c.cond.Broadcast()
@@ -272,7 +267,7 @@ func (c *Capture) stop() error {
 	// place no frame is queued, so the kernel's count stops moving.
 	rejectAll, err := bpf.RetConstant{Val: 0}.Assemble()
 	if err == nil {
-		err = c.handle.SetBPF([]bpf.RawInstruction{rejectAll})
+		err = c.handle.setFilter([]bpf.RawInstruction{rejectAll})
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("freeze capture on %s: %w", c.ifname, err))
@@ -325,7 +320,7 @@ func (c *Capture) stop() error {
 	// letting a goroutine pay for it; the reader ends when it is closed.
 	c.closing.Store(true)
 	go func() {
-		if err := c.handle.Close(); err != nil {
+		if err := c.handle.close(); err != nil {
 			c.mu.Lock()
 			c.errs = append(c.errs, fmt.Errorf("close capture on %s: %w", c.ifname, err))
 			c.mu.Unlock()
@@ -340,7 +335,7 @@ func (c *Capture) pollStatsLocked() error {
 	if c.frozen {
 		return nil
 	}
-	s, err := c.handle.Stats()
+	s, err := c.handle.stats()
 	if err != nil {
 		c.statsErr = fmt.Errorf("read PACKET_STATISTICS on %s: %w", c.ifname, err)
 		return c.statsErr
@@ -354,18 +349,37 @@ func (c *Capture) pollStatsLocked() error {
 // filter accepted (tcpdump's "received by filter"), dropped those of them the
 // kernel lost because the socket's receive buffer was full. After Stop every
 // received frame that was not dropped is kept: Frames() == received-dropped,
-// so dropped == 0 means Packets is complete. Frames that reached the socket
-// before the filter was attached, and failed it when checked again in user
-// space, are not counted.
+// so dropped == 0 means Packets is complete.
 func (c *Capture) Stats() (received, dropped uint64) {
 	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
 	_ = c.pollStatsLocked() // on failure keep the last totals; Err reports it
-	passed, dropped := c.passed, c.dropped
-	c.statsMu.Unlock()
-	c.mu.Lock()
-	discarded := c.discarded
-	c.mu.Unlock()
-	return passed - min(discarded, passed), dropped
+	return c.passed, c.dropped
+}
+
+// ErrFramesDropped is wrapped by Complete's error when the kernel lost
+// frames the filter had accepted.
+var ErrFramesDropped = errors.New("capture incomplete: the kernel dropped frames")
+
+// Complete reports whether the capture holds every frame the filter
+// accepted: nil if so, an error wrapping ErrFramesDropped (with the counts)
+// if the kernel dropped any because the receive buffer was full, or the
+// error that kept the counters from being read. Call it after Stop; before,
+// it speaks for the frames so far. An observation whose verdict rests on
+// packets (a SYN that must be absent, a count of retransmissions) is only
+// evidence when Complete returns nil. Stop itself does not fail on drops:
+// it is also a cleanup, and most callers need the packets either way.
+func (c *Capture) Complete() error {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	if err := c.pollStatsLocked(); err != nil {
+		return err
+	}
+	if c.dropped > 0 {
+		return fmt.Errorf("capture on %s: %w: %d of %d accepted frames lost (receive buffer %d bytes)",
+			c.ifname, ErrFramesDropped, c.dropped, c.passed, c.handle.rcvBuf)
+	}
+	return nil
 }
 
 // Packets returns the TCP segments decoded so far, in capture order. It is
