@@ -375,7 +375,7 @@ var DropSynAckData = Middlebox{
 }
 
 // catalogue is the registry, in a stable order.
-var catalogue = []Middlebox{DropSynData, RejectSynData, StripTFOOption, DropCookieRequest, DropTFOSynAck, BlackholeAfterHandshake, DropTFOReplies, DropSynAckData}
+var catalogue = []Middlebox{DropSynData, RejectSynData, StripTFOOption, DropCookieRequest, DropTFOSynAck, BlackholeAfterHandshake, DropTFOReplies, DropSynAckData, DropTFOClientData, DropTFOServerDataAndFIN}
 
 // Catalogue returns the built-in middleboxes in a stable order.
 func Catalogue() []Middlebox {

@@ -61,10 +61,19 @@ var goldenRaw = map[string][]string{
 	"drop-synack-data": {
 		"{P} -t filter -A {BK} -p tcp --sport 7413 --tcp-flags SYN,ACK SYN,ACK -m bpf --bytecode {SA} -j DROP",
 	},
+	"drop-tfo-client-data": {
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 -m bpf --bytecode {SD} -j CONNMARK --set-mark 0x7413",
+		"{P} -t filter -A {TS} -p tcp --dport 7413 -m connmark --mark 0x7413 -m bpf --bytecode {DA} -j DROP",
+	},
+	"drop-tfo-server-data-and-fin": {
+		"{P} -t mangle -A {TS} -p tcp --syn --dport 7413 -m bpf --bytecode {SD} -j CONNMARK --set-mark 0x7413",
+		"{P} -t filter -A {BK} -p tcp --sport 7413 -m connmark --mark 0x7413 -m bpf --bytecode {DA} -j DROP",
+		"{P} -t filter -A {BK} -p tcp --sport 7413 --tcp-flags FIN FIN -m connmark --mark 0x7413 -j DROP",
+	},
 }
 
 func TestCatalogueOrderAndNames(t *testing.T) {
-	want := []string{"drop-syn-data", "reject-syn-data", "strip-tfo-option", "drop-cookie-request", "drop-tfo-synack", "blackhole-after-handshake", "drop-tfo-replies", "drop-synack-data"}
+	want := []string{"drop-syn-data", "reject-syn-data", "strip-tfo-option", "drop-cookie-request", "drop-tfo-synack", "blackhole-after-handshake", "drop-tfo-replies", "drop-synack-data", "drop-tfo-client-data", "drop-tfo-server-data-and-fin"}
 	got := Catalogue()
 	if len(got) != len(want) {
 		t.Fatalf("catalogue has %d entries, want %d", len(got), len(want))
