@@ -129,6 +129,9 @@ func TestJudgeRejectsBreaks(t *testing.T) {
 		{"first byte after an RTO", func(o *observation.Observation) {
 			o.Conns[1].FirstByte = 1100 * time.Millisecond
 		}, []string{"connection 1"}, "first byte at"},
+		{"the client-side capture lost frames", func(o *observation.Observation) {
+			o.Links["client/to-router"].Dropped = 3
+		}, []string{"connection 0", "connection 1"}, "lost 3 frames"},
 		{"packets missing from the server side", func(o *observation.Observation) {
 			o.Links["server/to-router"].Packets = nil
 		}, []string{"connection 1"}, "none captured"},

@@ -217,6 +217,9 @@ func Dialogue(side Side, steps ...Step) ConnCheck {
 		check: func(o *observation.Observation, i int) (bool, string) {
 			pkts := o.ConnPackets(i, side)
 			link := o.LinkOf(i, side)
+			if lost := framesLost(o, link); lost != "" {
+				return false, lost
+			}
 			c := o.Conns[i]
 			var syn *capture.Packet
 			for k := range pkts {
@@ -255,6 +258,9 @@ func NoPacket(side Side, s Step) ConnCheck {
 		check: func(o *observation.Observation, i int) (bool, string) {
 			pkts := o.ConnPackets(i, side)
 			link := o.LinkOf(i, side)
+			if lost := framesLost(o, link); lost != "" {
+				return false, lost
+			}
 			c := o.Conns[i]
 			for k, p := range pkts {
 				if (p.Src == c.Local) == s.fromClient && s.kind.is(p) && s.mismatch(p, nil) == "" {
@@ -264,6 +270,16 @@ func NoPacket(side Side, s Step) ConnCheck {
 			return true, ""
 		},
 	}
+}
+
+// framesLost says why a packet check cannot be judged: the kernel dropped
+// frames of that capture, so a packet it looks for (or must not find) may
+// be among them. Evidence that went missing fails the check that needed it.
+func framesLost(o *observation.Observation, link string) string {
+	if l, ok := o.Links[link]; ok && l.Dropped > 0 {
+		return fmt.Sprintf("the capture on %s lost %d frames (kernel drops): the evidence is incomplete", link, l.Dropped)
+	}
+	return ""
 }
 
 // packetWindow is how many packets listPackets shows on each side of the

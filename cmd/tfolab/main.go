@@ -107,8 +107,12 @@ func run(args []string) error {
 		for _, n := range res.Removed {
 			fmt.Println("removed", n)
 		}
-		for _, n := range res.Skipped {
-			fmt.Println("kept (its run is alive; use -all)", n)
+		for _, k := range res.Kept {
+			if k.Alive {
+				fmt.Printf("kept %s: %s (its run is alive; -all removes it)\n", k.Name, k.Reason)
+			} else {
+				fmt.Printf("NOT removed %s: %s\n", k.Name, k.Reason)
+			}
 		}
 		if len(res.Killed) > 0 {
 			fmt.Println("killed leftover processes:", res.Killed)
@@ -116,7 +120,7 @@ func run(args []string) error {
 		if err != nil {
 			return fmt.Errorf("tfolab sweep: %w", err)
 		}
-		fmt.Printf("tfolab sweep: removed %d, kept %d\n", len(res.Removed), len(res.Skipped))
+		fmt.Printf("tfolab sweep: removed %d, kept %d\n", len(res.Removed), len(res.Kept))
 		return nil
 	case "namespaces":
 		names, err := lab.ListNamespaces()
