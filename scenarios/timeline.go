@@ -145,6 +145,16 @@ func (e *Env) DialUntil(ctx context.Context, d Dial, poll time.Duration, until f
 	for {
 		select {
 		case c := <-done:
+			// The condition may have come true with the connection's own
+			// end (a give-up detects a blackhole in the same timer
+			// callback): look once more, so the moment is not missed.
+			if held.IsZero() && pollErr == nil {
+				ok, err := until()
+				if ok {
+					held = time.Now()
+				}
+				pollErr = err
+			}
 			return c, held, pollErr
 		case <-t.C:
 			if !held.IsZero() || pollErr != nil {

@@ -1,0 +1,297 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/middlebox"
+	"github.com/tfolab/tfolab/observation"
+	"github.com/tfolab/tfolab/topology"
+
+	. "github.com/tfolab/tfolab/assertions"
+)
+
+// The give-up paths of blackhole detection and the remaining blackhole
+// paths (issue 15). The kernel detects not only at the third SYN timeout
+// but when a TFO socket gives up earlier (tcp_syn_retries small, or
+// TCP_USER_TIMEOUT short: tcp_write_timeout passes `expired`), and in any
+// state, so a TFO socket whose data after the handshake goes unanswered
+// detects at its third RTO too. Every timing expectation here derives from
+// the client's SYN timer model (lab.SynSchedule), so a profile that changes
+// these sysctls gets its own expectations.
+
+func init() {
+	register(BlackholePaths)
+	registerMutants(blackholePathMutants)
+}
+
+// BlackholePaths is this part of the catalogue.
+func BlackholePaths() []Scenario {
+	return []Scenario{
+		BlackholeNoRearmWithoutData(),
+		BlackholeServerDataNoFIN(),
+		BlackholeGiveUpSynRetries(),
+		BlackholeCookieRequestToDeadServer(),
+		BlackholeClientDataDropped(),
+		BlackholeGiveUpUserTimeout(1500*time.Millisecond, 1500*time.Millisecond),
+		BlackholeGiveUpUserTimeout(500*time.Millisecond, 500*time.Millisecond),
+	}
+}
+
+func blackholePathMutants() []Mutant {
+	wrongUT := BlackholeGiveUpUserTimeout(1500*time.Millisecond, 2500*time.Millisecond)
+	return []Mutant{
+		mutant("give-up scenario whose socket has TCP_USER_TIMEOUT 2500 ms where 1500 ms is expected", wrongUT,
+			`"detect" connections`, "detection 1 at the give-up"),
+	}
+}
+
+// giveUpBound is how long a detecting connection that gives up is kept:
+// past the model's give-up by its lateness and two RTOs.
+func giveUpBound(env *Env, userTimeout time.Duration) time.Duration {
+	s := env.Obs.SynSchedule
+	if userTimeout > 0 {
+		if u, err := s.WithUserTimeout(userTimeout); err == nil {
+			s = u
+		}
+	}
+	return s.GiveUp + s.GiveUpLate + 2*lab.InitialRTO
+}
+
+// detectGivingUp makes the detecting connection of round 1 and waits for
+// the client namespace's blackhole counter as detectOn does, but lets the
+// socket run to its own give-up (the lab's bound lies past it).
+func detectGivingUp(ctx context.Context, env *Env, d Dial) (bool, error) {
+	d.Label, d.Round, d.Timeout = observation.RoleDetect, 1, giveUpBound(env, d.UserTimeout)
+	_, seen, err := env.DialUntil(ctx, d, detectPoll, func() (bool, error) {
+		v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
+		return v >= 1, err
+	})
+	if err != nil || seen.IsZero() {
+		return false, err
+	}
+	env.MarkAt(observation.MarkDetection, 1, seen)
+	return true, nil
+}
+
+// giveUpChecks are what a detection at the give-up shows: the detecting
+// connection's TFO SYN into the hole and its give-up where the model says,
+// the detection at that moment, and the next connection plain although a
+// cookie is cached.
+func giveUpChecks(userTimeout time.Duration) []types.GomegaMatcher {
+	return []types.GomegaMatcher{
+		cookieLearned(),
+		Labelled(observation.RoleDetect,
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen)),
+			NoPacket(AtClient, ServerSYNACK()),
+			GaveUp(userTimeout)),
+		DetectedAtGiveUp(1, userTimeout),
+		Labelled("after",
+			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
+			SynDataAcked(false),
+			Responded()),
+		CountersOf(topology.Client, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenBlackhole, 1),
+			Delta(lab.TCPFastOpenActiveFail, 1))),
+	}
+}
+
+// BlackholeGiveUpSynRetries: tcp_syn_retries 1 and no linear timeouts, so
+// the TFO SYN's socket gives up at its second expiry (3 s: the count test,
+// one retransmission) with icsk_retransmits 1: detection by `expired`,
+// before any third timeout.
+func BlackholeGiveUpSynRetries() Scenario {
+	s := blackholeScenario("give-up/syn-retries-1",
+		"tcp_syn_retries 1, tcp_syn_linear_timeouts 0: the TFO socket gives up at 3 s, before a third timeout, and detects there",
+		seconds(BlackholeTimeout), middlebox.DropTFOReplies,
+		func(ctx context.Context, env *Env) error {
+			learnCookie(ctx, env)
+			if ok, err := detectGivingUp(ctx, env, Dial{}); err != nil || !ok {
+				return err
+			}
+			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+			return nil
+		}, 8*time.Second)
+	s.Sysctls[topology.Client]["net.ipv4.tcp_syn_retries"] = "1"
+	s.Sysctls[topology.Client]["net.ipv4.tcp_syn_linear_timeouts"] = "0"
+	s.Expect = giveUpChecks(0)
+	return s
+}
+
+// BlackholeGiveUpUserTimeout: a socket with TCP_USER_TIMEOUT shorter than
+// the third SYN timeout gives up when it runs out (the RTO is clamped to
+// what is left of it, tcp_clamp_rto_to_user_timeout) and detects there.
+// expect is what the expectations predict, dial what the socket gets (the
+// self-check makes them differ).
+func BlackholeGiveUpUserTimeout(expect, dial time.Duration) Scenario {
+	name := fmt.Sprintf("give-up/user-timeout-%dms", expect.Milliseconds())
+	if dial != expect {
+		name += fmt.Sprintf("-dialled-%dms", dial.Milliseconds())
+	}
+	s := blackholeScenario(name,
+		fmt.Sprintf("TCP_USER_TIMEOUT %v on the TFO socket: it gives up when that runs out, before a third SYN timeout, and detects there", expect),
+		seconds(BlackholeTimeout), middlebox.DropTFOReplies,
+		func(ctx context.Context, env *Env) error {
+			learnCookie(ctx, env)
+			if ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial}); err != nil || !ok {
+				return err
+			}
+			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+			return nil
+		}, 8*time.Second)
+	s.Expect = giveUpChecks(expect)
+	return s
+}
+
+// BlackholeClientDataDropped: the handshake of a TFO flow passes (the
+// server acks the SYN's data), but the request's part that did not fit in
+// the SYN is dropped after it. The client retransmits it, a tail-loss
+// probe first and then on RTOs (TCP_RTO_MIN, 200 ms, doubling); at the
+// third RTO (icsk_retransmits == 2) the ESTABLISHED TFO socket detects a
+// blackhole, and the next connection goes out plain.
+func BlackholeClientDataDropped() Scenario {
+	big := []byte(strings.Repeat("x", 3000) + "\n") // more than one MSS: some of it follows the handshake
+	s := blackholeScenario("client-data-dropped-after-handshake",
+		"the TFO handshake passes, the client's data after it is dropped: detection at its third RTO, the next connection plain",
+		seconds(BlackholeTimeout), middlebox.DropTFOClientData,
+		func(ctx context.Context, env *Env) error {
+			learnCookie(ctx, env)
+			d := Dial{Label: observation.RoleDetect, Round: 1, Payload: big, Abort: true, Timeout: 3 * lab.InitialRTO}
+			_, seen, err := env.DialUntil(ctx, d, detectPoll, func() (bool, error) {
+				v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
+				return v >= 1, err
+			})
+			if err != nil || seen.IsZero() {
+				return err
+			}
+			env.MarkAt(observation.MarkDetection, 1, seen)
+			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+			return nil
+		}, 8*time.Second)
+	s.Expect = []types.GomegaMatcher{
+		cookieLearned(),
+		Labelled(observation.RoleDetect,
+			Dialogue(AtClient,
+				ClientSYN().WithCookie(),
+				ServerSYNACK().AckingSYNData()),
+			SynDataAcked(true),
+			DataRetransmittedBeforeDetection(1, 3, 4),
+			// The request never completes, so the server never answers.
+			NoPacket(AtClient, ServerData())),
+		Labelled("after",
+			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
+			Responded()),
+		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 1))),
+	}
+	return s
+}
+
+// BlackholeServerDataNoFIN: the server's data of a TFO flow is dropped and
+// so is its FIN. The client has nothing outstanding, so no timer of its own
+// runs, and no lone FIN reaches it: nothing detects, and the next
+// connection tries TFO again (and stalls the same way). Contrast with the
+// ofo-fin scenarios, where the FIN passes.
+func BlackholeServerDataNoFIN() Scenario {
+	s := blackholeScenario("server-data-and-fin-dropped",
+		"the server's data and FIN of a TFO flow dropped: no detection at all, the next connection tries TFO again",
+		seconds(BlackholeTimeout), middlebox.DropTFOServerDataAndFIN,
+		func(ctx context.Context, env *Env) error {
+			learnCookie(ctx, env)
+			if err := env.Moment(cookieLearnedMoment); err != nil {
+				return err
+			}
+			env.Dial(ctx, Dial{Label: "stall", Abort: true, Timeout: StallBound})
+			env.Dial(ctx, Dial{Label: "next", Abort: true, Timeout: lab.InitialRTO})
+			return nil
+		}, StallBound+2*time.Second)
+	s.Middlebox().When = cookieLearnedMoment
+	s.Expect = []types.GomegaMatcher{
+		cookieLearned(),
+		Labelled("stall",
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
+			Dialogue(AtServer, ServerData().WithPayload(payloadLen)),
+			NoPacket(AtClient, ServerData()),
+			SynDataAcked(true),
+			Stalled()),
+		Labelled("next",
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen))),
+		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 0))),
+	}
+	return s
+}
+
+// BlackholeCookieRequestToDeadServer: with no cookie cached, the first
+// SYN only asks for one (an empty option 34), yet tcp_syn_options sets
+// syn_fastopen for it, so three timeouts of a cookie request to a server
+// that is down count as a blackhole too: TFO pauses before the client ever
+// had a cookie, and the next connection carries no option 34 at all.
+func BlackholeCookieRequestToDeadServer() Scenario {
+	s := blackholeScenario("cookie-request-to-dead-server",
+		"no cookie yet, a cookie request to a dead server times out three times: detected as a blackhole all the same",
+		seconds(BlackholeTimeout), deadServer(),
+		func(ctx context.Context, env *Env) error {
+			if _, ok, err := detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: 1, Port: DeadPort}, 1); err != nil || !ok {
+				return err
+			}
+			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+			return nil
+		}, 5*time.Second+2*time.Second)
+	s.Expect = []types.GomegaMatcher{
+		Labelled(observation.RoleDetect,
+			Dialogue(AtClient,
+				ClientSYN().WithCookieRequest().WithoutPayload(),
+				ClientSYN().WithoutFastOpen(),
+				ClientSYN().WithoutFastOpen(),
+				ClientSYN().WithoutFastOpen())),
+		Labelled("after",
+			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
+			Responded()),
+		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 1))),
+		CookieCached(topology.Client, false),
+	}
+	return s
+}
+
+// BlackholeNoRearmWithoutData: after the first pause a TFO connection goes
+// through (its SYN data is acked) but gets no data back (the silent
+// server): that does not re-arm the backoff (tcp_fastopen_active_disable_
+// ofo_check resets it only when data_segs_in > 0), so the second
+// detection's pause is 2× the timeout. Stated explicitly rather than left
+// to the backoff chain.
+func BlackholeNoRearmWithoutData() Scenario {
+	T := BlackholeTimeout
+	s := blackholeScenario("no-rearm-without-data",
+		"a TFO exchange after the pause that gets no data back does not reset the backoff: the second pause is 2 s",
+		seconds(T), middlebox.DropTFOReplies,
+		func(ctx context.Context, env *Env) error {
+			learnCookie(ctx, env)
+			at, ok, err := detect(ctx, env, 1)
+			if err != nil || !ok {
+				return err
+			}
+			env.Dial(ctx, Dial{Label: "during", Round: 1, Timeout: lab.InitialRTO})
+			if err := watchPause(ctx, env, 1, at, T); err != nil {
+				return err
+			}
+			env.Dial(ctx, Dial{Label: "silent-exchange", Service: "silent", Timeout: lab.InitialRTO})
+			if at, ok, err = detect(ctx, env, 2); err != nil || !ok {
+				return err
+			}
+			env.Dial(ctx, Dial{Label: "during", Round: 2, Timeout: lab.InitialRTO})
+			return watchPause(ctx, env, 2, at, 2*T)
+		}, 2*5*time.Second+3*T+4*time.Second)
+	s.Expect = append(pauseChecks(),
+		Labelled("silent-exchange",
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
+			SynDataAcked(true),
+			Completed()),
+		PauseLasted(1, T, MaxProbeGap),
+		PauseLasted(2, 2*T, MaxProbeGap),
+		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 2))),
+	)
+	return s
+}
