@@ -28,7 +28,7 @@ export PATH := $(PATH):/usr/sbin:/sbin
 DEB_DEPS := iptables:/usr/sbin/iptables iptables:/usr/sbin/ip6tables iproute2:/usr/bin/ip \
 	iproute2:/usr/bin/nstat tcpdump:/usr/bin/tcpdump python3:/usr/bin/python3
 
-.PHONY: test unit suite deps preflight clean lint bench check-killed-run run list
+.PHONY: test unit suite deps preflight clean lint bench check-killed-run run list FORCE
 
 ## test: unit tests (no root needed) + the integration suite (root), JUnit in $(OUT)/junit.xml
 test: deps preflight unit suite
@@ -39,8 +39,14 @@ unit:
 	@set -o pipefail; $(GO) test -count=1 $$($(GO) list ./... | grep -v '^github.com/tfolab/tfolab$$') 2>&1 | grep -v 'no test files'
 
 ## suite: the Ginkgo integration suite (LABELS=baseline, PROCS=12)
-suite:
-	@bash scripts/suite.sh
+# The recipe builds a file make deletes when it is interrupted: make passes
+# SIGTERM on to its children but only waits for them on SIGINT (sudo with
+# use_pty relays Ctrl-C to make alone), so the suite watches that file.
+SUITE_STAMP = $(OUT)/.suite-running
+suite: $(SUITE_STAMP)
+$(SUITE_STAMP): FORCE
+	@bash scripts/suite.sh "$@"
+FORCE:
 
 ## run: one scenario from the catalogue: make run SCENARIO=name [KEEP=1]
 run:

@@ -41,13 +41,17 @@ flags=(-p "--procs=$PROCS" --randomize-all "--timeout=$TIMEOUT" "--output-dir=$O
 [ -t 2 ] || flags+=(--no-color)
 [ -n "$LABELS" ] && flags+=("--label-filter=$LABELS")
 
+before=$("$bin/tfolab" namespaces 2>/dev/null)
+
 # Ginkgo in a process group of its own, so one signal reaches the CLI and
 # every worker; the workers handle SIGTERM like SIGINT (cleanups run).
 set -m
 "$GO" tool ginkgo "${flags[@]}" . &
 ginkgo=$!
 set +m
+watcher=""
 stop() {
+	[ -n "$watcher" ] && kill "$watcher" 2>/dev/null
 	echo "suite: $1: stopping every Ginkgo process" >&2
 	kill -TERM -- "-$ginkgo" 2>/dev/null
 	for _ in $(seq 1 100); do # 10 s for cleanups to run
@@ -61,10 +65,31 @@ stop() {
 }
 trap 'stop SIGTERM' TERM
 trap 'stop SIGINT' INT
+# make deletes the stamp it asked for when it gets SIGINT, then waits for
+# us: take the deletion as the interrupt.
+stamp=${1:-}
+if [ -n "$stamp" ]; then
+	touch -- "$stamp"
+	(while [ -e "$stamp" ] && kill -0 "$$" 2>/dev/null; do sleep 0.2; done
+	 kill -0 "$ginkgo" 2>/dev/null && kill -INT "$$") &
+	watcher=$!
+fi
 wait "$ginkgo"
 rc=$?
-if [ -n "$("$bin/tfolab" namespaces 2>/dev/null)" ]; then
-	echo "suite: a worker was killed and left lab namespaces behind; \`make clean\` removes them" >&2
+[ -n "$watcher" ] && kill "$watcher" 2>/dev/null
+[ -n "$stamp" ] && rm -f -- "$stamp"
+# A worker killed mid-spec leaves its namespaces: new since the start, and
+# their owner (the PID in the name) gone or a zombie. Other runs' are not ours.
+left=0
+for ns in $("$bin/tfolab" namespaces 2>/dev/null); do
+	grep -qxF -- "$ns" <<<"$before" && continue
+	pid=${ns#tfo-}
+	pid=${pid%%-*}
+	state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null)
+	case "$state" in "" | Z | X) left=$((left + 1)) ;; esac
+done
+if [ "$left" -gt 0 ]; then
+	echo "suite: a worker was killed and left $left lab namespace(s) behind; \`make clean\` removes them" >&2
 	rc=1
 fi
 "$bin/tfolab" junit-summary "$OUT/junit.xml" || rc=1
