@@ -66,7 +66,8 @@ func (m countersMatcher) FailureMessage(actual any) string {
 		}
 		names = append(names, w.Name)
 	}
-	fmt.Fprintf(&b, "counter table (delta):\n%s", c.Table(append(names, lab.FastOpenCounters...)...))
+	// The TFO counters only: the full table is in the artefacts.
+	fmt.Fprintf(&b, "TFO counters (delta):\n%s", c.TableOf(append(names, lab.FastOpenCounters...)...))
 	return b.String()
 }
 

@@ -24,7 +24,7 @@ func CookieCached(role string, want bool) obsMatcher {
 			if has == want {
 				return true, ""
 			}
-			return false, o.MetricsSummary()
+			return false, "Expected: " + desc + "\n" + o.MetricsSummary()
 		},
 	}
 }

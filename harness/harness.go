@@ -174,7 +174,9 @@ func (r Result) FailureReport() string {
 		fmt.Fprintf(&b, "%d of %d expectations failed for %s:\n", len(failed), len(r.Verdicts), r.Scenario.Name)
 	}
 	for _, v := range failed {
-		fmt.Fprintf(&b, "\n✗ %s: %s\n%s\n", v.Name, v.Statement, indent(strings.TrimRight(v.Evidence, "\n")))
+		// The evidence opens with what was expected: the statement is not
+		// repeated.
+		fmt.Fprintf(&b, "\n✗ %s\n%s\n", v.Name, indent(strings.TrimRight(v.Evidence, "\n")))
 	}
 	if figures := Figures(r.Verdicts); figures != "" {
 		fmt.Fprintf(&b, "\n--- figures of the expectations that held\n%s", figures)

@@ -100,7 +100,12 @@ func (c Counters) NonZero() []string {
 
 // Table renders the named counters (bare or Group.Name) and every other
 // non-zero one as an aligned two-column table, for failure messages.
-func (c Counters) Table(names ...string) string {
+func (c Counters) Table(names ...string) string { return c.table(true, names) }
+
+// TableOf renders only the named counters.
+func (c Counters) TableOf(names ...string) string { return c.table(false, names) }
+
+func (c Counters) table(others bool, names []string) string {
 	var b strings.Builder
 	seen := map[string]bool{}
 	row := func(k string, v int64, ok bool) {
@@ -118,6 +123,9 @@ func (c Counters) Table(names ...string) string {
 		row(n, v, ok)
 		seen[n] = true
 		seen["TcpExt."+n] = true
+	}
+	if !others {
+		return b.String()
 	}
 	for _, k := range c.NonZero() {
 		if !seen[k] {
