@@ -17,8 +17,6 @@ type ConnCheck struct {
 	check func(o *observation.Observation, i int) (bool, string)
 }
 
-func (c ConnCheck) String() string { return c.desc }
-
 // Conn applies checks to connection i (0-based, in workload order).
 func Conn(i int, checks ...ConnCheck) obsMatcher {
 	var descs []string

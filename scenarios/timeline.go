@@ -187,9 +187,6 @@ func (e *Env) ClientCounter(name string) (int64, error) {
 	return v, nil
 }
 
-// SynSchedule is the first client's SYN retransmission schedule.
-func (e *Env) SynSchedule() lab.SynSchedule { return e.Obs.SynSchedule }
-
 // Mark records a named moment of the timeline, now.
 func (e *Env) Mark(name string, round int) { e.MarkAt(name, round, time.Now()) }
 
