@@ -176,6 +176,12 @@ func run(ctx context.Context, l *lab.Lab, s Scenario) (runState, error) {
 		}
 		link := obs.Links[key]
 		link.Packets = c.Packets()
+		for i := range link.Packets {
+			// No payload is nil, as the JSON form reads back.
+			if len(link.Packets[i].Payload) == 0 {
+				link.Packets[i].Payload = nil
+			}
+		}
 		_, link.Dropped = c.Stats()
 	}
 	for _, n := range nodes {
