@@ -20,6 +20,11 @@ TIMEOUT=${TIMEOUT:-20m}
 
 die() { echo "suite: $*" >&2; exit 2; }
 
+# The stamp make deletes on SIGINT (see the Makefile) exists from the start,
+# so an interrupt during the build below is not lost.
+stamp=${1:-}
+[ -n "$stamp" ] && { mkdir -p -- "$(dirname -- "$stamp")" && touch -- "$stamp"; }
+
 [ "$(id -u)" = 0 ] || { echo "suite: needs root (it builds network namespaces and runs iptables): run \`sudo make test\`" >&2; exit 1; }
 [[ "$PROCS" =~ ^[1-9][0-9]*$ ]] || die "PROCS=$PROCS: want a whole number of processes, 1 or more"
 if [ -n "$RULES" ]; then
@@ -32,7 +37,7 @@ mkdir -p "$OUT" || die "OUT=$OUT: cannot create the folder"
 OUT=$(realpath -- "$OUT")
 export TFOLAB_OUT=$OUT
 bin=$(mktemp -d)
-trap 'rm -rf "$bin"' EXIT
+trap 'rm -rf "$bin"; [ -z "$stamp" ] || rm -f -- "$stamp"' EXIT
 "$GO" build -o "$bin/tfolab" ./cmd/tfolab || exit 1
 "$bin/tfolab" check-labels "$LABELS" || exit 2
 export TFOLAB_BIN=$bin/tfolab # the keep spec runs it
@@ -67,9 +72,8 @@ trap 'stop SIGTERM' TERM
 trap 'stop SIGINT' INT
 # make deletes the stamp it asked for when it gets SIGINT, then waits for
 # us: take the deletion as the interrupt.
-stamp=${1:-}
 if [ -n "$stamp" ]; then
-	touch -- "$stamp"
+	[ -e "$stamp" ] || stop SIGINT
 	(while [ -e "$stamp" ] && kill -0 "$$" 2>/dev/null; do sleep 0.2; done
 	 kill -0 "$ginkgo" 2>/dev/null && kill -INT "$$") &
 	watcher=$!
