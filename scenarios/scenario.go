@@ -174,6 +174,12 @@ func (c Client) node() string {
 	return topology.Client
 }
 
+// NodeName is the node the client runs on, its default applied.
+func (c Client) NodeName() string { return c.node() }
+
+// NodeName is the node the service runs on, its default applied.
+func (s Service) NodeName() string { return s.node() }
+
 func (c Client) payload() []byte {
 	if len(c.Payload) == 0 {
 		return []byte(DefaultPayload)

@@ -183,10 +183,7 @@ func printKeep(live *harness.Live) {
 			fmt.Printf("    ip netns exec %s tcpdump -ni %s --immediate-mode -U\n", ns, ifname)
 		}
 	}
-	client := topo.Namespace(live.Result.Scenario.Clients[0].Node)
-	if client == nil {
-		client = topo.Namespace("client")
-	}
+	client := topo.Namespace(live.Result.Scenario.Clients[0].NodeName())
 	names := make([]string, 0, len(live.Running.Services))
 	for n := range live.Running.Services {
 		names = append(names, n)
