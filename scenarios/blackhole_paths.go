@@ -42,11 +42,39 @@ func BlackholePaths() []Scenario {
 	}
 }
 
+// blackholePathMutants: every scenario here has a twin that breaks it the
+// way a deployment or a wrong belief would, named by the expectation that
+// must reject it.
 func blackholePathMutants() []Mutant {
 	wrongUT := BlackholeGiveUpUserTimeout(1500*time.Millisecond, 2500*time.Millisecond)
+	// 1000 ms would not do: the first SYN timer is not clamped, so any user
+	// timeout up to 1 s gives up at the first retransmission's next jiffy.
+	wrongUT500 := BlackholeGiveUpUserTimeout(500*time.Millisecond, 1500*time.Millisecond)
+	detectionOff := BlackholeGiveUpSynRetries()
+	detectionOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = "0"
+	wrongPort := BlackholeClientDataDropped()
+	wrongPort.Middlebox().Port = ServicePort + 1
+	finPasses := BlackholeServerDataNoFIN()
+	finPasses.Middlebox().Box = middlebox.BlackholeAfterHandshake
+	deadOff := BlackholeCookieRequestToDeadServer()
+	deadOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = "0"
+	rearms := BlackholeNoRearmWithoutData()
+	rearms.Timeline = withDataBack(rearms.Timeline)
 	return []Mutant{
 		mutant("give-up scenario whose socket has TCP_USER_TIMEOUT 2500 ms where 1500 ms is expected", wrongUT,
 			`"detect" connections`, "detection 1 at the give-up"),
+		mutant("give-up scenario whose socket has TCP_USER_TIMEOUT 1500 ms where 500 ms is expected", wrongUT500,
+			`"detect" connections`, "detection 1 at the give-up"),
+		mutant("tcp_syn_retries 1 give-up with blackhole detection off", detectionOff,
+			"detection 1 at the give-up", "client counters"),
+		mutant("client-data blackhole with its firewall pointed at the wrong port", wrongPort,
+			`"detect" connections`),
+		mutant("server-data-and-FIN blackhole whose firewall lets the FIN through", finPasses,
+			`"next" connections`, "client counters"),
+		mutant("cookie request to a dead server with blackhole detection off", deadOff,
+			`"after" connections`, "client counters"),
+		mutant("no-rearm scenario whose exchange after the pause does get data back", rearms,
+			"pause 2"),
 	}
 }
 
@@ -277,7 +305,8 @@ func BlackholeNoRearmWithoutData() Scenario {
 			if err := watchPause(ctx, env, 1, at, T); err != nil {
 				return err
 			}
-			env.Dial(ctx, Dial{Label: "silent-exchange", Service: "silent", Timeout: lab.InitialRTO})
+			// The silent server accepts the SYN's data and answers nothing.
+			env.Dial(ctx, Dial{Label: "silent-exchange", Service: env.silentExchange(), Timeout: lab.InitialRTO})
 			if at, ok, err = detect(ctx, env, 2); err != nil || !ok {
 				return err
 			}
@@ -294,4 +323,22 @@ func BlackholeNoRearmWithoutData() Scenario {
 		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 2))),
 	)
 	return s
+}
+
+// silentExchange is the service the no-rearm scenario's exchange after the
+// pause goes to: the silent one, or the echo one in its self-check twin.
+func (e *Env) silentExchange() string {
+	if e.dataBack {
+		return "echo"
+	}
+	return "silent"
+}
+
+// withDataBack runs script with the exchange after the pause sent to the
+// echo server: data comes back and re-arms the backoff.
+func withDataBack(script Timeline) Timeline {
+	return func(ctx context.Context, env *Env) error {
+		env.dataBack = true
+		return script(ctx, env)
+	}
 }

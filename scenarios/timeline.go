@@ -56,9 +56,10 @@ type Env struct {
 	// install puts the middleboxes waiting for a moment in place.
 	install func(moment string) error
 	mu      sync.Mutex // guards Obs.Conns and Obs.Marks: probes overlap
-	// skipRearm leaves out BlackholeRearmBySuccess's re-arming exchange
-	// (self-check only).
-	skipRearm bool
+	// skipRearm leaves out BlackholeRearmBySuccess's re-arming exchange,
+	// dataBack sends BlackholeNoRearmWithoutData's exchange to the echo
+	// server (self-checks only).
+	skipRearm, dataBack bool
 }
 
 // Moment marks a named moment of the timeline and installs the
