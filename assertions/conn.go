@@ -156,7 +156,11 @@ func ServerAcceptedSynData(want bool) ConnCheck {
 		check: func(o *observation.Observation, i int) (bool, string) {
 			c := o.Conns[i]
 			for _, svc := range o.Services {
-				if c.Service != "" && svc.Name != c.Service {
+				if c.Served != "" {
+					if svc.Node != c.Served { // a pool: the record is where the SYN landed
+						continue
+					}
+				} else if c.Service != "" && svc.Name != c.Service {
 					continue
 				}
 				for _, a := range svc.Accepted {

@@ -30,9 +30,6 @@ import (
 // fast-opened. Seen as 0x80 in tcpi_options on 6.18 (0xa7 with SYN_DATA).
 const TCPIOptTFOChild = 0x80
 
-// tcpiOptSynData is TCPI_OPT_SYN_DATA.
-const tcpiOptSynData = 0x20
-
 // TFO server bits of net.ipv4.tcp_fastopen (ip-sysctl.rst).
 const (
 	tfoServerEnable   = 0x2
@@ -257,7 +254,7 @@ type PoolConn struct {
 	// SynAck is the server's first SYN-ACK to it, as sent.
 	SynAck *capture.Packet
 	// CookieKey names the plan key that made the SYN's cookie ("" if none
-	// did, or no cookie); Lists are the server's key lists then.
+	// did, or no cookie); List is the landing server's key list then.
 	CookieKey string
 	List      string
 	Predicted Outcome
@@ -287,8 +284,10 @@ func PoolModel(o *observation.Observation, plan *KeyPlan) []PoolConn {
 				pc.SynAck = &p
 			}
 		}
-		if pc.SYN == nil {
+		if pc.SYN == nil && pc.Why == "" {
 			pc.Why = "no SYN captured"
+		}
+		if pc.Why != "" {
 			out = append(out, pc)
 			continue
 		}
@@ -1115,4 +1114,51 @@ func poolSorted[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// AcceptedIffIssuer expects, client by client, every connection whose SYN
+// carried a cookie to have had its data accepted in the SYN exactly when it
+// landed on the server that issued that cookie (the server of the latest
+// connection whose SYN-ACK carried one): what unsynchronised keys and a
+// cache of one cookie per destination make of a pool.
+func AcceptedIffIssuer() obsMatcher {
+	return obsMatcher{
+		name: "accepted iff cached cookie's issuer",
+		desc: "a connection's cookie is accepted exactly when it lands on the server that issued the cached cookie",
+		check: func(o *observation.Observation) (bool, string) {
+			byClient := map[string][]int{}
+			for i, c := range o.Conns {
+				byClient[c.Node] = append(byClient[c.Node], i)
+			}
+			for _, node := range poolSorted(byClient) {
+				idx := byClient[node]
+				sort.SliceStable(idx, func(a, b int) bool { return o.Conns[idx[a]].Start.Before(o.Conns[idx[b]].Start) })
+				issuer := ""
+				for _, i := range idx {
+					c := o.Conns[i]
+					var syn, synack *capture.Packet
+					pkts := o.ConnPackets(i, AtClient)
+					for k := range pkts {
+						p := &pkts[k]
+						if syn == nil && p.IsSYN() && p.Src == c.Local {
+							syn = p
+						}
+						if synack == nil && p.IsSYNACK() && p.Dst == c.Local {
+							synack = p
+						}
+					}
+					if syn != nil && syn.FastOpen != nil && !syn.FastOpen.IsRequest() {
+						if want := c.Served == issuer; c.SynData != want {
+							return false, fmt.Sprintf("connection %d (%s) landed on %s, cookie issued by %s: SYN data accepted %t, want %t\n%s",
+								i, node, c.Served, issuer, c.SynData, want, o.ConnSummary())
+						}
+					}
+					if synack != nil && synack.FastOpen != nil && !synack.FastOpen.IsRequest() {
+						issuer = c.Served
+					}
+				}
+			}
+			return true, ""
+		},
+	}
 }

@@ -105,8 +105,8 @@ var (
 
 // Pool is clients—router—servers: one client, an ECMP router and n servers
 // (server1..servern) that all carry the service address on lo; the router
-// spreads flows to it over the servers by 5-tuple
-// (fib_multipath_hash_policy=1).
+// spreads flows to it over the servers by their 5-tuple
+// (fib_multipath_hash_policy=3 with the 5-tuple's fields).
 func Pool(n int) Spec {
 	s := Spec{Name: fmt.Sprintf("pool%d", n), Nodes: []Node{{Name: Client}}, Links: []Link{{A: Client, B: Router}}}
 	var servers []string
@@ -124,8 +124,15 @@ func Pool(n int) Spec {
 			{Dst: netip.PrefixFrom(ServiceAddr6, 128), Via: servers},
 		},
 		Sysctls: map[string]string{
-			"net.ipv4.fib_multipath_hash_policy": "1",
-			"net.ipv6.fib_multipath_hash_policy": "1",
+			// Policy 3 hashes the fields named below (addresses, protocol,
+			// ports: the 5-tuple). Policy 1 would take a forwarded skb's L4
+			// hash, which a veth carries over from the sender's socket
+			// txhash, and the sender redraws that at every retransmission
+			// timeout: a retransmitted segment would land on another server.
+			"net.ipv4.fib_multipath_hash_policy": "3",
+			"net.ipv4.fib_multipath_hash_fields": "55", // 0x37
+			"net.ipv6.fib_multipath_hash_policy": "3",
+			"net.ipv6.fib_multipath_hash_fields": "55",
 		},
 	})
 	return s
