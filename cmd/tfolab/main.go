@@ -2,6 +2,8 @@
 //
 //	tfolab list [LABEL]         list the catalogue's scenarios (with LABEL only)
 //	tfolab run NAME [--keep]    run one scenario: verdicts, observation, JSON and pcaps
+//	tfolab key [--sysctl-d]     print a fresh TFO key (--backup OLD, --rotate OLD)
+//	tfolab probe [NAME]         build a scenario's lab and probe its service for TFO
 //	tfolab preflight            check root, iptables and kernel TFO support
 //	tfolab sweep [-all]         remove namespaces left by killed runs (make clean)
 //	tfolab namespaces           list lab namespaces on this host
