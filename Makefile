@@ -24,9 +24,13 @@ export GOTOOLCHAIN ?= local
 export PATH := $(PATH):/usr/sbin:/sbin
 
 # Debian package : file it provides. `deps` installs only what is missing
-# (a path, not a command name: python3 on PATH may be a pyenv shim).
+# (a path, not a command name: python3 on PATH may be a pyenv shim), with a
+# policy-rc.d that keeps the packages' postinst from starting nginx or
+# HAProxy on the host.
 DEB_DEPS := iptables:/usr/sbin/iptables iptables:/usr/sbin/ip6tables iproute2:/usr/bin/ip \
-	iproute2:/usr/bin/nstat tcpdump:/usr/bin/tcpdump python3:/usr/bin/python3
+	iproute2:/usr/bin/nstat tcpdump:/usr/bin/tcpdump python3:/usr/bin/python3 \
+	curl:/usr/bin/curl nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy \
+	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy
 
 .PHONY: test unit suite deps preflight clean lint bench check-killed-run run list FORCE
 
@@ -65,7 +69,11 @@ deps:
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+		guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; rc=$$?; \
+		if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		if command -v systemctl >/dev/null; then systemctl disable --now nginx haproxy >/dev/null 2>&1; fi; \
+		[ $$rc = 0 ] || exit 1; \
 	fi
 	@$(GO) mod download
 

@@ -80,7 +80,19 @@ var _ = SynchronizedAfterSuite(func() {}, func(ctx SpecContext) {
 // runJudged runs s through the harness and fails the spec with the
 // harness's report when the run itself failed.
 func runJudged(ctx context.Context, s scenarios.Scenario) harness.Result {
+	// A missing peer (nginx, curl, tshark, ...) skips the spec on a
+	// developer's machine and fails it under CI=true, naming the `make
+	// deps` line that installs it.
+	if skip, err := scenarios.CheckPrograms(s); err != nil {
+		Fail(err.Error())
+	} else if skip != "" {
+		Skip(skip)
+	}
 	res := harness.Run(ctx, s, artefacts())
+	if res.Obs != nil && len(res.Obs.Host.Tools) > 0 {
+		// The programs' versions become the spec's JUnit properties.
+		AddReportEntry("tools", res.Obs.Host.Tools, ReportEntryVisibilityNever)
+	}
 	if res.Err != nil || res.Teardown != nil {
 		Fail(res.FailureReport())
 	}

@@ -1,0 +1,782 @@
+package scenarios
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/proc"
+	"github.com/tfolab/tfolab/observation"
+	"github.com/tfolab/tfolab/topology"
+	"golang.org/x/sys/unix"
+)
+
+// Real peers: curl, nginx, HAProxy and the seed's Python client, each a
+// lab/proc process inside its node with a generated config in its own temp
+// dir, judged on the same captures and counters as the lab's own sockets.
+
+// Program is an external program a kind or an expectation runs: the file
+// that must exist and the Debian package that installs it, as the
+// Makefile's DEB_DEPS lists them ("package:path").
+type Program struct {
+	// Package is the Debian package; "" for a file of this repository.
+	Package string
+	Path    string
+}
+
+func (p Program) String() string {
+	if p.Package == "" {
+		return p.Path + " (from the tfolab checkout)"
+	}
+	return fmt.Sprintf("%s (Debian package %s)", p.Path, p.Package)
+}
+
+// DebDep is the program's DEB_DEPS entry.
+func (p Program) DebDep() string { return p.Package + ":" + p.Path }
+
+// check reports why the program cannot run here, nil if it can.
+func (p Program) check() error {
+	fi, err := os.Stat(p.Path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || (p.Package != "" && fi.Mode()&0o111 == 0) {
+		return fmt.Errorf("%s is not an executable file", p.Path)
+	}
+	return nil
+}
+
+// The Debian 12 programs the peers run. Debian's python3-scapy imports
+// only under Debian's /usr/bin/python3 (a python3 on PATH may be a pyenv
+// build), so every Python program names that interpreter.
+var (
+	ProgCurl    = Program{"curl", "/usr/bin/curl"}
+	ProgNginx   = Program{"nginx", "/usr/sbin/nginx"}
+	ProgHAProxy = Program{"haproxy", "/usr/sbin/haproxy"}
+	ProgPython  = Program{"python3", "/usr/bin/python3"}
+	ProgScapy   = Program{"python3-scapy", "/usr/bin/scapy"}
+	ProgTshark  = Program{"tshark", "/usr/bin/tshark"}
+)
+
+// Requirer is a kind or an expectation that runs external programs.
+type Requirer interface {
+	Requires() []Program
+}
+
+// missingError is the error a kind's Start returns for a program that is
+// not installed: the same words the suite skips or fails with.
+func missingError(progs ...Program) error {
+	var missing []Program
+	for _, p := range progs {
+		if p.check() != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return errors.New(missingReason(missing))
+}
+
+// missingReason names each missing program and how to install it.
+func missingReason(missing []Program) string {
+	var names, debs []string
+	for _, p := range missing {
+		names = append(names, p.String())
+		if p.Package != "" {
+			debs = append(debs, p.Package)
+		}
+	}
+	s := "not installed: " + strings.Join(names, ", ")
+	if len(debs) > 0 {
+		s += fmt.Sprintf("; `sudo make deps` installs it (apt-get install --no-install-recommends %s)", strings.Join(debs, " "))
+	}
+	return s
+}
+
+// PeerPath is the URL path the HTTP peers serve DefaultBody at.
+const PeerPath = "/body.bin"
+
+// DefaultBodySize is the size of DefaultBody: three segments, well inside
+// HAProxy's 16 kB buffer (http-request return file).
+const DefaultBodySize = 3000
+
+// DefaultBody is the static body the HTTP peers serve: pseudo-random bytes
+// from a fixed seed, so that a truncated, reordered or corrupted response
+// cannot match by chance, and every run serves the same bytes.
+func DefaultBody() []byte {
+	b := make([]byte, DefaultBodySize)
+	r := rand.NewChaCha8([32]byte{'t', 'f', 'o', 'l', 'a', 'b'})
+	_, _ = r.Read(b) // ChaCha8.Read never fails
+	return b
+}
+
+// HTTPReply is a complete HTTP/1.1 response carrying body, what the lab's
+// own Listener writes (Listener{Reply: HTTPReply(body)}) so that HTTP
+// clients accept it.
+func HTTPReply(body []byte) []byte {
+	h := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(body))
+	return append([]byte(h), body...)
+}
+
+// versions caches each program's version: Version is called for every
+// scenario run and the answer cannot change under a running test.
+var versions sync.Map // path+args -> string
+
+// programVersion runs path with args (in this namespace: it reads
+// nothing from the network) and returns the first submatch of re in its
+// output, or "" if the program is missing or says something else.
+func programVersion(path string, re *regexp.Regexp, args ...string) string {
+	key := path + " " + strings.Join(args, " ")
+	if v, ok := versions.Load(key); ok {
+		return v.(string)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, path, args...).CombinedOutput()
+	v := ""
+	if m := re.FindSubmatch(out); m != nil {
+		v = string(m[1])
+	}
+	if v != "" || ctx.Err() == nil {
+		versions.Store(key, v)
+	}
+	return v
+}
+
+var (
+	reNginxVersion   = regexp.MustCompile(`nginx/(\S+)`)
+	reHAProxyVersion = regexp.MustCompile(`HAProxy version (\S+)`)
+	reCurlVersion    = regexp.MustCompile(`^curl (\S+)`)
+	rePythonVersion  = regexp.MustCompile(`Python (\S+)`)
+)
+
+// startProgram starts a peer process on node, registers its teardown on the
+// lab right away, and fails with the install hint when the program is
+// missing.
+func startProgram(ctx context.Context, site Site, node string, spec proc.Spec, progs ...Program) (*proc.Process, error) {
+	if err := missingError(progs...); err != nil {
+		return nil, fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	p, err := proc.Start(ctx, site.Topo.Namespace(node).Runner(), spec)
+	if err != nil {
+		return nil, err
+	}
+	site.Lab.Defer(fmt.Sprintf("%s (pid %d) on %s", spec.Name, p.Pid(), node), p.Stop)
+	return p, nil
+}
+
+// Nginx is nginx serving Body at PeerPath with `listen ADDR:PORT
+// fastopen=N`, one worker, in the foreground, its error log on stderr and
+// its access log in its temp dir.
+type Nginx struct {
+	// FastOpen is the listen directive's fastopen=N (the TCP_FASTOPEN
+	// queue); 0 leaves it out: nginx then does no TFO (self-check).
+	FastOpen int
+	// Body is served at PeerPath; nil is DefaultBody.
+	Body []byte
+}
+
+func (Nginx) Kind() string { return "nginx" }
+
+func (n Nginx) Validate() error {
+	if n.FastOpen < 0 {
+		return fmt.Errorf("nginx: fastopen=%d", n.FastOpen)
+	}
+	return nil
+}
+
+func (Nginx) Requires() []Program { return []Program{ProgNginx} }
+
+// Version is what `nginx -v` says ("1.22.1").
+func (Nginx) Version() string { return programVersion(ProgNginx.Path, reNginxVersion, "-v") }
+
+func (n Nginx) body() []byte {
+	if n.Body == nil {
+		return DefaultBody()
+	}
+	return n.Body
+}
+
+// nginxLog is the access log format: what Accepted reads back.
+const nginxLog = `tfolab $remote_addr $remote_port $msec "$request"`
+
+func (n Nginx) config(addr netip.AddrPort) string {
+	listen := "listen " + addr.String()
+	if n.FastOpen > 0 {
+		listen += fmt.Sprintf(" fastopen=%d", n.FastOpen)
+	}
+	// Every path nginx would write to is in the temp dir: nothing of the
+	// host's /var/lib/nginx or /var/log/nginx is touched.
+	return fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log stderr notice;
+events { worker_connections 64; }
+http {
+  log_format tfolab '%s';
+  access_log {dir}/access.log tfolab;
+  client_body_temp_path {dir}/tmp/body;
+  proxy_temp_path {dir}/tmp/proxy;
+  fastcgi_temp_path {dir}/tmp/fastcgi;
+  uwsgi_temp_path {dir}/tmp/uwsgi;
+  scgi_temp_path {dir}/tmp/scgi;
+  default_type application/octet-stream;
+  keepalive_timeout 0;
+  server {
+    %s;
+    root {dir}/www;
+  }
+}
+`, nginxLog, listen)
+}
+
+func (n Nginx) Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
+	p, err := startProgram(ctx, site, node, proc.Spec{
+		Name: "nginx",
+		Path: ProgNginx.Path,
+		// -e stderr: nginx opens its compiled-in error log before it reads
+		// the config otherwise.
+		Args:       []string{"-e", "stderr", "-p", "{dir}/", "-c", "{dir}/nginx.conf"},
+		Files:      map[string][]byte{"nginx.conf": []byte(n.config(addr)), "www" + PeerPath: n.body(), "tmp/.keep": nil},
+		Ready:      proc.ListeningOn(addr),
+		StopSignal: syscall.SIGQUIT, // graceful: workers finish what they serve
+	}, ProgNginx)
+	if err != nil {
+		return nil, err
+	}
+	return &logHandle{read: func() []byte {
+		b, _ := os.ReadFile(filepath.Join(p.Dir(), "access.log"))
+		return b
+	}}, nil
+}
+
+// logHandle turns a peer's access log into Accepted records: the remote
+// address and the request line. A program cannot tell whether the SYN's
+// data was accepted, so SynData stays false: the captures and the
+// TCPFastOpenPassive counter say it instead.
+type logHandle struct{ read func() []byte }
+
+// reAccessLine matches nginxLog and haproxyLog lines: remote address, port,
+// a time in seconds, and the quoted request line.
+var reAccessLine = regexp.MustCompile(`tfolab (\S+) (\d+) (\d+)(?:\.(\d+))? "([^"]*)"`)
+
+func (h *logHandle) Accepted() []observation.Accepted {
+	var out []observation.Accepted
+	sc := bufio.NewScanner(bytes.NewReader(h.read()))
+	for sc.Scan() {
+		a, ok := parseAccessLine(sc.Text())
+		if ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func parseAccessLine(line string) (observation.Accepted, bool) {
+	m := reAccessLine.FindStringSubmatch(line)
+	if m == nil {
+		return observation.Accepted{}, false
+	}
+	addr, err := netip.ParseAddr(m[1])
+	port, perr := strconv.ParseUint(m[2], 10, 16)
+	if err != nil || perr != nil {
+		return observation.Accepted{}, false
+	}
+	sec, _ := strconv.ParseInt(m[3], 10, 64)
+	var nsec int64
+	if frac := m[4]; frac != "" {
+		f, _ := strconv.ParseInt((frac + "000000000")[:9], 10, 64)
+		nsec = f
+	}
+	return observation.Accepted{
+		Remote:  netip.AddrPortFrom(addr.Unmap(), uint16(port)),
+		Request: []byte(m[5]),
+		Time:    time.Unix(sec, nsec),
+	}, true
+}
+
+// HAProxy is HAProxy 2.x in HTTP mode, in the foreground (-db), logging to
+// stderr. Without Backend it is a TFO server (`bind ADDR:PORT tfo`) that
+// answers every request with Body (http-request return). With Backend it
+// is a proxy whose frontend (no tfo) forwards to a lab service with
+// `server ... tfo`, the configuration a TFO rollout behind HAProxy uses.
+//
+// It is kept away from any resolver outside the lab: no resolvers section,
+// numeric addresses only, `default-server init-addr none`; the scenarios
+// check with a capture that it sends nothing else (NoStrayTraffic).
+type HAProxy struct {
+	// Body is served without a Backend; nil is DefaultBody.
+	Body []byte
+	// NoTFO leaves tfo off the server's bind line (self-check).
+	NoTFO bool
+	// Backend makes it a proxy to that lab service.
+	Backend *HAProxyBackend
+}
+
+// HAProxyBackend is the lab service a proxying HAProxy forwards to.
+type HAProxyBackend struct {
+	// Node is the backend service's node ("" is topology.Server) and Port
+	// its port (0 is ServicePort); its address is the node's service
+	// address in the scenario's family.
+	Node string
+	Port uint16
+	// Resolver, when set, makes HAProxy resolve the backend by name
+	// through this nameserver, which must be a lab address: the
+	// self-check that NoStrayTraffic sees DNS leave the proxy.
+	Resolver netip.AddrPort
+}
+
+func (HAProxy) Kind() string { return "haproxy" }
+
+func (h HAProxy) Validate() error {
+	if b := h.Backend; b != nil && b.Resolver.IsValid() && !labPlan4.Contains(b.Resolver.Addr()) && !labPlan6.Contains(b.Resolver.Addr()) {
+		return fmt.Errorf("haproxy: resolver %s is outside the lab's address plan (%s, %s)", b.Resolver, labPlan4, labPlan6)
+	}
+	return nil
+}
+
+// The lab's address plan (package topology): nothing a peer is pointed at
+// may lie outside it.
+var (
+	labPlan4 = netip.MustParsePrefix("10.34.0.0/16")
+	labPlan6 = netip.MustParsePrefix("fd34::/16")
+)
+
+func (HAProxy) Requires() []Program { return []Program{ProgHAProxy} }
+
+// Version is what `haproxy -v` says ("2.6.12-1+deb12u4").
+func (HAProxy) Version() string { return programVersion(ProgHAProxy.Path, reHAProxyVersion, "-v") }
+
+// haproxyLog is the log-format: what Accepted reads back (%Ts.%ms is the
+// accept date).
+const haproxyLog = `tfolab %ci %cp %Ts.%ms "%r" %ST %B %bi:%bp`
+
+func (h HAProxy) config(addr, backend netip.AddrPort) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+  log stderr format raw local0 info
+  nbthread 1
+defaults
+  mode http
+  log global
+  log-format '%s'
+  timeout connect 5s
+  timeout client 5s
+  timeout server 5s
+  default-server init-addr none
+`, haproxyLog)
+	if h.Backend == nil {
+		tfo := " tfo"
+		if h.NoTFO {
+			tfo = ""
+		}
+		fmt.Fprintf(&b, `frontend fe
+  bind %s%s
+  http-request return status 200 content-type application/octet-stream file {dir}/body.bin
+`, addr, tfo)
+		return b.String()
+	}
+	// Backend TFO needs these retry-on conditions (HAProxy's manual for
+	// "tfo"); reuse is off so that every request makes its own backend
+	// connection, each one a TFO attempt.
+	server := backend.String()
+	resolvers := ""
+	if r := h.Backend.Resolver; r.IsValid() {
+		fmt.Fprintf(&b, "resolvers lab\n  nameserver ns1 %s\n", r)
+		server, resolvers = fmt.Sprintf("backend.tfolab:%d", backend.Port()), " resolvers lab"
+	}
+	fmt.Fprintf(&b, `frontend fe
+  bind %s
+  default_backend be
+backend be
+  retries 3
+  retry-on conn-failure empty-response response-timeout
+  http-reuse never
+  server s1 %s tfo%s
+`, addr, server, resolvers)
+	return b.String()
+}
+
+func (h HAProxy) Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
+	var backend netip.AddrPort
+	if be := h.Backend; be != nil {
+		bn, port := be.Node, be.Port
+		if bn == "" {
+			bn = topology.Server
+		}
+		if port == 0 {
+			port = ServicePort
+		}
+		a, err := site.Topo.ServiceAddr(bn, site.Family)
+		if err != nil {
+			return nil, fmt.Errorf("haproxy backend: %w", err)
+		}
+		backend = netip.AddrPortFrom(a, port)
+	}
+	body := h.Body
+	if body == nil {
+		body = DefaultBody()
+	}
+	p, err := startProgram(ctx, site, node, proc.Spec{
+		Name:  "haproxy",
+		Path:  ProgHAProxy.Path,
+		Args:  []string{"-db", "-f", "{dir}/haproxy.cfg"},
+		Files: map[string][]byte{"haproxy.cfg": []byte(h.config(addr, backend)), "body.bin": body},
+		Ready: proc.ListeningOn(addr),
+	}, ProgHAProxy)
+	if err != nil {
+		return nil, err
+	}
+	return &logHandle{read: p.Output}, nil
+}
+
+// Curl is `curl --tcp-fastopen` (TCP_FASTOPEN_CONNECT in 7.88.1) making one
+// HTTP/1.1 GET of PeerPath; the response, headers included (-i), is the
+// connection's Response. Its request is fixed by its flags (Request), so
+// a scenario knows the SYN's payload length; Connect's payload is unused.
+type Curl struct {
+	// Plain leaves --tcp-fastopen out: an ordinary client, e.g. in front of
+	// a proxy whose other side is under test.
+	Plain bool
+}
+
+func (Curl) Kind() string { return "curl" }
+
+func (Curl) Requires() []Program { return []Program{ProgCurl} }
+
+// Version is curl's own version ("7.88.1").
+func (Curl) Version() string { return programVersion(ProgCurl.Path, reCurlVersion, "--version") }
+
+// Request is the request curl sends with the flags Connect gives it: a
+// fixed Host and User-Agent make it the same for every address and curl
+// version.
+func (Curl) Request() []byte {
+	return []byte("GET " + PeerPath + " HTTP/1.1\r\nHost: tfolab\r\nUser-Agent: tfolab\r\nAccept: */*\r\n\r\n")
+}
+
+// curlWrite is curl's -w line: the connection as curl saw it.
+const curlWrite = "\ntfolab-curl %{exitcode} %{http_code} %{local_ip} %{local_port} %{time_connect} %{time_starttransfer} %{errormsg}\n"
+
+var reCurlWrite = regexp.MustCompile(`tfolab-curl (\d+) (\d+) (\S*) (\d+) ([\d.]+) ([\d.]+) ?(.*)`)
+
+func (c Curl) Connect(ctx context.Context, site Site, node string, target netip.AddrPort, _ []byte, label string) observation.Conn {
+	mode := "connect" // TCP_FASTOPEN_CONNECT
+	args := []string{"-q", "-sS", "-g", "--http1.1", "-i", "-o", "{dir}/response",
+		"-H", "Host: tfolab", "-A", "tfolab", "-w", curlWrite}
+	if c.Plain {
+		mode = "plain"
+	} else {
+		args = append(args, "--tcp-fastopen")
+	}
+	args = append(args, "http://"+target.String()+PeerPath)
+	conn := observation.Conn{Label: label, Mode: mode, Remote: target, Request: c.Request()}
+	run, err := runClient(ctx, site, node, target, proc.Spec{Name: "curl", Path: ProgCurl.Path, Args: args}, ProgCurl)
+	run.fill(&conn, err)
+	if err != nil || conn.Stalled {
+		return conn
+	}
+	m := reCurlWrite.FindStringSubmatch(string(run.output))
+	if m == nil {
+		conn.Error = fmt.Sprintf("curl exited %d without its -w line:\n%s", run.code, tail(run.output))
+		return conn
+	}
+	if addr, err := netip.ParseAddr(m[3]); err == nil {
+		port, _ := strconv.ParseUint(m[4], 10, 16)
+		if !conn.Local.IsValid() {
+			conn.Local = netip.AddrPortFrom(addr.Unmap(), uint16(port))
+		}
+	}
+	if !run.onWire {
+		// Not on a captured link (a proxy on the same node): curl's own
+		// clock, from its start, is all there is.
+		conn.Connected, conn.FirstByte = secs(m[5]), secs(m[6])
+	}
+	if run.code != 0 {
+		conn.Error = fmt.Sprintf("curl: (%s) %s", m[1], strings.TrimSpace(m[7]))
+		conn.Errno = curlErrno(run.code, m[7])
+		conn.Stalled = run.code == 28
+		return conn
+	}
+	conn.Response = run.files["response"]
+	return conn
+}
+
+func secs(s string) time.Duration {
+	f, _ := strconv.ParseFloat(s, 64)
+	return time.Duration(math.Round(f * float64(time.Second)))
+}
+
+// curlErrno names the system error behind a curl exit code, where there is
+// one (curl's own message carries strerror's words).
+func curlErrno(code int, msg string) string {
+	switch {
+	case strings.Contains(msg, "Connection refused"):
+		return "ECONNREFUSED"
+	case strings.Contains(msg, "Connection reset"):
+		return "ECONNRESET"
+	case code == 28:
+		return "ETIMEDOUT"
+	}
+	return ""
+}
+
+// PythonClient is the first seed's Python client (scripts/tfo_client.py,
+// ported to Python 3) under Debian's python3: sendto(..., MSG_FASTOPEN,
+// ...) of the payload, then recv until EOF; what it prints is the
+// Response.
+type PythonClient struct {
+	// Script is the client's path; "" finds scripts/tfo_client.py in the
+	// tfolab checkout.
+	Script string
+}
+
+func (PythonClient) Kind() string { return "python-client" }
+
+func (c PythonClient) Requires() []Program {
+	return []Program{ProgPython, {Path: c.script()}}
+}
+
+// Version is the interpreter's ("3.11.2").
+func (PythonClient) Version() string {
+	return programVersion(ProgPython.Path, rePythonVersion, "--version")
+}
+
+// DefaultPythonScript is the seed's client in this repository.
+const DefaultPythonScript = "scripts/tfo_client.py"
+
+// script resolves the client's path: as given, else the checkout's copy
+// found from the working directory (the suite runs at the module root,
+// `tfolab run` usually does) or from this source file's location.
+func (c PythonClient) script() string {
+	if c.Script != "" {
+		return c.Script
+	}
+	return findInCheckout(DefaultPythonScript)
+}
+
+func findInCheckout(rel string) string {
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			if p := filepath.Join(d, rel); fileExists(p) {
+				return p
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	if _, file, _, ok := runtime.Caller(0); ok {
+		if p := filepath.Join(filepath.Dir(file), "..", rel); fileExists(p) {
+			return filepath.Clean(p)
+		}
+	}
+	return rel
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
+}
+
+var rePythonErrno = regexp.MustCompile(`\[Errno (\d+)\]`)
+
+func (c PythonClient) Connect(ctx context.Context, site Site, node string, target netip.AddrPort, payload []byte, label string) observation.Conn {
+	conn := observation.Conn{Label: label, Mode: "sendto", Remote: target, Request: bytes.Clone(payload)}
+	script, err := filepath.Abs(c.script())
+	if err != nil {
+		conn.Error = err.Error()
+		return conn
+	}
+	run, err := runClient(ctx, site, node, target, proc.Spec{
+		Name: "python-client",
+		Path: ProgPython.Path,
+		Args: []string{script, target.Addr().String(), strconv.Itoa(int(target.Port())), string(payload)},
+	}, ProgPython, Program{Path: script})
+	run.fill(&conn, err)
+	if err != nil || conn.Stalled {
+		return conn
+	}
+	if run.code != 0 {
+		lines := strings.Split(strings.TrimSpace(string(run.output)), "\n")
+		conn.Error = fmt.Sprintf("python client exited %d: %s", run.code, lines[len(lines)-1])
+		if m := rePythonErrno.FindStringSubmatch(conn.Error); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			conn.Errno = unix.ErrnoName(syscall.Errno(n))
+		}
+		return conn
+	}
+	conn.Response = run.output
+	return conn
+}
+
+// clientRun is one run of a one-shot client program.
+type clientRun struct {
+	start  time.Time // before the fork
+	end    time.Time // after the exit
+	code   int
+	output []byte            // stdout and stderr, in order
+	files  map[string][]byte // files it wrote into its temp dir
+	wire   []capture.Packet  // the node's packets while it ran
+	target netip.AddrPort
+	onWire bool // its SYN was captured
+	err    error
+}
+
+// clientFiles are the files a client run reads back from the temp dir.
+var clientFiles = []string{"response"}
+
+// runClient runs a one-shot client on node until it exits or ctx ends
+// (then it is killed and the connection reported stalled), capturing the
+// node's links meanwhile: an external program cannot say which port it
+// used or when its SYN left, but its first SYN to target after the start
+// can.
+func runClient(ctx context.Context, site Site, node string, target netip.AddrPort, spec proc.Spec, progs ...Program) (clientRun, error) {
+	r := clientRun{target: target, files: map[string][]byte{}}
+	if err := missingError(progs...); err != nil {
+		return r, fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	w, err := watch(site, node)
+	if err != nil {
+		return r, err
+	}
+	spec.Ready = proc.Exited()
+	r.start = time.Now()
+	p, err := proc.Start(ctx, site.Topo.Namespace(node).Runner(), spec)
+	r.end = time.Now()
+	var se *proc.StartError
+	switch {
+	case errors.As(err, &se) && ctx.Err() != nil:
+		r.err = ctx.Err() // killed at the bound: Start has cleaned up
+		r.output = []byte(se.Tail)
+	case err != nil:
+		w.stop()
+		return r, err
+	default:
+		site.Lab.Defer(fmt.Sprintf("%s (pid %d) on %s", spec.Name, p.Pid(), node), p.Stop)
+		r.code, _ = p.Wait(ctx)
+		r.output = p.Output()
+		for _, f := range clientFiles {
+			if b, err := os.ReadFile(filepath.Join(p.Dir(), f)); err == nil {
+				r.files[f] = b
+			}
+		}
+		if err := p.Stop(); err != nil {
+			r.err = err
+		}
+	}
+	pkts, werr := w.stop()
+	if werr != nil && r.err == nil {
+		r.err = werr
+	}
+	r.wire = pkts
+	return r, nil
+}
+
+// fill sets what the wire and the run say about the connection: Local,
+// Start and the timings from its packets (the lab's own client measures
+// from its first sending syscall; for a program the SYN leaving is the
+// closest observable), else from the process's start and exit.
+func (r *clientRun) fill(c *observation.Conn, err error) {
+	c.Start = r.start.Round(0)
+	if err != nil {
+		c.Error = err.Error()
+		return
+	}
+	if !r.end.IsZero() {
+		c.Done = r.end.Sub(r.start)
+	}
+	var syn *capture.Packet
+	for i := range r.wire {
+		p := &r.wire[i]
+		if p.IsSYN() && p.Dst == r.target && !p.Time.Before(r.start) {
+			syn = p
+			break
+		}
+	}
+	if syn != nil {
+		r.onWire = true
+		c.Local, c.Start = syn.Src, syn.Time
+		c.Done = r.end.Sub(syn.Time)
+		for _, p := range r.wire {
+			if p.Src != r.target || p.Dst != syn.Src || p.Time.Before(syn.Time) {
+				continue
+			}
+			if p.IsSYNACK() && c.Connected == 0 {
+				c.Connected = p.Time.Sub(syn.Time)
+			}
+			if p.Length > 0 && c.FirstByte == 0 {
+				c.FirstByte = p.Time.Sub(syn.Time)
+			}
+		}
+	}
+	if r.err != nil {
+		c.Error = r.err.Error()
+		if errors.Is(r.err, context.DeadlineExceeded) {
+			c.Stalled = true
+			c.Errno = "ETIMEDOUT"
+		}
+	}
+}
+
+func tail(b []byte) string {
+	const n = 1024
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return strings.TrimRight(string(b), "\n")
+}
+
+// wire is a capture of a node's links while one client program runs.
+type wire struct{ caps []*capture.Capture }
+
+func watch(site Site, node string) (*wire, error) {
+	w := &wire{}
+	ns := site.Topo.Namespace(node)
+	for _, ifname := range site.Topo.Interfaces(node) {
+		c, err := capture.Start(ns.Handle(), ifname, capture.Options{Link: observation.LinkKey(node, ifname)})
+		if err != nil {
+			w.stop()
+			return nil, fmt.Errorf("watch %s/%s for the client's SYN: %w", node, ifname, err)
+		}
+		w.caps = append(w.caps, c)
+	}
+	return w, nil
+}
+
+// stop ends the captures and returns their packets, all links merged in
+// time order.
+func (w *wire) stop() ([]capture.Packet, error) {
+	var (
+		out  []capture.Packet
+		errs []error
+	)
+	for _, c := range w.caps {
+		errs = append(errs, c.Stop())
+		out = append(out, c.Packets()...)
+	}
+	sortPackets(out)
+	return out, errors.Join(errs...)
+}
+
+func sortPackets(p []capture.Packet) {
+	sort.SliceStable(p, func(i, j int) bool { return p[i].Time.Before(p[j].Time) })
+}

@@ -1,0 +1,708 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/probe"
+	"github.com/tfolab/tfolab/lab/proc"
+	"github.com/tfolab/tfolab/lab/rules"
+	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/middlebox"
+	"github.com/tfolab/tfolab/topology"
+
+	. "github.com/tfolab/tfolab/assertions"
+)
+
+// The peers catalogue (label peers): real programs against the lab, judged
+// like the lab's own sockets. Every pair gets the baseline cookie-then-data
+// exchange and the drop-syn-data and strip-tfo-option middleboxes; every
+// scenario also checks that tshark reads our pcaps as our decoder does.
+
+func init() { register(Peers); registerMutants(PeerMutants) }
+
+// ProxyPort is where a proxying HAProxy listens on its own node.
+const ProxyPort = 7080
+
+// labHTTPRequest is what the lab's own client sends an HTTP server: one
+// HTTP/1.0 request (the server closes after its response, and the lab
+// client reads to EOF).
+var labHTTPRequest = []byte("GET " + PeerPath + " HTTP/1.0\r\n\r\n")
+
+// peerPair is one client program against one server program.
+type peerPair struct {
+	name    string
+	service func() ServiceKind
+	client  func() ClientKind
+	// payload is what the client is given ("" the default); reqLen is the
+	// request it puts on the wire (curl builds its own).
+	payload []byte
+	reqLen  int
+	// reply is the check that the response arrived intact.
+	reply func() ConnCheck
+	// labClient: tcp_info is known (SynData, ClientFail); labServer: the
+	// accepted sockets' are (ServerAcceptedSynData). An external program
+	// tells neither, so neither is asserted for it.
+	labClient, labServer bool
+}
+
+func peerPairs() []peerPair {
+	curlLen := len(Curl{}.Request())
+	served := func() ConnCheck { return ServedFile(DefaultBody()) }
+	return []peerPair{
+		{name: "curl-nginx", service: func() ServiceKind { return Nginx{FastOpen: serverQueue} }, client: func() ClientKind { return Curl{} },
+			reqLen: curlLen, reply: served},
+		{name: "curl-haproxy", service: func() ServiceKind { return HAProxy{} }, client: func() ClientKind { return Curl{} },
+			reqLen: curlLen, reply: served},
+		{name: "lab-nginx", service: func() ServiceKind { return Nginx{FastOpen: serverQueue} }, client: func() ClientKind { return LabClient{Mode: tfo.ModeSendto} },
+			payload: labHTTPRequest, reqLen: len(labHTTPRequest), reply: served, labClient: true},
+		{name: "curl-listener", service: func() ServiceKind { return Listener{Queue: serverQueue, Reply: HTTPReply(DefaultBody())} }, client: func() ClientKind { return Curl{} },
+			reqLen: curlLen, reply: func() ConnCheck { return RepliedWith(HTTPReply(DefaultBody())) }, labServer: true},
+		{name: "python-listener", service: func() ServiceKind { return Listener{Queue: serverQueue} }, client: func() ClientKind { return PythonClient{} },
+			reqLen: payloadLen, reply: Responded, labServer: true},
+	}
+}
+
+// Peers is the peers catalogue.
+func Peers() []Scenario {
+	var out []Scenario
+	for _, p := range peerPairs() {
+		out = append(out,
+			PeerCookieThenData(p, topology.IPv4),
+			PeerCookieThenData(p, topology.IPv6),
+			PeerDropSynData(p, topology.IPv4),
+			PeerStripTFOOption(p, topology.IPv4),
+		)
+	}
+	out = append(out,
+		HAProxyBackendScenario(topology.IPv4, nil),
+		HAProxyBackendScenario(topology.IPv6, nil),
+		HAProxyBackendScenario(topology.IPv4, &middlebox.DropSynData),
+		HAProxyBackendScenario(topology.IPv4, &middlebox.StripTFOOption),
+	)
+	return append(out, ScapyProbes()...)
+}
+
+func peerName(pair, what string, fam topology.Family) string {
+	return fmt.Sprintf("peers/%s/%s/%s", pair, what, strings.ToLower(fam.String()))
+}
+
+// peerScenario is the frame of a pair's scenarios: Routed, TFO client and
+// server sysctls, the pair's programs, conns connections.
+func peerScenario(p peerPair, what string, fam topology.Family, conns int, desc string) Scenario {
+	s := Scenario{
+		Name:        peerName(p.name, what, fam),
+		Description: desc,
+		Labels:      []string{"peers", p.name, strings.ToLower(fam.String())},
+		Topology:    topology.Routed(),
+		Family:      fam,
+		Sysctls: map[string]map[string]string{
+			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
+			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
+		},
+		Services: []Service{{Kind: p.service()}},
+		Clients:  []Client{{Kind: p.client(), Connections: conns, Payload: p.payload}},
+	}
+	s.Timeline, s.Timeout = peerTimeline{}.timeline(), peerTimeout(conns, false)
+	return s
+}
+
+// peerTimeout bounds a peers timeline: every connection's bound, the
+// probes', and the process starts on a loaded machine.
+func peerTimeout(conns int, probes bool) time.Duration {
+	d := time.Duration(conns)*DefaultConnTimeout + 5*time.Second
+	if probes {
+		d += 2 * scapyTimeout
+	}
+	return d
+}
+
+// clientFacts are the checks of what only the lab's own sockets report.
+func (p peerPair) clientFacts(synData bool, fail tfo.ClientFail) []ConnCheck {
+	if !p.labClient {
+		return nil
+	}
+	return []ConnCheck{SynDataAcked(synData), ClientFail(fail)}
+}
+
+func (p peerPair) serverFacts(synData bool) []ConnCheck {
+	if !p.labServer {
+		return nil
+	}
+	return []ConnCheck{ServerAcceptedSynData(synData)}
+}
+
+// PeerCookieThenData: the first connection asks for a cookie and gets one;
+// the second carries the request in its SYN and the server accepts it
+// (RFC 7413 §3), as between the lab's own client and listener.
+func PeerCookieThenData(p peerPair, fam topology.Family) Scenario {
+	s := peerScenario(p, "cookie-then-data", fam, 2,
+		"first connection requests a cookie; second carries the request in the SYN, accepted; the response intact")
+	conn0 := append([]ConnCheck{
+		Dialogue(AtClient,
+			ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
+			ServerSYNACK().WithCookie().AckingSYNOnly()),
+		p.reply()}, p.clientFacts(false, tfo.ClientFailNoCookie)...)
+	conn1 := append([]ConnCheck{
+		Dialogue(AtClient,
+			ClientSYN().WithCookie().WithPayload(p.reqLen),
+			ServerSYNACK().AckingSYNData()),
+		Dialogue(AtServer, ClientSYN().WithCookie().WithPayload(p.reqLen)),
+		p.reply(),
+		FirstByteAfterSynRetransmissions(0)}, append(p.clientFacts(true, tfo.ClientFailUnspec), p.serverFacts(true)...)...)
+	s.Expect = []types.GomegaMatcher{
+		Conn(0, conn0...),
+		Conn(1, conn1...),
+		CountersOf(topology.Server, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenCookieReqd, 1),
+			Delta(lab.TCPFastOpenPassive, 1),
+			Delta(lab.TCPFastOpenPassiveFail, 0))),
+		CountersOf(topology.Client, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenActive, 1),
+			Delta(lab.TCPFastOpenActiveFail, 0),
+			Delta(lab.TCPSynRetrans, 0))),
+		CookieCached(topology.Client, true),
+		TsharkAgrees(),
+	}
+	return s
+}
+
+// PeerDropSynData: behind a router that drops SYNs with payload, the
+// cookie request passes; each later connection loses its SYN+cookie+data,
+// retransmits a plain SYN after one RTO and sends the request after the
+// handshake (middlebox/drop-syn-data/router with the lab's sockets).
+func PeerDropSynData(p peerPair, fam topology.Family) Scenario {
+	s := peerScenario(p, "drop-syn-data", fam, 3,
+		"SYNs with payload dropped in the router: each TFO connection falls back after one RTO, the response intact")
+	s.Labels = append(s.Labels, "drop-syn-data")
+	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynData, Placement: middlebox.Router}}
+	fallback := append([]ConnCheck{
+		Dialogue(AtClient,
+			ClientSYN().WithCookie().WithPayload(p.reqLen),
+			ClientSYN().WithoutFastOpen().WithoutPayload(),
+			ServerSYNACK().AckingSYNOnly(),
+			ClientData().WithPayload(p.reqLen)),
+		NoPacket(AtServer, ClientSYN().WithPayload(p.reqLen)),
+		Dialogue(AtServer, ClientSYN().WithoutFastOpen().WithoutPayload()),
+		p.reply(),
+		FirstByteAfterSynRetransmissions(1),
+	}, append(p.clientFacts(false, tfo.ClientFailSynRetransmitted), p.serverFacts(false)...)...)
+	s.Expect = []types.GomegaMatcher{
+		Conn(0,
+			Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), ServerSYNACK().WithCookie()),
+			p.reply(),
+			FirstByteAfterSynRetransmissions(0)),
+		Conn(1, fallback...),
+		Conn(2, fallback...),
+		MiddleboxMatched(2),
+		CountersOf(topology.Client, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenActive, 0),
+			Delta(lab.TCPFastOpenActiveFail, 2),
+			Delta(lab.TCPSynRetrans, 2),
+			Delta(lab.TCPFastOpenBlackhole, 0))),
+		CountersOf(topology.Server, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenPassive, 0),
+			Delta(lab.TCPFastOpenCookieReqd, 1))),
+		CookieCached(topology.Client, true),
+		SynDropsCached(topology.Client, 2),
+		TsharkAgrees(),
+	}
+	return s
+}
+
+// PeerStripTFOOption: after the client learned a cookie, the router strips
+// options 34/254 from SYNs: the server gets the request without a cookie,
+// acks only the SYN, and the client resends the request at once
+// (middlebox/strip-tfo-option/router with the lab's sockets).
+func PeerStripTFOOption(p peerPair, fam topology.Family) Scenario {
+	s := peerScenario(p, "strip-tfo-option", fam, 3,
+		"options 34/254 stripped after a cookie was learned: data without a cookie, acked after the handshake, the response intact")
+	s.Labels = append(s.Labels, "strip-tfo-option")
+	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption, Placement: middlebox.Router, When: AfterConnections(1)}}
+	stripped := append([]ConnCheck{
+		Dialogue(AtClient,
+			ClientSYN().WithCookie().WithPayload(p.reqLen),
+			ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
+			ClientData().WithPayload(p.reqLen)),
+		Dialogue(AtServer,
+			ClientSYN().WithoutFastOpen().WithPayload(p.reqLen),
+			ServerSYNACK().AckingSYNOnly()),
+		p.reply(),
+		FirstByteAfterSynRetransmissions(0),
+	}, append(p.clientFacts(false, tfo.ClientFailDataNotAcked), p.serverFacts(false)...)...)
+	s.Expect = []types.GomegaMatcher{
+		Conn(0,
+			Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), ServerSYNACK().WithCookie()),
+			p.reply()),
+		Conn(1, stripped...),
+		Conn(2, stripped...),
+		MiddleboxMatched(2),
+		CountersOf(topology.Client, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenActive, 0),
+			Delta(lab.TCPFastOpenActiveFail, 2),
+			Delta(lab.TCPSynRetrans, 0))),
+		CountersOf(topology.Server, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenPassive, 0),
+			Delta(lab.TCPFastOpenPassiveFail, 0),
+			Delta(lab.TCPFastOpenCookieReqd, 1))),
+		CookieCached(topology.Client, true),
+		TsharkAgrees(),
+	}
+	return s
+}
+
+// HAProxyBackendVersion is the HAProxy branch whose backend TFO the
+// haproxy-backend scenarios describe (Debian 12: 2.6.12).
+const HAProxyBackendVersion = "2.6."
+
+// HAProxyBackendScenario: HAProxy as a TFO client. It runs on the client
+// node, in front of the lab's listener on the server (a plain curl reaches
+// it over lo, so the client node's counters, captures and cookie cache are
+// the proxy's backend side), with `server ... tfo` and the retry-on
+// conditions backend TFO needs; box, if set, sits in the router.
+//
+// Finding, HAProxy 2.6.12: the backend never sees TFO. do_connect_server
+// sets CONNECT_HAS_DATA from the response channel instead of the request
+// (!channel_is_empty(&s->res), empty at connect time) and
+// CONNECT_CAN_USE_TFO only when conn_retries == be->conn_retries, which in
+// 2.6 (retries counted up from 0) is the last retry; tcp_connect_server
+// sets TCP_FASTOPEN_CONNECT only with both. So every backend SYN is a
+// plain SYN: no cookie request, no cookie, no data, no cookie ever
+// cached, and neither middlebox changes anything. Upstream fixed both in
+// 3.4-dev2 (933cb7646, 799653d53).
+func HAProxyBackendScenario(fam topology.Family, box *middlebox.Middlebox) Scenario {
+	what, conns := "cookie-then-data", 2
+	if box != nil {
+		what, conns = box.Name, 3
+	}
+	body := DefaultBody()
+	s := Scenario{
+		Name:        peerName("haproxy-backend", what, fam),
+		Description: "HAProxy 2.6 `server ... tfo` in front of the lab listener: finding, its backend SYNs carry no TFO at all",
+		Labels:      []string{"peers", "haproxy-backend", strings.ToLower(fam.String())},
+		Topology:    topology.Routed(),
+		Family:      fam,
+		Sysctls: map[string]map[string]string{
+			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
+			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
+		},
+		Services: []Service{
+			{Name: "backend", Kind: Listener{Queue: serverQueue, Reply: HTTPReply(body)}},
+			{Name: "proxy", Node: topology.Client, Port: ProxyPort, Kind: HAProxy{Backend: &HAProxyBackend{}}},
+		},
+		Clients: []Client{{Name: "front", Kind: Curl{Plain: true}, Service: "proxy", Connections: conns}},
+	}
+	s.Timeline, s.Timeout = peerTimeline{}.timeline(), peerTimeout(conns, false)
+	guard := MiddleboxSpec{Box: strayGuard, Placement: middlebox.ClientSide, Node: topology.Client}
+	s.Middleboxes = []MiddleboxSpec{guard}
+	hits := uint64(0)
+	if box != nil {
+		s.Labels = append(s.Labels, box.Name)
+		s.Middleboxes = []MiddleboxSpec{{Box: *box, Placement: middlebox.Router}, guard}
+		if box.Name == middlebox.StripTFOOption.Name {
+			// Installed after one connection, as for the other pairs: it
+			// sees (and strips nothing from) the later backend SYNs.
+			s.Middlebox().When = AfterConnections(1)
+			hits = uint64(conns - 1)
+		}
+	}
+	s.Expect = []types.GomegaMatcher{
+		ToolVersion("haproxy", HAProxyBackendVersion),
+		Named("haproxy backend finding", EveryBackend("backend", conns,
+			Dialogue(AtClient,
+				ClientSYN().WithoutFastOpen().WithoutPayload(),
+				ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
+				ClientData()),
+			Dialogue(AtServer, ClientSYN().WithoutFastOpen().WithoutPayload()),
+			ServerAcceptedSynData(false),
+			FirstByteAfterSynRetransmissions(0))),
+		EveryConn(ServedFile(body)),
+		CountersOf(topology.Client, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenActive, 0),
+			Delta(lab.TCPFastOpenActiveFail, 0),
+			Delta(lab.TCPSynRetrans, 0))),
+		CountersOf(topology.Server, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenPassive, 0),
+			Delta(lab.TCPFastOpenCookieReqd, 0))),
+		CookieCached(topology.Client, false),
+		NoStrayTraffic(topology.Client),
+		TsharkAgrees(),
+	}
+	// The stray guard's hits count too: none.
+	s.Expect = append(s.Expect, MiddleboxMatched(hits))
+	return s
+}
+
+// ScapyProbes are the seed's server-TFO check (a scapy SYN with an empty
+// TFO option) beside lab/probe, against each server program, then one curl
+// connection: the probes must agree with each other and with what that
+// connection's SYN-ACK shows.
+func ScapyProbes() []Scenario {
+	listener := func() ServiceKind { return Listener{Queue: serverQueue, Reply: HTTPReply(DefaultBody())} }
+	nginx := func() ServiceKind { return Nginx{FastOpen: serverQueue} }
+	// A server counts each cookie request, the probes' two and curl's,
+	// even with its TFO off (ServerTFOOff); none reaches it through the
+	// stripping router.
+	off := ScapyProbe("listener", listener, topology.IPv4, false, 3)
+	off.Name = peerName("scapy-probe", "listener/server-tfo-off", topology.IPv4)
+	off.Sysctls[topology.Server]["net.ipv4.tcp_fastopen"] = tfoClient
+	strip := ScapyProbe("nginx", nginx, topology.IPv4, false, 0)
+	strip.Name = peerName("scapy-probe", "nginx/strip-tfo-option", topology.IPv4)
+	strip.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption, Placement: middlebox.Router}}
+	strip.Expect = append(strip.Expect, MiddleboxMatched(3)) // the two probes' SYNs and curl's
+	return []Scenario{
+		ScapyProbe("nginx", nginx, topology.IPv4, true, 3),
+		ScapyProbe("nginx", nginx, topology.IPv6, true, 3),
+		ScapyProbe("haproxy", func() ServiceKind { return HAProxy{} }, topology.IPv4, true, 3),
+		ScapyProbe("listener", listener, topology.IPv4, true, 3),
+		off, strip,
+	}
+}
+
+// ScapyProbe probes a server program with lab/probe and scapy, then makes
+// one curl connection (a cookie request); want is whether the server
+// offers TFO, cookieReqs the cookie requests it counts.
+func ScapyProbe(server string, svc func() ServiceKind, fam topology.Family, want bool, cookieReqs int64) Scenario {
+	synack := ServerSYNACK().WithCookie()
+	desc := "lab/probe and the seed's scapy SYN with an empty TFO option both see the server's cookie, the one curl is offered"
+	if !want {
+		synack = ServerSYNACK().WithoutFastOpen()
+		desc = "lab/probe and the seed's scapy probe both see no TFO, as curl's handshake shows"
+	}
+	s := Scenario{
+		Name:        peerName("scapy-probe", server, fam),
+		Description: desc,
+		Labels:      []string{"peers", "scapy", strings.ToLower(fam.String())},
+		Topology:    topology.Routed(),
+		Family:      fam,
+		Sysctls: map[string]map[string]string{
+			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
+			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
+		},
+		Services: []Service{{Kind: svc()}},
+		Clients:  []Client{{Kind: Curl{}, Connections: 1}},
+	}
+	s.Timeline, s.Timeout = peerTimeline{probes: true}.timeline(), peerTimeout(1, true)
+	s.Expect = []types.GomegaMatcher{
+		requiring{ProbesAgree(want), []Program{ProgPython, ProgScapy}},
+		Conn(0, Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), synack), ServedFile(DefaultBody())),
+		CountersOf(topology.Server, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenCookieReqd, cookieReqs),
+			Delta(lab.TCPFastOpenPassive, 0))),
+		TsharkAgrees(),
+	}
+	return s
+}
+
+// peerTimeline is the peers' timeline: it records the dissector's
+// version, probes the main service (lab/probe and scapy) when asked, then
+// makes every client's connections as Sequential does.
+type peerTimeline struct {
+	// probes runs lab/probe and the scapy recipe before the connections.
+	probes bool
+}
+
+func (t peerTimeline) timeline() Timeline {
+	return func(ctx context.Context, env *Env) error {
+		if v := TsharkVersion(); v != "" {
+			recordTool(env, "tshark", v)
+		}
+		if t.probes {
+			if err := probeBoth(ctx, env); err != nil {
+				return err
+			}
+		}
+		return Sequential(ctx, env)
+	}
+}
+
+// scapyTimeout bounds one scapy probe: importing scapy alone takes most
+// of a second of CPU, several on a loaded 2-core machine.
+const scapyTimeout = 15 * time.Second
+
+// probeBoth probes the main service from the first client's node with
+// lab/probe and with the seed's scapy recipe and records both results.
+func probeBoth(ctx context.Context, env *Env) error {
+	target, _, err := env.target("", 0)
+	if err != nil {
+		return err
+	}
+	node := env.scen.Clients[0].node()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	res, err := probe.Probe(pctx, env.Client().Runner(), netip.Addr{}, target, probe.Options{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("lab probe of %s: %w", target, err)
+	}
+	sres, version, err := ScapyProbeRun(ctx, env.site, node, target)
+	if err != nil {
+		return err
+	}
+	recordTool(env, "scapy", version)
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	env.Obs.Probes = append(env.Obs.Probes, res, sres)
+	return nil
+}
+
+// recordTool records the version of a program the timeline ran (one that
+// is no kind: the dissector, the scapy probe) in the observation.
+func recordTool(env *Env, name, version string) {
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	if env.Obs.Host.Tools == nil {
+		env.Obs.Host.Tools = map[string]string{}
+	}
+	env.Obs.Host.Tools[name] = version
+}
+
+// scapyProbeScript is the first seed's recipe,
+//
+//	res = sr1(IP(dst=dst)/TCP(dport=dport,flags="S",options=[('TFO', '')]), verbose=False)
+//	print 'TFO' in dict(res[1].options)
+//
+// ported to Python 3 and scapy 2.5, for IPv6 too, with a bound on the wait,
+// a fixed source port, and the answer printed as one JSON line.
+const scapyProbeScript = `import json, struct, sys
+import scapy
+from scapy.all import IP, IPv6, TCP, sr1
+
+dst, dport, sport, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+ip = IPv6(dst=dst) if ":" in dst else IP(dst=dst)
+syn = ip/TCP(sport=sport, dport=dport, flags="S", options=[('TFO', '')])
+res = sr1(syn, timeout=timeout, verbose=False)
+out = {"scapy": scapy.VERSION, "answered": False}
+if res is not None and TCP in res:
+    tcp = res[TCP]
+    opts = dict(tcp.options)
+    out["answered"] = True
+    out["rst"] = "R" in str(tcp.flags)
+    out["tfo"] = 'TFO' in opts  # the seed's verdict
+    cookie = opts.get('TFO')
+    if isinstance(cookie, (tuple, list)):  # scapy unpacks 8-byte cookies as "!II"
+        cookie = b"".join(struct.pack("!I", v) for v in cookie)
+    elif isinstance(cookie, int):
+        cookie = struct.pack("!I", cookie)
+    out["cookie"] = cookie.hex() if isinstance(cookie, (bytes, bytearray)) else ""
+    out["rtt"] = res.time - syn.sent_time
+print(json.dumps(out))
+`
+
+// scapyAnswer is the script's JSON line.
+type scapyAnswer struct {
+	Scapy    string  `json:"scapy"`
+	Answered bool    `json:"answered"`
+	RST      bool    `json:"rst"`
+	TFO      bool    `json:"tfo"`
+	Cookie   string  `json:"cookie"`
+	RTT      float64 `json:"rtt"`
+}
+
+// ScapyProbeRun runs the seed's scapy probe from node to target and
+// returns its verdict as a probe.Result (Reason says it was scapy, and
+// what the seed's test printed) and scapy's version.
+func ScapyProbeRun(ctx context.Context, site Site, node string, target netip.AddrPort) (probe.Result, string, error) {
+	res := probe.Result{Target: target, SYNs: 1}
+	if err := missingError(ProgPython, ProgScapy); err != nil {
+		return res, "", fmt.Errorf("scapy probe: %w", err)
+	}
+	src, err := site.Topo.Addr(node, site.Family)
+	if err != nil {
+		return res, "", err
+	}
+	// Above the ephemeral range (32768-60999), so no socket of the lab's
+	// clients holds it.
+	sport := uint16(61000 + rand.IntN(4000))
+	res.Source = netip.AddrPortFrom(src, sport)
+	wait := probe.DefaultTimeout
+	pctx, cancel := context.WithTimeout(ctx, scapyTimeout)
+	defer cancel()
+	p, err := proc.Start(pctx, site.Topo.Namespace(node).Runner(), proc.Spec{
+		Name:  "scapy-probe",
+		Path:  ProgPython.Path,
+		Args:  []string{"{dir}/tfo_probe.py", target.Addr().String(), strconv.Itoa(int(target.Port())), strconv.Itoa(int(sport)), fmt.Sprint(wait.Seconds())},
+		Files: map[string][]byte{"tfo_probe.py": []byte(scapyProbeScript)},
+		Ready: proc.Exited(),
+	})
+	if err != nil {
+		return res, "", fmt.Errorf("scapy probe of %s: %w", target, err)
+	}
+	site.Lab.Defer(fmt.Sprintf("scapy probe (pid %d) on %s", p.Pid(), node), p.Stop)
+	code, _ := p.Wait(pctx)
+	out := p.Output()
+	if err := p.Stop(); err != nil {
+		return res, "", err
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var a scapyAnswer
+	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &a) != nil {
+		return res, "", fmt.Errorf("scapy probe of %s exited %d:\n%s", target, code, tail(out))
+	}
+	cookie, err := hex.DecodeString(a.Cookie)
+	if err != nil {
+		return res, "", fmt.Errorf("scapy probe: cookie %q: %w", a.Cookie, err)
+	}
+	res.Answered, res.RST, res.SupportsTFO = a.Answered, a.RST, a.TFO && len(cookie) >= 4
+	res.Cookie, res.RTT = cookie, time.Duration(a.RTT*float64(time.Second))
+	switch {
+	case !a.Answered:
+		res.Reason = fmt.Sprintf("scapy %s: no answer within %v", a.Scapy, wait)
+	default:
+		res.Reason = fmt.Sprintf("scapy %s, the seed's recipe: 'TFO' in dict(res[TCP].options) is %s", a.Scapy, map[bool]string{true: "True", false: "False"}[a.TFO])
+	}
+	return res, a.Scapy, nil
+}
+
+// strayGuard sits on a peer's node from the start (before the peer
+// starts) to the end: it drops and counts every UDP datagram the node
+// sends, both families. A peer reaching for a resolver (HAProxy's default
+// one is outside the lab) or anything else beyond the scenario's TCP is
+// kept inside the namespace and shows as a hit (NoStrayTraffic).
+var strayGuard = middlebox.Middlebox{
+	Name: StrayGuard,
+	Description: "Drops and counts every UDP datagram the node sends (iptables and ip6tables OUTPUT), " +
+		"DNS first: a peer's resolver queries never leave the lab and are counted.",
+	Install: func(l *lab.Lab, ns *lab.Namespace, _ lab.Family, _ middlebox.Params) (middlebox.Installed, error) {
+		g := guardRules{ns: ns}
+		for _, f := range []lab.Family{lab.IPv4, lab.IPv6} {
+			if err := rules.Apply(l, ns, f, strayRules); err != nil {
+				return nil, fmt.Errorf("stray guard: %w", err)
+			}
+		}
+		return g, nil
+	},
+	Check: func(lab.Family, middlebox.Params) error { return nil },
+}
+
+var strayRules = []rules.Rule{
+	{Table: "filter", Chain: "OUTPUT", Spec: []string{"-p", "udp", "--dport", "53", "-j", "DROP"}},
+	{Table: "filter", Chain: "OUTPUT", Spec: []string{"-p", "udp", "-j", "DROP"}},
+}
+
+type guardRules struct{ ns *lab.Namespace }
+
+func (g guardRules) Hits() ([]middlebox.Hit, error) {
+	var out []middlebox.Hit
+	for _, f := range []lab.Family{lab.IPv4, lab.IPv6} {
+		counts, err := rules.Counters(g.ns, f, strayRules)
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range strayRules {
+			out = append(out, middlebox.Hit{Rule: rules.CommandLine(f, r), Packets: counts[i]})
+		}
+	}
+	return out, nil
+}
+
+// Programs lists the external programs s runs, its kinds' and its
+// expectations', each once.
+func Programs(s Scenario) []Program {
+	var out []Program
+	seen := map[string]bool{}
+	add := func(v any) {
+		r, ok := v.(Requirer)
+		if !ok {
+			return
+		}
+		for _, p := range r.Requires() {
+			if !seen[p.Path] {
+				seen[p.Path] = true
+				out = append(out, p)
+			}
+		}
+	}
+	for _, svc := range s.Services {
+		add(svc.Kind)
+	}
+	for _, c := range s.Clients {
+		add(c.Kind)
+	}
+	for _, m := range s.Expect {
+		add(m)
+	}
+	return out
+}
+
+// CheckPrograms says whether s can run on this machine. With every
+// program it needs installed, both results are empty. Otherwise skip is
+// the reason (each missing program and the `make deps` line that installs
+// it) on a developer's machine, and err the same under CI (environment
+// CI=true), where a missing peer must fail rather than skip silently.
+func CheckPrograms(s Scenario) (skip string, err error) {
+	var missing []Program
+	for _, p := range Programs(s) {
+		if p.check() != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return "", nil
+	}
+	reason := fmt.Sprintf("%s needs programs that are %s", s.Name, missingReason(missing))
+	if ci := os.Getenv("CI"); ci == "true" || ci == "1" {
+		return "", fmt.Errorf("%s (CI=%s: a missing peer fails the run)", reason, ci)
+	}
+	return reason, nil
+}
+
+// PeerMutants break the peers' scenarios the ways a deployment gets them
+// wrong; each names the expectations that must reject it.
+func PeerMutants() []Mutant {
+	pairs := map[string]peerPair{}
+	for _, p := range peerPairs() {
+		pairs[p.name] = p
+	}
+	v4 := topology.IPv4
+
+	nginxNoFO := PeerCookieThenData(pairs["curl-nginx"], v4)
+	nginxNoFO.Service().Kind = Nginx{}
+	haproxyNoTFO := PeerCookieThenData(pairs["curl-haproxy"], v4)
+	haproxyNoTFO.Service().Kind = HAProxy{NoTFO: true}
+	serverOff := PeerCookieThenData(pairs["lab-nginx"], v4)
+	serverOff.Sysctls[topology.Server]["net.ipv4.tcp_fastopen"] = tfoClient
+	curlPlain := PeerCookieThenData(pairs["curl-listener"], v4)
+	curlPlain.Client().Kind = Curl{Plain: true}
+	pythonOff := PeerCookieThenData(pairs["python-listener"], v4)
+	pythonOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen"] = "0"
+
+	resolver := HAProxyBackendScenario(v4, nil)
+	// 10.34.1.1 is the router's end of the client link: inside the lab,
+	// and nothing answers there.
+	resolver.Services[1].Kind = HAProxy{Backend: &HAProxyBackend{Resolver: netip.MustParseAddrPort("10.34.1.1:53")}}
+	bypass := HAProxyBackendScenario(v4, nil)
+	bypass.Client().Kind, bypass.Client().Service = Curl{}, "backend"
+
+	probeOff := ScapyProbe("nginx", func() ServiceKind { return Nginx{FastOpen: serverQueue} }, v4, true, 3)
+	probeOff.Sysctls[topology.Server]["net.ipv4.tcp_fastopen"] = tfoClient
+
+	out := []Mutant{
+		mutant("nginx listen without fastopen=", nginxNoFO, "connection 0", "connection 1", "server counters"),
+		mutant("haproxy bind without tfo", haproxyNoTFO, "connection 0", "connection 1", "server counters"),
+		mutant("nginx's server sysctl left at 1 (TFO server off), lab client", serverOff, "connection 0", "connection 1", "server counters"),
+		mutant("curl without --tcp-fastopen", curlPlain, "connection 0", "connection 1", "client counters"),
+		mutant("Python client's sysctl 0 (TFO client off)", pythonOff, "connection 0", "connection 1", "client counters"),
+		mutant("haproxy resolving its backend by name through a resolver", resolver, "no stray traffic"),
+		mutant("clients bypass the proxy and reach the backend with TFO themselves", bypass, "haproxy backend finding", "client counters"),
+		mutant("scapy probe of an nginx whose server sysctl is 1", probeOff, "probes", "connection 0"),
+	}
+	for _, s := range []Scenario{
+		PeerDropSynData(pairs["curl-nginx"], v4),
+		PeerStripTFOOption(pairs["curl-nginx"], v4),
+		PeerDropSynData(pairs["python-listener"], v4),
+	} {
+		s.Middlebox().Port = ServicePort + 1
+		out = append(out, mutant(fmt.Sprintf("%s: %s middlebox pointed at port %d instead of %d", s.Name, s.Middlebox().Box.Name, ServicePort+1, ServicePort), s, "connection 1"))
+	}
+	return out
+}
