@@ -12,12 +12,17 @@ TIMEOUT ?= 20m
 # RULES=path/to/firewall.rules (iptables-save format) adds a spec that
 # applies your own firewall in the router and reports what TFO does behind it.
 RULES   ?=
+# make check-firewall RULES=v4.rules RULES6=v6.rules NFT=ruleset.nft PORT=443 PLACE=router
+RULES6  ?=
+NFT     ?=
+PORT    ?=
+PLACE   ?= router
 # make run SCENARIO=name [KEEP=1]: one catalogue scenario (tfolab list).
 SCENARIO ?=
 KEEP     ?=
 
 # The scripts read these from the environment: no shell quoting to break.
-export GO OUT PROCS LABELS TIMEOUT RULES SCENARIO
+export GO OUT PROCS LABELS TIMEOUT RULES SCENARIO RULES6 NFT PORT PLACE
 export GOFLAGS   ?= -buildvcs=false
 export GOTOOLCHAIN ?= local
 # sudo's secure_path may lack the sbin folders iptables and ip live in.
@@ -30,9 +35,9 @@ export PATH := $(PATH):/usr/sbin:/sbin
 DEB_DEPS := iptables:/usr/sbin/iptables iptables:/usr/sbin/ip6tables iproute2:/usr/bin/ip \
 	iproute2:/usr/bin/nstat tcpdump:/usr/bin/tcpdump python3:/usr/bin/python3 \
 	curl:/usr/bin/curl nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy \
-	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy
+	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy nftables:/usr/sbin/nft
 
-.PHONY: test unit suite deps preflight clean lint bench check-killed-run run list FORCE
+.PHONY: test unit suite deps preflight clean lint bench check-killed-run run list check-firewall FORCE
 
 ## test: unit tests (no root needed) + the integration suite (root), JUnit in $(OUT)/junit.xml
 test: deps preflight unit suite
@@ -56,6 +61,10 @@ FORCE:
 run:
 	@test -n "$(SCENARIO)" || { echo "run: SCENARIO=name (make list shows the catalogue)" >&2; exit 2; }
 	@$(GO) run ./cmd/tfolab run "$$SCENARIO" --out "$(OUT)" $(if $(KEEP),--keep)
+
+## check-firewall: TFO-safety verdict for your ruleset: RULES=v4.rules RULES6=v6.rules NFT=ruleset.nft PORT=443 PLACE=router|server|client
+check-firewall: deps
+	@bash scripts/check-firewall.sh
 
 ## list: the catalogue's scenarios
 list:

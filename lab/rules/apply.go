@@ -192,3 +192,115 @@ func Counters(ns *lab.Namespace, f Family, rules []Rule) ([]uint64, error) {
 	}
 	return out, nil
 }
+
+// ApplyRuleset installs rs in ns: its rules and chains with Apply, then its
+// policies with ApplyPolicies (last, so a DROP policy never stands without
+// the ACCEPT rules before it). Everything is on l's cleanup stack as soon as
+// it exists; after a failure the caller closes l to remove the rest.
+func ApplyRuleset(l *lab.Lab, ns *lab.Namespace, rs Ruleset) error {
+	if err := Apply(l, ns, rs.Family, rs.Rules); err != nil {
+		return err
+	}
+	return ApplyPolicies(l, ns, rs.Family, rs.Policies)
+}
+
+// ApplyPolicies sets each built-in chain's policy in ns (`iptables -t T -P
+// CHAIN TARGET`) and pushes the restore of the policy it replaced onto l's
+// cleanup stack right after, so Close puts it back before the rules are
+// removed. The namespace is the lab's own: the host's policies are never
+// touched.
+func ApplyPolicies(l *lab.Lab, ns *lab.Namespace, f Family, ps []Policy) error {
+	if ns == nil {
+		return errors.New("rules: policies: nil namespace")
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	err := ns.Do(func() error {
+		ipt, err := newIPTables(f)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			prev, err := policyOf(ipt, p.Table, p.Chain)
+			if err != nil {
+				return fmt.Errorf("line %d: %s: %w", p.Line, p, err)
+			}
+			if err := ipt.ChangePolicy(p.Table, p.Chain, p.Target); err != nil {
+				return fmt.Errorf("line %d: %s: %w", p.Line, p, err)
+			}
+			u := &undo{fn: func() error {
+				return ns.Do(func() error { return ipt.ChangePolicy(p.Table, p.Chain, prev) })
+			}}
+			l.Defer(fmt.Sprintf("%s -t %s -P %s %s (restore) in %s", Program(f), p.Table, p.Chain, prev, ns.Name), u.run)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rules: policies with %s: %w", Program(f), err)
+	}
+	return nil
+}
+
+// policyOf reads a built-in chain's policy from `iptables -t T -S CHAIN`,
+// whose first line is "-P CHAIN POLICY".
+func policyOf(ipt *iptables.IPTables, table, chain string) (string, error) {
+	lines, err := ipt.List(table, chain)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range lines {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "-P" && f[1] == chain {
+			return f[2], nil
+		}
+	}
+	return "", fmt.Errorf("no policy line in %q", strings.Join(lines, "; "))
+}
+
+// PolicyCounters returns, for each policy, the packets it decided: the
+// chain's own counters (`iptables -t T -v -S CHAIN` prints them on its -P
+// line), i.e. the packets that fell off the end of the chain.
+func PolicyCounters(ns *lab.Namespace, f Family, ps []Policy) ([]uint64, error) {
+	if ns == nil {
+		return nil, errors.New("rules: policy counters: nil namespace")
+	}
+	out := make([]uint64, len(ps))
+	if len(ps) == 0 {
+		return out, nil
+	}
+	err := ns.Do(func() error {
+		ipt, err := newIPTables(f)
+		if err != nil {
+			return err
+		}
+		for i, p := range ps {
+			lines, err := ipt.ListWithCounters(p.Table, p.Chain)
+			if err != nil {
+				return fmt.Errorf("list %s %s: %w", p.Table, p.Chain, err)
+			}
+			found := false
+			for _, line := range lines {
+				if !strings.HasPrefix(line, "-P "+p.Chain+" ") {
+					continue
+				}
+				m := countersRE.FindStringSubmatch(line)
+				if m == nil {
+					return fmt.Errorf("line %d: %s: no counters in %q", p.Line, p, line)
+				}
+				if out[i], err = strconv.ParseUint(m[1], 10, 64); err != nil {
+					return fmt.Errorf("line %d: %s: counters in %q: %w", p.Line, p, line, err)
+				}
+				found = true
+				break
+			}
+			if !found {
+				return fmt.Errorf("line %d: %s: no policy line", p.Line, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rules: policy counters: %w", err)
+	}
+	return out, nil
+}
