@@ -366,7 +366,52 @@ func (t *Topology) addLink(index int, link Link) (BuiltLink, error) {
 			return BuiltLink{}, fmt.Errorf("link %d: %w", index, err)
 		}
 	}
+	if err := addNeighbors(nsA, a, nsB, b); err != nil {
+		return BuiltLink{}, fmt.Errorf("link %d: %w", index, err)
+	}
 	return BuiltLink{Index: index, A: a, B: b}, nil
+}
+
+// addNeighbors gives each end a permanent neighbour entry for the other's
+// addresses, so no ARP or neighbour discovery happens on a lab link. On a
+// loaded machine a lost or late first solicitation holds the packets that
+// wait for it until the next one, a second later: a SYN-ACK delayed by a
+// second looks exactly like a lost SYN to every timing expectation.
+// Equivalent to: ip -n NS neigh replace ADDR lladdr MAC dev IF nud permanent
+func addNeighbors(nsA *lab.Namespace, a Endpoint, nsB *lab.Namespace, b Endpoint) error {
+	macOf := func(ns *lab.Namespace, ifname string) (net.HardwareAddr, int, error) {
+		l, err := ns.Netlink().LinkByName(ifname)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: find %s: %w", ns.Role, ifname, err)
+		}
+		return l.Attrs().HardwareAddr, l.Attrs().Index, nil
+	}
+	macA, idxA, err := macOf(nsA, a.Ifname)
+	if err != nil {
+		return err
+	}
+	macB, idxB, err := macOf(nsB, b.Ifname)
+	if err != nil {
+		return err
+	}
+	for _, side := range []struct {
+		ns    *lab.Namespace
+		index int
+		peer  Endpoint
+		mac   net.HardwareAddr
+	}{{nsA, idxA, b, macB}, {nsB, idxB, a, macA}} {
+		for _, addr := range []netip.Addr{side.peer.IPv4.Addr(), side.peer.IPv6.Addr()} {
+			family := netlink.FAMILY_V4
+			if addr.Is6() {
+				family = netlink.FAMILY_V6
+			}
+			n := &netlink.Neigh{LinkIndex: side.index, Family: family, State: netlink.NUD_PERMANENT, IP: net.IP(addr.AsSlice()), HardwareAddr: side.mac}
+			if err := side.ns.Netlink().NeighSet(n); err != nil {
+				return fmt.Errorf("%s: neighbour %s: %w", side.ns.Role, addr, err)
+			}
+		}
+	}
+	return nil
 }
 
 func endpoint(self, peer string, index int, host byte) Endpoint {
