@@ -40,6 +40,25 @@ func Judge(obs *observation.Observation, matchers []types.GomegaMatcher) []Verdi
 			name = fmt.Sprintf("%s #%d", name, seen[name])
 		}
 		v := Verdict{Name: name, Statement: Describe(m)}
+		// An obsMatcher (also behind Named) is judged once: its check may
+		// run programs (tshark) or walk every packet.
+		inner := m
+		if n, ok := m.(namedMatcher); ok {
+			inner = n.GomegaMatcher
+		}
+		if om, ok := inner.(obsMatcher); ok {
+			pass, detail, err := om.verdict(obs)
+			switch {
+			case err != nil:
+				v.Evidence = err.Error()
+			case pass:
+				v.Pass, v.Measured = true, detail
+			default:
+				v.Evidence = detail
+			}
+			out = append(out, v)
+			continue
+		}
 		ok, err := m.Match(obs)
 		switch {
 		case err != nil:
@@ -48,9 +67,6 @@ func Judge(obs *observation.Observation, matchers []types.GomegaMatcher) []Verdi
 			v.Evidence = m.FailureMessage(obs)
 		default:
 			v.Pass = true
-			if mm, ok := m.(interface{ Measured(any) string }); ok {
-				v.Measured = mm.Measured(obs)
-			}
 		}
 		out = append(out, v)
 	}

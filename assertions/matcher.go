@@ -52,6 +52,17 @@ func (m obsMatcher) NegatedFailureMessage(actual any) string {
 	return "Expected NOT: " + m.desc
 }
 
+// verdict judges once: whether it holds, and the detail that explains it
+// either way (the evidence of a failure, the figures of a pass).
+func (m obsMatcher) verdict(actual any) (bool, string, error) {
+	o, err := asObservation(actual)
+	if err != nil {
+		return false, "", err
+	}
+	ok, detail := m.check(o)
+	return ok, detail, nil
+}
+
 // Measured is what the expectation measured when it held (a pause's
 // length, a connection's first byte), "" when it measures nothing.
 func (m obsMatcher) Measured(actual any) string {
