@@ -17,12 +17,20 @@ RULES6  ?=
 NFT     ?=
 PORT    ?=
 PLACE   ?= router
+# make report [PROFILE=f.conf] [CLIENT_PROFILE=] [SERVER_PROFILE=] [RTT=50ms] [BASELINE=a.conf]
+PROFILE        ?=
+CLIENT_PROFILE ?=
+SERVER_PROFILE ?=
+BASELINE       ?=
+RTT            ?=
+PARALLEL       ?=
 # make run SCENARIO=name [KEEP=1]: one catalogue scenario (tfolab list).
 SCENARIO ?=
 KEEP     ?=
 
 # The scripts read these from the environment: no shell quoting to break.
 export GO OUT PROCS LABELS TIMEOUT RULES SCENARIO RULES6 NFT PORT PLACE
+export PROFILE CLIENT_PROFILE SERVER_PROFILE BASELINE RTT PARALLEL
 export GOFLAGS   ?= -buildvcs=false
 export GOTOOLCHAIN ?= local
 # sudo's secure_path may lack the sbin folders iptables and ip live in.
@@ -37,7 +45,7 @@ DEB_DEPS := iptables:/usr/sbin/iptables iptables:/usr/sbin/ip6tables iproute2:/u
 	curl:/usr/bin/curl nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy \
 	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy nftables:/usr/sbin/nft
 
-.PHONY: test unit suite deps preflight clean lint bench check-killed-run run list check-firewall FORCE
+.PHONY: test unit suite deps preflight clean lint bench check-killed-run run list check-firewall report FORCE
 
 ## test: unit tests (no root needed) + the integration suite (root), JUnit in $(OUT)/junit.xml
 test: deps preflight unit suite
@@ -61,6 +69,11 @@ FORCE:
 run:
 	@test -n "$(SCENARIO)" || { echo "run: SCENARIO=name (make list shows the catalogue)" >&2; exit 2; }
 	@$(GO) run ./cmd/tfolab run "$$SCENARIO" --out "$(OUT)" $(if $(KEEP),--keep)
+
+## report: the catalogue under a sysctl profile -> $(OUT)/report/{report.md,report.json,junit.xml}
+##   PROFILE=f.conf CLIENT_PROFILE= SERVER_PROFILE= RTT=50ms LABELS= BASELINE=a.conf (diff; exit 1 on a regression)
+report: deps preflight
+	@bash scripts/report.sh
 
 ## check-firewall: TFO-safety verdict for your ruleset: RULES=v4.rules RULES6=v6.rules NFT=ruleset.nft PORT=443 PLACE=router|server|client
 check-firewall: deps

@@ -110,8 +110,10 @@ func Start(ctx context.Context, s scenarios.Scenario, opts Options) *Live {
 func (l *Live) Close() error {
 	err := l.Lab.Close()
 	names, lerr := lab.ListNamespaces()
+	// The ID and its dash: lab …-2 must not claim lab …-20's namespaces.
+	prefix := lab.NamePrefix + l.Lab.ID + "-"
 	for _, n := range names {
-		if strings.Contains(n, l.Lab.ID) {
+		if strings.HasPrefix(n, prefix) {
 			err = errors.Join(err, fmt.Errorf("namespace %s left behind by teardown", n))
 		}
 	}

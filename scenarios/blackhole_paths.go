@@ -94,7 +94,7 @@ func giveUpBound(env *Env, userTimeout time.Duration) time.Duration {
 // the client namespace's blackhole counter as detectOn does, but lets the
 // socket run to its own give-up (the lab's bound lies past it).
 func detectGivingUp(ctx context.Context, env *Env, d Dial) (bool, error) {
-	d.Label, d.Round, d.Timeout = observation.RoleDetect, 1, giveUpBound(env, d.UserTimeout)
+	d.Label, d.Round, d.Timeout, d.Watch = observation.RoleDetect, 1, giveUpBound(env, d.UserTimeout), true
 	_, seen, err := env.DialUntil(ctx, d, detectPoll, func() (bool, error) {
 		v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
 		return v >= 1, err

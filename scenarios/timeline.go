@@ -93,6 +93,10 @@ type Dial struct {
 	UserTimeout time.Duration
 	// Payload replaces the client's request.
 	Payload []byte
+	// Watch makes DialUntil only note when its condition first holds and
+	// let the connection run to its own end (a give-up that detects a
+	// blackhole in the same timer callback must still end in ETIMEDOUT).
+	Watch bool
 }
 
 // Dial makes one connection from the first client, sending the default
@@ -130,8 +134,9 @@ func (e *Env) dial(ctx context.Context, d Dial) observation.Conn {
 }
 
 // DialUntil dials like Dial but gives up as soon as until returns true
-// (polled every poll) or the timeout passes, whichever comes first. It
-// returns the connection and the moment until first held (zero if never).
+// (polled every poll; with d.Watch it only notes the moment) or the
+// timeout passes, whichever comes first. It returns the connection and the
+// moment until first held (zero if never).
 func (e *Env) DialUntil(ctx context.Context, d Dial, poll time.Duration, until func() (bool, error)) (observation.Conn, time.Time, error) {
 	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
@@ -169,7 +174,9 @@ func (e *Env) DialUntil(ctx context.Context, d Dial, poll time.Duration, until f
 			}
 			if ok {
 				held = time.Now()
-				cancel()
+				if !d.Watch {
+					cancel()
+				}
 			}
 		}
 	}

@@ -1,0 +1,463 @@
+package report
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tfolab/tfolab/assertions"
+	"github.com/tfolab/tfolab/harness"
+	"github.com/tfolab/tfolab/middlebox"
+	"github.com/tfolab/tfolab/observation"
+	"github.com/tfolab/tfolab/profile"
+	"github.com/tfolab/tfolab/scenarios"
+	"github.com/tfolab/tfolab/topology"
+)
+
+// Options configure a run.
+type Options struct {
+	// All applies to every node, Client to the client nodes
+	// (Scenario.Clients[].Node), Server to the service nodes, in that
+	// order, after the scenario's own sysctls. nil applies nothing.
+	All, Client, Server *profile.Plan
+	// RTT, if set, is emulated on the router of every scenario that has
+	// one: a delay middlebox holding each packet RTT/2, each way (it
+	// replaces a scenario's own delay, the control's).
+	RTT time.Duration
+	// Out is the folder the report, the JUnit file and every scenario's
+	// artefacts go to.
+	Out string
+	// Parallel bounds the scenarios running at once (DefaultParallel if 0).
+	Parallel int
+	// Select picks scenarios (nil: the whole catalogue).
+	Select func(scenarios.Scenario) bool
+	// Progress receives the live progress line (nil: none).
+	Progress *Progress
+}
+
+// DefaultParallel is how many scenarios run at once: they mostly wait on
+// kernel timers, and 16 at a time on 2 cores still keeps every timing
+// expectation of the catalogue inside its window (the suite runs 12).
+const DefaultParallel = 16
+
+// MinRTT is the smallest RTT the report emulates: the control's saving
+// needs one it can measure (assertions.MinEmulatedRTT).
+const MinRTT = assertions.MinEmulatedRTT
+
+// Files a run writes under Options.Out.
+const (
+	JSONFile     = "report.json"
+	MarkdownFile = "report.md"
+	JUnitFile    = "junit.xml"
+	ScenarioDir  = "scenarios"
+)
+
+// job is one scenario to run.
+type job struct {
+	index    int
+	scenario scenarios.Scenario
+	prep     prepared
+	budget   time.Duration
+
+	mu      sync.Mutex
+	started time.Time
+	sites   []scenarios.Site // the lab as its services saw it, for peeking
+	ended   bool
+}
+
+// Run runs the catalogue under opts and writes the report. Every
+// scenario's own failure is in the report; an error is returned only
+// when the run could not be made or written.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Parallel <= 0 {
+		opts.Parallel = DefaultParallel
+	}
+	if opts.RTT != 0 && opts.RTT < MinRTT {
+		return nil, fmt.Errorf("report: RTT %v: want 0 (none emulated) or at least %v", opts.RTT, MinRTT)
+	}
+	jobs, err := plan(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	rep := &Report{
+		Schema: SchemaVersion, Kernel: kernelRelease(), LabVersion: scenarios.Version,
+		Started: time.Now().Round(0), Parallel: opts.Parallel, RTT: opts.RTT,
+		Profiles: stamps(opts),
+	}
+	results := make([]Scenario, len(jobs))
+	// Longest budget first: the long timelines start at once and the
+	// short ones fill in around them.
+	order := slices.Clone(jobs)
+	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.budget, a.budget) })
+	prog := opts.Progress
+	prog.begin(len(jobs))
+	stop := prog.run(ctx)
+	start := time.Now()
+	sem := make(chan struct{}, opts.Parallel)
+	var wg sync.WaitGroup
+	for _, j := range order {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			prog.started(j)
+			results[j.index] = runOne(ctx, j, opts)
+			prog.finished(j, results[j.index])
+		}()
+	}
+	wg.Wait()
+	stop()
+	rep.Wall = time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("report: interrupted: %w", err)
+	}
+	rep.Scenarios = results
+	for _, s := range rep.Scenarios {
+		if s.Elapsed > rep.LongestElapsed {
+			rep.Longest, rep.LongestElapsed = s.Name, s.Elapsed
+		}
+	}
+	rep.Saving = savingOf(opts.Out, rep)
+	return rep, WriteAll(rep, opts.Out)
+}
+
+// WriteAll writes the JSON, Markdown and JUnit forms under out.
+func WriteAll(rep *Report, out string) error {
+	if err := rep.Write(filepath.Join(out, JSONFile)); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(out, MarkdownFile), []byte(Markdown(rep)), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := WriteJUnit(rep, filepath.Join(out, JUnitFile)); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// plan builds, adjusts and validates every selected scenario before any
+// namespace exists.
+func plan(opts Options) ([]*job, error) {
+	var jobs []*job
+	var errs []error
+	for _, s := range scenarios.Catalogue() {
+		if opts.Select != nil && !opts.Select(s) {
+			continue
+		}
+		ps, prep := prepare(s, opts)
+		if err := ps.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		jobs = append(jobs, &job{index: len(jobs), scenario: ps, prep: prep, budget: harness.Budget(ps)})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	if len(jobs) == 0 {
+		return nil, errors.New("report: no scenario selected")
+	}
+	return jobs, nil
+}
+
+// prepared is what prepare did to a scenario.
+type prepared struct {
+	overrides []Override
+	// applied are the keys the profile set per node (dotted form).
+	applied map[string][]string
+	rtt     time.Duration
+	// clientNode is the first client's node.
+	clientNode string
+}
+
+// prepare applies the profiles and the RTT to a fresh copy of s.
+func prepare(s scenarios.Scenario, opts Options) (scenarios.Scenario, prepared) {
+	p := prepared{applied: map[string][]string{}, clientNode: nodeOr(s.Clients[0].Node, topology.Client)}
+	clients, services := map[string]bool{}, map[string]bool{}
+	for _, c := range s.Clients {
+		clients[nodeOr(c.Node, topology.Client)] = true
+	}
+	for _, svc := range s.Services {
+		services[nodeOr(svc.Node, topology.Server)] = true
+	}
+	sys := map[string]map[string]string{}
+	for n, kv := range s.Sysctls {
+		sys[n] = map[string]string{}
+		for k, v := range kv {
+			sys[n][k] = v
+		}
+	}
+	for _, n := range s.Topology.Nodes {
+		var as []profile.Applied
+		as = append(as, opts.All.For(interfaces(s.Topology, n.Name))...)
+		if clients[n.Name] {
+			as = append(as, opts.Client.For(interfaces(s.Topology, n.Name))...)
+		}
+		if services[n.Name] {
+			as = append(as, opts.Server.For(interfaces(s.Topology, n.Name))...)
+		}
+		if len(as) == 0 {
+			continue
+		}
+		if sys[n.Name] == nil {
+			sys[n.Name] = map[string]string{}
+		}
+		own := topologySysctls(n)
+		final := map[string]profile.Applied{}
+		for _, a := range as {
+			final[a.Key] = a
+		}
+		for _, a := range as {
+			if final[a.Key] != a {
+				continue // a later scope set it again
+			}
+			if old, ok := sys[n.Name][a.Key]; ok {
+				if old != a.Value {
+					p.overrides = append(p.overrides, Override{Node: n.Name, Key: a.Key, Scenario: old, Profile: a.Value, From: a.From.Where()})
+				}
+			} else if old, ok := own[a.Key]; ok && old != a.Value {
+				p.overrides = append(p.overrides, Override{Node: n.Name, Key: a.Key, Scenario: old + " (topology)", Profile: a.Value, From: a.From.Where()})
+			}
+			sys[n.Name][a.Key] = a.Value
+			p.applied[n.Name] = append(p.applied[n.Name], a.Key)
+		}
+	}
+	s.Sysctls = sys
+	if router, ok := routerOf(s.Topology); ok && opts.RTT > 0 {
+		boxes := slices.Clone(s.Middleboxes)
+		replaced := false
+		for i, m := range boxes {
+			if m.Box.Name == middlebox.DelayName {
+				boxes[i].Box, replaced = middlebox.Delay(opts.RTT/2), true
+			}
+		}
+		if !replaced {
+			boxes = append(boxes, scenarios.MiddleboxSpec{Box: middlebox.Delay(opts.RTT / 2), Node: router})
+		}
+		s.Middleboxes = boxes
+		p.rtt = opts.RTT
+	} else {
+		for _, m := range s.Middleboxes {
+			if m.Box.Name == middlebox.DelayName && m.When == scenarios.AtStart {
+				p.rtt = scenarios.ControlRTT
+			}
+		}
+	}
+	return s, p
+}
+
+func nodeOr(n, def string) string {
+	if n == "" {
+		return def
+	}
+	return n
+}
+
+// interfaces are node's link interfaces as topology names them ("to-<peer>").
+func interfaces(spec topology.Spec, node string) []string {
+	var out []string
+	for _, l := range spec.Links {
+		switch node {
+		case l.A:
+			out = append(out, "to-"+l.B)
+		case l.B:
+			out = append(out, "to-"+l.A)
+		}
+	}
+	return out
+}
+
+// topologySysctls are the ones topology.Build sets on a node before the
+// scenario's (forwarding on routers, DAD off everywhere, the node's own):
+// a profile that replaces one is reported as overriding the topology.
+func topologySysctls(n topology.Node) map[string]string {
+	kv := map[string]string{"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
+	if n.Router {
+		kv["net.ipv4.ip_forward"] = "1"
+		kv["net.ipv6.conf.all.forwarding"] = "1"
+	}
+	for k, v := range n.Sysctls {
+		kv[k] = v
+	}
+	return kv
+}
+
+func routerOf(spec topology.Spec) (string, bool) {
+	for _, n := range spec.Nodes {
+		if n.Router {
+			return n.Name, true
+		}
+	}
+	return "", false
+}
+
+// runOne runs one scenario in its own lab and reads its report off the
+// result. The lab stays up until the progress line has stopped looking
+// into it.
+func runOne(ctx context.Context, j *job, opts Options) Scenario {
+	s := j.scenario
+	// The services tell where the lab is, for the progress line to read
+	// its sockets' timers; they run exactly as they would unwrapped.
+	s.Services = slices.Clone(s.Services)
+	for i := range s.Services {
+		s.Services[i].Kind = watch(s.Services[i].Kind, j)
+	}
+	rctx, cancel := context.WithTimeout(ctx, j.budget)
+	defer cancel()
+	j.mu.Lock()
+	j.started = time.Now()
+	j.mu.Unlock()
+	start := time.Now()
+	live := harness.Start(rctx, s, harness.Options{Out: filepath.Join(opts.Out, ScenarioDir), Artefacts: harness.Always})
+	j.mu.Lock()
+	j.ended = true
+	j.mu.Unlock()
+	res := live.Result
+	res.Teardown = live.Close()
+	res.Wall = time.Since(start)
+	return scenarioOf(j, res, opts.Out)
+}
+
+// scenarioOf turns a harness result into the report's record.
+func scenarioOf(j *job, res harness.Result, out string) Scenario {
+	s := j.scenario
+	r := Scenario{
+		Name: s.Name, Description: s.Description, Labels: s.Labels,
+		Pass: res.Passed(), Verdicts: res.Verdicts, Wall: res.Wall, Budget: j.budget,
+		RTT: j.prep.rtt, Overrides: j.prep.overrides, Sysctls: map[string]map[string]string{},
+	}
+	if res.Err != nil {
+		r.Error = res.Err.Error()
+	}
+	if res.Teardown != nil {
+		r.Teardown = res.Teardown.Error()
+	}
+	if res.Dir != "" {
+		if rel, err := filepath.Rel(out, res.Dir); err == nil {
+			r.Artefacts = rel
+			r.Observation = filepath.Join(rel, observation.FileName)
+		}
+	}
+	for _, m := range s.Middleboxes {
+		r.Middleboxes = append(r.Middleboxes, m.Box.Name)
+	}
+	if o := res.Obs; o != nil {
+		r.Elapsed = o.Elapsed
+		for _, n := range o.NodeNames() {
+			r.Sysctls[n] = map[string]string{}
+			for k, v := range o.Nodes[n].Sysctls {
+				r.Sysctls[n][k] = v
+			}
+		}
+		r.Behaviour = behaviourOf(o, j.prep.rtt, j.prep.clientNode)
+	}
+	for n, keys := range j.prep.applied {
+		if r.Sysctls[n] == nil {
+			r.Sysctls[n] = map[string]string{}
+		}
+		for _, k := range keys {
+			r.Sysctls[n][k] = s.Sysctls[n][k]
+		}
+	}
+	return r
+}
+
+// savingOf reads the control's observation back: TFO's reply against the
+// plain handshake's, on the wire (assertions.SavingOf).
+func savingOf(out string, rep *Report) *Saving {
+	name := scenarios.PlainVsTFO().Name
+	s, ok := rep.Scenario(name)
+	if !ok || s.Observation == "" {
+		return nil
+	}
+	o, err := observation.Read(filepath.Join(out, s.Observation))
+	if err != nil {
+		return nil
+	}
+	sv, err := assertions.SavingOf(o, 0, 2)
+	if err != nil || sv.RTT <= 0 {
+		return nil
+	}
+	return &Saving{Scenario: name, RTT: sv.RTT, Plain: sv.Plain, TFO: sv.TFO, Saved: sv.Saved(), SavedRTTs: sv.RTTs(),
+		FirstBytePlain: sv.FirstBytePlain, FirstByteTFO: sv.FirstByteTFO}
+}
+
+func stamps(opts Options) []ProfileStamp {
+	var out []ProfileStamp
+	for _, sc := range []struct {
+		scope string
+		plan  *profile.Plan
+	}{{"all", opts.All}, {"client", opts.Client}, {"server", opts.Server}} {
+		if sc.plan == nil {
+			continue
+		}
+		st := ProfileStamp{Scope: sc.scope, Files: sc.plan.Profile.Files}
+		for _, s := range sc.plan.Profile.Settings {
+			st.Settings = append(st.Settings, fmt.Sprintf("%s (%s)", s, s.Where()))
+		}
+		for _, n := range sc.plan.Notes {
+			st.Notes = append(st.Notes, n.String())
+		}
+		for _, w := range sc.plan.Profile.Warnings {
+			st.Warnings = append(st.Warnings, w.String())
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// watch wraps a service kind so that the job learns its lab's site when
+// the service starts; the kind is otherwise untouched (its Kind, Validate
+// and version are the inner one's).
+func watch(k scenarios.ServiceKind, j *job) scenarios.ServiceKind {
+	w := watched{k, j}
+	if v, ok := k.(scenarios.Versioned); ok {
+		return watchedVersioned{w, v}
+	}
+	return w
+}
+
+type watched struct {
+	scenarios.ServiceKind
+	j *job
+}
+
+func (w watched) Start(ctx context.Context, site scenarios.Site, node string, addr netip.AddrPort) (scenarios.ServiceHandle, error) {
+	w.j.mu.Lock()
+	w.j.sites = append(w.j.sites, site)
+	w.j.mu.Unlock()
+	return w.ServiceKind.Start(ctx, site, node, addr)
+}
+
+type watchedVersioned struct {
+	watched
+	v scenarios.Versioned
+}
+
+func (w watchedVersioned) Version() string { return w.v.Version() }
