@@ -15,9 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/observation"
 )
@@ -102,32 +99,49 @@ func DissectorAgrees(name, filter string, d Dissector) obsMatcher {
 				return false, err.Error()
 			}
 			defer os.RemoveAll(dir)
-			ctx, cancel := context.WithTimeout(context.Background(), dissectorTimeout)
-			defer cancel()
-			var bad []string
-			checked := 0
+			// Every link's frames in one file, one link after the other:
+			// one dissector run (tshark's start-up is most of its cost),
+			// its frame numbers split back by link.
+			var all []capture.Packet
+			type span struct {
+				key         string
+				first, last int // 1-based frame numbers in the file
+			}
+			var spans []span
 			for _, key := range o.LinkNames() {
 				pkts := o.Links[key].Packets
 				if len(pkts) == 0 {
 					continue
 				}
-				path := filepath.Join(dir, strings.ReplaceAll(key, "/", "_")+".pcap")
-				if err := WritePcap(path, pkts); err != nil {
-					return false, fmt.Sprintf("link %s: %v", key, err)
-				}
-				got, err := d(ctx, path)
-				if err != nil {
-					return false, fmt.Sprintf("link %s: %v", key, err)
-				}
-				checked++
-				want := Option34SYNs(pkts)
-				if !slices.Equal(got, want) {
-					bad = append(bad, fmt.Sprintf("link %s: %s selected frames %v, the lab's decoder %v\n%s",
-						key, name, got, want, framesDiff(pkts, got, want)))
-				}
+				spans = append(spans, span{key, len(all) + 1, len(all) + len(pkts)})
+				all = append(all, pkts...)
 			}
-			if checked == 0 {
+			if len(all) == 0 {
 				return false, "no link captured a packet: nothing to compare"
+			}
+			path := filepath.Join(dir, "links.pcap")
+			if err := observation.WritePcap(path, all); err != nil {
+				return false, err.Error()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), dissectorTimeout)
+			defer cancel()
+			selected, err := d(ctx, path)
+			if err != nil {
+				return false, err.Error()
+			}
+			var bad []string
+			for _, sp := range spans {
+				got := []int{}
+				for _, n := range selected {
+					if n >= sp.first && n <= sp.last {
+						got = append(got, n-sp.first+1)
+					}
+				}
+				pkts := all[sp.first-1 : sp.last]
+				if want := Option34SYNs(pkts); !slices.Equal(got, want) {
+					bad = append(bad, fmt.Sprintf("link %s: %s selected frames %v, the lab's decoder %v\n%s",
+						sp.key, name, got, want, framesDiff(pkts, got, want)))
+				}
 			}
 			if len(bad) > 0 {
 				return false, strings.Join(bad, "\n")
@@ -169,38 +183,6 @@ func framesDiff(pkts []capture.Packet, got, want []int) string {
 		}
 	}
 	return b.String()
-}
-
-// WritePcap writes the packets' raw frames to path (pcap, nanosecond
-// timestamps, Ethernet), in order, so frame n is pkts[n-1].
-func WritePcap(path string, pkts []capture.Packet) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("write pcap: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("write %s: %w", path, cerr)
-		}
-	}()
-	bw := bufio.NewWriter(f)
-	w := pcapgo.NewWriterNanos(bw)
-	if err := w.WriteFileHeader(capture.DefaultSnapLen, layers.LinkTypeEthernet); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	for i, p := range pkts {
-		if p.Frame == nil {
-			return fmt.Errorf("packet %d has no raw frame (an observation read without its pcaps?)", i+1)
-		}
-		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Frame), Length: len(p.Frame)}
-		if err := w.WritePacket(ci, p.Frame); err != nil {
-			return fmt.Errorf("write frame %d to %s: %w", i+1, path, err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // BackendConns reconstructs, from the captures alone, the connections

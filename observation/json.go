@@ -105,7 +105,7 @@ func (o *Observation) Write(dir string) ([]string, error) {
 			continue
 		}
 		name := strings.ReplaceAll(k, "/", "_") + ".pcap"
-		if err := writePcap(filepath.Join(dir, name), l.Packets); err != nil {
+		if err := WritePcap(filepath.Join(dir, name), l.Packets); err != nil {
 			return paths, err
 		}
 		l.Pcap = name
@@ -177,7 +177,9 @@ func Decode(r io.Reader) (*Observation, error) {
 	return &o, nil
 }
 
-func writePcap(path string, pkts []capture.Packet) (err error) {
+// WritePcap writes the packets' raw frames to path (pcap, nanosecond
+// timestamps, Ethernet), in order, so frame n is pkts[n-1].
+func WritePcap(path string, pkts []capture.Packet) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("write pcap: %w", err)
@@ -196,6 +198,9 @@ func writePcap(path string, pkts []capture.Packet) (err error) {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	for i, p := range pkts {
+		if p.Frame == nil {
+			return fmt.Errorf("write %s: packet %d has no raw frame (an observation read without its pcaps?)", path, i+1)
+		}
 		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Frame), Length: len(p.Frame)}
 		if err := w.WritePacket(ci, p.Frame); err != nil {
 			return fmt.Errorf("write frame %d to %s: %w", i, path, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/observation"
 )
 
 // Pure logic of the peers: no root, no network.
@@ -183,7 +184,7 @@ func TestTsharkReadsOurPcaps(t *testing.T) {
 		tcpFrame(t, c, s, true, false, mss),
 	}
 	path := filepath.Join(t.TempDir(), "synthetic.pcap")
-	if err := assertions.WritePcap(path, pkts); err != nil {
+	if err := observation.WritePcap(path, pkts); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
