@@ -6,7 +6,7 @@
 SHELL   := /bin/bash
 GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 OUT     ?= out
-PROCS   ?= 12
+PROCS   ?= 16
 LABELS  ?=
 TIMEOUT ?= 20m
 # RULES=path/to/firewall.rules (iptables-save format) adds a spec that
@@ -55,7 +55,7 @@ unit:
 	@echo "unit: go test of every package"
 	@set -o pipefail; $(GO) test -count=1 $$($(GO) list ./... | grep -v '^github.com/tfolab/tfolab$$') 2>&1 | grep -v 'no test files'
 
-## suite: the Ginkgo integration suite (LABELS=baseline, PROCS=12)
+## suite: the Ginkgo integration suite (LABELS=baseline, PROCS=16)
 # The recipe builds a file make deletes when it is interrupted: make passes
 # SIGTERM on to its children but only waits for them on SIGINT (sudo with
 # use_pty relays Ctrl-C to make alone), so the suite watches that file.
