@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/observation"
 )
 
@@ -20,24 +19,6 @@ import (
 // against: below it the saving (tens of microseconds on bare veths) is
 // lost in the lab's scheduling noise.
 const MinEmulatedRTT = 10 * time.Millisecond
-
-// WireRTT is connection i's handshake round trip on the client link: from
-// its first SYN out to the first SYN-ACK back.
-func WireRTT(o *observation.Observation, i int) (time.Duration, bool) {
-	var syn, synack *capture.Packet
-	for _, p := range o.ConnPackets(i, AtClient) {
-		switch {
-		case syn == nil && p.IsSYN() && p.Src == o.Conns[i].Local:
-			syn = &p
-		case syn != nil && synack == nil && p.IsSYNACK() && p.Dst == o.Conns[i].Local:
-			synack = &p
-		}
-	}
-	if syn == nil || synack == nil {
-		return 0, false
-	}
-	return synack.Time.Sub(syn.Time), true
-}
 
 // Saving is what TFO saved one connection against another, on the wire.
 type Saving struct {

@@ -49,9 +49,6 @@ func NewProgress(f *os.File) *Progress {
 	return p
 }
 
-// NewPlainProgress writes plain lines to w (for tests and pipes).
-func NewPlainProgress(w io.Writer) *Progress { return &Progress{w: w, width: 120} }
-
 func (p *Progress) begin(total int) {
 	if p == nil {
 		return
