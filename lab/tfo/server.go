@@ -189,8 +189,9 @@ func ensureKey(tl *net.TCPListener, key []byte) error {
 func (s *Server) Addr() netip.AddrPort { return s.addr }
 
 // Accepted returns a snapshot of the connections served so far, in the
-// order they finished. A connection is recorded before it is closed, so a
-// client that has read EOF will find its entry.
+// order their requests were read. A connection is recorded before its
+// reply is written, so a client that has read any of the reply will find
+// its entry.
 func (s *Server) Accepted() []Accepted {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -297,16 +298,23 @@ func (s *Server) serve(c *net.TCPConn, at time.Time) {
 	if reply == nil {
 		reply = line
 	}
+	// Recorded before the reply goes out: a client that stops at the
+	// reply's length (curl with Content-Length) rather than at EOF, and the
+	// lab that then reads Accepted, must find the entry.
+	i := s.record(a)
 	if _, err := c.Write(reply); err != nil {
-		a.Err = errors.Join(a.Err, fmt.Errorf("write reply: %w", err))
+		s.mu.Lock()
+		s.accepted[i].Err = errors.Join(s.accepted[i].Err, fmt.Errorf("write reply: %w", err))
+		s.mu.Unlock()
 	}
-	s.record(a)
 }
 
-func (s *Server) record(a Accepted) {
+// record appends a and returns its index.
+func (s *Server) record(a Accepted) int {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.accepted = append(s.accepted, a)
-	s.mu.Unlock()
+	return len(s.accepted) - 1
 }
 
 // readLine reads up to and including the first '\n', at most max bytes.
