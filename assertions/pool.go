@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -882,7 +883,7 @@ func CookieCachePerDestination() obsMatcher {
 func ListenOverflow(label string, queue int) obsMatcher {
 	return obsMatcher{
 		name: "listen overflow",
-		desc: fmt.Sprintf("of the %q burst, each server took min(landed, %d) in the SYN; ListenOverflow counts the rest, which fell back to a regular handshake and were served", label, queue),
+		desc: fmt.Sprintf("of the %q burst, each server took min(landed, %d) in the SYN (up to NumCPU−1 more when SYNs race on several CPUs); ListenOverflow counts the rest, which fell back to a regular handshake and were served", label, queue),
 		check: func(o *observation.Observation) (bool, string) {
 			idx := o.ConnsLabelled(label, 0)
 			if len(idx) == 0 {
@@ -930,13 +931,20 @@ func ListenOverflow(label string, queue int) obsMatcher {
 					return false, fmt.Sprintf("connection %d: %s", i, why)
 				}
 			}
+			// tcp_fastopen_queue_check reads the queue length without a
+			// lock, and the child is counted only later, so SYNs handled at
+			// the same moment on different CPUs may each find a free slot:
+			// up to NumCPU−1 more than the queue may be taken (5 of 6 with a
+			// queue of 4 was seen once in 20 full runs on 2 cores). Every
+			// SYN is either taken or counted as an overflow, exactly.
+			race := runtime.NumCPU() - 1
 			var bad []string
 			for _, n := range poolSorted(landed) {
-				wantAcc := min(landed[n], queue)
-				wantOver := int64(max(0, landed[n]-queue))
+				lo, hi := min(landed[n], queue), min(landed[n], queue+race)
+				wantOver := int64(landed[n] - accepted[n])
 				got, _ := o.Counters(n).Get(lab.TCPFastOpenListenOverflow)
-				if accepted[n] != wantAcc || got != wantOver {
-					bad = append(bad, fmt.Sprintf("  %s: %d landed, %d accepted in the SYN (want %d), ListenOverflow %+d (want %+d)", n, landed[n], accepted[n], wantAcc, got, wantOver))
+				if accepted[n] < lo || accepted[n] > hi || got != wantOver {
+					bad = append(bad, fmt.Sprintf("  %s: %d landed, %d accepted in the SYN (want %d to %d), ListenOverflow %+d (want the rest, %+d)", n, landed[n], accepted[n], lo, hi, got, wantOver))
 				}
 			}
 			if len(bad) > 0 {
