@@ -2,6 +2,7 @@ package tfolab_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/cost"
 	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/scenarios"
@@ -41,8 +43,24 @@ func artefacts() harness.Options {
 	return harness.Options{Out: filepath.Join(outDir(), "artifacts"), Artefacts: harness.OnFailure}
 }
 
-// hostBefore is the root namespace's state before the suite, on process 1.
-var hostBefore lab.HostState
+// Every spec's CPU becomes its "cpu" JUnit property (`tfolab cost` sums
+// them by program and label): a worker runs one spec at a time, so the
+// process's own CPU and its reaped programs' over the spec, its teardown
+// included (this cleanup is registered first, so it runs last), are the
+// spec's.
+var _ = BeforeEach(func() {
+	before, start := cost.Take(), time.Now()
+	DeferCleanup(func() {
+		AddReportEntry(harness.CPUEntry, cost.Since(before, cost.Take(), time.Since(start)), ReportEntryVisibilityNever)
+	})
+})
+
+// hostBefore is the root namespace's state before the suite, on process 1,
+// and machineBefore the machine's busy CPU then.
+var (
+	hostBefore    lab.HostState
+	machineBefore time.Duration
+)
 
 var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	if err := lab.Preflight(); err != nil {
@@ -58,6 +76,7 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	Expect(os.RemoveAll(filepath.Join(outDir(), "artifacts"))).To(Succeed())
 	hostBefore, err = lab.SnapshotHost(ctx)
 	Expect(err).NotTo(HaveOccurred(), "snapshot the root namespace")
+	machineBefore, _ = cost.MachineCPU()
 	return nil
 }, func(ctx SpecContext, _ []byte) {
 	if err := lab.Preflight(); err != nil {
@@ -71,6 +90,11 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 var _ = SynchronizedAfterSuite(func() {}, func(ctx SpecContext) {
 	if hostBefore.Sections == nil {
 		return // the suite was aborted before the first snapshot
+	}
+	// What the whole machine spent, for `tfolab cost` beside junit.xml.
+	if after, err := cost.MachineCPU(); err == nil && machineBefore > 0 {
+		b, _ := json.Marshal(map[string]time.Duration{"cpu_ns": after - machineBefore})
+		_ = os.WriteFile(filepath.Join(outDir(), "machine-cpu.json"), b, 0o644)
 	}
 	after, err := lab.SnapshotHost(ctx)
 	Expect(err).NotTo(HaveOccurred())

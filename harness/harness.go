@@ -18,6 +18,7 @@ import (
 
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/cost"
 	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/scenarios"
 )
@@ -28,6 +29,10 @@ const SetupMargin = 15 * time.Second
 
 // Budget bounds one run of s: its timeline's bound plus SetupMargin.
 func Budget(s scenarios.Scenario) time.Duration { return s.ConnBudget() + SetupMargin }
+
+// CPUEntry names a spec's cost in the suite's JUnit report (a property
+// whose value is a cost.Spend as JSON).
+const CPUEntry = "cpu"
 
 // Artefacts says when Run writes the observation, verdicts and pcaps.
 type Artefacts int
@@ -61,6 +66,9 @@ type Result struct {
 	Files []string
 	// Wall is the run's wall time, setup and teardown included.
 	Wall time.Duration
+	// Cost is the CPU of the programs the run started, by program (the Go
+	// process may run other things meanwhile: its own CPU is not in it).
+	Cost cost.Spend
 }
 
 // Passed reports whether the run worked and every expectation held.
@@ -85,14 +93,16 @@ type Live struct {
 	Lab     *lab.Lab
 	Running *scenarios.Running
 	start   time.Time
+	meter   *cost.Meter
 }
 
 // Start runs and judges s, writes its artefacts, and leaves the lab up.
 func Start(ctx context.Context, s scenarios.Scenario, opts Options) *Live {
-	start := time.Now()
+	live := &Live{start: time.Now(), meter: &cost.Meter{}}
+	ctx = cost.WithMeter(ctx, live.meter)
 	l := lab.New()
 	obs, running, err := scenarios.RunKeep(ctx, l, s)
-	live := &Live{Lab: l, Running: running, start: start, Result: Result{Scenario: s, Obs: obs, Err: err}}
+	live.Lab, live.Running, live.Result = l, running, Result{Scenario: s, Obs: obs, Err: err}
 	if obs != nil {
 		live.Result.Verdicts = assertions.Judge(obs, s.Expect)
 	}
@@ -118,6 +128,7 @@ func (l *Live) Close() error {
 		}
 	}
 	l.Result.Wall = time.Since(l.start)
+	l.Result.Cost = cost.Spend{Programs: l.meter.Programs(), Wall: l.Result.Wall, Shared: true}
 	return errors.Join(err, lerr)
 }
 

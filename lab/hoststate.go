@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tfolab/tfolab/lab/cost"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -197,6 +198,7 @@ func saveRules(ctx context.Context, tool string) (string, error) {
 	cmd := exec.CommandContext(ctx, tool)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	cost.Record(ctx, tool, cmd.ProcessState)
 	if err != nil {
 		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}

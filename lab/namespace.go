@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"github.com/tfolab/tfolab/lab/cost"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,6 +169,7 @@ func (n *Namespace) Run(ctx context.Context, name string, args ...string) ([]byt
 		out, err = cmd.CombinedOutput()
 		return err
 	})
+	cost.Record(ctx, name, cmd.ProcessState)
 	if err != nil {
 		return out, fmt.Errorf("run %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}

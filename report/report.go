@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tfolab/tfolab/assertions"
+	"github.com/tfolab/tfolab/lab/cost"
 	"github.com/tfolab/tfolab/profile"
 )
 
@@ -51,6 +52,11 @@ type Report struct {
 	// Saving is what the control measured: TFO's first byte against a
 	// plain handshake's.
 	Saving *Saving `json:"saving,omitempty"`
+	// CPU is what the report's process and its programs spent over the
+	// run; MachineCPU what the whole machine did (kernel work charged to
+	// no process, such as namespace teardown, included).
+	CPU        cost.Spend    `json:"cpu"`
+	MachineCPU time.Duration `json:"machine_cpu_ns"`
 	// Scenarios in catalogue order.
 	Scenarios []Scenario `json:"scenarios"`
 }
@@ -110,6 +116,10 @@ type Scenario struct {
 	// profile replaced.
 	Overrides []Override `json:"overrides,omitempty"`
 	Behaviour Behaviour  `json:"behaviour"`
+	// CPU is what the programs the scenario started spent (scenarios run
+	// in one process at once, so the Go share is the report's, in
+	// Report.CPU).
+	CPU cost.Spend `json:"cpu"`
 }
 
 // Override is one of a scenario's sysctls a profile replaced.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/harness"
+	"github.com/tfolab/tfolab/lab/cost"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/profile"
@@ -103,7 +104,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	prog := opts.Progress
 	prog.begin(len(jobs))
 	stop := prog.run(ctx)
-	start := time.Now()
+	start, before := time.Now(), cost.Take()
+	machineBefore, _ := cost.MachineCPU()
 	sem := make(chan struct{}, opts.Parallel)
 	var wg sync.WaitGroup
 	for _, j := range order {
@@ -126,6 +128,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	wg.Wait()
 	stop()
 	rep.Wall = time.Since(start)
+	rep.CPU = cost.Since(before, cost.Take(), rep.Wall)
+	if machineAfter, err := cost.MachineCPU(); err == nil && machineBefore > 0 {
+		rep.MachineCPU = machineAfter - machineBefore
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("report: interrupted: %w", err)
 	}
@@ -332,6 +338,7 @@ func runOne(ctx context.Context, j *job, opts Options) Scenario {
 	j.mu.Unlock()
 	res := live.Result
 	res.Teardown = live.Close()
+	res.Cost = live.Result.Cost
 	res.Wall = time.Since(start)
 	return scenarioOf(j, res, opts.Out)
 }
@@ -341,7 +348,7 @@ func scenarioOf(j *job, res harness.Result, out string) Scenario {
 	s := j.scenario
 	r := Scenario{
 		Name: s.Name, Description: s.Description, Labels: s.Labels,
-		Pass: res.Passed(), Verdicts: res.Verdicts, Wall: res.Wall, Budget: j.budget,
+		Pass: res.Passed(), Verdicts: res.Verdicts, Wall: res.Wall, Budget: j.budget, CPU: res.Cost,
 		RTT: j.prep.rtt, Overrides: j.prep.overrides, Sysctls: map[string]map[string]string{},
 	}
 	if res.Err != nil {

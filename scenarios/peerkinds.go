@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tfolab/tfolab/lab/cost"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -150,7 +151,9 @@ func programVersion(path string, re *regexp.Regexp, args ...string) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, _ := exec.CommandContext(ctx, path, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, path, args...)
+	out, _ := cmd.CombinedOutput()
+	cost.Record(ctx, path, cmd.ProcessState)
 	v := ""
 	if m := re.FindSubmatch(out); m != nil {
 		v = string(m[1])

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"github.com/tfolab/tfolab/lab/cost"
 	"os"
 	"os/exec"
 	"regexp"
@@ -51,6 +52,7 @@ func TsharkFrames(ctx context.Context, pcap string) ([]int, error) {
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	cost.Record(ctx, "tshark", cmd.ProcessState)
 	if err != nil {
 		return nil, fmt.Errorf("tshark -r %s -Y %q: %w: %s", pcap, TsharkFilter, err, strings.TrimSpace(stderr.String()))
 	}

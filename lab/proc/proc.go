@@ -46,6 +46,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tfolab/tfolab/lab/cost"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,6 +118,7 @@ type Spec struct {
 
 // Process is a started process. Its methods are safe for concurrent use.
 type Process struct {
+	costs context.Context // the meters its CPU is recorded to when reaped
 	name  string
 	pid   int
 	dir   string
@@ -177,6 +179,7 @@ func Start(ctx context.Context, run func(func() error) error, s Spec) (*Process,
 		return nil, fmt.Errorf("proc: start %s: %w", name, err)
 	}
 	p := &Process{
+		costs: context.WithoutCancel(ctx),
 		name:  name,
 		sig:   s.StopSignal,
 		grace: s.StopGrace,
@@ -470,6 +473,7 @@ func (p *Process) hold(started chan<- error) {
 	p.mu.Lock()
 	_ = syscall.Kill(-pid, syscall.SIGKILL) // ESRCH: nobody else in the group
 	werr := p.cmd.Wait()
+	cost.Record(p.costs, p.name, p.cmd.ProcessState)
 	p.reaped = true
 	p.selfEnd = !p.stopping
 	p.status = statusOf(p.cmd.ProcessState, werr)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tfolab/tfolab/lab/cost"
 	"io"
 	"os/exec"
 	"regexp"
@@ -594,6 +595,7 @@ func runNFT(ctx context.Context, ns *lab.Namespace, stdin []byte, args ...string
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	// Started on the namespace's locked thread, the child lands in it.
 	err := ns.Do(cmd.Run)
+	cost.Record(ctx, "nft", cmd.ProcessState)
 	if err != nil {
 		return stdout.Bytes(), stderr.Bytes(), fmt.Errorf("nft %s in %s: %w: %s", strings.Join(args, " "), ns.Name, err, strings.TrimSpace(stderr.String()))
 	}

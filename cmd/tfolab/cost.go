@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tfolab/tfolab/harness"
+	"github.com/tfolab/tfolab/lab/cost"
+)
+
+func init() {
+	register("cost", "cost [out/junit.xml | out/report/report.json]", runCost)
+}
+
+// MachineFile, beside the suite's junit.xml, holds what the whole machine
+// spent over the run (the suite writes it).
+const machineFile = "machine-cpu.json"
+
+// runCost prints a run's CPU by program and by label: from the suite's
+// JUnit report (each spec's "cpu" property) or from a behaviour report's
+// JSON (each scenario's programs).
+func runCost(args []string) error {
+	path := "out/junit.xml"
+	if len(args) > 1 {
+		return badInput("usage: tfolab %s", commands["cost"].usage)
+	}
+	if len(args) == 1 {
+		path = args[0]
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return badInput("cost: %v", err)
+	}
+	var items []cost.Item
+	if strings.HasSuffix(path, ".json") {
+		items, err = reportCosts(b)
+	} else {
+		items, err = junitCosts(b)
+	}
+	if err != nil {
+		return badInput("cost: %s: %v", path, err)
+	}
+	if len(items) == 0 {
+		return badInput("cost: %s holds no CPU figures (written by a run older than the cost accounting?)", path)
+	}
+	var machine struct {
+		CPU time.Duration `json:"cpu_ns"`
+	}
+	if mb, err := os.ReadFile(filepath.Join(filepath.Dir(path), machineFile)); err == nil {
+		_ = json.Unmarshal(mb, &machine)
+	}
+	fmt.Print(cost.Summarize(items).Markdown(machine.CPU))
+	return nil
+}
+
+// labelsRE is the label list Ginkgo appends to a test case's name.
+var labelsRE = regexp.MustCompile(`\[([^\[\]]*)\]$`)
+
+func junitCosts(b []byte) ([]cost.Item, error) {
+	var doc struct {
+		Suites []struct {
+			Cases []struct {
+				Name  string `xml:"name,attr"`
+				Props []struct {
+					Name  string `xml:"name,attr"`
+					Value string `xml:"value,attr"`
+				} `xml:"properties>property"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("not a JUnit report: %w", err)
+	}
+	var items []cost.Item
+	for _, s := range doc.Suites {
+		for _, c := range s.Cases {
+			for _, p := range c.Props {
+				if p.Name != harness.CPUEntry {
+					continue
+				}
+				var sp cost.Spend
+				if err := json.Unmarshal([]byte(p.Value), &sp); err != nil {
+					return nil, fmt.Errorf("%s: cpu property: %w", c.Name, err)
+				}
+				it := cost.Item{Name: c.Name, Spend: sp}
+				if m := labelsRE.FindStringSubmatch(c.Name); m != nil {
+					it.Labels = strings.Split(m[1], ", ")
+				}
+				items = append(items, it)
+			}
+		}
+	}
+	return items, nil
+}
+
+func reportCosts(b []byte) ([]cost.Item, error) {
+	var doc struct {
+		Scenarios []struct {
+			Name   string     `json:"name"`
+			Labels []string   `json:"labels"`
+			CPU    cost.Spend `json:"cpu"`
+		} `json:"scenarios"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("not a report.json: %w", err)
+	}
+	var items []cost.Item
+	for _, s := range doc.Scenarios {
+		items = append(items, cost.Item{Name: s.Name, Labels: s.Labels, Spend: s.CPU})
+	}
+	return items, nil
+}
