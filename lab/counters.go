@@ -3,7 +3,9 @@ package lab
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -180,6 +182,91 @@ func ParseSNMP(data []byte, dst Counters) error {
 		return fmt.Errorf("group %s: header without values", group)
 	}
 	return nil
+}
+
+// Counter reads one counter now (bare TcpExt names, or Group.Name), cheaply
+// enough to poll every few milliseconds: the namespace's netstat and snmp
+// files are opened once from a thread inside it (a /proc/thread-self/net
+// file keeps reading the namespace it was opened in, from any thread), and
+// each read parses only the counter's own group.
+func (n *Namespace) Counter(name string) (int64, error) {
+	group, field, ok := strings.Cut(name, ".")
+	if !ok {
+		group, field = "TcpExt", name
+	}
+	file := "/proc/thread-self/net/netstat"
+	if group != "TcpExt" && group != "IpExt" && group != "MPTcpExt" {
+		file = "/proc/thread-self/net/snmp"
+	}
+	f, err := n.counterFile(file)
+	if err != nil {
+		return 0, err
+	}
+	// procfs regenerates the file at offset 0: one pread is a fresh
+	// snapshot. 64 KiB holds both files many times over.
+	buf := make([]byte, 64<<10)
+	k, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("read %s in %s: %w", file, n.Name, err)
+	}
+	v, ok := lookupSNMP(buf[:k], group, field)
+	if !ok {
+		return 0, fmt.Errorf("counter %s absent in %s", name, n.Name)
+	}
+	return v, nil
+}
+
+func (n *Namespace) counterFile(path string) (*os.File, error) {
+	n.counterMu.Lock()
+	defer n.counterMu.Unlock()
+	if f := n.counterFiles[path]; f != nil {
+		return f, nil
+	}
+	var f *os.File
+	err := n.Do(func() (err error) {
+		f, err = os.Open(path)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open counters: %w", err)
+	}
+	if n.counterFiles == nil {
+		n.counterFiles = map[string]*os.File{}
+	}
+	n.counterFiles[path] = f
+	return f, nil
+}
+
+func (n *Namespace) closeCounterFiles() {
+	n.counterMu.Lock()
+	defer n.counterMu.Unlock()
+	for _, f := range n.counterFiles {
+		f.Close()
+	}
+	n.counterFiles = nil
+}
+
+// lookupSNMP finds group.name in the two-line-per-group format without
+// parsing the other groups.
+func lookupSNMP(data []byte, group, name string) (int64, bool) {
+	prefix := []byte(group + ":")
+	for len(data) > 0 {
+		header, rest, _ := bytes.Cut(data, []byte{'\n'})
+		values, after, _ := bytes.Cut(rest, []byte{'\n'})
+		if !bytes.HasPrefix(header, prefix) || !bytes.HasPrefix(values, prefix) {
+			data = rest
+			continue
+		}
+		names, vals := bytes.Fields(header[len(prefix):]), bytes.Fields(values[len(prefix):])
+		for i, nm := range names {
+			if string(nm) == name && i < len(vals) {
+				v, err := strconv.ParseInt(string(vals[i]), 10, 64)
+				return v, err == nil
+			}
+		}
+		data = after
+	}
+	return 0, false
 }
 
 // Counters snapshots the namespace's TcpExt/IpExt (netstat) and Ip/Tcp/Udp

@@ -83,3 +83,22 @@ func TestNormalizeRuleDump(t *testing.T) {
 		t.Fatalf("NormalizeRuleDump = %q", got)
 	}
 }
+
+func TestLookupSNMPReadsOneGroup(t *testing.T) {
+	data := []byte("TcpExt: SyncookiesSent TCPFastOpenBlackhole\nTcpExt: 3 7\nIpExt: InNoRoutes\nIpExt: 9\n")
+	for _, c := range []struct {
+		group, name string
+		want        int64
+		ok          bool
+	}{
+		{"TcpExt", "TCPFastOpenBlackhole", 7, true},
+		{"IpExt", "InNoRoutes", 9, true},
+		{"TcpExt", "InNoRoutes", 0, false},
+		{"Tcp", "RetransSegs", 0, false},
+	} {
+		v, ok := lookupSNMP(data, c.group, c.name)
+		if v != c.want || ok != c.ok {
+			t.Errorf("lookupSNMP(%s.%s) = %d, %v; want %d, %v", c.group, c.name, v, ok, c.want, c.ok)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/tfolab/tfolab/lab/netnsx"
 	"github.com/vishvananda/netlink"
@@ -23,6 +24,11 @@ type Namespace struct {
 	Name   string
 	handle netns.NsHandle
 	nl     *netlink.Handle
+
+	// counterFiles are the namespace's netstat and snmp files, opened
+	// once for Counter (see there).
+	counterMu    sync.Mutex
+	counterFiles map[string]*os.File
 }
 
 // AddNamespace creates the named namespace for role, brings its loopback up,
@@ -52,6 +58,7 @@ func (l *Lab) AddNamespace(role string) (*Namespace, error) {
 		if ns.nl != nil {
 			ns.nl.Close()
 		}
+		ns.closeCounterFiles()
 		h.Close()
 		return netnsx.DeleteNamed(name)
 	})

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -42,5 +43,50 @@ func TestStartProcessInNamespaceAndTeardown(t *testing.T) {
 	}
 	if _, err := os.Stat("/run/netns/" + ns.Name); err == nil {
 		t.Fatalf("namespace %s outlived its lab", ns.Name)
+	}
+}
+
+// Counter reads the namespace it was first used in, from any thread, and
+// agrees with Counters; it sees a counter move (a namespace's own traffic).
+func TestCounterFollowsItsNamespace(t *testing.T) {
+	if err := Preflight(); err != nil {
+		t.Skipf("needs root: %v", err)
+	}
+	l := New()
+	defer l.Close()
+	ns, err := l.AddNamespace("ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() int64 {
+		v, err := ns.Counter("Tcp.ActiveOpens")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := read(); v != 0 {
+		t.Fatalf("fresh namespace: Tcp.ActiveOpens = %d, want 0", v)
+	}
+	// A refused connection to the namespace's own loopback opens actively.
+	_ = ns.Do(func() error {
+		c, err := net.Dial("tcp", "127.0.0.1:9")
+		if err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	if v := read(); v != 1 {
+		t.Errorf("after one connect: Tcp.ActiveOpens = %d, want 1", v)
+	}
+	all, err := ns.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := all.Get("Tcp.ActiveOpens"); v != read() {
+		t.Errorf("Counters says %d, Counter %d", v, read())
+	}
+	if _, err := ns.Counter("TcpExt.NoSuchCounter"); err == nil {
+		t.Error("an absent counter read without error")
 	}
 }
