@@ -376,11 +376,13 @@ func (c *Check) Validate(ctx context.Context) (err error) {
 		if s == nil {
 			continue
 		}
-		// One rule at a time, so the refusal names its line.
-		for _, r := range s.ipt.Rules {
-			if err := rules.Apply(l, ns, s.ipt.Family, []rules.Rule{r}); err != nil {
-				return badInput("%s %s: line %d: %s refuses `%s`: %s", s.knob, s.path, r.Line, rules.Program(s.ipt.Family), r.String(), iptablesReason(err))
+		// One transaction; a refusal names its rule, and so its line.
+		if err := rules.Apply(l, ns, s.ipt.Family, s.ipt.Rules); err != nil {
+			var re *rules.RuleError
+			if errors.As(err, &re) {
+				return badInput("%s %s: line %d: %s refuses `%s`: %s", s.knob, s.path, re.Rule.Line, rules.Program(s.ipt.Family), re.Rule.String(), re.Reason)
 			}
+			return fmt.Errorf("firewall: %s %s: %w", s.knob, s.path, err)
 		}
 		for _, p := range s.ipt.Policies {
 			if err := rules.ApplyPolicies(l, ns, s.ipt.Family, []rules.Policy{p}); err != nil {

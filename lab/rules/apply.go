@@ -1,17 +1,22 @@
 package rules
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
-	"github.com/coreos/go-iptables/iptables"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/cost"
 )
 
 // TagPrefix starts the comment Apply attaches to every rule it installs
@@ -44,15 +49,207 @@ func (r Rule) installed() []string {
 	return append(append([]string{}, r.Spec...), tag...)
 }
 
-func newIPTables(f Family) (*iptables.IPTables, error) {
-	switch f {
-	case lab.IPv4:
-		return iptables.NewWithProtocol(iptables.ProtocolIPv4)
-	case lab.IPv6:
-		return iptables.NewWithProtocol(iptables.ProtocolIPv6)
+// commandTimeout bounds one iptables-restore or iptables-save run.
+const commandTimeout = 10 * time.Second
+
+// iptablesRun runs the family's iptables-restore (with stdin) or
+// iptables-save inside ns and returns its stdout; stderr goes into the
+// error.
+func iptablesRun(ns *lab.Namespace, f Family, tool string, stdin []byte, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	name := Program(f) + tool
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Started on the namespace's locked thread, the child lands in it.
+	err := ns.Do(cmd.Run)
+	cost.Record(ctx, name, cmd.ProcessState)
+	if err != nil {
+		return stdout.Bytes(), &restoreError{tool: name, err: err, stderr: strings.TrimSpace(stderr.String())}
 	}
-	return nil, fmt.Errorf("family %d: want 4 or 6", int(f))
+	return stdout.Bytes(), nil
 }
+
+// restoreError is a failed iptables-restore or -save: its exit and what it
+// said, with the input line it refused when it named one.
+type restoreError struct {
+	tool   string
+	err    error
+	stderr string
+}
+
+func (e *restoreError) Error() string { return fmt.Sprintf("%s: %v: %s", e.tool, e.err, e.stderr) }
+
+// errorLineRE finds the input line in iptables-restore's complaints:
+// "Error occurred at line: N" (a line it could not parse or, with the
+// nf_tables backend, the COMMIT whose transaction the kernel refused),
+// legacy's "line N failed", nf_tables' "line N: RULE_APPEND failed ...".
+var errorLineRE = regexp.MustCompile(`(?m)^Error occurred at line: (\d+)|line (\d+) failed|^line (\d+): `)
+
+// line is the input line iptables-restore refused, 0 if it named none.
+func (e *restoreError) line() int {
+	m := errorLineRE.FindStringSubmatch(e.stderr)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1] + m[2] + m[3])
+	return n
+}
+
+var (
+	toolPrefixRE = regexp.MustCompile(`^ip6?tables-restore v[\d.]+ \([^)]*\):\s*`)
+	linePrefixRE = regexp.MustCompile(`^line \d+: `)
+)
+
+// reason is iptables' own words, without its name and version, the
+// "Error occurred" and "Try" lines, or input line numbers (they count the
+// lab's input, not the user's file).
+func (e *restoreError) reason() string {
+	var keep []string
+	for _, l := range strings.Split(e.stderr, "\n") {
+		l = linePrefixRE.ReplaceAllString(toolPrefixRE.ReplaceAllString(strings.TrimSpace(l), ""), "")
+		if l == "" || strings.HasPrefix(l, "Error occurred at line") || strings.HasPrefix(l, "Try `") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "; ")
+}
+
+// restoreQuote quotes an argument for iptables-restore's own tokenizer
+// (double quotes, backslash escapes).
+func restoreQuote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\"'\\") {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// batch is one table's iptables-restore input and, for each of its lines,
+// the index of the rule it came from (-1 for the table and COMMIT lines).
+type batch struct {
+	table string
+	text  bytes.Buffer
+	from  []int
+}
+
+func (b *batch) line(rule int, args ...string) {
+	for i, a := range args {
+		if i > 0 {
+			b.text.WriteByte(' ')
+		}
+		b.text.WriteString(restoreQuote(a))
+	}
+	b.text.WriteByte('\n')
+	b.from = append(b.from, rule)
+}
+
+// batches groups rules by table, in the order each table first appears;
+// install says whether they are added (-N, -A) or removed (-D, -X, in
+// reverse so rules go before the chains they jump to).
+func batches(rules []Rule, install bool) []*batch {
+	var out []*batch
+	byTable := map[string]*batch{}
+	order := make([]int, len(rules))
+	for i := range rules {
+		order[i] = i
+	}
+	if !install {
+		slices.Reverse(order)
+	}
+	for _, i := range order {
+		r := rules[i]
+		b := byTable[r.Table]
+		if b == nil {
+			b = &batch{table: r.Table}
+			b.line(-1, "*"+r.Table)
+			byTable[r.Table] = b
+			out = append(out, b)
+		}
+		switch {
+		case r.IsChain() && install:
+			b.line(i, "-N", r.Chain)
+		case r.IsChain():
+			b.line(i, "-X", r.Chain)
+		case install:
+			b.line(i, append([]string{"-A", r.Chain}, r.installed()...)...)
+		default:
+			b.line(i, append([]string{"-D", r.Chain}, r.installed()...)...)
+		}
+	}
+	for _, b := range out {
+		b.line(-1, "COMMIT")
+	}
+	return out
+}
+
+// restore applies one batch with iptables-restore --noflush: a table's
+// batch is one transaction, so a refused line leaves none of it applied.
+// The error names the rule of the refused line.
+func (b *batch) restore(ns *lab.Namespace, f Family, rules []Rule) error {
+	_, err := iptablesRun(ns, f, "-restore", b.text.Bytes(), "--noflush")
+	if err == nil {
+		return nil
+	}
+	var re *restoreError
+	if !errors.As(err, &re) {
+		return err
+	}
+	if n := re.line(); n >= 1 && n <= len(b.from) && b.from[n-1] >= 0 {
+		i := b.from[n-1]
+		return &RuleError{Index: i, Rule: rules[i], Reason: re.reason()}
+	}
+	// The kernel refused the transaction as a whole (a jump to a chain
+	// that does not exist, bytecode the match rejects): find the rule by
+	// applying the batch's rules one transaction each, then take them out.
+	return b.locate(ns, f, rules, err)
+}
+
+// locate finds the first rule of a refused batch that is refused on its
+// own; the rules before it are removed again. Only the error path pays
+// for its program runs.
+func (b *batch) locate(ns *lab.Namespace, f Family, rules []Rule, whole error) error {
+	var applied []int
+	defer func() {
+		for k := len(applied) - 1; k >= 0; k-- {
+			i := applied[k]
+			_ = batches([]Rule{rules[i]}, false)[0].restoreSingle(ns, f)
+		}
+	}()
+	for _, i := range b.from {
+		if i < 0 {
+			continue
+		}
+		one := batches([]Rule{rules[i]}, true)[0]
+		err := one.restoreSingle(ns, f)
+		var re *restoreError
+		if errors.As(err, &re) {
+			return &RuleError{Index: i, Rule: rules[i], Reason: re.reason()}
+		}
+		if err != nil {
+			return err
+		}
+		applied = append(applied, i)
+	}
+	return whole
+}
+
+func (b *batch) restoreSingle(ns *lab.Namespace, f Family) error {
+	_, err := iptablesRun(ns, f, "-restore", b.text.Bytes(), "--noflush")
+	return err
+}
+
+// RuleError is a rule iptables refused: its index in the list Apply was
+// given, and iptables' own words.
+type RuleError struct {
+	Index  int
+	Rule   Rule
+	Reason string
+}
+
+func (e *RuleError) Error() string { return describe(e.Index, e.Rule) + ": " + e.Reason }
 
 func describe(i int, r Rule) string {
 	s := fmt.Sprintf("rule %d (%s)", i+1, r.String())
@@ -62,8 +259,8 @@ func describe(i int, r Rule) string {
 	return s
 }
 
-// undo runs its function at most once, so a rule removed by Apply's rollback
-// is not removed again when the Lab closes.
+// undo runs its function at most once, so rules removed by Apply's
+// rollback are not removed again when the Lab closes.
 type undo struct {
 	mu   sync.Mutex
 	done bool
@@ -80,48 +277,50 @@ func (u *undo) run() error {
 	return u.fn()
 }
 
-// Apply installs rules in ns, in order, with iptables (IPv4) or ip6tables
-// (IPv6) run inside the namespace. Each rule is appended (-A) with a
+// Apply installs rules in ns, in order, with iptables-restore --noflush
+// (ip6tables-restore for IPv6) run inside the namespace: one transaction,
+// and one program run, per table. Each rule is appended (-A) with a
 // `-m comment --comment tfolab:<hash>` tag before its target; a Rule with a
-// nil Spec creates a user-defined chain (-N). The deletion of each rule or
-// chain is pushed onto l's cleanup stack right after it exists, so Close
-// removes rules before the chains they live in, in reverse order.
+// nil Spec creates a user-defined chain (-N). The removal of each table's
+// rules and chains (one more restore, deleting in reverse order) is pushed
+// onto l's cleanup stack right after the table's rules exist.
 //
-// If a rule fails, the rules and chains this call already added are removed
-// before Apply returns an error that names the rule (and its source line).
+// If a table's transaction is refused, nothing of it is applied, the
+// tables this call already applied are removed, and the error names the
+// refused rule (and its source line).
 func Apply(l *lab.Lab, ns *lab.Namespace, f Family, rules []Rule) error {
 	if ns == nil {
 		return errors.New("rules: apply: nil namespace")
 	}
+	if f != lab.IPv4 && f != lab.IPv6 {
+		return fmt.Errorf("rules: apply: family %d: want 4 or 6", int(f))
+	}
+	removals := batches(rules, false)
 	var added []*undo
-	err := ns.Do(func() error {
-		ipt, err := newIPTables(f)
-		if err != nil {
-			return err
+	var err error
+	for _, b := range batches(rules, true) {
+		if err = b.restore(ns, f, rules); err != nil {
+			break
 		}
-		for i, r := range rules {
-			var u *undo
-			if r.IsChain() {
-				if err := ipt.NewChain(r.Table, r.Chain); err != nil {
-					return fmt.Errorf("%s: %w", describe(i, r), err)
-				}
-				u = &undo{fn: func() error { return ns.Do(func() error { return ipt.DeleteChain(r.Table, r.Chain) }) }}
-			} else {
-				spec := r.installed()
-				if err := ipt.Append(r.Table, r.Chain, spec...); err != nil {
-					return fmt.Errorf("%s: %w", describe(i, r), err)
-				}
-				u = &undo{fn: func() error { return ns.Do(func() error { return ipt.Delete(r.Table, r.Chain, spec...) }) }}
+		var rm *batch
+		for _, r := range removals {
+			if r.table == b.table {
+				rm = r
 			}
-			added = append(added, u)
-			l.Defer(fmt.Sprintf("%s %s in %s", Program(f), r.String(), ns.Name), u.run)
 		}
-		return nil
-	})
+		u := &undo{fn: func() error {
+			if err := rm.restore(ns, f, rules); err != nil {
+				return fmt.Errorf("remove the lab's %s rules in %s: %w", rm.table, ns.Name, err)
+			}
+			return nil
+		}}
+		added = append(added, u)
+		l.Defer(fmt.Sprintf("%s-restore: remove %d %s rules in %s", Program(f), len(rm.from)-2, b.table, ns.Name), u.run)
+	}
 	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("rules: apply with %s: %w", Program(f), err)
+	err = fmt.Errorf("rules: apply with %s-restore: %w", Program(f), err)
 	var errs []error
 	for i := len(added) - 1; i >= 0; i-- {
 		if e := added[i].run(); e != nil {
@@ -134,61 +333,86 @@ func Apply(l *lab.Lab, ns *lab.Namespace, f Family, rules []Rule) error {
 	return err
 }
 
-var countersRE = regexp.MustCompile(` -c (\d+) (\d+)`)
+// saved is one table of `iptables-save -c`: each rule line with its packet
+// count, and each built-in chain's policy with its own.
+type saved struct {
+	rules    []savedRule
+	policies map[string]savedPolicy
+}
+
+type savedRule struct {
+	line    string
+	packets uint64
+}
+
+type savedPolicy struct {
+	target  string
+	packets uint64
+}
+
+var (
+	savedRuleRE   = regexp.MustCompile(`^\[(\d+):\d+\] (-A .*)$`)
+	savedPolicyRE = regexp.MustCompile(`^:(\S+) (\S+) \[(\d+):\d+\]$`)
+)
+
+// save reads one table of ns with `iptables-save -c -t table`.
+func save(ns *lab.Namespace, f Family, table string) (saved, error) {
+	out, err := iptablesRun(ns, f, "-save", nil, "-c", "-t", table)
+	if err != nil {
+		return saved{}, err
+	}
+	return parseSaved(out), nil
+}
+
+func parseSaved(out []byte) saved {
+	s := saved{policies: map[string]savedPolicy{}}
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := savedRuleRE.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.ParseUint(m[1], 10, 64)
+			s.rules = append(s.rules, savedRule{m[2], n})
+		} else if m := savedPolicyRE.FindStringSubmatch(line); m != nil && m[2] != "-" {
+			n, _ := strconv.ParseUint(m[3], 10, 64)
+			s.policies[m[1]] = savedPolicy{m[2], n}
+		}
+	}
+	return s
+}
 
 // Counters returns, for each rule, the number of packets it matched so far,
-// read with `iptables -t TABLE -v -S CHAIN` (go-iptables ListWithCounters)
-// inside ns and found by the rule's tag. Chain declarations count 0. A rule
-// that is not installed (not by Apply, or already removed) is an error.
+// read with one `iptables-save -c` per table inside ns and found by the
+// rule's tag. Chain declarations count 0. A rule that is not installed
+// (not by Apply, or already removed) is an error.
 func Counters(ns *lab.Namespace, f Family, rules []Rule) ([]uint64, error) {
 	if ns == nil {
 		return nil, errors.New("rules: counters: nil namespace")
 	}
 	out := make([]uint64, len(rules))
-	err := ns.Do(func() error {
-		ipt, err := newIPTables(f)
-		if err != nil {
-			return err
+	tables := map[string]saved{}
+	for i, r := range rules {
+		if r.IsChain() {
+			continue
 		}
-		listed := map[[2]string][]string{}
-		for i, r := range rules {
-			if r.IsChain() {
-				continue
+		t, ok := tables[r.Table]
+		if !ok {
+			var err error
+			if t, err = save(ns, f, r.Table); err != nil {
+				return nil, fmt.Errorf("rules: counters: %w", err)
 			}
-			key := [2]string{r.Table, r.Chain}
-			lines, ok := listed[key]
-			if !ok {
-				lines, err = ipt.ListWithCounters(r.Table, r.Chain)
-				if err != nil {
-					return fmt.Errorf("list %s %s: %w", r.Table, r.Chain, err)
-				}
-				listed[key] = lines
-			}
-			tag := r.Tag()
-			found := false
-			for _, line := range lines {
-				if !strings.Contains(line, tag) {
-					continue
-				}
-				m := countersRE.FindAllStringSubmatch(line, -1)
-				if m == nil {
-					return fmt.Errorf("%s: no counters in %q", describe(i, r), line)
-				}
-				out[i], err = strconv.ParseUint(m[len(m)-1][1], 10, 64)
-				if err != nil {
-					return fmt.Errorf("%s: counters in %q: %w", describe(i, r), line, err)
-				}
-				found = true
+			tables[r.Table] = t
+		}
+		// The tag is quoted or not, as iptables-save pleases: match the
+		// word itself.
+		tag := r.Tag()
+		found := false
+		for _, sr := range t.rules {
+			if strings.Contains(sr.line, tag) {
+				out[i], found = sr.packets, true
 				break
 			}
-			if !found {
-				return fmt.Errorf("%s: not installed", describe(i, r))
-			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("rules: counters: %w", err)
+		if !found {
+			return nil, fmt.Errorf("rules: counters: %s: not installed", describe(i, r))
+		}
 	}
 	return out, nil
 }
@@ -204,103 +428,86 @@ func ApplyRuleset(l *lab.Lab, ns *lab.Namespace, rs Ruleset) error {
 	return ApplyPolicies(l, ns, rs.Family, rs.Policies)
 }
 
-// ApplyPolicies sets each built-in chain's policy in ns (`iptables -t T -P
-// CHAIN TARGET`) and pushes the restore of the policy it replaced onto l's
-// cleanup stack right after, so Close puts it back before the rules are
-// removed. The namespace is the lab's own: the host's policies are never
-// touched.
+// ApplyPolicies sets each built-in chain's policy in ns (`-P CHAIN TARGET`
+// through iptables-restore, one transaction per table) and pushes the
+// restore of the policies it replaced onto l's cleanup stack right after,
+// so Close puts them back before the rules are removed. The namespace is
+// the lab's own: the host's policies are never touched.
 func ApplyPolicies(l *lab.Lab, ns *lab.Namespace, f Family, ps []Policy) error {
 	if ns == nil {
 		return errors.New("rules: policies: nil namespace")
 	}
-	if len(ps) == 0 {
-		return nil
+	var tables []string
+	byTable := map[string][]int{}
+	for i, p := range ps {
+		if _, ok := byTable[p.Table]; !ok {
+			tables = append(tables, p.Table)
+		}
+		byTable[p.Table] = append(byTable[p.Table], i)
 	}
-	err := ns.Do(func() error {
-		ipt, err := newIPTables(f)
+	for _, table := range tables {
+		before, err := save(ns, f, table)
 		if err != nil {
-			return err
+			return fmt.Errorf("rules: policies with %s: %w", Program(f), err)
 		}
-		for _, p := range ps {
-			prev, err := policyOf(ipt, p.Table, p.Chain)
-			if err != nil {
-				return fmt.Errorf("line %d: %s: %w", p.Line, p, err)
+		set, back := &batch{table: table}, &batch{table: table}
+		set.line(-1, "*"+table)
+		back.line(-1, "*"+table)
+		for _, i := range byTable[table] {
+			p := ps[i]
+			prev, ok := before.policies[p.Chain]
+			if !ok {
+				return fmt.Errorf("rules: policies: line %d: %s: %s has no built-in chain %s", p.Line, p, table, p.Chain)
 			}
-			if err := ipt.ChangePolicy(p.Table, p.Chain, p.Target); err != nil {
-				return fmt.Errorf("line %d: %s: %w", p.Line, p, err)
-			}
-			u := &undo{fn: func() error {
-				return ns.Do(func() error { return ipt.ChangePolicy(p.Table, p.Chain, prev) })
-			}}
-			l.Defer(fmt.Sprintf("%s -t %s -P %s %s (restore) in %s", Program(f), p.Table, p.Chain, prev, ns.Name), u.run)
+			set.line(i, "-P", p.Chain, p.Target)
+			back.line(i, "-P", p.Chain, prev.target)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("rules: policies with %s: %w", Program(f), err)
+		set.line(-1, "COMMIT")
+		back.line(-1, "COMMIT")
+		if err := set.restorePolicies(ns, f, ps); err != nil {
+			return fmt.Errorf("rules: policies with %s-restore: %w", Program(f), err)
+		}
+		u := &undo{fn: func() error { return back.restorePolicies(ns, f, ps) }}
+		l.Defer(fmt.Sprintf("%s-restore: put back the %s policies in %s", Program(f), table, ns.Name), u.run)
 	}
 	return nil
 }
 
-// policyOf reads a built-in chain's policy from `iptables -t T -S CHAIN`,
-// whose first line is "-P CHAIN POLICY".
-func policyOf(ipt *iptables.IPTables, table, chain string) (string, error) {
-	lines, err := ipt.List(table, chain)
-	if err != nil {
-		return "", err
-	}
-	for _, line := range lines {
-		if f := strings.Fields(line); len(f) >= 3 && f[0] == "-P" && f[1] == chain {
-			return f[2], nil
+func (b *batch) restorePolicies(ns *lab.Namespace, f Family, ps []Policy) error {
+	_, err := iptablesRun(ns, f, "-restore", b.text.Bytes(), "--noflush")
+	var re *restoreError
+	if errors.As(err, &re) {
+		if n := re.line(); n >= 1 && n <= len(b.from) && b.from[n-1] >= 0 {
+			p := ps[b.from[n-1]]
+			return fmt.Errorf("line %d: %s: %s", p.Line, p, re.reason())
 		}
 	}
-	return "", fmt.Errorf("no policy line in %q", strings.Join(lines, "; "))
+	return err
 }
 
 // PolicyCounters returns, for each policy, the packets it decided: the
-// chain's own counters (`iptables -t T -v -S CHAIN` prints them on its -P
+// chain's own counters (`iptables-save -c` prints them on the chain's
 // line), i.e. the packets that fell off the end of the chain.
 func PolicyCounters(ns *lab.Namespace, f Family, ps []Policy) ([]uint64, error) {
 	if ns == nil {
 		return nil, errors.New("rules: policy counters: nil namespace")
 	}
 	out := make([]uint64, len(ps))
-	if len(ps) == 0 {
-		return out, nil
-	}
-	err := ns.Do(func() error {
-		ipt, err := newIPTables(f)
-		if err != nil {
-			return err
+	tables := map[string]saved{}
+	for i, p := range ps {
+		t, ok := tables[p.Table]
+		if !ok {
+			var err error
+			if t, err = save(ns, f, p.Table); err != nil {
+				return nil, fmt.Errorf("rules: policy counters: %w", err)
+			}
+			tables[p.Table] = t
 		}
-		for i, p := range ps {
-			lines, err := ipt.ListWithCounters(p.Table, p.Chain)
-			if err != nil {
-				return fmt.Errorf("list %s %s: %w", p.Table, p.Chain, err)
-			}
-			found := false
-			for _, line := range lines {
-				if !strings.HasPrefix(line, "-P "+p.Chain+" ") {
-					continue
-				}
-				m := countersRE.FindStringSubmatch(line)
-				if m == nil {
-					return fmt.Errorf("line %d: %s: no counters in %q", p.Line, p, line)
-				}
-				if out[i], err = strconv.ParseUint(m[1], 10, 64); err != nil {
-					return fmt.Errorf("line %d: %s: counters in %q: %w", p.Line, p, line, err)
-				}
-				found = true
-				break
-			}
-			if !found {
-				return fmt.Errorf("line %d: %s: no policy line", p.Line, p)
-			}
+		sp, ok := t.policies[p.Chain]
+		if !ok {
+			return nil, fmt.Errorf("rules: policy counters: line %d: %s: no policy line", p.Line, p)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("rules: policy counters: %w", err)
+		out[i] = sp.packets
 	}
 	return out, nil
 }

@@ -1,8 +1,14 @@
 package rules
 
 import (
+	"errors"
+	"os"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/tfolab/tfolab/lab"
 )
 
 func TestRuleStringQuoting(t *testing.T) {
@@ -37,5 +43,135 @@ func TestInstalledTagBeforeTarget(t *testing.T) {
 	}
 	if r.Tag() == noTarget.Tag() || !strings.HasPrefix(r.Tag(), TagPrefix) {
 		t.Errorf("tags %s %s", r.Tag(), noTarget.Tag())
+	}
+}
+
+func TestRestoreErrorLineAndReason(t *testing.T) {
+	for _, c := range []struct {
+		stderr, reason string
+		line           int
+	}{
+		{"iptables-restore v1.8.9 (nf_tables): Couldn't load match `bogus':No such file or directory\n\nError occurred at line: 3\nTry `iptables-restore -h' or 'iptables-restore --help' for more information.",
+			"Couldn't load match `bogus':No such file or directory", 3},
+		{"ip6tables-restore v1.8.9 (nf_tables): \nline 3: RULE_APPEND failed (Invalid argument): rule in chain FORWARD",
+			"RULE_APPEND failed (Invalid argument): rule in chain FORWARD", 3},
+		{"iptables-restore: line 7 failed", "iptables-restore: line 7 failed", 7},
+		{"something else", "something else", 0},
+	} {
+		e := &restoreError{stderr: c.stderr}
+		if got := e.line(); got != c.line {
+			t.Errorf("line of %q = %d, want %d", c.stderr, got, c.line)
+		}
+		if got := e.reason(); got != c.reason {
+			t.Errorf("reason of %q = %q, want %q", c.stderr, got, c.reason)
+		}
+	}
+}
+
+func TestBatchesInstallAndRemoveInOrder(t *testing.T) {
+	rs := []Rule{
+		{Table: "filter", Chain: "G"},
+		{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp", "-j", "G"}},
+		{Table: "mangle", Chain: "FORWARD", Spec: []string{"-m", "bpf", "--bytecode", "4,48 0 0 9", "-j", "DROP"}},
+		{Table: "filter", Chain: "G", Spec: []string{"-j", "DROP"}},
+	}
+	in := batches(rs, true)
+	if len(in) != 2 || in[0].table != "filter" || in[1].table != "mangle" {
+		t.Fatalf("install batches by table: %v", in)
+	}
+	wantFilter := "*filter\n-N G\n-A FORWARD -p tcp -m comment --comment " + rs[1].Tag() + " -j G\n-A G -m comment --comment " + rs[3].Tag() + " -j DROP\nCOMMIT\n"
+	if got := in[0].text.String(); got != wantFilter {
+		t.Errorf("filter install:\n%s\nwant:\n%s", got, wantFilter)
+	}
+	if got, want := in[1].text.String(), `-A FORWARD -m bpf --bytecode "4,48 0 0 9" -m comment`; !strings.Contains(got, want) {
+		t.Errorf("mangle install %q lacks the quoted bytecode %q", got, want)
+	}
+	if got, want := in[0].from, []int{-1, 0, 1, 3, -1}; !slices.Equal(got, want) {
+		t.Errorf("filter install lines from rules %v, want %v", got, want)
+	}
+	out := batches(rs, false)
+	wantRemove := "*filter\n-D G -m comment --comment " + rs[3].Tag() + " -j DROP\n-D FORWARD -p tcp -m comment --comment " + rs[1].Tag() + " -j G\n-X G\nCOMMIT\n"
+	if got := out[0].text.String(); out[0].table != "filter" || got != wantRemove {
+		t.Errorf("filter removal:\n%s\nwant:\n%s", got, wantRemove)
+	}
+}
+
+func TestParseSavedCounters(t *testing.T) {
+	s := parseSaved([]byte("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [12:720]\n:G - [0:0]\n[5:300] -A FORWARD -p tcp -m comment --comment \"tfolab:ab\" -j G\nCOMMIT\n"))
+	if p := s.policies["FORWARD"]; p.target != "DROP" || p.packets != 12 {
+		t.Errorf("FORWARD policy %+v", p)
+	}
+	if _, ok := s.policies["G"]; ok {
+		t.Error("a user chain has no policy")
+	}
+	if len(s.rules) != 1 || s.rules[0].packets != 5 || !strings.Contains(s.rules[0].line, "tfolab:ab") {
+		t.Errorf("rules %+v", s.rules)
+	}
+}
+
+// TestApplyIsWhatIptablesSeesRoot cross-checks the restore transactions
+// with go-iptables, which asks iptables itself (-C) rule by rule: every
+// rule Apply installed exists as written, a refused batch leaves none of
+// its rules, and teardown removes them all and the chain.
+func TestApplyIsWhatIptablesSeesRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace and applies iptables rules in it")
+	}
+	for _, f := range []Family{lab.IPv4, lab.IPv6} {
+		owner := lab.New()
+		ns, err := owner.AddNamespace("restore")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := []Rule{
+			{Table: "filter", Chain: "TFO-G"},
+			{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp", "--dport", "7000", "-j", "TFO-G"}},
+			{Table: "filter", Chain: "TFO-G", Spec: []string{"-m", "comment", "--comment", "two words", "-j", "DROP"}},
+			{Table: "mangle", Chain: "POSTROUTING", Spec: []string{"-p", "tcp", "-j", "TCPOPTSTRIP", "--strip-options", "34"}},
+		}
+		proto := iptables.ProtocolIPv4
+		if f == lab.IPv6 {
+			proto = iptables.ProtocolIPv6
+		}
+		exists := func() []bool {
+			var got []bool
+			_ = ns.Do(func() error {
+				ipt, err := iptables.NewWithProtocol(proto)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range rs[1:] {
+					ok, err := ipt.Exists(r.Table, r.Chain, r.installed()...)
+					if err != nil {
+						ok = false // the chain itself is gone
+					}
+					got = append(got, ok)
+				}
+				chain, _ := ipt.ChainExists("filter", "TFO-G")
+				got = append(got, chain)
+				return nil
+			})
+			return got
+		}
+		rules := lab.New()
+		if err := Apply(rules, ns, f, rs); err != nil {
+			t.Fatalf("%v: %v", f, err)
+		}
+		if got := exists(); !slices.Equal(got, []bool{true, true, true, true}) {
+			t.Errorf("%v: after Apply, iptables -C finds %v (last: the chain), want all", f, got)
+		}
+		bad := append(slices.Clone(rs[1:2]), Rule{Table: "filter", Chain: "FORWARD", Spec: []string{"-j", "NO-SUCH-CHAIN"}})
+		err = Apply(lab.New(), ns, f, bad)
+		var re *RuleError
+		if !errors.As(err, &re) || re.Index != 1 {
+			t.Errorf("%v: a refused batch: %v, want a RuleError naming rule 2", f, err)
+		}
+		if err := rules.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := exists(); !slices.Equal(got, []bool{false, false, false, false}) {
+			t.Errorf("%v: after teardown, iptables -C finds %v, want nothing", f, got)
+		}
+		owner.Close()
 	}
 }
