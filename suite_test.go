@@ -3,6 +3,7 @@ package tfolab_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -74,6 +75,7 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 		GinkgoWriter.Printf("swept %d namespaces left by killed runs\n", len(res.Removed))
 	}
 	Expect(os.RemoveAll(filepath.Join(outDir(), "artifacts"))).To(Succeed())
+	Expect(os.RemoveAll(dissectDir())).To(Succeed())
 	hostBefore, err = lab.SnapshotHost(ctx)
 	Expect(err).NotTo(HaveOccurred(), "snapshot the root namespace")
 	machineBefore, _ = cost.MachineCPU()
@@ -82,7 +84,12 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 	if err := lab.Preflight(); err != nil {
 		AbortSuite(err.Error())
 	}
+	// tshark runs once for the whole run, after every spec (below).
+	assertions.DeferDissection(&assertions.DissectBatch{Dir: dissectDir()})
 })
+
+// dissectDir is where every process spools its tshark checks.
+func dissectDir() string { return filepath.Join(outDir(), "dissect") }
 
 // After every process is done, the root namespace must be exactly what it
 // was: the lab never touches the host's links, routes, rules, firewall or
@@ -90,6 +97,22 @@ var _ = SynchronizedBeforeSuite(func(ctx SpecContext) []byte {
 var _ = SynchronizedAfterSuite(func() {}, func(ctx SpecContext) {
 	if hostBefore.Sections == nil {
 		return // the suite was aborted before the first snapshot
+	}
+	// The specs' "tshark agrees" checks, in one tshark run: a disagreement
+	// fails the run here, naming its scenario and frames.
+	batch := &assertions.DissectBatch{Dir: dissectDir()}
+	verdicts, err := batch.Run(ctx, scenarios.TsharkFrames)
+	Expect(err).NotTo(HaveOccurred(), "the run's tshark batch")
+	var disagree []string
+	for _, v := range verdicts {
+		if !v.Pass {
+			disagree = append(disagree, fmt.Sprintf("%s: %s:\n%s", v.Scenario, v.Check, v.Evidence))
+		}
+	}
+	Expect(disagree).To(BeEmpty(), "tshark disagrees with the lab's decoder (%d checks in one tshark run)", len(verdicts))
+	if len(verdicts) > 0 {
+		GinkgoWriter.Printf("tshark agreed on %d scenarios' captures in one run\n", len(verdicts))
+		_ = os.RemoveAll(dissectDir())
 	}
 	// What the whole machine spent, for `tfolab cost` beside junit.xml.
 	if after, err := cost.MachineCPU(); err == nil && machineBefore > 0 {

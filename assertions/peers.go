@@ -87,40 +87,32 @@ const dissectorTimeout = 30 * time.Second
 // DissectorAgrees expects a third-party dissector (tshark with the seed's
 // filter) to select, on every captured link, exactly the segments the
 // lab's own decoder says are SYNs (SYN flag set: SYN or SYN-ACK) carrying
-// TCP option 34: our pcaps and decoder agree with Wireshark's. It writes
-// each link's frames to a temporary pcap, as observation.Write does.
+// TCP option 34: our pcaps and decoder agree with Wireshark's. Every
+// link's frames go into one pcap, one link after the other, for one
+// dissector run; under a DissectBatch (DeferDissection) that pcap joins the
+// run's others and the verdict comes from the batch's single run.
 func DissectorAgrees(name, filter string, d Dissector) obsMatcher {
 	return obsMatcher{
 		name: name,
 		desc: fmt.Sprintf("%s (%s) lists exactly the SYNs and SYN-ACKs the lab's decoder says carry option 34, on every link", name, filter),
 		check: func(o *observation.Observation) (bool, string) {
+			item, frames := dissectItemOf(o, name)
+			if len(frames) == 0 {
+				return false, "no link captured a packet: nothing to compare"
+			}
+			if b := deferred.Load(); b != nil {
+				if err := b.add(item, frames); err != nil {
+					return false, err.Error()
+				}
+				return true, ""
+			}
 			dir, err := os.MkdirTemp("", "tfolab-dissect-")
 			if err != nil {
 				return false, err.Error()
 			}
 			defer os.RemoveAll(dir)
-			// Every link's frames in one file, one link after the other:
-			// one dissector run (tshark's start-up is most of its cost),
-			// its frame numbers split back by link.
-			var all []capture.Packet
-			type span struct {
-				key         string
-				first, last int // 1-based frame numbers in the file
-			}
-			var spans []span
-			for _, key := range o.LinkNames() {
-				pkts := o.Links[key].Packets
-				if len(pkts) == 0 {
-					continue
-				}
-				spans = append(spans, span{key, len(all) + 1, len(all) + len(pkts)})
-				all = append(all, pkts...)
-			}
-			if len(all) == 0 {
-				return false, "no link captured a packet: nothing to compare"
-			}
 			path := filepath.Join(dir, "links.pcap")
-			if err := observation.WritePcap(path, all); err != nil {
+			if err := observation.WritePcap(path, frames); err != nil {
 				return false, err.Error()
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), dissectorTimeout)
@@ -129,24 +121,7 @@ func DissectorAgrees(name, filter string, d Dissector) obsMatcher {
 			if err != nil {
 				return false, err.Error()
 			}
-			var bad []string
-			for _, sp := range spans {
-				got := []int{}
-				for _, n := range selected {
-					if n >= sp.first && n <= sp.last {
-						got = append(got, n-sp.first+1)
-					}
-				}
-				pkts := all[sp.first-1 : sp.last]
-				if want := Option34SYNs(pkts); !slices.Equal(got, want) {
-					bad = append(bad, fmt.Sprintf("link %s: %s selected frames %v, the lab's decoder %v\n%s",
-						sp.key, name, got, want, framesDiff(pkts, got, want)))
-				}
-			}
-			if len(bad) > 0 {
-				return false, strings.Join(bad, "\n")
-			}
-			return true, ""
+			return item.compare(selected, 0)
 		},
 	}
 }
@@ -168,21 +143,6 @@ func Option34SYNs(pkts []capture.Packet) []int {
 		}
 	}
 	return out
-}
-
-// framesDiff prints the frames only one side selected.
-func framesDiff(pkts []capture.Packet, got, want []int) string {
-	var b strings.Builder
-	in := func(s []int, n int) bool { return slices.Contains(s, n) }
-	for n := 1; n <= len(pkts); n++ {
-		switch g, w := in(got, n), in(want, n); {
-		case g && !w:
-			fmt.Fprintf(&b, "  only the dissector: %d %s\n", n, pkts[n-1])
-		case w && !g:
-			fmt.Fprintf(&b, "  only the lab:       %d %s\n", n, pkts[n-1])
-		}
-	}
-	return b.String()
 }
 
 // BackendConns reconstructs, from the captures alone, the connections

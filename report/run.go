@@ -3,6 +3,7 @@ package report
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -103,6 +104,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	slices.SortStableFunc(order, func(a, b *job) int { return cmp.Compare(b.budget, a.budget) })
 	prog := opts.Progress
 	prog.begin(len(jobs))
+	// tshark checks run once, over every scenario's captures, at the end.
+	batch := &assertions.DissectBatch{Dir: filepath.Join(opts.Out, ".dissect")}
+	if err := os.RemoveAll(batch.Dir); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	assertions.DeferDissection(batch)
+	defer assertions.DeferDissection(nil)
 	stop := prog.run(ctx)
 	start, before := time.Now(), cost.Take()
 	machineBefore, _ := cost.MachineCPU()
@@ -127,6 +135,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	wg.Wait()
 	stop()
+	if ctx.Err() == nil {
+		if err := judgeDissections(ctx, batch, results, opts.Out); err != nil {
+			return nil, err
+		}
+	}
 	rep.Wall = time.Since(start)
 	rep.CPU = cost.Since(before, cost.Take(), rep.Wall)
 	if machineAfter, err := cost.MachineCPU(); err == nil && machineBefore > 0 {
@@ -143,6 +156,35 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.Saving = savingOf(opts.Out, rep)
 	return rep, WriteAll(rep, opts.Out)
+}
+
+// judgeDissections runs the deferred tshark checks in one tshark run and
+// puts their verdicts into the scenarios (and their verdicts.json).
+func judgeDissections(ctx context.Context, batch *assertions.DissectBatch, results []Scenario, out string) error {
+	defer os.RemoveAll(batch.Dir)
+	verdicts, err := batch.Run(ctx, scenarios.TsharkFrames)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	for _, dv := range verdicts {
+		for i := range results {
+			s := &results[i]
+			if s.Name != dv.Scenario || !dv.Apply(s.Verdicts) {
+				continue
+			}
+			s.Pass = s.Pass && dv.Pass
+			if s.Artefacts != "" {
+				b, err := json.MarshalIndent(s.Verdicts, "", " ")
+				if err == nil {
+					err = os.WriteFile(filepath.Join(out, s.Artefacts, harness.VerdictsFile), append(b, '\n'), 0o644)
+				}
+				if err != nil {
+					return fmt.Errorf("report: %s: %w", s.Name, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // WriteAll writes the JSON, Markdown and JUnit forms under out.
