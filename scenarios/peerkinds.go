@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/tfolab/tfolab/lab/cost"
@@ -143,11 +145,23 @@ var versions sync.Map // path+args -> string
 
 // programVersion runs path with args (in this namespace: it reads
 // nothing from the network) and returns the first submatch of re in its
-// output, or "" if the program is missing or says something else.
+// output, or "" if the program is missing or says something else. The
+// answer is also kept machine-wide, keyed by the binary's size and
+// modification time: `tshark --version` alone costs a fifth of a CPU
+// second, and every parallel worker asks.
 func programVersion(path string, re *regexp.Regexp, args ...string) string {
 	key := path + " " + strings.Join(args, " ")
 	if v, ok := versions.Load(key); ok {
 		return v.(string)
+	}
+	cache := ""
+	if st, err := os.Stat(path); err == nil {
+		sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d", key, st.Size(), st.ModTime().UnixNano()))
+		cache = filepath.Join(os.TempDir(), "tfolab-versions", hex.EncodeToString(sum[:8]))
+		if b, err := os.ReadFile(cache); err == nil {
+			versions.Store(key, string(b))
+			return string(b)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -160,6 +174,13 @@ func programVersion(path string, re *regexp.Regexp, args ...string) string {
 	}
 	if v != "" || ctx.Err() == nil {
 		versions.Store(key, v)
+	}
+	if v != "" && cache != "" && os.MkdirAll(filepath.Dir(cache), 0o755) == nil {
+		// Written whole, then renamed: a parallel reader never sees half.
+		tmp := fmt.Sprintf("%s.%d", cache, os.Getpid())
+		if os.WriteFile(tmp, []byte(v), 0o644) == nil {
+			_ = os.Rename(tmp, cache)
+		}
 	}
 	return v
 }

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"github.com/tfolab/tfolab/lab/admit"
 	"github.com/tfolab/tfolab/lab/cost"
 	"os"
 	"os/exec"
@@ -47,6 +48,12 @@ func TsharkFrames(ctx context.Context, pcap string) ([]int, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(home)
+	// Dissector start-up is about a CPU second: a CPU-heavy phase.
+	slot, err := admit.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tshark: %w", err)
+	}
+	defer slot.Release()
 	cmd := exec.CommandContext(ctx, ProgTshark.Path, "-n", "-r", pcap, "-Y", TsharkFilter, "-T", "fields", "-e", "frame.number")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_CONFIG_HOME=" + home}
 	var stderr strings.Builder
