@@ -45,10 +45,14 @@ DEB_DEPS := iptables:/usr/sbin/iptables iptables:/usr/sbin/ip6tables iproute2:/u
 	curl:/usr/bin/curl nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy \
 	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy nftables:/usr/sbin/nft
 
-.PHONY: test unit suite deps preflight clean lint bench check-killed-run run list check-firewall report FORCE
+.PHONY: test check-args unit suite deps preflight clean lint bench check-killed-run check-kill-group run list check-firewall report FORCE
 
 ## test: unit tests (no root needed) + the integration suite (root), JUnit in $(OUT)/junit.xml
-test: deps preflight unit suite
+test: check-args deps preflight unit suite
+
+## check-args: the suite's input checks (PROCS, RULES, LABELS syntax): one line and exit 2, before the unit tests
+check-args:
+	@bash scripts/suite.sh --check-args
 
 ## unit: every package's own tests; root-only tests skip themselves without root
 unit:
@@ -121,3 +125,7 @@ bench:
 ## check-killed-run: SIGKILL a running suite, `make clean`, prove nothing is left
 check-killed-run:
 	bash scripts/check-killed-run.sh
+
+## check-kill-group: SIGKILL the process group of a running `make test` (as CI does), prove the run ends within 1 s
+check-kill-group:
+	bash scripts/check-kill-group.sh
