@@ -80,6 +80,10 @@ report: deps preflight
 	@bash scripts/report.sh
 
 ## check-firewall: TFO-safety verdict for your ruleset: RULES=v4.rules RULES6=v6.rules NFT=ruleset.nft PORT=443 PLACE=router|server|client
+##   The script exits 0 (TFO-safe), 1 (not TFO-safe, or no verdict: its last line says which) or 2 (bad input);
+##   make turns any failure into its own exit 2, so a CI gate reads $(OUT)/firewall/exit-code (written on
+##   every exit) or runs the script itself with the same variables:
+##   sudo env RULES=v4.rules RULES6=v6.rules bash scripts/check-firewall.sh; echo $$?
 check-firewall: deps
 	@bash scripts/check-firewall.sh
 
