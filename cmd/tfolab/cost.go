@@ -37,23 +37,23 @@ func runCost(args []string) error {
 	if err != nil {
 		return badInput("cost: %v", err)
 	}
+	var machine struct {
+		CPU time.Duration `json:"cpu_ns"`
+	}
 	var items []cost.Item
 	if strings.HasSuffix(path, ".json") {
-		items, err = reportCosts(b)
+		items, machine.CPU, err = reportCosts(b)
 	} else {
 		items, err = junitCosts(b)
+		if mb, err := os.ReadFile(filepath.Join(filepath.Dir(path), machineFile)); err == nil {
+			_ = json.Unmarshal(mb, &machine)
+		}
 	}
 	if err != nil {
 		return badInput("cost: %s: %v", path, err)
 	}
 	if len(items) == 0 {
 		return badInput("cost: %s holds no CPU figures (written by a run older than the cost accounting?)", path)
-	}
-	var machine struct {
-		CPU time.Duration `json:"cpu_ns"`
-	}
-	if mb, err := os.ReadFile(filepath.Join(filepath.Dir(path), machineFile)); err == nil {
-		_ = json.Unmarshal(mb, &machine)
 	}
 	fmt.Print(cost.Summarize(items).Markdown(machine.CPU))
 	return nil
@@ -99,20 +99,28 @@ func junitCosts(b []byte) ([]cost.Item, error) {
 	return items, nil
 }
 
-func reportCosts(b []byte) ([]cost.Item, error) {
+// reportCosts reads a report's scenarios (their programs) and the
+// report's own process (its Go CPU, the scenarios share it) as one more
+// item, and what the machine spent.
+func reportCosts(b []byte) ([]cost.Item, time.Duration, error) {
 	var doc struct {
-		Scenarios []struct {
+		CPU        cost.Spend    `json:"cpu"`
+		MachineCPU time.Duration `json:"machine_cpu_ns"`
+		Scenarios  []struct {
 			Name   string     `json:"name"`
 			Labels []string   `json:"labels"`
 			CPU    cost.Spend `json:"cpu"`
 		} `json:"scenarios"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("not a report.json: %w", err)
+		return nil, 0, fmt.Errorf("not a report.json: %w", err)
 	}
 	var items []cost.Item
 	for _, s := range doc.Scenarios {
 		items = append(items, cost.Item{Name: s.Name, Labels: s.Labels, Spend: s.CPU})
 	}
-	return items, nil
+	if doc.CPU.Wall > 0 {
+		items = append(items, cost.Item{Name: "report process", Spend: cost.Spend{Go: doc.CPU.Go}})
+	}
+	return items, doc.MachineCPU, nil
 }

@@ -318,7 +318,7 @@ func (b Breakdown) Markdown(machine time.Duration) string {
 		fmt.Fprintf(&s, "| %s | %d | %.2f | %.2f | %.2f | %.0f%% |\n", name, u.Runs, u.User.Seconds(), u.Sys.Seconds(), u.Total().Seconds(), share)
 	}
 	all := b.Programs.clone()
-	all["go (test processes)"] = b.Go
+	all["go (the lab's own processes)"] = b.Go
 	for _, n := range all.Names() {
 		row(n, all[n])
 	}
