@@ -207,10 +207,22 @@ func (c *client) do() {
 		c.fail("set deadline", err)
 		return
 	}
+	// The socket must be closed when Request returns: closing a TFO
+	// socket is a kernel event of its own (it may re-arm blackhole
+	// detection), and the caller's next connection must come after it.
+	// SetDeadline holds a reference on the fd while it runs, and a close
+	// under it is deferred until it lets go: so a wake-up that has started
+	// is waited for before the deferred Close.
+	woken := make(chan struct{})
 	stop := context.AfterFunc(c.ctx, func() {
+		defer close(woken)
 		_ = c.f.SetDeadline(time.Unix(1, 0)) // wake every pending wait
 	})
-	defer stop()
+	defer func() {
+		if !stop() {
+			<-woken
+		}
+	}()
 	if c.rc, err = c.f.SyscallConn(); err != nil {
 		c.fail("syscallconn", err)
 		return
