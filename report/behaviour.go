@@ -230,10 +230,21 @@ func worse(a, b Conn) bool {
 	return a.Extra > b.Extra
 }
 
-// noCost is the extra wait that is no cost: a quarter RTT, or without an
-// emulated RTT 20 ms (a veth round trip is 0.1 ms; the rest is a loaded
-// machine's scheduling, seen up to tens of milliseconds).
-func noCost(rtt time.Duration) time.Duration { return max(rtt/4, 20*time.Millisecond) }
+// noCost is the extra wait that is no cost. With an emulated RTT: a
+// quarter of it, at least 20 ms (scheduling). Without one, the kernel's
+// shortest retransmission timeout (TCP_RTO_MIN, 200 ms): a veth round trip
+// is 0.1 ms, so the protocol can only cost a timeout, and anything shorter
+// is a loaded machine's scheduling (a report on this 2-core VM once showed
+// a 153 ms first byte with no retransmission at all).
+func noCost(rtt time.Duration) time.Duration {
+	if rtt == 0 {
+		return tcpRTOMin
+	}
+	return max(rtt/4, 20*time.Millisecond)
+}
+
+// tcpRTOMin is TCP_RTO_MIN (include/net/tcp.h: HZ/5).
+const tcpRTOMin = 200 * time.Millisecond
 
 // costWords puts a connection's extra wait in RTOs and RTTs: "none" below
 // noCost, else the SYN timeouts

@@ -335,3 +335,25 @@ func TestParseTimers(t *testing.T) {
 		t.Errorf("wait %q", got)
 	}
 }
+
+// A cost is what the protocol made a connection wait: without an emulated
+// RTT only a timeout can cost anything (scheduling on a busy machine made
+// a 153 ms first byte once); with one, a round trip.
+func TestCostWordsSeparateProtocolFromScheduling(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		conn Conn
+		rtt  time.Duration
+		want string
+	}{
+		{Conn{Extra: 153 * ms}, 0, "none"},
+		{Conn{Extra: 1050 * ms, SynRetrans: 1, waited: 1000 * ms}, 0, "1 RTO"},
+		{Conn{Extra: 55 * ms}, 50 * ms, "1 RTT"},
+		{Conn{Extra: 8 * ms}, 50 * ms, "none"},
+		{Conn{Extra: 1100 * ms, SynRetrans: 1, waited: 1000 * ms}, 50 * ms, "1 RTO + 2 RTTs"},
+	} {
+		if got := costWords(c.conn, c.rtt); got != c.want {
+			t.Errorf("costWords(%+v, rtt %v) = %q, want %q", c.conn, c.rtt, got, c.want)
+		}
+	}
+}
