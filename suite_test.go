@@ -52,7 +52,14 @@ func artefacts() harness.Options {
 var _ = BeforeEach(func() {
 	before, start := cost.Take(), time.Now()
 	DeferCleanup(func() {
-		AddReportEntry(harness.CPUEntry, cost.Since(before, cost.Take(), time.Since(start)), ReportEntryVisibilityNever)
+		spend := cost.Since(before, cost.Take(), time.Since(start))
+		AddReportEntry(harness.CPUEntry, spend, ReportEntryVisibilityNever)
+		// A failure on a busy machine says how busy: the worker's threads'
+		// waits for a CPU over the spec, next to the expectations.
+		if CurrentSpecReport().Failed() && spend.Waited > 0 {
+			AddReportEntry("cpu waits", fmt.Sprintf("this worker's threads waited %v for a CPU over the spec's %v (%.0f%%): timing evidence above may carry that much scheduling delay",
+				spend.Waited.Round(time.Millisecond), spend.Wall.Round(time.Millisecond), 100*spend.Waited.Seconds()/spend.Wall.Seconds()))
+		}
 	})
 })
 

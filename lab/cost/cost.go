@@ -159,15 +159,38 @@ func Record(ctx context.Context, name string, ps *os.ProcessState) {
 type Sample struct {
 	Self, Children Usage
 	Programs       Table
+	// Waited is how long the process's live threads have waited on a run
+	// queue for a CPU (schedstat).
+	Waited time.Duration
 }
 
-// Take samples the process: its own CPU, its reaped children's, and the
-// recorded programs.
+// Take samples the process: its own CPU, its reaped children's, the
+// recorded programs, and its threads' waits for a CPU.
 func Take() Sample {
 	var self, children syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
-	return Sample{Self: fromRusage(&self), Children: fromRusage(&children), Programs: process.Programs()}
+	return Sample{Self: fromRusage(&self), Children: fromRusage(&children), Programs: process.Programs(), Waited: runQueueWait()}
+}
+
+// runQueueWait sums the second field of every thread's schedstat: the
+// nanoseconds it was runnable but waiting for a CPU. A thread that has
+// exited takes its share with it, so this is a lower bound.
+func runQueueWait() time.Duration {
+	tasks, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			if ns, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				sum += time.Duration(ns)
+			}
+		}
+	}
+	return sum
 }
 
 // Spend is what one run cost.
@@ -183,6 +206,9 @@ type Spend struct {
 	// Shared says the process ran other things at the same time: Go is
 	// then unknown (zero), Programs are this run's alone.
 	Shared bool `json:"shared,omitempty"`
+	// Waited is how long the process's threads waited for a CPU: a busy
+	// machine's mark on the run's timing (at least this much).
+	Waited time.Duration `json:"cpu_wait_ns,omitempty"`
 }
 
 // Total is the Go process's CPU and its programs'.
@@ -191,7 +217,7 @@ func (s Spend) Total() time.Duration { return s.Go.Total() + s.Programs.Total().
 // Since is the spend from a to b of a process that ran one thing at a
 // time in between (a Ginkgo worker).
 func Since(a, b Sample, wall time.Duration) Spend {
-	s := Spend{Go: b.Self.Sub(a.Self), Programs: Table{}, Wall: wall}
+	s := Spend{Go: b.Self.Sub(a.Self), Programs: Table{}, Wall: wall, Waited: max(b.Waited-a.Waited, 0)}
 	var named Usage
 	for n, u := range b.Programs {
 		d := u.Sub(a.Programs[n])

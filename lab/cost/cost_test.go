@@ -3,7 +3,9 @@ package cost
 import (
 	"context"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -72,5 +74,31 @@ func TestMachineCPU(t *testing.T) {
 	a, err := MachineCPU()
 	if err != nil || a <= 0 {
 		t.Fatalf("MachineCPU = %v, %v", a, err)
+	}
+}
+
+// Twice as many busy threads as CPUs must wait for one: the run-queue
+// figure sees it.
+func TestSampleSeesWaitsForACPU(t *testing.T) {
+	n := 2 * runtime.NumCPU()
+	// As many Ps as threads, so they queue in the kernel, not in Go.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+	before := Take()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread() // each its own thread, alive at the second Take
+			for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+			}
+			time.Sleep(200 * time.Millisecond)
+		}()
+	}
+	time.Sleep(350 * time.Millisecond)
+	s := Since(before, Take(), time.Second)
+	wg.Wait()
+	if s.Waited < 50*time.Millisecond {
+		t.Errorf("%d busy threads on %d CPUs for 300 ms waited %v for a CPU in all, want at least 50 ms", n, runtime.NumCPU(), s.Waited)
 	}
 }
