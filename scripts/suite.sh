@@ -170,9 +170,10 @@ set -m
 ) &
 ginkgo=$!
 # The guard: in a process group of its own (the run's group SIGKILL does
-# not reach it), sent SIGUSR1 when this script dies (guard, below).
+# not reach it), sent SIGUSR1 when this script dies (guard, above). It
+# writes nothing, and holds no pipe a CI runner reads our output from.
 setpriv --pdeathsig USR1 -- bash -c "$(declare -f guard guard_fire pids_in); guard \"\$@\"" \
-	tfolab-suite-guard "$$" "$ginkgo" "$bin" &
+	tfolab-suite-guard "$$" "$ginkgo" "$bin" </dev/null >/dev/null 2>&1 &
 guard=$!
 set +m
 watcher=""
