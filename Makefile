@@ -6,7 +6,7 @@
 SHELL   := /bin/bash
 GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 OUT     ?= out
-PROCS   ?= 16
+PROCS   ?= 24
 LABELS  ?=
 TIMEOUT ?= 20m
 # RULES=path/to/firewall.rules (iptables-save format) adds a spec that

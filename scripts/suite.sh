@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.." || exit 2
 
 GO=${GO:-go}
 OUT=${OUT:-out}
-PROCS=${PROCS:-4}
+PROCS=${PROCS:-24}
 LABELS=${LABELS:-}
 RULES=${RULES:-}
 TIMEOUT=${TIMEOUT:-20m}

@@ -564,12 +564,23 @@ func (bl BuiltLink) sides(node string) (self, peer Endpoint, ok bool) {
 	return Endpoint{}, Endpoint{}, false
 }
 
+// readyBound bounds waitUp when the caller's context has no deadline of
+// its own.
+const readyBound = 30 * time.Second
+
 // waitUp polls until every interface reports OperUp. A SYN sent before the
 // veth's qdisc is activated is dropped and costs a full 1 s RTO, so this
-// wait is what makes the first connection's timing honest.
+// wait is what makes the first connection's timing honest. The wait is
+// bounded by the caller's context (a run's budget), not by a figure of its
+// own: the kernel's IPv6 address work takes the RTNL lock, and with a
+// burst of labs built and torn down at once (24 suite workers, several
+// 16-lab firewall checks among them) a multicast join lagged past 5 s.
 func (t *Topology) waitUp(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, readyBound)
+		defer cancel()
+	}
 	for _, bl := range t.Links {
 		for _, ep := range []Endpoint{bl.A, bl.B} {
 			h := t.Lab.Namespace(ep.Node).Netlink()
