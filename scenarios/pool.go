@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -630,41 +629,26 @@ func pollUntil(ctx context.Context, bound time.Duration, cond func() (bool, erro
 	}
 }
 
-// TCP states (include/net/tcp_states.h) of a socket that may still hold a
-// TFO request: SYN-RECV, or FIN-WAIT1 if the application closed it before
-// the final ACK came (tcp_rcv_state_process removes the request on the
-// first ACK in either state).
-const (
-	stateSynRecv  = 3
-	stateFinWait1 = 4
-)
 
 // noChildAwaitsACK reports whether no server has a socket on port in
-// SYN-RECV or FIN-WAIT1: every TFO child got its final ACK, so the
-// listener's TFO queue is empty again.
+// SYN-RECV or FIN-WAIT1, the states of a socket that may still hold a TFO
+// request (FIN-WAIT1 if the application closed it before the final ACK
+// came; tcp_rcv_state_process removes the request on the first ACK in
+// either state): every TFO child got its final ACK, so the listener's TFO
+// queue is empty again.
 func (e *Env) noChildAwaitsACK(servers []string, port uint16) (bool, error) {
 	for _, s := range servers {
 		ns := e.site.Topo.Namespace(s)
 		var socks []proc.Socket
-		err := ns.Do(func() error {
-			for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
-				b, err := os.ReadFile(f)
-				if err != nil {
-					return err
-				}
-				ss, err := proc.ParseNetTCP(b)
-				if err != nil {
-					return fmt.Errorf("%s: %w", f, err)
-				}
-				socks = append(socks, ss...)
-			}
-			return nil
+		err := ns.Do(func() (err error) {
+			socks, err = proc.TCPSockets(proc.StateMask(proc.StateSynRecv, proc.StateFinWait1))
+			return err
 		})
 		if err != nil {
 			return false, fmt.Errorf("socket table of %s: %w", s, err)
 		}
 		for _, sk := range socks {
-			if sk.Local.Port() == port && (sk.State == stateSynRecv || sk.State == stateFinWait1) {
+			if sk.Local.Port() == port {
 				return false, nil
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"regexp"
 	"time"
 )
@@ -28,9 +27,9 @@ var ErrEnded = errors.New("ended before it was ready")
 // ListeningOn is ready once a TCP socket in the LISTEN state that accepts
 // connections to addr appears in the process's network namespace: a
 // listener on addr itself, or on the wildcard of its family (0.0.0.0:P
-// covers IPv4, [::]:P covers both). It reads /proc/thread-self/net/tcp and
-// tcp6 from a thread inside the namespace; the socket need not belong to
-// the process itself.
+// covers IPv4, [::]:P covers both). It asks sock_diag for the listeners
+// (TCPSockets) from a thread inside the namespace; the socket need not
+// belong to the process itself.
 func ListeningOn(addr netip.AddrPort) Readiness { return listeningOn{addr} }
 
 type listeningOn struct{ addr netip.AddrPort }
@@ -40,23 +39,11 @@ func (l listeningOn) String() string { return "listening on " + l.addr.String() 
 func (l listeningOn) wait(ctx context.Context, p *Process) error {
 	return p.inNamespace(func() error {
 		return poll(ctx, p.ended, func() (bool, error) {
-			for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
-				b, err := os.ReadFile(f)
-				if errors.Is(err, os.ErrNotExist) && f != "/proc/thread-self/net/tcp" {
-					continue // kernel without IPv6
-				}
-				if err != nil {
-					return false, fmt.Errorf("read %s: %w", f, err)
-				}
-				socks, err := ParseNetTCP(b)
-				if err != nil {
-					return false, fmt.Errorf("parse %s: %w", f, err)
-				}
-				if Listening(socks, l.addr) {
-					return true, nil
-				}
+			socks, err := TCPSockets(StateMask(StateListen))
+			if err != nil {
+				return false, err
 			}
-			return false, nil
+			return Listening(socks, l.addr), nil
 		})
 	})
 }

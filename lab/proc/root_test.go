@@ -606,3 +606,76 @@ func helperStartsPeer() {
 	p.Stop()
 	os.Exit(0)
 }
+
+// TCPSockets sees exactly what /proc/net/tcp shows of a namespace, state
+// filter applied: a listener in each family, and a half-open connection
+// (SYN-SENT) that a LISTEN-only request must leave out; nothing of the
+// host's sockets.
+func TestTCPSocketsMatchesProcNetTCP(t *testing.T) {
+	n := newNS(t)
+	var lns []net.Listener
+	err := n.run(func() error {
+		for _, a := range []string{"127.0.0.1:7000", "[::1]:7001"} {
+			l, err := net.Listen("tcp", a)
+			if err != nil {
+				return err
+			}
+			lns = append(lns, l)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	var diag, listening, all []Socket
+	err = n.run(func() error {
+		var err error
+		if listening, err = TCPSockets(StateMask(StateListen)); err != nil {
+			return err
+		}
+		if all, err = TCPSockets(^uint32(0)); err != nil {
+			return err
+		}
+		for _, f := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			s, err := ParseNetTCP(b)
+			if err != nil {
+				return err
+			}
+			diag = append(diag, s...)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(s Socket) string { return fmt.Sprintf("%v %v %d", s.Local, s.Remote, s.State) }
+	var want, got []string
+	for _, s := range diag {
+		want = append(want, key(s))
+	}
+	for _, s := range all {
+		got = append(got, key(s))
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) || len(got) != 2 {
+		t.Errorf("sock_diag, all states: %v; /proc/net/tcp: %v (want the 2 listeners)", got, want)
+	}
+	for _, a := range []string{"127.0.0.1:7000", "[::1]:7001"} {
+		if !Listening(listening, netip.MustParseAddrPort(a)) {
+			t.Errorf("no listener on %s in %v", a, listening)
+		}
+	}
+	if Listening(listening, netip.MustParseAddrPort("127.0.0.1:7002")) {
+		t.Error("a listener on a port nothing listens on")
+	}
+}
