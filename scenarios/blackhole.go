@@ -133,7 +133,18 @@ func detectOn(ctx context.Context, env *Env, d Dial, k int) (detection, bool, er
 	// since on this VM they fire up to 0.3 s late each and it adds up.
 	bound := env.Obs.SynSchedule.DetectionAt() + 2*lab.InitialRTO
 	d.Timeout = bound
+	// Timers never fire early: the counter cannot move before the SYN's
+	// third timeout (a jiffy's rounding aside), so it is read only from
+	// then on, not for the seconds before. A socket with a user timeout
+	// of its own may give up sooner: that one is read throughout.
+	quiet := time.Now()
+	if d.UserTimeout == 0 {
+		quiet = quiet.Add(env.Obs.SynSchedule.DetectionAt() - lab.Jiffy)
+	}
 	r, seen, err := env.DialUntil(ctx, d, detectPoll, func() (bool, error) {
+		if time.Now().Before(quiet) {
+			return false, nil
+		}
 		v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
 		return v >= int64(k), err
 	})
