@@ -150,16 +150,7 @@ var _ = Describe("firewall check", Label("firewall"), func() {
 	for _, m := range mutants {
 		budget := harness.Budget(m.Scenario)
 		It("self-check: "+m.Breakage, Label("selfcheck"), func(ctx SpecContext) {
-			res := harness.Run(ctx, m.Scenario, harness.Options{Out: filepath.Join(outDir(), "artifacts"), Artefacts: harness.OnFailure})
-			if res.Err != nil || res.Teardown != nil {
-				Fail(res.FailureReport())
-			}
-			for _, name := range m.RejectedBy {
-				v, ok := assertions.Find(res.Verdicts, name)
-				Expect(ok).To(BeTrue(), "the scenario has no expectation %q", name)
-				Expect(v.Pass).To(BeFalse(), "expectation %q passed although %s:\n%s", name, m.Breakage, res.Obs.Short())
-				AddReportEntry("rejection", v.Evidence, ReportEntryVisibilityFailureOrVerbose)
-			}
+			selfCheck(ctx, m.Scenario, m.Breakage, m.RejectedBy)
 		}, SpecTimeout(budget), SpecPriority(int(budget/time.Millisecond)))
 	}
 

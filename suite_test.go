@@ -134,6 +134,11 @@ var _ = SynchronizedAfterSuite(func() {}, func(ctx SpecContext) {
 // runJudged runs s through the harness and fails the spec with the
 // harness's report when the run itself failed.
 func runJudged(ctx context.Context, s scenarios.Scenario) harness.Result {
+	return runJudgedWith(ctx, s, artefacts())
+}
+
+// runJudgedWith is runJudged with the harness options given.
+func runJudgedWith(ctx context.Context, s scenarios.Scenario, opts harness.Options) harness.Result {
 	// A missing peer (nginx, curl, tshark, ...) skips the spec on a
 	// developer's machine and fails it under CI=true, naming the `make
 	// deps` line that installs it.
@@ -142,15 +147,37 @@ func runJudged(ctx context.Context, s scenarios.Scenario) harness.Result {
 	} else if skip != "" {
 		Skip(skip)
 	}
-	res := harness.Run(ctx, s, artefacts())
+	res := harness.Run(ctx, s, opts)
 	if res.Obs != nil && len(res.Obs.Host.Tools) > 0 {
 		// The programs' versions become the spec's JUnit properties.
 		AddReportEntry("tools", res.Obs.Host.Tools, ReportEntryVisibilityNever)
 	}
 	if res.Err != nil || res.Teardown != nil {
+		if res.Dir == "" {
+			res.WriteArtefacts(opts.Out)
+		}
 		Fail(res.FailureReport())
 	}
 	return res
+}
+
+// selfCheck runs a scenario broken on purpose and requires each
+// expectation named in rejectedBy to reject it. Its expectations are meant
+// to fail, so its artefacts are written only when one that must reject the
+// breakage passed (or the run itself failed).
+func selfCheck(ctx context.Context, s scenarios.Scenario, breakage string, rejectedBy []string) {
+	opts := artefacts()
+	opts.Artefacts = harness.Never
+	res := runJudgedWith(ctx, s, opts)
+	for _, name := range rejectedBy {
+		v, ok := assertions.Find(res.Verdicts, name)
+		Expect(ok).To(BeTrue(), "the scenario has no expectation %q", name)
+		if v.Pass && res.Dir == "" {
+			res.WriteArtefacts(opts.Out)
+		}
+		Expect(v.Pass).To(BeFalse(), "expectation %q passed although %s:\n%s\nartefacts: %s", name, breakage, res.Obs.Short(), res.Dir)
+		AddReportEntry("rejection: "+name, v.Evidence, ReportEntryVisibilityFailureOrVerbose)
+	}
 }
 
 // spec is one It of the suite. The suite's wall time is bounded below by
@@ -179,13 +206,7 @@ func catalogueSpecs() []spec {
 	// must reject it.
 	for _, m := range scenarios.Mutants() {
 		out = append(out, spec{"self-check: " + m.Breakage, m.Scenario.Labels, harness.Budget(m.Scenario), func(ctx SpecContext) {
-			res := runJudged(ctx, m.Scenario)
-			for _, name := range m.RejectedBy {
-				v, ok := assertions.Find(res.Verdicts, name)
-				Expect(ok).To(BeTrue(), "the scenario has no expectation %q", name)
-				Expect(v.Pass).To(BeFalse(), "expectation %q passed although %s:\n%s", name, m.Breakage, res.Obs.Short())
-			}
-			AddReportEntry("first rejection", res.Failed()[0].Evidence, ReportEntryVisibilityFailureOrVerbose)
+			selfCheck(ctx, m.Scenario, m.Breakage, m.RejectedBy)
 		}})
 	}
 	return append(out, keepSpec())

@@ -108,12 +108,21 @@ func Start(ctx context.Context, s scenarios.Scenario, opts Options) *Live {
 	}
 	r := &live.Result
 	if opts.Artefacts == Always || (opts.Artefacts == OnFailure && !r.Passed()) {
-		r.Dir = ArtefactDir(opts.Out, s.Name)
-		if r.Files, err = r.write(); err != nil {
-			r.Err = errors.Join(r.Err, fmt.Errorf("write artefacts: %w", err))
-		}
+		r.WriteArtefacts(opts.Out)
 	}
 	return live
+}
+
+// WriteArtefacts writes the observation, verdicts and pcaps under out
+// (Dir and Files say where); a failure to write joins Err. A caller that
+// ran with Never writes them this way once it knows it wants them (a
+// self-check whose breakage was not rejected).
+func (r *Result) WriteArtefacts(out string) {
+	var err error
+	r.Dir = ArtefactDir(out, r.Scenario.Name)
+	if r.Files, err = r.write(); err != nil {
+		r.Err = errors.Join(r.Err, fmt.Errorf("write artefacts: %w", err))
+	}
 }
 
 // Close tears the lab down and checks that none of its namespaces is left.
