@@ -106,10 +106,20 @@ var _ = SynchronizedAfterSuite(func() {}, func(ctx SpecContext) {
 		return // the suite was aborted before the first snapshot
 	}
 	// The specs' "tshark agrees" checks, in one tshark run: a disagreement
-	// fails the run here, naming its scenario and frames.
+	// fails the run (below), naming its scenario and frames.
 	batch := &assertions.DissectBatch{Dir: dissectDir()}
-	verdicts, err := batch.Run(ctx, scenarios.TsharkFrames)
-	Expect(err).NotTo(HaveOccurred(), "the run's tshark batch")
+	before, start := cost.Take(), time.Now()
+	verdicts, batchErr := batch.Run(ctx, scenarios.TsharkFrames)
+	// What the whole machine spent, and the batch, for `tfolab cost`
+	// beside junit.xml.
+	if after, err := cost.MachineCPU(); err == nil && machineBefore > 0 {
+		b, _ := json.Marshal(harness.RunCost{Machine: after - machineBefore, AfterSpecs: cost.Since(before, cost.Take(), time.Since(start))})
+		_ = os.WriteFile(filepath.Join(outDir(), harness.RunCostFile), b, 0o644)
+	}
+	after, err := lab.SnapshotHost(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(hostBefore.Diff(after)).To(BeEmpty(), "the root namespace changed during the suite")
+	Expect(batchErr).NotTo(HaveOccurred(), "the run's tshark batch")
 	var disagree []string
 	for _, v := range verdicts {
 		if !v.Pass {
@@ -121,14 +131,6 @@ var _ = SynchronizedAfterSuite(func() {}, func(ctx SpecContext) {
 		GinkgoWriter.Printf("tshark agreed on %d scenarios' captures in one run\n", len(verdicts))
 		_ = os.RemoveAll(dissectDir())
 	}
-	// What the whole machine spent, for `tfolab cost` beside junit.xml.
-	if after, err := cost.MachineCPU(); err == nil && machineBefore > 0 {
-		b, _ := json.Marshal(map[string]time.Duration{"cpu_ns": after - machineBefore})
-		_ = os.WriteFile(filepath.Join(outDir(), "machine-cpu.json"), b, 0o644)
-	}
-	after, err := lab.SnapshotHost(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(hostBefore.Diff(after)).To(BeEmpty(), "the root namespace changed during the suite")
 })
 
 // runJudged runs s through the harness and fails the spec with the

@@ -34,6 +34,17 @@ func Budget(s scenarios.Scenario) time.Duration { return s.ConnBudget() + SetupM
 // whose value is a cost.Spend as JSON).
 const CPUEntry = "cpu"
 
+// RunCostFile, beside the suite's junit.xml, holds a RunCost.
+const RunCostFile = "machine-cpu.json"
+
+// RunCost is what a whole suite run cost beyond its specs: the machine's
+// busy CPU over the run (kernel work for no process included), and the
+// work after the last spec (the run's tshark batch).
+type RunCost struct {
+	Machine    time.Duration `json:"cpu_ns"`
+	AfterSpecs cost.Spend    `json:"after_specs"`
+}
+
 // Artefacts says when Run writes the observation, verdicts and pcaps.
 type Artefacts int
 

@@ -629,7 +629,6 @@ func pollUntil(ctx context.Context, bound time.Duration, cond func() (bool, erro
 	}
 }
 
-
 // noChildAwaitsACK reports whether no server has a socket on port in
 // SYN-RECV or FIN-WAIT1, the states of a socket that may still hold a TFO
 // request (FIN-WAIT1 if the application closed it before the final ACK

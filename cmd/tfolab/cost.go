@@ -18,10 +18,6 @@ func init() {
 	register("cost", "cost [out/junit.xml | out/report/report.json]", runCost)
 }
 
-// MachineFile, beside the suite's junit.xml, holds what the whole machine
-// spent over the run (the suite writes it).
-const machineFile = "machine-cpu.json"
-
 // runCost prints a run's CPU by program and by label: from the suite's
 // JUnit report (each spec's "cpu" property) or from a behaviour report's
 // JSON (each scenario's programs).
@@ -37,16 +33,17 @@ func runCost(args []string) error {
 	if err != nil {
 		return badInput("cost: %v", err)
 	}
-	var machine struct {
-		CPU time.Duration `json:"cpu_ns"`
-	}
+	var run harness.RunCost
 	var items []cost.Item
 	if strings.HasSuffix(path, ".json") {
-		items, machine.CPU, err = reportCosts(b)
+		items, run.Machine, err = reportCosts(b)
 	} else {
 		items, err = junitCosts(b)
-		if mb, err := os.ReadFile(filepath.Join(filepath.Dir(path), machineFile)); err == nil {
-			_ = json.Unmarshal(mb, &machine)
+		if mb, err := os.ReadFile(filepath.Join(filepath.Dir(path), harness.RunCostFile)); err == nil {
+			_ = json.Unmarshal(mb, &run)
+		}
+		if run.AfterSpecs.Wall > 0 {
+			items = append(items, cost.Item{Name: "after the specs (the run's tshark batch)", Spend: run.AfterSpecs})
 		}
 	}
 	if err != nil {
@@ -55,7 +52,7 @@ func runCost(args []string) error {
 	if len(items) == 0 {
 		return badInput("cost: %s holds no CPU figures (written by a run older than the cost accounting?)", path)
 	}
-	fmt.Print(cost.Summarize(items).Markdown(machine.CPU))
+	fmt.Print(cost.Summarize(items).Markdown(run.Machine))
 	return nil
 }
 
