@@ -2,12 +2,10 @@ package assertions
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/observation"
@@ -40,21 +38,9 @@ func TestDissectBatchSplitsOneRun(t *testing.T) {
 	runs := 0
 	dissector := func(_ context.Context, pcap string) ([]int, error) {
 		runs++
-		f, err := os.Open(pcap)
+		n, err := pcapFrames(pcap)
 		if err != nil {
 			return nil, err
-		}
-		defer f.Close()
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			return nil, err
-		}
-		n := 0
-		for {
-			if _, _, err := r.ReadPacketData(); err != nil {
-				break
-			}
-			n++
 		}
 		if n != 5 {
 			t.Errorf("the merged pcap has %d frames, want 5", n)

@@ -103,6 +103,26 @@ func TestOption34SYNs(t *testing.T) {
 	}
 }
 
+// pcapFrames counts the frames of a pcap file.
+func pcapFrames(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		if _, _, err := r.ReadPacketData(); err != nil {
+			return n, nil
+		}
+		n++
+	}
+}
+
 func TestDissectorAgrees(t *testing.T) {
 	fixed := func(frames ...int) Dissector {
 		return func(context.Context, string) ([]int, error) { return frames, nil }
@@ -122,22 +142,9 @@ func TestDissectorAgrees(t *testing.T) {
 	// The dissector reads a pcap of exactly the link's frames, in order.
 	var frames int
 	count := func(_ context.Context, path string) ([]int, error) {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			return nil, err
-		}
-		for {
-			if _, _, err := r.ReadPacketData(); err != nil {
-				break
-			}
-			frames++
-		}
-		return []int{1, 2}, nil
+		var err error
+		frames, err = pcapFrames(path)
+		return []int{1, 2}, err
 	}
 	if pass, detail := DissectorAgrees("counting", "f", count).check(o); !pass || frames != 5 {
 		t.Errorf("the pcap had %d frames, want 5 (pass=%t %q)", frames, pass, detail)

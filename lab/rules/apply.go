@@ -355,6 +355,28 @@ var (
 	savedPolicyRE = regexp.MustCompile(`^:(\S+) (\S+) \[(\d+):\d+\]$`)
 )
 
+// saves reads each table of a namespace once, on first use.
+type saves struct {
+	ns     *lab.Namespace
+	f      Family
+	tables map[string]saved
+}
+
+func (s *saves) table(name string) (saved, error) {
+	if t, ok := s.tables[name]; ok {
+		return t, nil
+	}
+	t, err := save(s.ns, s.f, name)
+	if err != nil {
+		return saved{}, err
+	}
+	if s.tables == nil {
+		s.tables = map[string]saved{}
+	}
+	s.tables[name] = t
+	return t, nil
+}
+
 // save reads one table of ns with `iptables-save -c -t table`.
 func save(ns *lab.Namespace, f Family, table string) (saved, error) {
 	out, err := iptablesRun(ns, f, "-save", nil, "-c", "-t", table)
@@ -387,18 +409,14 @@ func Counters(ns *lab.Namespace, f Family, rules []Rule) ([]uint64, error) {
 		return nil, errors.New("rules: counters: nil namespace")
 	}
 	out := make([]uint64, len(rules))
-	tables := map[string]saved{}
+	s := saves{ns: ns, f: f}
 	for i, r := range rules {
 		if r.IsChain() {
 			continue
 		}
-		t, ok := tables[r.Table]
-		if !ok {
-			var err error
-			if t, err = save(ns, f, r.Table); err != nil {
-				return nil, fmt.Errorf("rules: counters: %w", err)
-			}
-			tables[r.Table] = t
+		t, err := s.table(r.Table)
+		if err != nil {
+			return nil, fmt.Errorf("rules: counters: %w", err)
 		}
 		// The tag is quoted or not, as iptables-save pleases: match the
 		// word itself.
@@ -493,15 +511,11 @@ func PolicyCounters(ns *lab.Namespace, f Family, ps []Policy) ([]uint64, error) 
 		return nil, errors.New("rules: policy counters: nil namespace")
 	}
 	out := make([]uint64, len(ps))
-	tables := map[string]saved{}
+	s := saves{ns: ns, f: f}
 	for i, p := range ps {
-		t, ok := tables[p.Table]
-		if !ok {
-			var err error
-			if t, err = save(ns, f, p.Table); err != nil {
-				return nil, fmt.Errorf("rules: policy counters: %w", err)
-			}
-			tables[p.Table] = t
+		t, err := s.table(p.Table)
+		if err != nil {
+			return nil, fmt.Errorf("rules: policy counters: %w", err)
 		}
 		sp, ok := t.policies[p.Chain]
 		if !ok {
