@@ -55,6 +55,8 @@ type Lab struct {
 type cleanup struct {
 	what string
 	fn   func() error
+	// in is the namespace the thing lives in (DeferIn), nil for Defer.
+	in *Namespace
 }
 
 // New returns an empty Lab with a fresh ID. Call Close when done.
@@ -70,7 +72,20 @@ func New() *Lab {
 func (l *Lab) Defer(what string, fn func() error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.cleanups = append(l.cleanups, cleanup{what, fn})
+	l.cleanups = append(l.cleanups, cleanup{what: what, fn: fn})
+}
+
+// DeferIn is Defer for something that lives inside ns (a firewall rule, a
+// chain policy, an nft table). When this Lab owns ns, the namespace's own
+// deletion, registered before the thing existed and so run after it,
+// removes it with everything else in the namespace, and fn is skipped: no
+// program runs to undo what is about to vanish. When ns belongs to
+// another Lab (rules applied for a while in a longer-lived namespace), fn
+// runs as with Defer.
+func (l *Lab) DeferIn(ns *Namespace, what string, fn func() error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cleanups = append(l.cleanups, cleanup{what, fn, ns})
 }
 
 // Close tears the Lab down in reverse order of creation and reports every
@@ -86,8 +101,17 @@ func (l *Lab) Close() error {
 	l.cleanups = nil
 	l.mu.Unlock()
 
+	l.mu.Lock()
+	own := map[*Namespace]bool{}
+	for _, ns := range l.spaces {
+		own[ns] = true
+	}
+	l.mu.Unlock()
 	var errs []error
 	for i := len(stack) - 1; i >= 0; i-- {
+		if own[stack[i].in] {
+			continue // removed with its namespace, later in this Close
+		}
 		if err := stack[i].fn(); err != nil {
 			errs = append(errs, fmt.Errorf("teardown %s: %w", stack[i].what, err))
 		}

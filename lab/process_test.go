@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 )
@@ -88,5 +89,33 @@ func TestCounterFollowsItsNamespace(t *testing.T) {
 	}
 	if _, err := ns.Counter("TcpExt.NoSuchCounter"); err == nil {
 		t.Error("an absent counter read without error")
+	}
+}
+
+// DeferIn skips what the Lab's own namespace deletion removes anyway, and
+// runs what lives in another Lab's namespace.
+func TestDeferInSkipsWhatTheNamespaceTakes(t *testing.T) {
+	if err := Preflight(); err != nil {
+		t.Skipf("needs root: %v", err)
+	}
+	owner := New()
+	defer owner.Close()
+	ns, err := owner.AddNamespace("defer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran []string
+	other := New()
+	other.DeferIn(ns, "rule of another lab", func() error { ran = append(ran, "other"); return nil })
+	owner.DeferIn(ns, "rule of the owner", func() error { ran = append(ran, "owner"); return nil })
+	owner.Defer("plain", func() error { ran = append(ran, "plain"); return nil })
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"other", "plain"}; !slices.Equal(ran, want) {
+		t.Errorf("ran %v, want %v", ran, want)
 	}
 }

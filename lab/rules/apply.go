@@ -282,8 +282,9 @@ func (u *undo) run() error {
 // and one program run, per table. Each rule is appended (-A) with a
 // `-m comment --comment tfolab:<hash>` tag before its target; a Rule with a
 // nil Spec creates a user-defined chain (-N). The removal of each table's
-// rules and chains (one more restore, deleting in reverse order) is pushed
-// onto l's cleanup stack right after the table's rules exist.
+// rules and chains (one more restore, deleting in reverse order) is
+// registered with l right after the table's rules exist (Lab.DeferIn: when
+// l owns ns, the namespace's deletion takes them and no program runs).
 //
 // If a table's transaction is refused, nothing of it is applied, the
 // tables this call already applied are removed, and the error names the
@@ -315,7 +316,7 @@ func Apply(l *lab.Lab, ns *lab.Namespace, f Family, rules []Rule) error {
 			return nil
 		}}
 		added = append(added, u)
-		l.Defer(fmt.Sprintf("%s-restore: remove %d %s rules in %s", Program(f), len(rm.from)-2, b.table, ns.Name), u.run)
+		l.DeferIn(ns, fmt.Sprintf("%s-restore: remove %d %s rules in %s", Program(f), len(rm.from)-2, b.table, ns.Name), u.run)
 	}
 	if err == nil {
 		return nil
@@ -447,9 +448,9 @@ func ApplyRuleset(l *lab.Lab, ns *lab.Namespace, rs Ruleset) error {
 }
 
 // ApplyPolicies sets each built-in chain's policy in ns (`-P CHAIN TARGET`
-// through iptables-restore, one transaction per table) and pushes the
-// restore of the policies it replaced onto l's cleanup stack right after,
-// so Close puts them back before the rules are removed. The namespace is
+// through iptables-restore, one transaction per table) and registers the
+// restore of the policies it replaced with l right after (Lab.DeferIn), so
+// Close puts them back before the rules are removed. The namespace is
 // the lab's own: the host's policies are never touched.
 func ApplyPolicies(l *lab.Lab, ns *lab.Namespace, f Family, ps []Policy) error {
 	if ns == nil {
@@ -486,7 +487,7 @@ func ApplyPolicies(l *lab.Lab, ns *lab.Namespace, f Family, ps []Policy) error {
 			return fmt.Errorf("rules: policies with %s-restore: %w", Program(f), err)
 		}
 		u := &undo{fn: func() error { return back.restorePolicies(ns, f, ps) }}
-		l.Defer(fmt.Sprintf("%s-restore: put back the %s policies in %s", Program(f), table, ns.Name), u.run)
+		l.DeferIn(ns, fmt.Sprintf("%s-restore: put back the %s policies in %s", Program(f), table, ns.Name), u.run)
 	}
 	return nil
 }

@@ -645,7 +645,7 @@ func ApplyNFT(ctx context.Context, l *lab.Lab, ns *lab.Namespace, rs NFTRuleset)
 		return nil, err
 	}
 	for _, t := range rs.Tables {
-		l.Defer(fmt.Sprintf("nft table %s %s in %s", t.Family, t.Name, ns.Name), func() error {
+		l.DeferIn(ns, fmt.Sprintf("nft table %s %s in %s", t.Family, t.Name, ns.Name), func() error {
 			_, _, err := runNFT(context.Background(), ns, nil, "delete", "table", t.Family, t.Name)
 			return err
 		})

@@ -1,6 +1,7 @@
 // Package rules is the lab's firewall rule mechanism: a Rule is one
 // iptables/ip6tables rule (or a user-defined chain), Apply installs a list
-// of them inside one lab namespace with a teardown registered per rule,
+// of them inside one lab namespace, one iptables-restore transaction per
+// table, with their removal registered per table,
 // Counters reads how many packets each one matched, and ParseRulesFile
 // reads an iptables-save file. It knows nothing of TFO: the middlebox
 // catalogue (named behaviours) and lab/rawpeer build on it.
