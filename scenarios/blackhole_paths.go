@@ -135,7 +135,7 @@ func giveUpChecks(userTimeout time.Duration) []types.GomegaMatcher {
 func BlackholeGiveUpSynRetries() Scenario {
 	s := blackholeScenario("give-up/syn-retries-1",
 		"tcp_syn_retries 1, tcp_syn_linear_timeouts 0: the TFO socket gives up at 3 s, before a third timeout, and detects there",
-		seconds(BlackholeTimeout), middlebox.DropTFOReplies,
+		seconds(HeldPause), middlebox.DropTFOReplies,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			if ok, err := detectGivingUp(ctx, env, Dial{}); err != nil || !ok {
@@ -162,7 +162,7 @@ func BlackholeGiveUpUserTimeout(expect, dial time.Duration) Scenario {
 	}
 	s := blackholeScenario(name,
 		fmt.Sprintf("TCP_USER_TIMEOUT %v on the TFO socket: it gives up when that runs out, before a third SYN timeout, and detects there", expect),
-		seconds(BlackholeTimeout), middlebox.DropTFOReplies,
+		seconds(HeldPause), middlebox.DropTFOReplies,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			if ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial}); err != nil || !ok {
@@ -185,7 +185,7 @@ func BlackholeClientDataDropped() Scenario {
 	big := []byte(strings.Repeat("x", 3000) + "\n") // more than one MSS: some of it follows the handshake
 	s := blackholeScenario("client-data-dropped-after-handshake",
 		"the TFO handshake passes, the client's data after it is dropped: detection at its third RTO, the next connection plain",
-		seconds(BlackholeTimeout), middlebox.DropTFOClientData,
+		seconds(HeldPause), middlebox.DropTFOClientData,
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			d := Dial{Label: observation.RoleDetect, Round: 1, Payload: big, Abort: true, Timeout: 3 * lab.InitialRTO}
@@ -260,7 +260,7 @@ func BlackholeServerDataNoFIN() Scenario {
 func BlackholeCookieRequestToDeadServer() Scenario {
 	s := blackholeScenario("cookie-request-to-dead-server",
 		"no cookie yet, a cookie request to a dead server times out three times: detected as a blackhole all the same",
-		seconds(BlackholeTimeout), deadServer(),
+		seconds(HeldPause), deadServer(),
 		func(ctx context.Context, env *Env) error {
 			if _, ok, err := detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: 1, Port: DeadPort}, 1); err != nil || !ok {
 				return err
