@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -198,6 +199,8 @@ func junitSummary(path string) error {
 
 // checkLabels parses a Ginkgo label filter the way the suite will, so a
 // syntax error is one line before anything is built or run.
+var ginkgoMarkup = regexp.MustCompile(`\{\{/?[a-z-]*\}\}`)
+
 func checkLabels(args []string) error {
 	if len(args) != 1 {
 		return badInput("usage: tfolab check-labels EXPR")
@@ -211,6 +214,9 @@ func checkLabels(args []string) error {
 		if errors.As(err, &ge) {
 			msg = strings.Join(strings.Fields(ge.Message), " ")
 		}
+		// Ginkgo marks the offending spot up for its own terminal
+		// formatter ("{{red}}{{bold}}({{/}}"); a plain line has no use for it.
+		msg = ginkgoMarkup.ReplaceAllString(msg, "")
 		return badInput("LABELS=%q is not a label filter: %s", args[0], msg)
 	}
 	return nil
