@@ -114,6 +114,16 @@ type Spec struct {
 	// StopGrace is how long Stop waits after StopSignal before SIGKILLing
 	// the group; default DefaultStopGrace.
 	StopGrace time.Duration
+	// Nice, if non-zero, is the process's nice value, set as soon as it
+	// runs: a CPU-heavy phase that lab/admit let in then gets its CPU on a
+	// busy machine, finishes, and gives its slot back.
+	Nice int
+	// CPUBudget, if set, bounds the readiness wait by the process's own
+	// CPU time rather than by the clock: on a busy machine a program may
+	// wait long for a CPU, which is no fault of its own, while one that
+	// has used its budget without becoming ready is stuck. ctx still
+	// bounds the wall time.
+	CPUBudget time.Duration
 }
 
 // Process is a started process. Its methods are safe for concurrent use.
@@ -205,6 +215,12 @@ func Start(ctx context.Context, run func(func() error) error, s Spec) (*Process,
 		return nil, fmt.Errorf("proc: start %s: %w", name, err)
 	}
 	defer p.closeNS() // the threads that needed it are done with it
+	if s.Nice != 0 {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, p.pid, s.Nice); err != nil {
+			_ = p.stop(syscall.SIGKILL, 0)
+			return nil, fmt.Errorf("proc: start %s: nice %d: %w", name, s.Nice, err)
+		}
+	}
 	if s.Ready == nil {
 		return p, nil
 	}
@@ -214,7 +230,16 @@ func Start(ctx context.Context, run func(func() error) error, s Spec) (*Process,
 		rctx, cancel = context.WithTimeout(ctx, DefaultReadyTimeout)
 		defer cancel()
 	}
+	if s.CPUBudget > 0 {
+		var cancel context.CancelCauseFunc
+		rctx, cancel = context.WithCancelCause(rctx)
+		defer cancel(nil)
+		go p.watchCPU(rctx, s.CPUBudget, cancel)
+	}
 	err := s.Ready.wait(rctx, p)
+	if cause := context.Cause(rctx); errors.Is(cause, ErrCPUBudget) {
+		err = cause
+	}
 	if err == nil {
 		return p, nil
 	}
@@ -236,6 +261,37 @@ func Start(ctx context.Context, run func(func() error) error, s Spec) (*Process,
 	p.mu.Unlock()
 	return nil, se
 }
+
+// ErrCPUBudget is in Start's error (errors.Is) when the process used its
+// CPUBudget without becoming ready.
+var ErrCPUBudget = errors.New("used its CPU budget without becoming ready")
+
+// watchCPU cancels ctx with ErrCPUBudget once the process has run for
+// budget. It looks every cpuPoll, a few times per budget at least.
+func (p *Process) watchCPU(ctx context.Context, budget time.Duration, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(min(cpuPoll, budget/4))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.ended:
+			return
+		case <-t.C:
+		}
+		st, err := ReadStat(p.pid)
+		if err != nil {
+			return // gone: the readiness wait sees it end
+		}
+		if st.CPU >= budget {
+			cancel(fmt.Errorf("%w: %v of CPU", ErrCPUBudget, st.CPU))
+			return
+		}
+	}
+}
+
+// cpuPoll is how often watchCPU reads the process's CPU time.
+const cpuPoll = 100 * time.Millisecond
 
 // StartError is Start's error for a process that was started but never
 // became ready. Start has killed it and cleaned up.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,8 @@ type Stat struct {
 	PGID      int
 	Session   int
 	StartTime uint64 // clock ticks after boot; with PID it identifies a process across PID reuse
+	// CPU is the time it has run, user and system (utime + stime).
+	CPU time.Duration
 }
 
 // Zombie reports whether the process has exited and waits to be reaped.
@@ -63,6 +66,13 @@ func ParseStat(b []byte) (Stat, error) {
 	}
 	if s.StartTime, err = strconv.ParseUint(string(field(22)), 10, 64); err != nil {
 		return Stat{}, fmt.Errorf("stat of pid %d: starttime: %w", pid, err)
+	}
+	for _, n := range []int{14, 15} { // utime, stime, in clock ticks (USER_HZ, 100 on Linux)
+		ticks, err := strconv.ParseUint(string(field(n)), 10, 64)
+		if err != nil {
+			return Stat{}, fmt.Errorf("stat of pid %d: field %d: %w", pid, n, err)
+		}
+		s.CPU += time.Duration(ticks) * 10 * time.Millisecond
 	}
 	return s, nil
 }

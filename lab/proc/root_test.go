@@ -679,3 +679,54 @@ func TestTCPSocketsMatchesProcNetTCP(t *testing.T) {
 		t.Error("a listener on a port nothing listens on")
 	}
 }
+
+// CPUBudget bounds readiness by the process's CPU, not by the clock: a
+// program that sleeps (waits for a CPU, or for anything) past its budget's
+// worth of wall time is fine; one that spins through its budget is
+// stopped with ErrCPUBudget. Nice is the process's priority.
+func TestCPUBudgetAndNice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (negative nice values)")
+	}
+	p, err := Start(ctxFor(t, 5*time.Second), nil, Spec{
+		Path: "sh", Args: []string{"-c", "sleep 0.5"}, Ready: Exited(), CPUBudget: 100 * time.Millisecond, Nice: -5,
+	})
+	if err != nil {
+		t.Fatalf("a sleeper past its CPU budget's worth of wall time: %v", err)
+	}
+	_ = p.Stop()
+	start := time.Now()
+	_, err = Start(ctxFor(t, 10*time.Second), nil, Spec{
+		Path: "sh", Args: []string{"-c", "while :; do :; done"}, Ready: Exited(), CPUBudget: 300 * time.Millisecond,
+	})
+	if !errors.Is(err, ErrCPUBudget) {
+		t.Fatalf("a spinner: %v, want ErrCPUBudget", err)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("the spinner was stopped after %v, want well before its 10 s context", d)
+	}
+	p, err = Start(ctxFor(t, 5*time.Second), nil, Spec{Path: "sleep", Args: []string{"5"}, Nice: -5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	prio, err := unix.Getpriority(unix.PRIO_PROCESS, p.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// getpriority(2) returns 20 - nice.
+	if nice := 20 - prio; nice != -5 {
+		t.Errorf("nice %d, want -5", nice)
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	line := "42 (py (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 37 5 0 0 20 0 1 0 12345 0 0"
+	s, err := ParseStat([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CPU != 420*time.Millisecond || s.StartTime != 12345 || s.Comm != "py (x) y" {
+		t.Errorf("parsed %+v, want CPU 420ms (37+5 ticks), start 12345", s)
+	}
+}
