@@ -437,9 +437,6 @@ const (
 	// scapyCPUBudget is twenty times a probe's cost: one that has used it
 	// without finishing is stuck.
 	scapyCPUBudget = 10 * time.Second
-	// scapyNice lets an admitted probe (lab/admit) get its CPU ahead of a
-	// busy machine's other work, finish, and give its slot back.
-	scapyNice = -5
 	// scapyTimeout is what a timeline allows for one probe's wall time,
 	// its wait for a CPU slot included: the probe itself is bounded by
 	// scapyCPUBudget and by the timeline.
@@ -559,7 +556,6 @@ func ScapyProbeRun(ctx context.Context, site Site, node string, target netip.Add
 		Files:     map[string][]byte{"tfo_probe.py": []byte(scapyProbeScript)},
 		Ready:     proc.Exited(),
 		CPUBudget: scapyCPUBudget,
-		Nice:      scapyNice,
 	})
 	if err != nil {
 		return res, "", fmt.Errorf("scapy probe of %s: %w", target, err)

@@ -114,10 +114,6 @@ type Spec struct {
 	// StopGrace is how long Stop waits after StopSignal before SIGKILLing
 	// the group; default DefaultStopGrace.
 	StopGrace time.Duration
-	// Nice, if non-zero, is the process's nice value, set as soon as it
-	// runs: a CPU-heavy phase that lab/admit let in then gets its CPU on a
-	// busy machine, finishes, and gives its slot back.
-	Nice int
 	// CPUBudget, if set, bounds the readiness wait by the process's own
 	// CPU time rather than by the clock: on a busy machine a program may
 	// wait long for a CPU, which is no fault of its own, while one that
@@ -215,12 +211,6 @@ func Start(ctx context.Context, run func(func() error) error, s Spec) (*Process,
 		return nil, fmt.Errorf("proc: start %s: %w", name, err)
 	}
 	defer p.closeNS() // the threads that needed it are done with it
-	if s.Nice != 0 {
-		if err := unix.Setpriority(unix.PRIO_PROCESS, p.pid, s.Nice); err != nil {
-			_ = p.stop(syscall.SIGKILL, 0)
-			return nil, fmt.Errorf("proc: start %s: nice %d: %w", name, s.Nice, err)
-		}
-	}
 	if s.Ready == nil {
 		return p, nil
 	}
