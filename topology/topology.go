@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/admit"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -261,13 +260,6 @@ func Build(ctx context.Context, l *lab.Lab, spec Spec) (*Topology, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	// Admitted machine-wide, so a burst of builds queues here rather than
-	// on the RTNL lock (lab/admit).
-	slot, err := admit.Builds.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("build %s: %w", spec.Name, err)
-	}
-	defer slot.Release()
 	t := &Topology{Spec: spec, Lab: l}
 	for _, n := range spec.Nodes {
 		ns, err := l.AddNamespace(n.Name)

@@ -7,13 +7,7 @@
 // with it, a phase waits for a slot and then runs at full speed, and the
 // timer-bound specs around it keep their precision.
 //
-// Lab builds are admitted the same way, with a pool of their own: building
-// a topology is short (about 9 ms) but takes the RTNL lock many times, and
-// two dozen workers starting 16-lab firewall checks at once made hundreds
-// of builds queue on that lock beside CPU hogs until their runs' budgets
-// ran out.
-//
-// A slot is an exclusive flock(2) on one of a pool's files in a folder all
+// A slot is an exclusive flock(2) on one of NumCPU files in a folder all
 // runs share; the kernel drops it when the holder dies, so a killed run
 // never keeps a slot.
 package admit
@@ -54,33 +48,17 @@ func (s *Slot) Release() {
 	}
 }
 
-// Pool is a named set of slots.
-type Pool struct {
-	Name string
-	Size func() int
-}
-
-var (
-	// CPU admits CPU-heavy phases: one slot per CPU.
-	CPU = Pool{"cpu", runtime.NumCPU}
-	// Builds admits lab topology builds: two per CPU.
-	Builds = Pool{"build", func() int { return 2 * runtime.NumCPU() }}
-)
-
-// Acquire waits for a free CPU slot, or for ctx.
-func Acquire(ctx context.Context) (*Slot, error) { return CPU.Acquire(ctx) }
-
-// Acquire waits for a free slot of the pool, or for ctx.
-func (p Pool) Acquire(ctx context.Context) (*Slot, error) {
+// Acquire waits for a free slot, or for ctx.
+func Acquire(ctx context.Context) (*Slot, error) {
 	dir := Dir()
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("admit: %w", err)
 	}
 	start := time.Now()
-	n := p.Size()
+	n := runtime.NumCPU()
 	for {
 		for i := range n {
-			f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("%s-%d", p.Name, i)), os.O_CREATE|os.O_RDWR, 0o666)
+			f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("slot-%d", i)), os.O_CREATE|os.O_RDWR, 0o666)
 			if err != nil {
 				return nil, fmt.Errorf("admit: %w", err)
 			}
@@ -95,7 +73,7 @@ func (p Pool) Acquire(ctx context.Context) (*Slot, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("admit: no %s slot free after %v: %w", p.Name, time.Since(start).Round(time.Millisecond), ctx.Err())
+			return nil, fmt.Errorf("admit: no CPU slot free after %v: %w", time.Since(start).Round(time.Millisecond), ctx.Err())
 		case <-time.After(retry):
 		}
 	}

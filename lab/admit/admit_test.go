@@ -41,33 +41,3 @@ func TestSlotsBoundedByCPUs(t *testing.T) {
 		h.Release()
 	}
 }
-
-// Pools are separate: builds are admitted while every CPU slot is held.
-func TestPoolsAreSeparate(t *testing.T) {
-	t.Setenv("TFOLAB_ADMIT_DIR", t.TempDir())
-	var held []*Slot
-	for range runtime.NumCPU() {
-		s, err := CPU.Acquire(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, s)
-	}
-	defer func() {
-		for _, s := range held {
-			s.Release()
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	for range Builds.Size() {
-		s, err := Builds.Acquire(ctx)
-		if err != nil {
-			t.Fatalf("a build slot while the CPU slots are held: %v", err)
-		}
-		defer s.Release()
-	}
-	if _, err := Builds.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("one build slot more than the pool: %v", err)
-	}
-}
