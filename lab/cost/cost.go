@@ -50,11 +50,6 @@ func (u Usage) Sub(v Usage) Usage {
 	return d
 }
 
-// String is "1.23 s (0.80 user, 0.43 sys)".
-func (u Usage) String() string {
-	return fmt.Sprintf("%.2f s (%.2f user, %.2f sys)", u.Total().Seconds(), u.User.Seconds(), u.Sys.Seconds())
-}
-
 func fromRusage(ru *syscall.Rusage) Usage {
 	if ru == nil {
 		return Usage{}
@@ -233,24 +228,6 @@ func Since(a, b Sample, wall time.Duration) Spend {
 	return s
 }
 
-// String is one line: "cpu 1.23 s in 2.00 s: go 0.50 s, tshark 0.60 s, ...".
-func (s Spend) String() string {
-	var b strings.Builder
-	if s.Shared {
-		fmt.Fprintf(&b, "programs' cpu %.2f s in %.2f s", s.Programs.Total().Total().Seconds(), s.Wall.Seconds())
-	} else {
-		fmt.Fprintf(&b, "cpu %.2f s in %.2f s: go %.2f s", s.Total().Seconds(), s.Wall.Seconds(), s.Go.Total().Seconds())
-	}
-	for _, n := range s.Programs.Names() {
-		u := s.Programs[n]
-		fmt.Fprintf(&b, ", %s %.2f s", n, u.Total().Seconds())
-		if u.Runs > 1 {
-			fmt.Fprintf(&b, " (%d runs)", u.Runs)
-		}
-	}
-	return b.String()
-}
-
 // MachineCPU is the CPU time every CPU of the machine has been busy since
 // boot (/proc/stat: user, nice, system, irq, softirq, steal), the kernel's
 // work for no process included. Differences of two readings bound what a
@@ -298,8 +275,6 @@ type Breakdown struct {
 	Labels map[string]Usage
 	// LabelItems counts the items under each label.
 	LabelItems map[string]int
-	// Wall sums the items' wall times (parallel items overlap).
-	Wall time.Duration
 }
 
 // Total is the Go processes' CPU and their programs'.
@@ -311,7 +286,6 @@ func Summarize(items []Item) Breakdown {
 	for _, it := range items {
 		b.Items++
 		b.Go = b.Go.Add(it.Spend.Go)
-		b.Wall += it.Spend.Wall
 		total := it.Spend.Go
 		for n, u := range it.Spend.Programs {
 			b.Programs[n] = b.Programs[n].Add(u)
