@@ -1,28 +1,25 @@
 package assertions
 
 // Matchers for server pools behind ECMP: which server each connection
-// landed on (observation.Conn.Served), which key made the cookie it
-// carried, and what the kernel does with it. The expectations derive every
-// connection's outcome from what that connection observed (its landing,
-// its cookie, the keys the plan says the landing server held), never from
-// fixed counts that a different 5-tuple hash would break.
+// landed on (observation.Conn.Served), what the server it landed on did
+// with it, how the pool shares the connections, and the counters. The
+// expectations derive every connection's outcome from what that
+// connection observed (its landing, its cookie, the keys the schedule
+// says the landing server held: the pool model, poolmodel.go), never from
+// fixed counts that a different 5-tuple hash would break. The matchers on
+// the cookies themselves are in poolcookies.go, the probe's in probe.go.
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
-	"math/bits"
-	"net/netip"
+	"maps"
 	"runtime"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
-	"github.com/tfolab/tfolab/lab/probe"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/lab/tfocookie"
 	"github.com/tfolab/tfolab/observation"
 )
 
@@ -30,382 +27,6 @@ import (
 // passive TFO child, i.e. the socket was created from a SYN the server
 // fast-opened. Seen as 0x80 in tcpi_options on 6.18 (0xa7 with SYN_DATA).
 const TCPIOptTFOChild = 0x80
-
-// TFO server bits of net.ipv4.tcp_fastopen (ip-sysctl.rst).
-const (
-	tfoServerEnable   = 0x2
-	tfoServerNoCookie = 0x200
-	tfoClientNoCookie = 0x4
-)
-
-// TFOCookie is the cookie a Linux server with key (16 raw bytes, as in
-// tfo.Key.Primary) hands a client at address client for its address server:
-// __tcp_fastopen_cookie_gen_cipher() computes SipHash-2-4 keyed with the
-// key read as two little-endian 64-bit words over saddr‖daddr as they sit
-// in the IP header (8 bytes for IPv4, 32 for IPv6), and stores the hash
-// little-endian (cpu_to_le64) as an 8-byte cookie. Ports play no part: a
-// client gets the same cookie from every server that holds the same key,
-// whatever connection it makes.
-func TFOCookie(key [16]byte, client, server netip.Addr) []byte {
-	client, server = client.Unmap(), server.Unmap()
-	msg := append(client.AsSlice(), server.AsSlice()...)
-	h := sipHash24(binary.LittleEndian.Uint64(key[0:]), binary.LittleEndian.Uint64(key[8:]), msg)
-	return binary.LittleEndian.AppendUint64(nil, h)
-}
-
-// sipHash24 is SipHash-2-4 (Aumasson and Bernstein), as lib/siphash.c has it.
-func sipHash24(k0, k1 uint64, msg []byte) uint64 {
-	v0, v1 := k0^0x736f6d6570736575, k1^0x646f72616e646f6d
-	v2, v3 := k0^0x6c7967656e657261, k1^0x7465646279746573
-	round := func() {
-		v0 += v1
-		v1 = bits.RotateLeft64(v1, 13) ^ v0
-		v0 = bits.RotateLeft64(v0, 32)
-		v2 += v3
-		v3 = bits.RotateLeft64(v3, 16) ^ v2
-		v0 += v3
-		v3 = bits.RotateLeft64(v3, 21) ^ v0
-		v2 += v1
-		v1 = bits.RotateLeft64(v1, 17) ^ v2
-		v2 = bits.RotateLeft64(v2, 32)
-	}
-	compress := func(m uint64) {
-		v3 ^= m
-		round()
-		round()
-		v0 ^= m
-	}
-	n := len(msg)
-	for ; len(msg) >= 8; msg = msg[8:] {
-		compress(binary.LittleEndian.Uint64(msg))
-	}
-	var last [8]byte
-	copy(last[:], msg)
-	last[7] = byte(n)
-	compress(binary.LittleEndian.Uint64(last[:]))
-	v2 ^= 0xff
-	for range 4 {
-		round()
-	}
-	return v0 ^ v1 ^ v2 ^ v3
-}
-
-// KeyPlan is which TFO keys each server of a pool holds over a timeline:
-// named keys, each server's key list at the start ("A", or "B,A" for
-// primary B and backup A), and changes at named marks of the timeline. The
-// scenario applies the plan (sysctls, listener keys, writes at its marks)
-// and the expectations judge by the same plan, so the two cannot drift;
-// a deployment mistake (one server left with its own key) changes what is
-// applied, not the plan, and the expectations catch it.
-type KeyPlan struct {
-	// Keys are the named keys; only their Primary is used.
-	Keys map[string]tfo.Key
-	// Start is each server's key list at the start, by names.
-	Start map[string]string
-	// Changes happen in order; each is in force from its mark on.
-	Changes []KeyChange
-}
-
-// KeyChange sets the key lists of some servers at the mark called Mark;
-// the others keep theirs.
-type KeyChange struct {
-	Mark string
-	Set  map[string]string
-}
-
-// Validate checks that every key list names known keys, one or two of them.
-func (p KeyPlan) Validate() error {
-	check := func(where, node, list string) error {
-		if _, err := p.Key(list); err != nil {
-			return fmt.Errorf("key plan: %s: %s: %w", where, node, err)
-		}
-		return nil
-	}
-	for n, l := range p.Start {
-		if err := check("start", n, l); err != nil {
-			return err
-		}
-	}
-	for _, c := range p.Changes {
-		if c.Mark == "" {
-			return fmt.Errorf("key plan: a change without a mark")
-		}
-		for n, l := range c.Set {
-			if err := check(c.Mark, n, l); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// Key is the tfo.Key (primary and optional backup) a key list stands for.
-func (p KeyPlan) Key(list string) (tfo.Key, error) {
-	names := strings.Split(list, ",")
-	if len(names) < 1 || len(names) > 2 {
-		return tfo.Key{}, fmt.Errorf("key list %q: want \"primary\" or \"primary,backup\"", list)
-	}
-	var out tfo.Key
-	for i, n := range names {
-		k, ok := p.Keys[strings.TrimSpace(n)]
-		if !ok {
-			return tfo.Key{}, fmt.Errorf("key list %q: no key %q", list, n)
-		}
-		if i == 0 {
-			out.Primary = k.Primary
-		} else {
-			b := k.Primary
-			out.Backup = &b
-		}
-	}
-	return out, nil
-}
-
-// Sysctl is the net.ipv4.tcp_fastopen_key value for a key list.
-func (p KeyPlan) Sysctl(list string) (string, error) {
-	k, err := p.Key(list)
-	if err != nil {
-		return "", err
-	}
-	return k.String(), nil
-}
-
-// listsAt returns each server's key list in force at t: the start, then
-// every change whose mark is at or before t.
-func (p KeyPlan) listsAt(o *observation.Observation, t time.Time) map[string]string {
-	out := map[string]string{}
-	for n, l := range p.Start {
-		out[n] = l
-	}
-	for _, c := range p.Changes {
-		m, ok := o.MarkOf(c.Mark, 0)
-		if !ok || m.At.After(t) {
-			break
-		}
-		for n, l := range c.Set {
-			out[n] = l
-		}
-	}
-	return out
-}
-
-// keyNamed names the plan key that made cookie for (client, server), "" if none.
-func (p KeyPlan) keyNamed(cookie []byte, client, server netip.Addr) string {
-	names := poolSorted(p.Keys)
-	for _, n := range names {
-		if bytes.Equal(TFOCookie(p.Keys[n].Primary, client, server), cookie) {
-			return n
-		}
-	}
-	return ""
-}
-
-// Outcome is what the kernel does with one connection's SYN on the server
-// it lands on, as the pool model predicts it.
-type Outcome int
-
-const (
-	// OutcomeNone: no TFO at all (plain SYN, server TFO off, or data
-	// without a cookie at a server that wants one): a plain SYN-ACK.
-	OutcomeNone Outcome = iota
-	// OutcomeCookieIssued: a cookie request; the SYN-ACK carries the
-	// server's cookie (CookieReqd +1).
-	OutcomeCookieIssued
-	// OutcomeRequestUnanswered: a cookie request the server counts but does
-	// not answer (TFO off: CookieReqd +1 only).
-	OutcomeRequestUnanswered
-	// OutcomeAcceptedPrimary: the cookie was made with the server's primary
-	// key: the data is accepted in the SYN, the SYN-ACK has no cookie.
-	OutcomeAcceptedPrimary
-	// OutcomeAcceptedBackup: made with its backup key: accepted, and the
-	// SYN-ACK carries the primary key's cookie (PassiveAltKey +1).
-	OutcomeAcceptedBackup
-	// OutcomeRefused: made with neither key: PassiveFail +1, the SYN-ACK
-	// acks only the SYN and carries the server's cookie; the client's data
-	// follows the handshake.
-	OutcomeRefused
-	// OutcomeNoCookieMode: the server accepts without a cookie (0x200):
-	// a child for any SYN with data or a TFO option, no cookie back.
-	OutcomeNoCookieMode
-)
-
-func (x Outcome) String() string {
-	return [...]string{"no TFO", "cookie issued", "request counted, unanswered", "accepted (primary key)",
-		"accepted (backup key), new cookie", "refused, new cookie", "accepted without cookie (0x200)"}[x]
-}
-
-// accepts reports whether the server creates a TFO child.
-func (x Outcome) accepts() bool {
-	return x == OutcomeAcceptedPrimary || x == OutcomeAcceptedBackup || x == OutcomeNoCookieMode
-}
-
-// issues reports whether the SYN-ACK carries a cookie.
-func (x Outcome) issues() bool {
-	return x == OutcomeCookieIssued || x == OutcomeAcceptedBackup || x == OutcomeRefused
-}
-
-// PoolConn is one connection as the pool model sees it.
-type PoolConn struct {
-	Index  int
-	Client string // the client's node
-	Served string // the server node it landed on
-	// SYN is the client's first SYN as the server saw it (the client's
-	// capture when no server saw it).
-	SYN *capture.Packet
-	// SynAck is the server's first SYN-ACK to it, as sent.
-	SynAck *capture.Packet
-	// CookieKey names the plan key that made the SYN's cookie ("" if none
-	// did, or no cookie); List is the landing server's key list then.
-	CookieKey string
-	List      string
-	Predicted Outcome
-	// Why is set when the model cannot predict (no capture, no key plan).
-	Why string
-}
-
-// syndata reports whether the SYN carried payload.
-func (pc PoolConn) syndata() bool { return pc.SYN != nil && pc.SYN.Length > 0 }
-
-// PoolModel predicts every connection's outcome from its landing, its SYN
-// and the plan (nil when no key is involved: no-cookie modes, TFO off).
-// Each server's TFO mode comes from its recorded net.ipv4.tcp_fastopen.
-func PoolModel(o *observation.Observation, plan *KeyPlan) []PoolConn {
-	out := make([]PoolConn, 0, len(o.Conns))
-	for i, c := range o.Conns {
-		pc := PoolConn{Index: i, Client: c.Node, Served: c.Served}
-		side := AtServer
-		if c.Served == "" {
-			side, pc.Why = AtClient, "no server's capture saw its SYN"
-		}
-		for _, p := range o.ConnPackets(i, side) {
-			switch {
-			case pc.SYN == nil && p.IsSYN() && p.Src == c.Local:
-				pc.SYN = &p
-			case pc.SynAck == nil && p.IsSYNACK() && p.Dst == c.Local:
-				pc.SynAck = &p
-			}
-		}
-		if pc.SYN == nil && pc.Why == "" {
-			pc.Why = "no SYN captured"
-		}
-		if pc.Why != "" {
-			out = append(out, pc)
-			continue
-		}
-		mode, err := nodeTFOMode(o, c.Served)
-		if err != nil {
-			pc.Why = err.Error()
-			out = append(out, pc)
-			continue
-		}
-		fo := pc.SYN.FastOpen
-		switch {
-		case mode&tfoServerEnable == 0:
-			pc.Predicted = OutcomeNone
-			if fo != nil && fo.IsRequest() {
-				pc.Predicted = OutcomeRequestUnanswered
-			}
-		case mode&tfoServerNoCookie != 0:
-			// tcp_try_fastopen: goto fastopen for any SYN with data or an
-			// option, before any cookie is looked at.
-			pc.Predicted = OutcomeNone
-			if fo != nil || pc.syndata() {
-				pc.Predicted = OutcomeNoCookieMode
-			}
-		case fo == nil:
-			pc.Predicted = OutcomeNone
-		case fo.IsRequest():
-			pc.Predicted = OutcomeCookieIssued
-		case plan == nil:
-			pc.Why = "a cookie, but the scenario has no key plan"
-		default:
-			lists := plan.listsAt(o, c.Start)
-			list, ok := lists[c.Served]
-			if !ok {
-				pc.Why = fmt.Sprintf("the key plan has no keys for %s", c.Served)
-				break
-			}
-			pc.List = list
-			pc.CookieKey = plan.keyNamed(fo.Cookie, c.Local.Addr(), c.Remote.Addr())
-			names := strings.Split(list, ",")
-			switch {
-			case pc.CookieKey != "" && pc.CookieKey == names[0]:
-				pc.Predicted = OutcomeAcceptedPrimary
-			case pc.CookieKey != "" && len(names) == 2 && pc.CookieKey == names[1]:
-				pc.Predicted = OutcomeAcceptedBackup
-			default:
-				pc.Predicted = OutcomeRefused
-			}
-		}
-		out = append(out, pc)
-	}
-	return out
-}
-
-// nodeTFOMode is node's net.ipv4.tcp_fastopen as the observation recorded it.
-func nodeTFOMode(o *observation.Observation, node string) (int, error) {
-	n, ok := o.Nodes[node]
-	if !ok {
-		return 0, fmt.Errorf("no record of node %q", node)
-	}
-	v, ok := n.Sysctls["net.ipv4.tcp_fastopen"]
-	if !ok {
-		return 0, fmt.Errorf("node %s: net.ipv4.tcp_fastopen not recorded", node)
-	}
-	mode, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil {
-		return 0, fmt.Errorf("node %s: net.ipv4.tcp_fastopen %q: %w", node, v, err)
-	}
-	return mode, nil
-}
-
-// poolTable renders the model's view, one line per connection, with the
-// offending one marked.
-func poolTable(o *observation.Observation, model []PoolConn, mark int) string {
-	var b strings.Builder
-	b.WriteString("   conn  client   served    SYN                       keys    predicted                            got\n")
-	for _, pc := range model {
-		c := o.Conns[pc.Index]
-		prefix := "   "
-		if pc.Index == mark {
-			prefix = ">> "
-		}
-		syn := "(none)"
-		if pc.SYN != nil {
-			syn = describeTFO(pc.SYN.FastOpen)
-			if pc.CookieKey != "" {
-				syn += " (" + pc.CookieKey + ")"
-			}
-			syn += fmt.Sprintf(" +%dB", pc.SYN.Length)
-		}
-		pred := pc.Predicted.String()
-		if pc.Why != "" {
-			pred = "? " + pc.Why
-		}
-		got := "data not acked"
-		if c.SynData {
-			got = "syn data acked"
-		}
-		if pc.SynAck != nil && pc.SynAck.FastOpen != nil {
-			got += ", " + describeTFO(pc.SynAck.FastOpen)
-		}
-		if c.Failed() {
-			got += ", error: " + c.Error
-		}
-		fmt.Fprintf(&b, "%s%-5d %-8s %-9s %-25s %-7s %-36s %s\n", prefix, pc.Index, c.Node, pc.Served, syn, pc.List, pred, got)
-	}
-	return b.String()
-}
-
-func describeTFO(fo *capture.FastOpenOption) string {
-	switch {
-	case fo == nil:
-		return "no TFO option"
-	case fo.IsRequest():
-		return "cookie request"
-	}
-	return fmt.Sprintf("cookie %x", fo.Cookie)
-}
 
 // acceptedOn finds the record the server node kept of connection c: the
 // first one from c's address accepted at or after c started.
@@ -549,7 +170,7 @@ type ServerShare struct{ Landed, Accepted int }
 // String renders the share as "9/30 accepted (30%); server1 3/11, ...".
 func (s Share) String() string {
 	var parts []string
-	for _, n := range poolSorted(s.Servers) {
+	for _, n := range slices.Sorted(maps.Keys(s.Servers)) {
 		parts = append(parts, fmt.Sprintf("%s %d/%d", n, s.Servers[n].Accepted, s.Servers[n].Landed))
 	}
 	pct := 0.0
@@ -594,19 +215,19 @@ func CarriedCookie(o *observation.Observation) func(i int) bool {
 }
 
 // PoolOutcomes expects every connection to fare as the pool model
-// predicts from its landing, its cookie and the plan's keys on that server
-// then: accepted in the SYN (SYN-ACK acks ISN+1+len, SYN_DATA on both
-// ends, TFO_CHILD on the server) exactly when the cookie was made with
+// predicts from its landing, its cookie and the keys the schedule gives
+// that server then: accepted in the SYN (SYN-ACK acks ISN+1+len, SYN_DATA
+// on both ends, TFO_CHILD on the server) exactly when the cookie was made with
 // the server's primary or backup key, the SYN-ACK carrying a cookie
 // exactly when the model says the server issues one; a refused connection
 // still gets its response, its data after the handshake (client_fail =
 // data not acked).
-func PoolOutcomes(plan *KeyPlan) obsMatcher {
+func PoolOutcomes(keys *tfocookie.Schedule) obsMatcher {
 	return obsMatcher{
 		name: "pool outcomes",
 		desc: "every connection fares as its landing server's keys predict: accepted iff its cookie was made with that server's primary or backup key, a new cookie iff refused or made with the backup key",
 		check: func(o *observation.Observation) (bool, string) {
-			model := PoolModel(o, plan)
+			model := PoolModel(o, keys)
 			if len(model) == 0 {
 				return false, "the workload made no connection"
 			}
@@ -664,61 +285,17 @@ func outcomeMismatch(o *observation.Observation, pc PoolConn) string {
 	return ""
 }
 
-// CookiesIssued expects every cookie a pool server's SYN-ACK carried to be
-// the one the plan's primary key on that server (at that moment) makes for
-// the client and the service address: SipHash-2-4 of the addresses
-// (TFOCookie). A server left with a key of its own fails it.
-func CookiesIssued(plan KeyPlan) obsMatcher {
-	return obsMatcher{
-		name: "cookies issued",
-		desc: "every cookie a server issued is SipHash-2-4(its planned primary key, client address, service address)",
-		check: func(o *observation.Observation) (bool, string) {
-			n := 0
-			for _, key := range o.LinkNames() {
-				l := o.Links[key]
-				if _, planned := plan.Start[l.Node]; !planned {
-					continue
-				}
-				for k, p := range l.Packets {
-					if !p.IsSYNACK() || p.FastOpen == nil || p.FastOpen.IsRequest() {
-						continue
-					}
-					n++
-					list := plan.listsAt(o, p.Time)[l.Node]
-					k0, err := plan.Key(list)
-					if err != nil {
-						return false, err.Error()
-					}
-					want := TFOCookie(k0.Primary, p.Dst.Addr(), p.Src.Addr())
-					if !bytes.Equal(p.FastOpen.Cookie, want) {
-						by := plan.keyNamed(p.FastOpen.Cookie, p.Dst.Addr(), p.Src.Addr())
-						if by == "" {
-							by = "no key of the plan"
-						}
-						return false, fmt.Sprintf("%s sent cookie %x (made with %s), want %x (its primary key %s of %q)\n%s",
-							l.Node, p.FastOpen.Cookie, by, want, strings.Split(list, ",")[0], list, listPackets(l.Packets, k, key))
-					}
-				}
-			}
-			if n == 0 {
-				return false, "no server issued a cookie"
-			}
-			return true, ""
-		},
-	}
-}
-
 // PoolCounters expects every pool server's TFO counters, and every client's,
 // to have moved exactly as the model's per-connection outcomes add up:
 // CookieReqd per request, Passive per child, PassiveFail per refusal,
 // PassiveAltKey per backup-key acceptance; client Active per SYN whose data
 // was accepted and ActiveFail per SYN whose data was not.
-func PoolCounters(plan *KeyPlan) obsMatcher {
+func PoolCounters(keys *tfocookie.Schedule) obsMatcher {
 	return obsMatcher{
 		name: "pool counters",
 		desc: "each server's CookieReqd, Passive, PassiveFail, PassiveAltKey and each client's Active, ActiveFail add up the predicted outcomes of the connections it saw",
 		check: func(o *observation.Observation) (bool, string) {
-			model := PoolModel(o, plan)
+			model := PoolModel(o, keys)
 			want := map[string]map[string]int64{}
 			add := func(node, name string, d int64) {
 				if want[node] == nil {
@@ -765,9 +342,9 @@ func PoolCounters(plan *KeyPlan) obsMatcher {
 				want[n] = w
 			}
 			var bad []string
-			for _, node := range poolSorted(want) {
+			for _, node := range slices.Sorted(maps.Keys(want)) {
 				got := o.Counters(node)
-				for _, name := range poolSorted(want[node]) {
+				for _, name := range slices.Sorted(maps.Keys(want[node])) {
 					v, ok := got.Get(name)
 					if !ok || v != want[node][name] {
 						bad = append(bad, fmt.Sprintf("  %s %s: got %+d, want %+d", node, name, v, want[node][name]))
@@ -801,73 +378,6 @@ func PoolCounterTotal(nodes []string, name string, want int64) obsMatcher {
 			}
 			if total != want {
 				return false, fmt.Sprintf("got %+d (%s)\n%s", total, strings.Join(parts, ", "), o.CounterSummary())
-			}
-			return true, ""
-		},
-	}
-}
-
-// CookieCachePerDestination expects each client to behave as one cookie
-// per destination (tcp_metrics): a connection asks for a cookie while none
-// is cached, otherwise its SYN carries exactly the cookie of the latest
-// SYN-ACK (from any server of the pool) that carried one, which replaces
-// the cached one; after the timeline the client's tcp_metrics holds that
-// last cookie for the service address. Clients in no-cookie mode (0x4) are
-// skipped.
-func CookieCachePerDestination() obsMatcher {
-	return obsMatcher{
-		name: "client cookie cache",
-		desc: "each client's SYN carries the cookie of the latest SYN-ACK that carried one (a request before any), one cookie per destination, and tcp_metrics keeps the last",
-		check: func(o *observation.Observation) (bool, string) {
-			byClient := map[string][]int{}
-			for i, c := range o.Conns {
-				byClient[c.Node] = append(byClient[c.Node], i)
-			}
-			for _, node := range poolSorted(byClient) {
-				if mode, err := nodeTFOMode(o, node); err == nil && mode&tfoClientNoCookie != 0 {
-					continue
-				}
-				idx := byClient[node]
-				sort.SliceStable(idx, func(a, b int) bool { return o.Conns[idx[a]].Start.Before(o.Conns[idx[b]].Start) })
-				var cached []byte
-				for _, i := range idx {
-					pkts := o.ConnPackets(i, AtClient)
-					var syn, synack *capture.Packet
-					for k := range pkts {
-						p := &pkts[k]
-						if syn == nil && p.IsSYN() && p.Src == o.Conns[i].Local {
-							syn = p
-						}
-						if synack == nil && p.IsSYNACK() && p.Dst == o.Conns[i].Local {
-							synack = p
-						}
-					}
-					if syn == nil {
-						return false, fmt.Sprintf("connection %d: no SYN on the client side", i)
-					}
-					fo := syn.FastOpen
-					switch {
-					case cached == nil && (fo == nil || !fo.IsRequest()):
-						return false, fmt.Sprintf("connection %d (%s): no cookie cached, yet its SYN has %s\n%s", i, node, describeTFO(fo), listPackets(pkts, -1, o.Conns[i].ClientLink))
-					case cached != nil && (fo == nil || !bytes.Equal(fo.Cookie, cached)):
-						return false, fmt.Sprintf("connection %d (%s): cached cookie %x, yet its SYN has %s\n%s", i, node, cached, describeTFO(fo), listPackets(pkts, -1, o.Conns[i].ClientLink))
-					}
-					if synack != nil && synack.FastOpen != nil && !synack.FastOpen.IsRequest() {
-						cached = synack.FastOpen.Cookie
-					}
-				}
-				if cached != nil && len(o.Services) > 0 {
-					svc := o.Services[0].Addr.Addr()
-					var got []byte
-					for _, e := range o.Metrics(node) {
-						if e.Dst == svc {
-							got = e.FastOpenCookie
-						}
-					}
-					if !bytes.Equal(got, cached) {
-						return false, fmt.Sprintf("%s's tcp_metrics holds cookie %x for %s, want the last one issued, %x\n%s", node, got, svc, cached, o.MetricsSummary())
-					}
-				}
 			}
 			return true, ""
 		},
@@ -939,7 +449,7 @@ func ListenOverflow(label string, queue int) obsMatcher {
 			// SYN is either taken or counted as an overflow, exactly.
 			race := runtime.NumCPU() - 1
 			var bad []string
-			for _, n := range poolSorted(landed) {
+			for _, n := range slices.Sorted(maps.Keys(landed)) {
 				lo, hi := min(landed[n], queue), min(landed[n], queue+race)
 				wantOver := int64(landed[n] - accepted[n])
 				got, _ := o.Counters(n).Get(lab.TCPFastOpenListenOverflow)
@@ -949,222 +459,6 @@ func ListenOverflow(label string, queue int) obsMatcher {
 			}
 			if len(bad) > 0 {
 				return false, fmt.Sprintf("TFO queue %d:\n%s\n%s", queue, strings.Join(bad, "\n"), o.CounterSummary())
-			}
-			return true, ""
-		},
-	}
-}
-
-// ProbeCause is what the captures on both ends say about a probe's answer.
-type ProbeCause string
-
-// The causes Diagnose tells apart.
-const (
-	CauseOffered        ProbeCause = "the server offered a cookie and it reached the client"
-	CauseServerOff      ProbeCause = "the SYN reached the server with its cookie request and the server answered without a TFO option: TFO is off on the server (or on that listener)"
-	CauseStrippedOnWay  ProbeCause = "the SYN left the client with its cookie request and reached the server without it: a middlebox on the path stripped the option"
-	CauseStrippedBack   ProbeCause = "the server's SYN-ACK left with a cookie and reached the client without it: a middlebox on the way back stripped the option"
-	CauseRefused        ProbeCause = "the server refused the connection (RST)"
-	CauseNoAnswer       ProbeCause = "no answer reached the client"
-	CauseNoServerCopy   ProbeCause = "no server's capture saw the probe's SYN"
-	CauseUnknownAtProbe ProbeCause = "the probe's own answer disagrees with the captures"
-)
-
-// Diagnose tells why probe i of the observation answered as it did, from
-// the captures on the client's side and on the server that got the SYN,
-// and names that server ("" if none saw it).
-func Diagnose(o *observation.Observation, i int) (ProbeCause, string) {
-	if i < 0 || i >= len(o.Probes) {
-		return CauseNoAnswer, ""
-	}
-	r := o.Probes[i]
-	client, server := probeSeen(o, r)
-	switch {
-	case r.RST:
-		return CauseRefused, server.node
-	case !r.Answered:
-		return CauseNoAnswer, server.node
-	case r.SupportsTFO:
-		return CauseOffered, server.node
-	case server.syn == nil:
-		return CauseNoServerCopy, ""
-	case client.syn.FastOpen != nil && server.syn.FastOpen == nil:
-		return CauseStrippedOnWay, server.node
-	case server.synack != nil && server.synack.FastOpen != nil && !server.synack.FastOpen.IsRequest() &&
-		(client.synack == nil || client.synack.FastOpen == nil):
-		return CauseStrippedBack, server.node
-	case server.syn.FastOpen != nil && server.synack != nil && server.synack.FastOpen == nil:
-		return CauseServerOff, server.node
-	}
-	return CauseUnknownAtProbe, server.node
-}
-
-// probeView is one capture's view of a probe: its packets, its SYN and the
-// SYN-ACK to it.
-type probeView struct {
-	node, link  string
-	syn, synack *capture.Packet
-	packets     []capture.Packet
-}
-
-// probeSeen finds the probe on the captures: the client's side is the one
-// that saw its SYN first (the SYN leaves there), the server's the one that
-// saw it last; with a single capture, the server's view is empty.
-func probeSeen(o *observation.Observation, r probe.Result) (client, server probeView) {
-	var views []probeView
-	for _, key := range o.LinkNames() {
-		l := o.Links[key]
-		v := probeView{node: l.Node, link: key}
-		for _, p := range l.Packets {
-			if (p.Src == r.Source && p.Dst == r.Target) || (p.Src == r.Target && p.Dst == r.Source) {
-				v.packets = append(v.packets, p)
-			}
-		}
-		for k := range v.packets {
-			p := &v.packets[k]
-			if v.syn == nil && p.IsSYN() && p.Src == r.Source {
-				v.syn = p
-			}
-			if v.syn != nil && v.synack == nil && p.IsSYNACK() && p.Src == r.Target {
-				v.synack = p
-			}
-		}
-		if v.syn != nil {
-			views = append(views, v)
-		}
-	}
-	if len(views) == 0 {
-		return probeView{}, probeView{}
-	}
-	sort.SliceStable(views, func(a, b int) bool { return views[a].syn.Time.Before(views[b].syn.Time) })
-	client = views[0]
-	if len(views) > 1 {
-		server = views[len(views)-1]
-	}
-	return client, server
-}
-
-// ProbeSaid expects probe i to have said the server supports TFO (want) or
-// not, and its captures to give cause as the reason.
-func ProbeSaid(i int, want bool, cause ProbeCause) obsMatcher {
-	verdict := "no"
-	if want {
-		verdict = "yes"
-	}
-	return obsMatcher{
-		name: fmt.Sprintf("probe %d", i),
-		desc: fmt.Sprintf("probe %d says %s: %s", i, verdict, cause),
-		check: func(o *observation.Observation) (bool, string) {
-			if i >= len(o.Probes) {
-				return false, fmt.Sprintf("the timeline made %d probes", len(o.Probes))
-			}
-			r := o.Probes[i]
-			got, server := Diagnose(o, i)
-			if r.SupportsTFO != want || got != cause {
-				return false, fmt.Sprintf("probe: %s\ncaptures (server %q): %s\n%s", r, server, got, o.PacketSummary())
-			}
-			return true, ""
-		},
-	}
-}
-
-// ProbeCookie expects probe i's cookie to be the one key makes for the
-// probe's addresses: the cookie every server holding key hands out.
-func ProbeCookie(i int, key tfo.Key) obsMatcher {
-	return obsMatcher{
-		name: fmt.Sprintf("probe %d cookie", i),
-		desc: fmt.Sprintf("probe %d's cookie is SipHash-2-4(the pool's key, client, service)", i),
-		check: func(o *observation.Observation) (bool, string) {
-			if i >= len(o.Probes) {
-				return false, fmt.Sprintf("the timeline made %d probes", len(o.Probes))
-			}
-			r := o.Probes[i]
-			want := TFOCookie(key.Primary, r.Source.Addr(), r.Target.Addr())
-			if !bytes.Equal(r.Cookie, want) {
-				return false, fmt.Sprintf("probe: %s; want cookie %x", r, want)
-			}
-			return true, ""
-		},
-	}
-}
-
-// ProbeReset expects the server that got probe i's SYN to have seen an RST
-// for it after its SYN-ACK (the client kernel's or the probe's own): the
-// half-open connection is gone on both ends.
-func ProbeReset(i int) obsMatcher {
-	return obsMatcher{
-		name: fmt.Sprintf("probe %d reset", i),
-		desc: fmt.Sprintf("the server that answered probe %d saw an RST for it: no half-open connection is left", i),
-		check: func(o *observation.Observation) (bool, string) {
-			if i >= len(o.Probes) {
-				return false, fmt.Sprintf("the timeline made %d probes", len(o.Probes))
-			}
-			r := o.Probes[i]
-			_, server := probeSeen(o, r)
-			if server.synack == nil {
-				return false, fmt.Sprintf("no server capture saw a SYN-ACK to the probe (%s)", r)
-			}
-			for _, p := range server.packets {
-				if p.IsRST() && p.Src == r.Source && !p.Time.Before(server.synack.Time) {
-					return true, ""
-				}
-			}
-			return false, fmt.Sprintf("no RST from %s reached %s after its SYN-ACK\n%s", r.Source, server.node, listPackets(server.packets, -1, server.link))
-		},
-	}
-}
-
-// poolSorted returns m's keys, sorted.
-func poolSorted[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// AcceptedIffIssuer expects, client by client, every connection whose SYN
-// carried a cookie to have had its data accepted in the SYN exactly when it
-// landed on the server that issued that cookie (the server of the latest
-// connection whose SYN-ACK carried one): what unsynchronised keys and a
-// cache of one cookie per destination make of a pool.
-func AcceptedIffIssuer() obsMatcher {
-	return obsMatcher{
-		name: "accepted iff cached cookie's issuer",
-		desc: "a connection's cookie is accepted exactly when it lands on the server that issued the cached cookie",
-		check: func(o *observation.Observation) (bool, string) {
-			byClient := map[string][]int{}
-			for i, c := range o.Conns {
-				byClient[c.Node] = append(byClient[c.Node], i)
-			}
-			for _, node := range poolSorted(byClient) {
-				idx := byClient[node]
-				sort.SliceStable(idx, func(a, b int) bool { return o.Conns[idx[a]].Start.Before(o.Conns[idx[b]].Start) })
-				issuer := ""
-				for _, i := range idx {
-					c := o.Conns[i]
-					var syn, synack *capture.Packet
-					pkts := o.ConnPackets(i, AtClient)
-					for k := range pkts {
-						p := &pkts[k]
-						if syn == nil && p.IsSYN() && p.Src == c.Local {
-							syn = p
-						}
-						if synack == nil && p.IsSYNACK() && p.Dst == c.Local {
-							synack = p
-						}
-					}
-					if syn != nil && syn.FastOpen != nil && !syn.FastOpen.IsRequest() {
-						if want := c.Served == issuer; c.SynData != want {
-							return false, fmt.Sprintf("connection %d (%s) landed on %s, cookie issued by %s: SYN data accepted %t, want %t\n%s",
-								i, node, c.Served, issuer, c.SynData, want, o.ConnSummary())
-						}
-					}
-					if synack != nil && synack.FastOpen != nil && !synack.FastOpen.IsRequest() {
-						issuer = c.Served
-					}
-				}
 			}
 			return true, ""
 		},

@@ -254,12 +254,7 @@ func BlackholeBackoff() Scenario {
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			for k := 1; k <= 3; k++ {
-				at, ok, err := detect(ctx, env, k)
-				if err != nil || !ok {
-					return err
-				}
-				env.Dial(ctx, Dial{Label: "during", Round: k, Timeout: lab.InitialRTO})
-				if err := watchPause(ctx, env, k, at, T<<(k-1)); err != nil {
+				if ok, err := detectAndPause(ctx, env, k, T<<(k-1)); err != nil || !ok {
 					return err
 				}
 			}
@@ -284,25 +279,7 @@ func BlackholeRearmBySuccess() Scenario {
 	s := blackholeScenario("rearm-by-success",
 		"a TFO exchange with data after the pause resets the backoff: the second pause is 1 s again, not 2 s",
 		seconds(T), middlebox.DropTFOReplies,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			at, ok, err := detect(ctx, env, 1)
-			if err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "during", Round: 1, Timeout: lab.InitialRTO})
-			if err := watchPause(ctx, env, 1, at, T); err != nil {
-				return err
-			}
-			if !env.skipRearm {
-				env.Dial(ctx, Dial{Label: "rearm", Service: "echo", Timeout: lab.InitialRTO})
-			}
-			if at, ok, err = detect(ctx, env, 2); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "during", Round: 2, Timeout: lab.InitialRTO})
-			return watchPause(ctx, env, 2, at, T)
-		}, 2*5*time.Second+3*T+4*time.Second)
+		pauseExchangePause(&rearmExchange, T), 2*5*time.Second+3*T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		Labelled("rearm",
 			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
@@ -377,12 +354,8 @@ func BlackholeRearmBySysctl() Scenario {
 			}
 			env.Mark("sysctl written", 0)
 			env.Dial(ctx, Dial{Label: "after-write", Service: "silent", Timeout: lab.InitialRTO})
-			at, ok, err := detect(ctx, env, 2)
-			if err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "during", Round: 2, Timeout: lab.InitialRTO})
-			return watchPause(ctx, env, 2, at, T)
+			_, err = detectAndPause(ctx, env, 2, T)
+			return err
 		}, 2*5*time.Second+T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		Labelled("after-write",
@@ -557,11 +530,37 @@ func BlackholeDropSynDataUndetected() Scenario {
 // first connection has learned a cookie on an open path.
 const cookieLearnedMoment = "cookie learned"
 
-// withoutRearm runs script with the re-arming exchange left out: the
-// self-check's broken variant of BlackholeRearmBySuccess.
-func withoutRearm(script Timeline) Timeline {
+// rearmExchange is BlackholeRearmBySuccess's exchange after the first
+// pause: data comes back over a real link, which re-arms the backoff.
+var rearmExchange = Dial{Label: "rearm", Service: "echo", Timeout: lab.InitialRTO}
+
+// pauseExchangePause is the timeline of the re-arm scenarios: a cookie, a
+// first detection and its pause (T), then exchange (nil: none), then a
+// second detection whose pause must last second.
+func pauseExchangePause(exchange *Dial, second time.Duration) Timeline {
+	T := BlackholeTimeout
 	return func(ctx context.Context, env *Env) error {
-		env.skipRearm = true
-		return script(ctx, env)
+		learnCookie(ctx, env)
+		if ok, err := detectAndPause(ctx, env, 1, T); err != nil || !ok {
+			return err
+		}
+		if exchange != nil {
+			env.Dial(ctx, *exchange)
+		}
+		_, err := detectAndPause(ctx, env, 2, second)
+		return err
 	}
+}
+
+// detectAndPause makes detection k, one connection ("during", round k)
+// in the pause it starts, and watches the pause last want. It returns
+// false when detection k never came: the timeline stops there, and the
+// expectations say why.
+func detectAndPause(ctx context.Context, env *Env, k int, want time.Duration) (bool, error) {
+	at, ok, err := detect(ctx, env, k)
+	if err != nil || !ok {
+		return false, err
+	}
+	env.Dial(ctx, Dial{Label: "during", Round: k, Timeout: lab.InitialRTO})
+	return true, watchPause(ctx, env, k, at, want)
 }

@@ -59,7 +59,9 @@ func blackholePathMutants() []Mutant {
 	deadOff := BlackholeCookieRequestToDeadServer()
 	deadOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = "0"
 	rearms := BlackholeNoRearmWithoutData()
-	rearms.Timeline = withDataBack(rearms.Timeline)
+	echoed := silentExchange
+	echoed.Service = "echo"
+	rearms.Timeline = pauseExchangePause(&echoed, 2*BlackholeTimeout)
 	return []Mutant{
 		mutant("give-up scenario whose socket has TCP_USER_TIMEOUT 2500 ms where 1500 ms is expected", wrongUT,
 			`"detect" connections`, "detection 1 at the give-up"),
@@ -295,24 +297,7 @@ func BlackholeNoRearmWithoutData() Scenario {
 	s := blackholeScenario("no-rearm-without-data",
 		"a TFO exchange after the pause that gets no data back does not reset the backoff: the second pause is 2 s",
 		seconds(T), middlebox.DropTFOReplies,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			at, ok, err := detect(ctx, env, 1)
-			if err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "during", Round: 1, Timeout: lab.InitialRTO})
-			if err := watchPause(ctx, env, 1, at, T); err != nil {
-				return err
-			}
-			// The silent server accepts the SYN's data and answers nothing.
-			env.Dial(ctx, Dial{Label: "silent-exchange", Service: env.silentExchange(), Timeout: lab.InitialRTO})
-			if at, ok, err = detect(ctx, env, 2); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "during", Round: 2, Timeout: lab.InitialRTO})
-			return watchPause(ctx, env, 2, at, 2*T)
-		}, 2*5*time.Second+3*T+4*time.Second)
+		pauseExchangePause(&silentExchange, 2*T), 2*5*time.Second+3*T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		Labelled("silent-exchange",
 			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
@@ -325,20 +310,7 @@ func BlackholeNoRearmWithoutData() Scenario {
 	return s
 }
 
-// silentExchange is the service the no-rearm scenario's exchange after the
-// pause goes to: the silent one, or the echo one in its self-check twin.
-func (e *Env) silentExchange() string {
-	if e.dataBack {
-		return "echo"
-	}
-	return "silent"
-}
-
-// withDataBack runs script with the exchange after the pause sent to the
-// echo server: data comes back and re-arms the backoff.
-func withDataBack(script Timeline) Timeline {
-	return func(ctx context.Context, env *Env) error {
-		env.dataBack = true
-		return script(ctx, env)
-	}
-}
+// silentExchange is BlackholeNoRearmWithoutData's exchange after the
+// first pause: the silent server accepts the SYN's data and answers
+// nothing.
+var silentExchange = Dial{Label: "silent-exchange", Service: "silent", Timeout: lab.InitialRTO}

@@ -39,11 +39,27 @@ type ServiceHandle interface {
 	Accepted() []observation.Accepted
 }
 
-// ClientKind is a kind of client. Connect makes one connection from node
-// to target, sends payload, reads the response and reports it.
+// ClientKind is a kind of client. Connect runs it once from node against
+// o.Target, sending o.Payload and reading the response, and reports every
+// connection that run made: one for most kinds, many for a program that
+// makes several (a load generator, a keep-alive HTTP client).
 type ClientKind interface {
 	Kind() string
-	Connect(ctx context.Context, site Site, node string, target netip.AddrPort, payload []byte, label string) observation.Conn
+	Connect(ctx context.Context, site Site, node string, o ConnectOptions) []observation.Conn
+}
+
+// ConnectOptions is what one run of a client is asked to do. Plain, Abort
+// and UserTimeout are a timeline's per-connection knobs; a kind that has
+// no such knob (a program without the flag) ignores it.
+type ConnectOptions struct {
+	Target  netip.AddrPort
+	Payload []byte
+	// Label is the connection's role in the timeline.
+	Label string
+	// Plain makes an ordinary connect() without TFO; Abort closes with an
+	// RST (SO_LINGER 0); UserTimeout sets TCP_USER_TIMEOUT (0: unset).
+	Plain, Abort bool
+	UserTimeout  time.Duration
 }
 
 // Listener is the kernel's TFO listener (lab/tfo): it reads one line and
@@ -154,18 +170,19 @@ func (h peerHandle) Accepted() []observation.Accepted {
 	return out
 }
 
-// LabClient is the lab's own socket (lab/tfo) in one of its modes.
+// LabClient is the lab's own socket (lab/tfo) in one of its modes; it
+// honours every ConnectOptions knob.
 type LabClient struct {
 	Mode tfo.Mode
-	// Abort closes with an RST (SO_LINGER 0) instead of a FIN.
-	Abort bool
-	// UserTimeout is set as TCP_USER_TIMEOUT (0: unset).
-	UserTimeout time.Duration
 }
 
 func (c LabClient) Kind() string { return "lab-" + c.Mode.String() }
 
-func (c LabClient) Connect(ctx context.Context, site Site, node string, target netip.AddrPort, payload []byte, label string) observation.Conn {
-	r := tfo.Request(ctx, tfo.DialOptions{Mode: c.Mode, Abort: c.Abort, UserTimeout: c.UserTimeout, Label: label, Run: site.Topo.Namespace(node).Runner()}, target, payload)
-	return observation.FromResult(r)
+func (c LabClient) Connect(ctx context.Context, site Site, node string, o ConnectOptions) []observation.Conn {
+	mode := c.Mode
+	if o.Plain {
+		mode = tfo.ModePlain
+	}
+	r := tfo.Request(ctx, tfo.DialOptions{Mode: mode, Abort: o.Abort, UserTimeout: o.UserTimeout, Label: o.Label, Run: site.Topo.Namespace(node).Runner()}, o.Target, o.Payload)
+	return []observation.Conn{observation.FromResult(r)}
 }

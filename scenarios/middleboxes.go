@@ -77,17 +77,6 @@ func middleboxScenario(box middlebox.Middlebox, pl middlebox.Placement, fam topo
 	}
 }
 
-// cookieLearned is connection 0 of every middlebox scenario whose firewall
-// lets cookie requests through: a plain exchange that leaves a cookie.
-func cookieLearned() types.GomegaMatcher {
-	return Conn(0,
-		Dialogue(AtClient,
-			ClientSYN().WithCookieRequest().WithoutPayload(),
-			ServerSYNACK().WithCookie()),
-		Responded(),
-		FirstByteAfterSynRetransmissions(0))
-}
-
 // unansweredTFOSyn is the client link of a TFO connection that gets no
 // SYN-ACK: its SYN with cookie and data, then n retransmissions that carry
 // neither option 34 nor data (tcp_send_syn_data excludes both from
@@ -131,56 +120,18 @@ func DropSynData(fam topology.Family, mode tfo.Mode, pl middlebox.Placement) Sce
 				Responded(),
 				FirstByteAfterSynRetransmissions(0)),
 			MiddleboxMatched(2),
-			CountersOf(topology.Client, HaveCounterDeltas(
-				Delta(lab.TCPFastOpenActive, 0),
-				Delta(lab.TCPFastOpenActiveFail, 0),
-				Delta(lab.TCPSynRetrans, 0))),
-			CountersOf(topology.Server, HaveCounterDeltas(
-				Delta(lab.TCPFastOpenPassive, 0),
-				Delta(lab.TCPFastOpenCookieReqd, 3))),
+			clientTFO(0, 0, 0),
+			serverTFO(0, 3),
 			CookieCached(topology.Client, true),
 		}
 		return s
 	}
-	// On the server's link: nothing of the SYN with data if the router
-	// dropped it; the SYN with data, then the plain SYN, if the server's
-	// own INPUT chain did.
-	onServerLink := []ConnCheck{
-		NoPacket(AtServer, ClientSYN().WithPayload(payloadLen)),
-		Dialogue(AtServer, ClientSYN().WithoutFastOpen().WithoutPayload()),
-	}
-	if pl == middlebox.ServerSide {
-		onServerLink = []ConnCheck{Dialogue(AtServer,
-			ClientSYN().WithCookie().WithPayload(payloadLen),
-			ClientSYN().WithoutFastOpen().WithoutPayload())}
-	}
-	fallback := append([]ConnCheck{
-		Dialogue(AtClient,
-			ClientSYN().WithCookie().WithPayload(payloadLen),
-			ClientSYN().WithoutFastOpen().WithoutPayload(),
-			ServerSYNACK().AckingSYNOnly(),
-			ClientData().WithPayload(payloadLen)),
-		SynDataAcked(false),
-		ClientFail(tfo.ClientFailSynRetransmitted),
-		Responded(),
-		FirstByteAfterSynRetransmissions(1),
-	}, onServerLink...)
-	s.Expect = []types.GomegaMatcher{
+	fallback := labEndpoints.synDataDropped(pl == middlebox.ServerSide)
+	s.Expect = append([]types.GomegaMatcher{
 		cookieLearned(),
 		Conn(1, fallback...),
 		Conn(2, fallback...),
-		MiddleboxMatched(2),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 0),
-			Delta(lab.TCPFastOpenActiveFail, 2),
-			Delta(lab.TCPSynRetrans, 2),
-			Delta(lab.TCPFastOpenBlackhole, 0))),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenPassive, 0),
-			Delta(lab.TCPFastOpenCookieReqd, 1))),
-		CookieCached(topology.Client, true),
-		SynDropsCached(topology.Client, 2),
-	}
+	}, synDataDroppedTotals()...)
 	return s
 }
 
@@ -202,13 +153,8 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 		Conn(1, refused...),
 		Conn(2, refused...),
 		MiddleboxMatched(2),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 0),
-			Delta(lab.TCPFastOpenActiveFail, 0),
-			Delta(lab.TCPSynRetrans, 0))),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenPassive, 0),
-			Delta(lab.TCPFastOpenCookieReqd, 1))),
+		clientTFO(0, 0, 0),
+		serverTFO(0, 1),
 		CookieCached(topology.Client, true),
 	}
 	return s
@@ -223,35 +169,12 @@ func StripTFOOption(fam topology.Family, mode tfo.Mode) Scenario {
 	s := middleboxScenario(middlebox.StripTFOOption, middlebox.Router, fam, mode,
 		"options 34/254 stripped after a cookie was learned: the server sees data without a cookie and acks only the SYN")
 	s.Middlebox().When = AfterConnections(1)
-	stripped := []ConnCheck{
-		Dialogue(AtClient,
-			ClientSYN().WithCookie().WithPayload(payloadLen),
-			ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
-			ClientData().WithPayload(payloadLen)),
-		Dialogue(AtServer,
-			ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
-			ServerSYNACK().AckingSYNOnly()),
-		SynDataAcked(false),
-		ServerAcceptedSynData(false),
-		ClientFail(tfo.ClientFailDataNotAcked),
-		Responded(),
-		FirstByteAfterSynRetransmissions(0),
-	}
-	s.Expect = []types.GomegaMatcher{
+	stripped := labEndpoints.optionStripped()
+	s.Expect = append([]types.GomegaMatcher{
 		cookieLearned(),
 		Conn(1, stripped...),
 		Conn(2, stripped...),
-		MiddleboxMatched(2),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 0),
-			Delta(lab.TCPFastOpenActiveFail, 2),
-			Delta(lab.TCPSynRetrans, 0))),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenPassive, 0),
-			Delta(lab.TCPFastOpenPassiveFail, 0),
-			Delta(lab.TCPFastOpenCookieReqd, 1))),
-		CookieCached(topology.Client, true),
-	}
+	}, optionStrippedTotals()...)
 	return s
 }
 
@@ -273,10 +196,7 @@ func StripTFOOptionFromStart(fam topology.Family, mode tfo.Mode) Scenario {
 			Responded(),
 			FirstByteAfterSynRetransmissions(0)),
 		MiddleboxMatched(3),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 0),
-			Delta(lab.TCPFastOpenActiveFail, 0),
-			Delta(lab.TCPSynRetrans, 0))),
+		clientTFO(0, 0, 0),
 		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenCookieReqd, 0))),
 		CookieCached(topology.Client, false),
 	}
@@ -300,11 +220,7 @@ func dropCookieRequestExpect(matched uint64) []types.GomegaMatcher {
 			Responded(),
 			FirstByteAfterSynRetransmissions(1)),
 		MiddleboxMatched(matched),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 0),
-			Delta(lab.TCPFastOpenActiveFail, 0),
-			Delta(lab.TCPSynRetrans, 3),
-			Delta(lab.TCPFastOpenBlackhole, 0))),
+		clientTFO(0, 0, 3, Delta(lab.TCPFastOpenBlackhole, 0)),
 		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenCookieReqd, 0))),
 		CookieCached(topology.Client, false),
 	}
@@ -344,9 +260,7 @@ func DropTFOSynAck(fam topology.Family, mode tfo.Mode) Scenario {
 		CountersOf(topology.Client, HaveCounterDeltas(
 			Delta(lab.TCPFastOpenActive, 0),
 			Delta(lab.TCPFastOpenBlackhole, 0))),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenPassive, 2),
-			Delta(lab.TCPFastOpenCookieReqd, 1))),
+		serverTFO(2, 1),
 		CookieCached(topology.Client, true),
 	}
 	return s

@@ -45,16 +45,10 @@ type peerPair struct {
 	name    string
 	service func() ServiceKind
 	client  func() ClientKind
-	// payload is what the client is given ("" the default); reqLen is the
-	// request it puts on the wire (curl builds its own).
+	// payload is what the client is given ("" the default); reqLen (in
+	// endpoints) is the request it puts on the wire (curl builds its own).
 	payload []byte
-	reqLen  int
-	// reply is the check that the response arrived intact.
-	reply func() ConnCheck
-	// labClient: tcp_info is known (SynData, ClientFail); labServer: the
-	// accepted sockets' are (ServerAcceptedSynData). An external program
-	// tells neither, so neither is asserted for it.
-	labClient, labServer bool
+	endpoints
 }
 
 func peerPairs() []peerPair {
@@ -62,15 +56,15 @@ func peerPairs() []peerPair {
 	served := func() ConnCheck { return ServedFile(DefaultBody()) }
 	return []peerPair{
 		{name: "curl-nginx", service: func() ServiceKind { return Nginx{FastOpen: serverQueue} }, client: func() ClientKind { return Curl{} },
-			reqLen: curlLen, reply: served},
+			endpoints: endpoints{reqLen: curlLen, reply: served}},
 		{name: "curl-haproxy", service: func() ServiceKind { return HAProxy{} }, client: func() ClientKind { return Curl{} },
-			reqLen: curlLen, reply: served},
+			endpoints: endpoints{reqLen: curlLen, reply: served}},
 		{name: "lab-nginx", service: func() ServiceKind { return Nginx{FastOpen: serverQueue} }, client: func() ClientKind { return LabClient{Mode: tfo.ModeSendto} },
-			payload: labHTTPRequest, reqLen: len(labHTTPRequest), reply: served, labClient: true},
+			payload: labHTTPRequest, endpoints: endpoints{reqLen: len(labHTTPRequest), reply: served, labClient: true}},
 		{name: "curl-listener", service: func() ServiceKind { return Listener{Queue: serverQueue, Reply: HTTPReply(DefaultBody())} }, client: func() ClientKind { return Curl{} },
-			reqLen: curlLen, reply: func() ConnCheck { return RepliedWith(HTTPReply(DefaultBody())) }, labServer: true},
+			endpoints: endpoints{reqLen: curlLen, reply: func() ConnCheck { return RepliedWith(HTTPReply(DefaultBody())) }, labServer: true}},
 		{name: "python-listener", service: func() ServiceKind { return Listener{Queue: serverQueue} }, client: func() ClientKind { return PythonClient{} },
-			reqLen: payloadLen, reply: Responded, labServer: true},
+			endpoints: endpoints{reqLen: payloadLen, reply: Responded, labServer: true}},
 	}
 }
 
@@ -129,52 +123,13 @@ func peerTimeout(conns int, probes bool) time.Duration {
 }
 
 // clientFacts are the checks of what only the lab's own sockets report.
-func (p peerPair) clientFacts(synData bool, fail tfo.ClientFail) []ConnCheck {
-	if !p.labClient {
-		return nil
-	}
-	return []ConnCheck{SynDataAcked(synData), ClientFail(fail)}
-}
-
-func (p peerPair) serverFacts(synData bool) []ConnCheck {
-	if !p.labServer {
-		return nil
-	}
-	return []ConnCheck{ServerAcceptedSynData(synData)}
-}
-
 // PeerCookieThenData: the first connection asks for a cookie and gets one;
 // the second carries the request in its SYN and the server accepts it
 // (RFC 7413 §3), as between the lab's own client and listener.
 func PeerCookieThenData(p peerPair, fam topology.Family) Scenario {
 	s := peerScenario(p, "cookie-then-data", fam, 2,
 		"first connection requests a cookie; second carries the request in the SYN, accepted; the response intact")
-	conn0 := append([]ConnCheck{
-		Dialogue(AtClient,
-			ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
-			ServerSYNACK().WithCookie().AckingSYNOnly()),
-		p.reply()}, p.clientFacts(false, tfo.ClientFailNoCookie)...)
-	conn1 := append([]ConnCheck{
-		Dialogue(AtClient,
-			ClientSYN().WithCookie().WithPayload(p.reqLen),
-			ServerSYNACK().AckingSYNData()),
-		Dialogue(AtServer, ClientSYN().WithCookie().WithPayload(p.reqLen)),
-		p.reply(),
-		FirstByteAfterSynRetransmissions(0)}, append(p.clientFacts(true, tfo.ClientFailUnspec), p.serverFacts(true)...)...)
-	s.Expect = []types.GomegaMatcher{
-		Conn(0, conn0...),
-		Conn(1, conn1...),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenCookieReqd, 1),
-			Delta(lab.TCPFastOpenPassive, 1),
-			Delta(lab.TCPFastOpenPassiveFail, 0))),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 1),
-			Delta(lab.TCPFastOpenActiveFail, 0),
-			Delta(lab.TCPSynRetrans, 0))),
-		CookieCached(topology.Client, true),
-		TsharkAgrees(),
-	}
+	s.Expect = append(p.cookieThenData(), TsharkAgrees())
 	return s
 }
 
@@ -191,36 +146,12 @@ func PeerDropSynData(p peerPair, fam topology.Family) Scenario {
 		"SYNs with payload dropped in the router: each TFO connection falls back after one RTO, the response intact")
 	s.Labels = append(s.Labels, "drop-syn-data")
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynData, Placement: middlebox.Router}}
-	fallback := append([]ConnCheck{
-		Dialogue(AtClient,
-			ClientSYN().WithCookie().WithPayload(p.reqLen),
-			ClientSYN().WithoutFastOpen().WithoutPayload(),
-			ServerSYNACK().AckingSYNOnly(),
-			ClientData().WithPayload(p.reqLen)),
-		NoPacket(AtServer, ClientSYN().WithPayload(p.reqLen)),
-		Dialogue(AtServer, ClientSYN().WithoutFastOpen().WithoutPayload()),
-		p.reply(),
-		FirstByteAfterSynRetransmissions(1),
-	}, append(p.clientFacts(false, tfo.ClientFailSynRetransmitted), p.serverFacts(false)...)...)
-	s.Expect = []types.GomegaMatcher{
-		Conn(0,
-			Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), ServerSYNACK().WithCookie()),
-			p.reply(),
-			FirstByteAfterSynRetransmissions(0)),
+	fallback := p.synDataDropped(false)
+	s.Expect = append([]types.GomegaMatcher{
+		p.cookieLearned(),
 		Conn(1, fallback...),
 		Conn(2, fallback...),
-		MiddleboxMatched(2),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 0),
-			Delta(lab.TCPFastOpenActiveFail, 2),
-			Delta(lab.TCPSynRetrans, 2),
-			Delta(lab.TCPFastOpenBlackhole, 0))),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenPassive, 0),
-			Delta(lab.TCPFastOpenCookieReqd, 1))),
-		CookieCached(topology.Client, true),
-		SynDropsCached(topology.Client, 2),
-	}
+	}, synDataDroppedTotals()...)
 	return s
 }
 
@@ -233,34 +164,12 @@ func PeerStripTFOOption(p peerPair, fam topology.Family) Scenario {
 		"options 34/254 stripped after a cookie was learned: data without a cookie, acked after the handshake, the response intact")
 	s.Labels = append(s.Labels, "strip-tfo-option")
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption, Placement: middlebox.Router, When: AfterConnections(1)}}
-	stripped := append([]ConnCheck{
-		Dialogue(AtClient,
-			ClientSYN().WithCookie().WithPayload(p.reqLen),
-			ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
-			ClientData().WithPayload(p.reqLen)),
-		Dialogue(AtServer,
-			ClientSYN().WithoutFastOpen().WithPayload(p.reqLen),
-			ServerSYNACK().AckingSYNOnly()),
-		p.reply(),
-		FirstByteAfterSynRetransmissions(0),
-	}, append(p.clientFacts(false, tfo.ClientFailDataNotAcked), p.serverFacts(false)...)...)
-	s.Expect = []types.GomegaMatcher{
-		Conn(0,
-			Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), ServerSYNACK().WithCookie()),
-			p.reply()),
+	stripped := p.optionStripped()
+	s.Expect = append([]types.GomegaMatcher{
+		p.cookieLearned(),
 		Conn(1, stripped...),
 		Conn(2, stripped...),
-		MiddleboxMatched(2),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 0),
-			Delta(lab.TCPFastOpenActiveFail, 2),
-			Delta(lab.TCPSynRetrans, 0))),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenPassive, 0),
-			Delta(lab.TCPFastOpenPassiveFail, 0),
-			Delta(lab.TCPFastOpenCookieReqd, 1))),
-		CookieCached(topology.Client, true),
-	}
+	}, optionStrippedTotals()...)
 	return s
 }
 
@@ -330,13 +239,8 @@ func HAProxyBackendScenario(fam topology.Family, box *middlebox.Middlebox) Scena
 			ServerAcceptedSynData(false),
 			FirstByteAfterSynRetransmissions(0))),
 		EveryConn(ServedFile(body)),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 0),
-			Delta(lab.TCPFastOpenActiveFail, 0),
-			Delta(lab.TCPSynRetrans, 0))),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenPassive, 0),
-			Delta(lab.TCPFastOpenCookieReqd, 0))),
+		clientTFO(0, 0, 0),
+		serverTFO(0, 0),
 		CookieCached(topology.Client, false),
 		NoStrayTraffic(topology.Client),
 		TsharkAgrees(),
@@ -399,9 +303,7 @@ func ScapyProbe(server string, svc func() ServiceKind, fam topology.Family, want
 	s.Expect = []types.GomegaMatcher{
 		requiring{ProbesAgree(want), []Program{ProgPython, ProgScapy}},
 		Conn(0, Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), synack), ServedFile(DefaultBody())),
-		CountersOf(topology.Server, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenCookieReqd, cookieReqs),
-			Delta(lab.TCPFastOpenPassive, 0))),
+		serverTFO(0, cookieReqs),
 		TsharkAgrees(),
 	}
 	return s
@@ -724,8 +626,7 @@ func PeerMutants() []Mutant {
 		PeerStripTFOOption(pairs["curl-nginx"], v4),
 		PeerDropSynData(pairs["python-listener"], v4),
 	} {
-		s.Middlebox().Port = ServicePort + 1
-		out = append(out, mutant(fmt.Sprintf("%s: %s middlebox pointed at port %d instead of %d", s.Name, s.Middlebox().Box.Name, ServicePort+1, ServicePort), s, "connection 1"))
+		out = append(out, wrongPort(s, "connection 1"))
 	}
 	return out
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/tfolab/tfolab/lab/proc"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
-	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/topology"
 
 	. "github.com/tfolab/tfolab/assertions"
@@ -29,7 +28,7 @@ import (
 // a connection lands on decides whether its cookie is the right one. These
 // scenarios measure that (observation.Conn.Served), and their expectations
 // derive each connection's outcome from its own landing, its own cookie
-// and the keys the landing server held then (assertions.KeyPlan), never
+// and the keys the landing server held then (KeyPlan), never
 // from a count a different hash would break.
 
 func init() { register(Pools); registerMutants(poolMutants) }
@@ -156,27 +155,6 @@ func poolScenario(name, desc string, n int, fam topology.Family, plan *KeyPlan, 
 	return s
 }
 
-// planSysctl is the sysctl value of a key list; a list the plan cannot
-// resolve (caught by TestPoolKeys) yields a value the kernel refuses, so
-// the run fails loudly rather than with some other key.
-func planSysctl(plan KeyPlan, list string) string {
-	v, err := plan.Sysctl(list)
-	if err != nil {
-		return "invalid key list " + strconv.Quote(list)
-	}
-	return v
-}
-
-// poolPlan is a plan over the named keys where every server starts with
-// list(server).
-func poolPlan(servers []string, list func(server string) string) KeyPlan {
-	p := KeyPlan{Keys: poolKeys, Start: map[string]string{}}
-	for _, s := range servers {
-		p.Start[s] = list(s)
-	}
-	return p
-}
-
 func famName(fam topology.Family) string { return strings.ToLower(fam.String()) }
 
 // learned is connection 0 of a pool timeline: it asks for a cookie, and
@@ -220,10 +198,10 @@ func refusedWithNewCookie() []ConnCheck {
 // per-connection model, the cookies, the client's cache and the counters.
 func modelChecks(plan KeyPlan) []types.GomegaMatcher {
 	return []types.GomegaMatcher{
-		PoolOutcomes(&plan),
-		CookiesIssued(plan),
+		PoolOutcomes(plan.Schedule()),
+		CookiesIssued(plan.Schedule()),
 		CookieCachePerDestination(),
-		PoolCounters(&plan),
+		PoolCounters(plan.Schedule()),
 	}
 }
 
@@ -286,60 +264,6 @@ func PoolSyncKeys(fam topology.Family, listenerKey bool) Scenario {
 	}, modelChecks(plan)...)
 	return s
 }
-
-// rotation is one way of changing a pool's key from A to B.
-type rotation int
-
-const (
-	rotationRight   rotation = iota // A → "B,A" on every server → "B"
-	rotationWrong                   // A → B on every server at once
-	rollingNoBackup                 // A → B one server at a time
-	rollingNewFirst                 // "B,A" one server at a time, then B
-	rollingStaged                   // "A,B" one at a time, then "B,A", then "B"
-)
-
-func (r rotation) String() string {
-	return [...]string{"right", "wrong", "rolling-no-backup", "rolling-new-primary-first", "rolling-staged"}[r]
-}
-
-// rotationPlan is the key plan of rotation r over servers.
-func rotationPlan(r rotation, servers []string) KeyPlan {
-	p := poolPlan(servers, func(string) string { return "A" })
-	every := func(mark, list string) KeyChange {
-		c := KeyChange{Mark: mark, Set: map[string]string{}}
-		for _, s := range servers {
-			c.Set[s] = list
-		}
-		return c
-	}
-	oneByOne := func(list string) []KeyChange {
-		var out []KeyChange
-		for _, s := range servers {
-			out = append(out, KeyChange{Mark: fmt.Sprintf("%s on %s", s, list), Set: map[string]string{s: list}})
-		}
-		return out
-	}
-	switch r {
-	case rotationRight:
-		p.Changes = []KeyChange{every(markOverlap, "B,A"), every(markNewOnly, "B")}
-	case rotationWrong:
-		p.Changes = []KeyChange{every(markSwitched, "B")}
-	case rollingNoBackup:
-		p.Changes = oneByOne("B")
-	case rollingNewFirst:
-		p.Changes = append(oneByOne("B,A"), every(markNewOnly, "B"))
-	case rollingStaged:
-		p.Changes = append(append(oneByOne("A,B"), oneByOne("B,A")...), oneByOne("B")...)
-	}
-	return p
-}
-
-// Marks of the rotations done at once.
-const (
-	markOverlap  = "every server on B,A"
-	markNewOnly  = "every server on B"
-	markSwitched = "every server switched to B"
-)
 
 // PoolRotation: a key rotation from A to B on a pool of 3, with the
 // connections each client makes under each configuration.
@@ -427,49 +351,6 @@ func poolSequential(conns int) Timeline {
 			env.Dial(ctx, Dial{Label: label, Timeout: poolConnTimeout})
 			if err := ctx.Err(); err != nil {
 				return err
-			}
-		}
-		return nil
-	}
-}
-
-// keyTimeline runs a key plan: each client learns a cookie, then makes
-// rotationPerStep connections under the start keys and under each change,
-// the clients taking turns; a change writes net.ipv4.tcp_fastopen_key on
-// the servers it names and then marks its moment.
-func keyTimeline(plan KeyPlan) Timeline {
-	return func(ctx context.Context, env *Env) error {
-		ctx, cancel := context.WithTimeout(ctx, poolTimeout)
-		defer cancel()
-		dialAll := func(label string) error {
-			for _, c := range env.scen.Clients {
-				env.DialFrom(ctx, c.name(), Dial{Label: label, Timeout: poolConnTimeout})
-			}
-			return ctx.Err()
-		}
-		if err := dialAll("learn"); err != nil {
-			return err
-		}
-		for step := -1; step < len(plan.Changes); step++ {
-			label := "start"
-			if step >= 0 {
-				ch := plan.Changes[step]
-				for _, node := range sortedKeys(ch.Set) {
-					v, err := plan.Sysctl(ch.Set[node])
-					if err != nil {
-						return err
-					}
-					if err := env.WriteSysctl(node, keySysctl, v); err != nil {
-						return err
-					}
-				}
-				env.Mark(ch.Mark, 0)
-				label = ch.Mark
-			}
-			for range rotationPerStep {
-				if err := dialAll(label); err != nil {
-					return err
-				}
 			}
 		}
 		return nil
@@ -793,7 +674,7 @@ func PoolProbe(fam topology.Family, pc probeCase) Scenario {
 			ProbeSaid(0, true, CauseOffered),
 			ProbeCookie(0, poolKeys["K"]),
 			ProbeReset(0),
-			CookiesIssued(plan),
+			CookiesIssued(plan.Schedule()),
 		}
 	case probeServerOff:
 		s.Description = "probe of a pool whose servers have TFO off: no, the SYN-ACK has no option 34"
@@ -853,42 +734,6 @@ func (e *Env) WriteSysctl(node, key, value string) error {
 		return fmt.Errorf("write %s on %s: %w", key, node, err)
 	}
 	return nil
-}
-
-// DialFrom is Dial from the scenario's client called client (Dial uses
-// the first).
-func (e *Env) DialFrom(ctx context.Context, client string, d Dial) observation.Conn {
-	var c *Client
-	for i := range e.scen.Clients {
-		if e.scen.Clients[i].name() == client {
-			c = &e.scen.Clients[i]
-		}
-	}
-	if c == nil {
-		conn := observation.Conn{Label: d.Label, Round: d.Round, Error: fmt.Sprintf("no client %q in scenario %s", client, e.scen.Name)}
-		e.record(e.scen.Clients[0], "", conn)
-		return conn
-	}
-	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
-	defer cancel()
-	target, svc, err := e.target(d.Service, d.Port)
-	if err != nil {
-		conn := observation.Conn{Label: d.Label, Round: d.Round, Error: err.Error()}
-		e.record(*c, svc, conn)
-		return conn
-	}
-	kind := c.Kind
-	if lc, ok := kind.(LabClient); ok {
-		lc.Abort = d.Abort
-		if d.Plain {
-			lc.Mode = tfo.ModePlain
-		}
-		kind = lc
-	}
-	conn := kind.Connect(cctx, e.site, c.node(), target, c.payload(), d.Label)
-	conn.Round = d.Round
-	e.record(*c, svc, conn)
-	return conn
 }
 
 // poolMutants break the pool scenarios the ways a fleet gets it wrong.

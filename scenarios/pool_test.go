@@ -2,57 +2,19 @@ package scenarios
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/capture"
-	"github.com/tfolab/tfolab/lab/probe"
-	"github.com/tfolab/tfolab/lab/tcpmetrics"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/topology"
 )
-
-// TestTFOCookieVectors: TFOCookie is SipHash-2-4 over saddr‖daddr, stored
-// little-endian. Key 00..0f over the bytes 00..07 (IPv4) and 00..1f
-// (IPv6) are the reference test vectors, as `openssl mac -macopt
-// hexkey:000102030405060708090a0b0c0d0e0f -macopt size:8 SipHash` prints
-// them; that the kernel makes its cookies this way the pool specs check
-// on the wire (cookies issued).
-func TestTFOCookieVectors(t *testing.T) {
-	var key [16]byte
-	for i := range key {
-		key[i] = byte(i)
-	}
-	seq := func(from, n int) netip.Addr {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(from + i)
-		}
-		a, _ := netip.AddrFromSlice(b)
-		return a
-	}
-	for _, c := range []struct {
-		client, server netip.Addr
-		want           string
-	}{
-		{seq(0, 4), seq(4, 4), "6224939a79f5f593"},
-		{seq(0, 16), seq(16, 16), "ce7cf2722f512771"},
-	} {
-		if got := hex.EncodeToString(assertions.TFOCookie(key, c.client, c.server)); got != c.want {
-			t.Errorf("TFOCookie(%s, %s) = %s, want %s", c.client, c.server, got, c.want)
-		}
-	}
-}
 
 // TestPoolKeys: the lab's keys parse and differ, and every plan of the
 // pool catalogue names only keys it has.
@@ -67,7 +29,7 @@ func TestPoolKeys(t *testing.T) {
 		}
 		seen[k.Primary] = name
 	}
-	plans := []assertions.KeyPlan{}
+	plans := []KeyPlan{}
 	for r := rotationRight; r <= rollingStaged; r++ {
 		plans = append(plans, rotationPlan(r, poolServers(3)))
 	}
@@ -144,249 +106,6 @@ func TestRotationPlans(t *testing.T) {
 		if safe != wantSafe {
 			t.Errorf("rotation %s: safe = %t, want %t", r, safe, wantSafe)
 		}
-	}
-}
-
-// Synthetic pool observations: one client, two servers with the keys S1
-// and S2, packets and records as the kernel makes them.
-
-var (
-	poolT0    = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	poolSvc   = netip.MustParseAddrPort("10.34.0.34:7000")
-	poolCli   = netip.MustParseAddr("10.34.1.2")
-	synthPlan = func() assertions.KeyPlan {
-		return poolPlan(poolServers(2), func(s string) string { return "S" + strings.TrimPrefix(s, "server") })
-	}
-)
-
-type synthPool struct {
-	o    *observation.Observation
-	n    int
-	plan assertions.KeyPlan
-}
-
-func newSynthPool() *synthPool {
-	o := observation.New("synthetic pool", lab.IPv4)
-	o.Node("client").Sysctls = map[string]string{"net.ipv4.tcp_fastopen": "1"}
-	o.Links["client/to-router"] = &observation.Link{Node: "client", Interface: "to-router"}
-	for _, s := range poolServers(2) {
-		o.Node(s).Sysctls = map[string]string{"net.ipv4.tcp_fastopen": "2"}
-		o.Links[s+"/to-router"] = &observation.Link{Node: s, Interface: "to-router"}
-		o.Services = append(o.Services, observation.Service{Name: s, Node: s, Addr: poolSvc})
-	}
-	return &synthPool{o: o, plan: synthPlan()}
-}
-
-// cookieOf is the cookie server's planned key makes for the client.
-func (p *synthPool) cookieOf(server string) []byte {
-	k, _ := p.plan.Key(p.plan.Start[server])
-	return assertions.TFOCookie(k.Primary, poolCli, poolSvc.Addr())
-}
-
-// conn adds connection n: its SYN (a cookie request when cookie is nil),
-// the server's SYN-ACK (acking the data when accepted, carrying issued),
-// the records of both ends, and the counters that move.
-func (p *synthPool) conn(server string, cookie []byte, accepted bool, issued []byte) {
-	local := netip.AddrPortFrom(poolCli, uint16(40000+p.n))
-	at := poolT0.Add(time.Duration(p.n) * time.Second)
-	p.n++
-	fo := &capture.FastOpenOption{Cookie: cookie}
-	payload := 0
-	if cookie != nil {
-		payload = 21
-	}
-	syn := capture.Packet{Time: at, Src: local, Dst: poolSvc, Flags: capture.FlagSYN, Seq: 100, Length: payload, FastOpen: fo}
-	ack := uint32(101)
-	if accepted {
-		ack += uint32(payload)
-	}
-	var sfo *capture.FastOpenOption
-	if issued != nil {
-		sfo = &capture.FastOpenOption{Cookie: issued}
-	}
-	synack := capture.Packet{Time: at.Add(time.Millisecond), Src: poolSvc, Dst: local, Flags: capture.FlagSYN | capture.FlagACK, Seq: 900, Ack: ack, FastOpen: sfo}
-	for _, l := range []string{"client/to-router", server + "/to-router"} {
-		p.o.Links[l].Packets = append(p.o.Links[l].Packets, syn, synack)
-	}
-	c := observation.Conn{Client: "client", Node: "client", Service: "server1", Mode: "sendto", Local: local, Remote: poolSvc,
-		Request: []byte("x\n"), Response: []byte("x\n"), SynData: accepted, Start: at,
-		ClientLink: "client/to-router", ServerLink: server + "/to-router", Served: server}
-	switch {
-	case cookie == nil:
-		c.ClientFail = tfo.ClientFailNoCookie
-	case !accepted:
-		c.ClientFail = tfo.ClientFailDataNotAcked
-	}
-	p.o.Conns = append(p.o.Conns, c)
-	opts := uint8(0x07)
-	if accepted {
-		opts = 0xa7
-	}
-	for i := range p.o.Services {
-		if p.o.Services[i].Node == server {
-			p.o.Services[i].Accepted = append(p.o.Services[i].Accepted, observation.Accepted{Remote: local, SynData: accepted, Options: opts, Time: at.Add(time.Millisecond)})
-		}
-	}
-	count := func(node, name string) { p.o.Node(node).Counters["TcpExt."+name]++ }
-	for _, n := range []string{"client", "server1", "server2"} {
-		for _, name := range lab.FastOpenCounters {
-			p.o.Node(n).Counters["TcpExt."+name] += 0
-		}
-	}
-	switch {
-	case cookie == nil:
-		count(server, lab.TCPFastOpenCookieReqd)
-	case accepted:
-		count(server, lab.TCPFastOpenPassive)
-		count("client", lab.TCPFastOpenActive)
-	default:
-		count(server, lab.TCPFastOpenPassiveFail)
-		count("client", lab.TCPFastOpenActiveFail)
-	}
-	if issued != nil {
-		p.o.Node("client").Metrics = []tcpmetrics.Entry{{Dst: poolSvc.Addr(), FastOpenCookie: issued}}
-	}
-}
-
-// unsyncRun is what two servers with keys of their own make of four
-// connections: server1 issues its cookie, server2 refuses it and issues
-// its own, server2 then accepts it, server1 refuses it.
-func unsyncRun() *synthPool {
-	p := newSynthPool()
-	c1, c2 := p.cookieOf("server1"), p.cookieOf("server2")
-	p.conn("server1", nil, false, c1)
-	p.conn("server2", c1, false, c2)
-	p.conn("server2", c2, true, nil)
-	p.conn("server1", c2, false, c1)
-	return p
-}
-
-func judge(t *testing.T, o *observation.Observation, ms ...types.GomegaMatcher) map[string]assertions.Verdict {
-	t.Helper()
-	out := map[string]assertions.Verdict{}
-	for _, v := range assertions.Judge(o, ms) {
-		out[v.Name] = v
-	}
-	return out
-}
-
-func poolModelMatchers(plan assertions.KeyPlan) []types.GomegaMatcher {
-	return []types.GomegaMatcher{
-		assertions.PoolOutcomes(&plan), assertions.CookiesIssued(plan), assertions.CookieCachePerDestination(),
-		assertions.PoolCounters(&plan), assertions.AcceptedIffIssuer(), assertions.LandedOn(2),
-	}
-}
-
-func TestPoolModelUnsynchronised(t *testing.T) {
-	p := unsyncRun()
-	model := assertions.PoolModel(p.o, &p.plan)
-	want := []assertions.Outcome{assertions.OutcomeCookieIssued, assertions.OutcomeRefused, assertions.OutcomeAcceptedPrimary, assertions.OutcomeRefused}
-	for i, pc := range model {
-		if pc.Why != "" || pc.Predicted != want[i] {
-			t.Errorf("connection %d: predicted %s (%s), want %s", i, pc.Predicted, pc.Why, want[i])
-		}
-	}
-	for name, v := range judge(t, p.o, poolModelMatchers(p.plan)...) {
-		if !v.Pass {
-			t.Errorf("%s failed on a consistent observation:\n%s", name, v.Evidence)
-		}
-	}
-	if got := assertions.PoolShares(p.o, assertions.CarriedCookie(p.o)); got.Conns != 3 || got.Accepted != 1 {
-		t.Errorf("share %s, want 1 of 3", got)
-	}
-}
-
-// TestPoolModelRejects: each matcher catches the break it is for.
-func TestPoolModelRejects(t *testing.T) {
-	for _, c := range []struct {
-		name   string
-		break_ func(p *synthPool)
-		reject []string
-	}{
-		{"server2 accepts server1's cookie (keys shared after all)", func(p *synthPool) {
-			o := p.o
-			o.Conns[1].SynData = true
-			o.Conns[1].ClientFail = tfo.ClientFailUnspec
-		}, []string{"pool outcomes", "accepted iff cached cookie's issuer"}},
-		{"server2 issues a cookie of a key not in the plan", func(p *synthPool) {
-			x := poolKeys["X"]
-			bad := assertions.TFOCookie(x.Primary, poolCli, poolSvc.Addr())
-			for _, l := range p.o.Links {
-				for k := range l.Packets {
-					if l.Packets[k].IsSYNACK() && l.Packets[k].Dst.Port() == 40001 {
-						l.Packets[k].FastOpen = &capture.FastOpenOption{Cookie: bad}
-					}
-				}
-			}
-		}, []string{"cookies issued", "client cookie cache"}},
-		{"server1 counted no PassiveFail", func(p *synthPool) {
-			p.o.Node("server1").Counters["TcpExt."+lab.TCPFastOpenPassiveFail] = 0
-		}, []string{"pool counters"}},
-		{"every connection landed on server1", func(p *synthPool) {
-			for i := range p.o.Conns {
-				p.o.Conns[i].Served = "server1"
-			}
-		}, []string{"pool spread"}},
-	} {
-		p := unsyncRun()
-		c.break_(p)
-		v := judge(t, p.o, poolModelMatchers(p.plan)...)
-		for _, name := range c.reject {
-			if v[name].Pass {
-				t.Errorf("%s: %s passed", c.name, name)
-			}
-		}
-	}
-}
-
-// TestListenOverflowCounts: per server, min(landed, queue) accepted and
-// max(0, landed-queue) overflows, whatever the landing.
-func TestListenOverflowCounts(t *testing.T) {
-	p := newSynthPool()
-	c := p.cookieOf("server1")
-	p.conn("server1", c, true, nil)
-	p.conn("server1", c, false, nil)
-	p.conn("server1", c, false, nil)
-	p.conn("server2", c, true, nil)
-	for i := range p.o.Conns {
-		p.o.Conns[i].Label = "burst"
-	}
-	p.o.Node("server1").Counters["TcpExt."+lab.TCPFastOpenListenOverflow] = 2
-	m := assertions.ListenOverflow("burst", 1)
-	if v := judge(t, p.o, m)["listen overflow"]; !v.Pass {
-		t.Errorf("consistent burst rejected:\n%s", v.Evidence)
-	}
-	p.o.Node("server1").Counters["TcpExt."+lab.TCPFastOpenListenOverflow] = 1
-	if v := judge(t, p.o, m)["listen overflow"]; v.Pass {
-		t.Error("an overflow count off by one passed")
-	}
-}
-
-// TestDiagnose tells a server with TFO off from an option stripped on the
-// way, by the captures on both ends.
-func TestDiagnose(t *testing.T) {
-	src := netip.AddrPortFrom(poolCli, 50000)
-	req := &capture.FastOpenOption{}
-	build := func(serverSeesOption bool) *observation.Observation {
-		o := observation.New("probe", lab.IPv4)
-		synAt := func(d time.Duration, fo *capture.FastOpenOption) capture.Packet {
-			return capture.Packet{Time: poolT0.Add(d), Src: src, Dst: poolSvc, Flags: capture.FlagSYN, FastOpen: fo}
-		}
-		plainSynack := capture.Packet{Time: poolT0.Add(time.Millisecond), Src: poolSvc, Dst: src, Flags: capture.FlagSYN | capture.FlagACK}
-		serverFO := req
-		if !serverSeesOption {
-			serverFO = nil
-		}
-		o.Links["client/to-router"] = &observation.Link{Node: "client", Packets: []capture.Packet{synAt(0, req), plainSynack}}
-		o.Links["server2/to-router"] = &observation.Link{Node: "server2", Packets: []capture.Packet{synAt(time.Microsecond, serverFO), plainSynack}}
-		o.Probes = []probe.Result{{Target: poolSvc, Source: src, Answered: true}}
-		return o
-	}
-	if got, server := assertions.Diagnose(build(true), 0); got != assertions.CauseServerOff || server != "server2" {
-		t.Errorf("option reached the server: %s (%s)", got, server)
-	}
-	if got, _ := assertions.Diagnose(build(false), 0); got != assertions.CauseStrippedOnWay {
-		t.Errorf("option stripped: %s", got)
 	}
 }
 
@@ -482,7 +201,7 @@ func TestPoolFigures(t *testing.T) {
 		var order []string
 		for range runs {
 			o := run(s)
-			for _, pc := range assertions.PoolModel(o, &plan) {
+			for _, pc := range assertions.PoolModel(o, plan.Schedule()) {
 				label := o.Conns[pc.Index].Label
 				if label == "learn" {
 					continue

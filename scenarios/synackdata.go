@@ -98,10 +98,7 @@ func SynAckDataOpenPath(fam topology.Family, mode tfo.Mode) Scenario {
 		Conn(0, greetedWithCookie()...),
 		Conn(1, fullTFOWithGreeting()...),
 		Conn(2, fullTFOWithGreeting()...),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenActive, 2),
-			Delta(lab.TCPFastOpenActiveFail, 0),
-			Delta(lab.TCPSynRetrans, 0))),
+		clientTFO(2, 0, 0),
 		// The server namespace's kernel served nothing: the peer did.
 		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 0))),
 		CookieCached(topology.Client, true),

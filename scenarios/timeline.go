@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/observation"
 )
 
@@ -34,9 +33,9 @@ func Sequential(ctx context.Context, env *Env) error {
 				}
 			}
 			cctx, cancel := context.WithTimeout(ctx, c.connTimeout())
-			conn := c.Kind.Connect(cctx, env.site, c.node(), target, c.payload(), "")
+			conns := c.Kind.Connect(cctx, env.site, c.node(), ConnectOptions{Target: target, Payload: c.payload()})
 			cancel()
-			env.record(c, svc, conn)
+			env.recordRun(c, svc, "", 0, conns)
 			n++
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -56,10 +55,6 @@ type Env struct {
 	// install puts the middleboxes waiting for a moment in place.
 	install func(moment string) error
 	mu      sync.Mutex // guards Obs.Conns and Obs.Marks: probes overlap
-	// skipRearm leaves out BlackholeRearmBySuccess's re-arming exchange,
-	// dataBack sends BlackholeNoRearmWithoutData's exchange to the echo
-	// server (self-checks only).
-	skipRearm, dataBack bool
 }
 
 // Moment marks a named moment of the timeline and installs the
@@ -101,36 +96,48 @@ type Dial struct {
 
 // Dial makes one connection from the first client, sending the default
 // payload, and records it.
-func (e *Env) Dial(ctx context.Context, d Dial) observation.Conn {
+func (e *Env) Dial(ctx context.Context, d Dial) observation.Conn { return e.DialFrom(ctx, "", d) }
+
+// DialFrom dials like Dial from the client named client ("" is the first).
+func (e *Env) DialFrom(ctx context.Context, client string, d Dial) observation.Conn {
 	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
-	return e.dial(cctx, d)
+	return e.dial(cctx, client, d)
 }
 
-func (e *Env) dial(ctx context.Context, d Dial) observation.Conn {
-	c := e.scen.Clients[0]
+// dial runs the client once and records every connection it made; it
+// returns the first.
+func (e *Env) dial(ctx context.Context, client string, d Dial) observation.Conn {
+	c, err := e.client(client)
+	if err != nil {
+		return e.recordRun(e.scen.Clients[0], "", d.Label, d.Round, []observation.Conn{{Label: d.Label, Error: err.Error()}})
+	}
 	target, svc, err := e.target(d.Service, d.Port)
 	if err != nil {
-		conn := observation.Conn{Label: d.Label, Round: d.Round, Error: err.Error()}
-		e.record(c, svc, conn)
-		return conn
-	}
-	kind := c.Kind
-	if lc, ok := kind.(LabClient); ok {
-		lc.Abort, lc.UserTimeout = d.Abort, d.UserTimeout
-		if d.Plain {
-			lc.Mode = tfo.ModePlain
-		}
-		kind = lc
+		return e.recordRun(c, svc, d.Label, d.Round, []observation.Conn{{Label: d.Label, Error: err.Error()}})
 	}
 	payload := c.payload()
 	if len(d.Payload) > 0 {
 		payload = d.Payload
 	}
-	conn := kind.Connect(ctx, e.site, c.node(), target, payload, d.Label)
-	conn.Round = d.Round
-	e.record(c, svc, conn)
-	return conn
+	conns := c.Kind.Connect(ctx, e.site, c.node(), ConnectOptions{
+		Target: target, Payload: payload, Label: d.Label,
+		Plain: d.Plain, Abort: d.Abort, UserTimeout: d.UserTimeout,
+	})
+	return e.recordRun(c, svc, d.Label, d.Round, conns)
+}
+
+// client is the scenario's client named name ("" is the first).
+func (e *Env) client(name string) (Client, error) {
+	if name == "" {
+		return e.scen.Clients[0], nil
+	}
+	for _, c := range e.scen.Clients {
+		if c.name() == name {
+			return c, nil
+		}
+	}
+	return Client{}, fmt.Errorf("no client %q in scenario %s", name, e.scen.Name)
 }
 
 // DialUntil dials like Dial but gives up as soon as until returns true
@@ -141,7 +148,7 @@ func (e *Env) DialUntil(ctx context.Context, d Dial, poll time.Duration, until f
 	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
 	done := make(chan observation.Conn, 1)
-	go func() { done <- e.dial(cctx, d) }()
+	go func() { done <- e.dial(cctx, "", d) }()
 	var (
 		held    time.Time
 		pollErr error
@@ -210,6 +217,21 @@ func (e *Env) target(service string, port uint16) (netip.AddrPort, string, error
 		return netip.AddrPortFrom(addr.Addr(), port), "", nil
 	}
 	return addr, service, nil
+}
+
+// recordRun records the connections one run of client c made, in its role
+// in the timeline, and returns the first (one with an error when the run
+// made none).
+func (e *Env) recordRun(c Client, service, label string, round int, conns []observation.Conn) observation.Conn {
+	if len(conns) == 0 {
+		conns = []observation.Conn{{Label: label, Error: fmt.Sprintf("client kind %s made no connection", c.Kind.Kind())}}
+	}
+	for _, conn := range conns {
+		conn.Round = round
+		e.record(c, service, conn)
+	}
+	conns[0].Round = round
+	return conns[0]
 }
 
 // record completes a connection's identity and appends it.

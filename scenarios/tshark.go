@@ -3,13 +3,14 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"github.com/tfolab/tfolab/lab/admit"
-	"github.com/tfolab/tfolab/lab/cost"
 	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/tfolab/tfolab/lab/admit"
+	"github.com/tfolab/tfolab/lab/cost"
 
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/assertions"

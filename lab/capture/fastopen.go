@@ -1,6 +1,8 @@
 package capture
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -65,24 +67,17 @@ func (o FastOpenOption) String() string {
 // ErrMalformedFastOpen. When several TFO options are present the first wins.
 func ParseFastOpen(opts []layers.TCPOption) (*FastOpenOption, error) {
 	for _, o := range opts {
-		// OptionLength is what came off the wire; OptionData is what the
-		// decoder sliced by it. Hand-built options may leave OptionLength 0.
-		if o.OptionType != OptionKindFastOpen && o.OptionType != OptionKindExperimental {
+		data, experimental, ok := fastOpenData(o)
+		if !ok {
 			continue
 		}
-		data := o.OptionData
-		experimental := o.OptionType == OptionKindExperimental
-		if experimental {
-			if len(data) < 2 || uint16(data[0])<<8|uint16(data[1]) != ExperimentalMagicFastOpen {
-				continue // another RFC 6994 experiment, not ours
-			}
-			data = data[2:]
-		}
+		// OptionLength is what came off the wire; OptionData is what the
+		// decoder sliced by it. Hand-built options may leave OptionLength 0.
 		if o.OptionLength != 0 && int(o.OptionLength) != len(o.OptionData)+2 {
 			return nil, fmt.Errorf("%w: kind %d says length %d but carries %d data bytes",
 				ErrMalformedFastOpen, o.OptionType, o.OptionLength, len(o.OptionData))
 		}
-		if n := len(data); n != 0 && (n%2 != 0 || n < minCookieLen || n > maxCookieLen) {
+		if n := len(data); n != 0 && !ValidCookieLen(n) {
 			return nil, fmt.Errorf("%w: kind %d (option length %d) carries a %d-byte cookie, want 0 or an even 4..16",
 				ErrMalformedFastOpen, o.OptionType, len(o.OptionData)+2, n)
 		}
@@ -93,4 +88,37 @@ func ParseFastOpen(opts []layers.TCPOption) (*FastOpenOption, error) {
 		return fo, nil
 	}
 	return nil, nil
+}
+
+// FindFastOpen returns the first TFO option among opts as it came, with a
+// cookie of any length (a prober judges a malformed cookie itself). The
+// cookie is copied out of the packet buffer.
+func FindFastOpen(opts []layers.TCPOption) (FastOpenOption, bool) {
+	for _, o := range opts {
+		if data, experimental, ok := fastOpenData(o); ok {
+			return FastOpenOption{Experimental: experimental, Cookie: bytes.Clone(data)}, true
+		}
+	}
+	return FastOpenOption{}, false
+}
+
+// fastOpenData is o's cookie (empty for a request) if o is a TFO option:
+// kind 34, or kind 254 whose data starts with the magic 0xF989 (any other
+// kind 254 belongs to another RFC 6994 experiment).
+func fastOpenData(o layers.TCPOption) (cookie []byte, experimental, ok bool) {
+	switch o.OptionType {
+	case OptionKindFastOpen:
+		return o.OptionData, false, true
+	case OptionKindExperimental:
+		if len(o.OptionData) >= 2 && binary.BigEndian.Uint16(o.OptionData) == ExperimentalMagicFastOpen {
+			return o.OptionData[2:], true, true
+		}
+	}
+	return nil, false, false
+}
+
+// ValidCookieLen reports whether a cookie of n bytes is one RFC 7413
+// §4.1.1 allows a server to offer: 4 to 16 bytes, an even number.
+func ValidCookieLen(n int) bool {
+	return n >= minCookieLen && n <= maxCookieLen && n%2 == 0
 }

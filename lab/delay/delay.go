@@ -351,9 +351,6 @@ func (q *Queue) Stats() Stats {
 // Delay is the hold time.
 func (q *Queue) Delay() time.Duration { return q.opts.Delay }
 
-// Number is the queue's NFQUEUE number.
-func (q *Queue) Number() uint16 { return q.opts.Queue }
-
 // Close accepts every packet still held (nothing is lost at teardown),
 // unbinds the queue and closes its socket. It is safe to call twice.
 func (q *Queue) Close() error {

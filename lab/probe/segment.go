@@ -1,32 +1,13 @@
 package probe
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-)
-
-// TCP Fast Open option kinds. gopacket decodes them generically (it calls
-// kind 34 "Unknown"), so the package names them itself.
-const (
-	// optFastOpen is the IANA kind of the TFO option (RFC 7413 §4.1.1).
-	optFastOpen layers.TCPOptionKind = 34
-	// optExperimental is the shared experimental kind (RFC 6994) that
-	// pre-IANA TFO implementations use, followed by expMagicFastOpen.
-	optExperimental layers.TCPOptionKind = 254
-	// expMagicFastOpen is the 16-bit experiment ID of TFO in kind 254.
-	expMagicFastOpen uint16 = 0xF989
-)
-
-// Cookie length bounds from RFC 7413 §4.1.1: 4 to 16 bytes, an even number
-// (the option length, 2 + cookie, ranges over 6..18 and MUST be even).
-const (
-	minCookieLen = 4
-	maxCookieLen = 16
+	"github.com/tfolab/tfolab/lab/capture"
 )
 
 // SYN fields that imitate Linux, so a server treats the probe like any
@@ -66,13 +47,13 @@ func (p synParams) synOptions() []layers.TCPOption {
 	}
 	if p.experimental {
 		// RFC 7413 §4.1.1 / RFC 6994: kind 254, length 4, magic, no cookie.
-		return append(opts, layers.TCPOption{OptionType: optExperimental, OptionLength: 4,
-			OptionData: binary.BigEndian.AppendUint16(nil, expMagicFastOpen)})
+		return append(opts, layers.TCPOption{OptionType: capture.OptionKindExperimental, OptionLength: 4,
+			OptionData: binary.BigEndian.AppendUint16(nil, capture.ExperimentalMagicFastOpen)})
 	}
 	// RFC 7413 §4.1.1: kind 34 with length 2 (no cookie) is a cookie
 	// request. Linux pads it to a word with two NOPs after it.
 	return append(opts,
-		layers.TCPOption{OptionType: optFastOpen, OptionLength: 2},
+		layers.TCPOption{OptionType: capture.OptionKindFastOpen, OptionLength: 2},
 		layers.TCPOption{OptionType: layers.TCPOptionKindNop, OptionLength: 1},
 		layers.TCPOption{OptionType: layers.TCPOptionKindNop, OptionLength: 1})
 }
@@ -176,35 +157,6 @@ func matchReply(b []byte, ipv4 bool, local, remote netip.AddrPort, isn uint32) (
 	return reply{}, false
 }
 
-// fastOpen is the TFO option found in a segment.
-type fastOpen struct {
-	experimental bool
-	cookie       []byte
-}
-
-// findFastOpen returns the first TFO option among opts: kind 34, or kind
-// 254 whose data starts with the magic 0xF989 (any other kind 254 belongs
-// to another experiment). The cookie is copied out of the packet buffer.
-func findFastOpen(opts []layers.TCPOption) (fastOpen, bool) {
-	for _, o := range opts {
-		switch o.OptionType {
-		case optFastOpen:
-			return fastOpen{cookie: bytes.Clone(o.OptionData)}, true
-		case optExperimental:
-			if len(o.OptionData) >= 2 && binary.BigEndian.Uint16(o.OptionData) == expMagicFastOpen {
-				return fastOpen{experimental: true, cookie: bytes.Clone(o.OptionData[2:])}, true
-			}
-		}
-	}
-	return fastOpen{}, false
-}
-
-// validCookie reports whether a cookie of n bytes is one RFC 7413 §4.1.1
-// allows a server to offer.
-func validCookie(n int) bool {
-	return n >= minCookieLen && n <= maxCookieLen && n%2 == 0
-}
-
 // judge fills in what r says about the server. requested is the form the
 // probe asked in, for the wording when no TFO option came back.
 func judge(res *Result, r reply, requestedExperimental bool) {
@@ -214,7 +166,7 @@ func judge(res *Result, r reply, requestedExperimental bool) {
 		res.Reason = "RST: port closed"
 		return
 	}
-	fo, ok := findFastOpen(r.options)
+	fo, ok := capture.FindFastOpen(r.options)
 	if !ok {
 		name := "option 34"
 		if requestedExperimental {
@@ -223,23 +175,23 @@ func judge(res *Result, r reply, requestedExperimental bool) {
 		res.Reason = fmt.Sprintf("SYN-ACK without %s: TFO off or the option was stripped on the way", name)
 		return
 	}
-	res.Experimental = fo.experimental
+	res.Experimental = fo.Experimental
 	name := "option 34"
-	if fo.experimental {
+	if fo.Experimental {
 		name = "option 254/0xF989 (experimental TFO)"
 	}
-	n := len(fo.cookie)
+	n := len(fo.Cookie)
 	switch {
 	case n == 0:
 		// A server offers a cookie; an empty option is a request echoed
 		// back, typically by a middlebox that reflects options.
 		res.Reason = fmt.Sprintf("SYN-ACK carries %s without a cookie: an echoed request, not an offer", name)
-	case !validCookie(n):
-		res.Cookie = fo.cookie
+	case !capture.ValidCookieLen(n):
+		res.Cookie = fo.Cookie
 		res.Reason = fmt.Sprintf("SYN-ACK carries %s with %s %d-byte cookie, not the even 4..16 bytes of RFC 7413 §4.1.1", name, article(n), n)
 	default:
 		res.SupportsTFO = true
-		res.Cookie = fo.cookie
+		res.Cookie = fo.Cookie
 		res.Reason = fmt.Sprintf("SYN-ACK carries %s with %s %d-byte cookie", name, article(n), n)
 	}
 }

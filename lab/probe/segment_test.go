@@ -11,6 +11,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/tfolab/tfolab/lab/capture"
 )
 
 var (
@@ -200,11 +201,11 @@ func cookieOf(n int) []byte {
 }
 
 func tfoOpt(cookie []byte) layers.TCPOption {
-	return layers.TCPOption{OptionType: optFastOpen, OptionData: cookie}
+	return layers.TCPOption{OptionType: capture.OptionKindFastOpen, OptionData: cookie}
 }
 
 func expOpt(cookie []byte) layers.TCPOption {
-	return layers.TCPOption{OptionType: optExperimental, OptionData: append([]byte{0xF9, 0x89}, cookie...)}
+	return layers.TCPOption{OptionType: capture.OptionKindExperimental, OptionData: append([]byte{0xF9, 0x89}, cookie...)}
 }
 
 func TestMatchAndJudge(t *testing.T) {
@@ -225,7 +226,7 @@ func TestMatchAndJudge(t *testing.T) {
 			Reason: "SYN-ACK carries option 34 with a 16-byte cookie"}},
 		{"experimental", synAck(expOpt(cookieOf(8))), true, Result{Answered: true, SupportsTFO: true, Experimental: true, Cookie: cookieOf(8),
 			Reason: "SYN-ACK carries option 254/0xF989 (experimental TFO) with an 8-byte cookie"}},
-		{"other-experiment", synAck(layers.TCPOption{OptionType: optExperimental, OptionData: []byte{0x12, 0x34, 1, 2, 3, 4}}), true,
+		{"other-experiment", synAck(layers.TCPOption{OptionType: capture.OptionKindExperimental, OptionData: []byte{0x12, 0x34, 1, 2, 3, 4}}), true,
 			Result{Answered: true, Reason: "SYN-ACK without option 254/0xF989: TFO off or the option was stripped on the way"}},
 		{"no-option", synAck(), false, Result{Answered: true,
 			Reason: "SYN-ACK without option 34: TFO off or the option was stripped on the way"}},
