@@ -121,6 +121,7 @@ lint:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	@bash scripts/check-docs.sh
 
 ## bench: topology setup+teardown and other benchmarks
 bench:
