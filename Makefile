@@ -116,7 +116,7 @@ clean:
 	$(GO) run ./cmd/tfolab sweep
 	rm -rf "$(OUT)"
 
-## lint: go vet + gofmt
+## lint: go vet + gofmt + the docs check (README length, links)
 lint:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
