@@ -13,48 +13,31 @@ import (
 // Labelled applies checks to every connection the timeline labelled label,
 // whatever its round. At least one such connection must exist.
 func Labelled(label string, checks ...ConnCheck) obsMatcher {
-	var descs []string
-	for _, c := range checks {
-		descs = append(descs, c.desc)
-	}
 	return obsMatcher{
 		name: fmt.Sprintf("%q connections", label),
-		desc: fmt.Sprintf("every %q connection: %s", label, strings.Join(descs, "; ")),
+		desc: fmt.Sprintf("every %q connection: %s", label, descs(checks)),
 		check: func(o *observation.Observation) (bool, string) {
 			n := 0
-			var measured []string
+			var all []string
 			for i, c := range o.Conns {
 				if c.Label != label {
 					continue
 				}
 				n++
-				for _, chk := range checks {
-					ok, detail := chk.check(o, i)
-					if !ok {
-						return false, fmt.Sprintf("connection %d [%s %d]: %s: %s", i, c.Label, c.Round, chk.desc, detail)
-					}
-					if detail != "" {
-						measured = append(measured, fmt.Sprintf("connection %d [%s %d]: %s", i, c.Label, c.Round, detail))
-					}
+				ok, failure, measured := checkConn(o, i, checks)
+				if !ok {
+					return false, fmt.Sprintf("connection %d [%s %d]: %s", i, c.Label, c.Round, failure)
+				}
+				for _, m := range measured {
+					all = append(all, fmt.Sprintf("connection %d [%s %d]: %s", i, c.Label, c.Round, m))
 				}
 			}
 			if n == 0 {
 				return false, fmt.Sprintf("no %q connection was made\n%s", label, o.ConnSummary())
 			}
-			return true, strings.Join(measured, "\n")
+			return true, strings.Join(all, "\n")
 		},
 	}
-}
-
-// clientSYNs returns the client's SYNs of connection i on the client link.
-func clientSYNs(o *observation.Observation, i int) []capture.Packet {
-	var out []capture.Packet
-	for _, p := range o.ConnPackets(i, AtClient) {
-		if p.IsSYN() && p.Src == o.Conns[i].Local {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // packetTimes returns the capture times of pkts.
@@ -100,7 +83,7 @@ func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 				return false, fmt.Sprintf("no %s connection of round %d\n%s", observation.RoleDetect, k, o.ConnSummary())
 			}
 			det := dets[len(dets)-1]
-			syns := clientSYNs(o, det)
+			syns := o.ClientSYNs(det)
 			if len(syns) < 4 {
 				return false, fmt.Sprintf("%s %d sent %d SYNs, want the SYN and 3 retransmissions\n%s", observation.RoleDetect, k, len(syns), listPackets(o.ConnPackets(det, AtClient), -1, o.LinkOf(det, AtClient)))
 			}
@@ -121,7 +104,7 @@ func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 			for _, i := range o.ConnsLabelled(observation.RoleProbe, k) {
 				c := o.Conns[i]
 				probes++
-				s := clientSYNs(o, i)
+				s := o.ClientSYNs(i)
 				if len(s) == 0 {
 					return false, fmt.Sprintf("probe connection %d: no SYN captured", i)
 				}

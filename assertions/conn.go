@@ -17,28 +17,43 @@ type ConnCheck struct {
 	check func(o *observation.Observation, i int) (bool, string)
 }
 
+// descs joins the checks' descriptions.
+func descs(checks []ConnCheck) string {
+	var out []string
+	for _, c := range checks {
+		out = append(out, c.desc)
+	}
+	return strings.Join(out, "; ")
+}
+
+// checkConn applies checks to connection i in order. At the first that
+// fails it returns false and "<its description>: <detail>"; otherwise
+// true and what the checks measured.
+func checkConn(o *observation.Observation, i int, checks []ConnCheck) (ok bool, failure string, measured []string) {
+	for _, c := range checks {
+		ok, detail := c.check(o, i)
+		if !ok {
+			return false, c.desc + ": " + detail, nil
+		}
+		if detail != "" {
+			measured = append(measured, detail)
+		}
+	}
+	return true, "", measured
+}
+
 // Conn applies checks to connection i (0-based, in workload order).
 func Conn(i int, checks ...ConnCheck) obsMatcher {
-	var descs []string
-	for _, c := range checks {
-		descs = append(descs, c.desc)
-	}
 	return obsMatcher{
 		name: fmt.Sprintf("connection %d", i),
-		desc: fmt.Sprintf("connection %d: %s", i, strings.Join(descs, "; ")),
+		desc: fmt.Sprintf("connection %d: %s", i, descs(checks)),
 		check: func(o *observation.Observation) (bool, string) {
 			if i >= len(o.Conns) {
 				return false, fmt.Sprintf("the workload made %d connections, there is no connection %d", len(o.Conns), i)
 			}
-			var measured []string
-			for _, c := range checks {
-				ok, detail := c.check(o, i)
-				if !ok {
-					return false, fmt.Sprintf("connection %d: %s: %s", i, c.desc, detail)
-				}
-				if detail != "" {
-					measured = append(measured, detail)
-				}
+			ok, failure, measured := checkConn(o, i, checks)
+			if !ok {
+				return false, fmt.Sprintf("connection %d: %s", i, failure)
 			}
 			return true, strings.Join(measured, "\n")
 		},
@@ -47,30 +62,24 @@ func Conn(i int, checks ...ConnCheck) obsMatcher {
 
 // EveryConn applies checks to every connection of the workload.
 func EveryConn(checks ...ConnCheck) obsMatcher {
-	var descs []string
-	for _, c := range checks {
-		descs = append(descs, c.desc)
-	}
 	return obsMatcher{
 		name: "every connection",
-		desc: "every connection: " + strings.Join(descs, "; "),
+		desc: "every connection: " + descs(checks),
 		check: func(o *observation.Observation) (bool, string) {
 			if len(o.Conns) == 0 {
 				return false, "the workload made no connection"
 			}
-			var measured []string
+			var all []string
 			for i := range o.Conns {
-				for _, c := range checks {
-					ok, detail := c.check(o, i)
-					if !ok {
-						return false, fmt.Sprintf("connection %d: %s: %s", i, c.desc, detail)
-					}
-					if detail != "" {
-						measured = append(measured, fmt.Sprintf("connection %d: %s", i, detail))
-					}
+				ok, failure, measured := checkConn(o, i, checks)
+				if !ok {
+					return false, fmt.Sprintf("connection %d: %s", i, failure)
+				}
+				for _, m := range measured {
+					all = append(all, fmt.Sprintf("connection %d: %s", i, m))
 				}
 			}
-			return true, strings.Join(measured, "\n")
+			return true, strings.Join(all, "\n")
 		},
 	}
 }
@@ -197,7 +206,7 @@ func FirstByteAfterSynRetransmissions(n int) ConnCheck {
 				if lo, hi, err = o.SynSchedule.Window(n); err != nil {
 					return false, err.Error()
 				}
-				lo -= o.SynSchedule.EarlyBy(packetTimes(clientSYNs(o, i)))
+				lo -= o.SynSchedule.EarlyBy(packetTimes(o.ClientSYNs(i)))
 			}
 			if c.FirstByte < lo || c.FirstByte >= hi {
 				return false, fmt.Sprintf("first byte at %v, want in [%v, %v) (SYN retransmissions at %v)", c.FirstByte, lo, hi, o.SynSchedule.At)

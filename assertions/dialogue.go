@@ -221,13 +221,7 @@ func Dialogue(side Side, steps ...Step) ConnCheck {
 				return false, lost
 			}
 			c := o.Conns[i]
-			var syn *capture.Packet
-			for k := range pkts {
-				if pkts[k].IsSYN() && pkts[k].Src == c.Local {
-					syn = &pkts[k]
-					break
-				}
-			}
+			syn, _ := o.Handshake(i, pkts)
 			at := 0
 			for n, s := range steps {
 				found := -1

@@ -42,7 +42,7 @@ func GaveUp(userTimeout time.Duration) ConnCheck {
 				return false, err.Error()
 			}
 			c := o.Conns[i]
-			syns := clientSYNs(o, i)
+			syns := o.ClientSYNs(i)
 			lo, hi := s.GiveUpWindow()
 			lo -= s.EarlyBy(packetTimes(syns))
 			hi += WakeSlack
@@ -84,7 +84,7 @@ func DetectedAtGiveUp(k int, userTimeout time.Duration) obsMatcher {
 			}
 			at := m.At.Sub(o.Conns[i].Start)
 			lo, hi := s.GiveUpWindow()
-			lo -= s.EarlyBy(packetTimes(clientSYNs(o, i)))
+			lo -= s.EarlyBy(packetTimes(o.ClientSYNs(i)))
 			hi += WakeSlack
 			if at < lo || at > hi {
 				return false, fmt.Sprintf("seen %v after the detecting SYN, want in [%v, %v] (give-up at %v)", at, lo, hi, s.GiveUp)

@@ -63,19 +63,6 @@ func (m obsMatcher) verdict(actual any) (bool, string, error) {
 	return ok, detail, nil
 }
 
-// Measured is what the expectation measured when it held (a pause's
-// length, a connection's first byte), "" when it measures nothing.
-func (m obsMatcher) Measured(actual any) string {
-	o, err := asObservation(actual)
-	if err != nil {
-		return ""
-	}
-	if ok, detail := m.check(o); ok {
-		return detail
-	}
-	return ""
-}
-
 // String lets a report print the expectation itself.
 func (m obsMatcher) String() string { return m.desc }
 

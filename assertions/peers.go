@@ -216,13 +216,9 @@ func BackendConns(o *observation.Observation, service string) ([]observation.Con
 // BackendConns) and applies checks to each, as EveryConn does to the
 // clients' connections.
 func EveryBackend(service string, n int, checks ...ConnCheck) obsMatcher {
-	var descs []string
-	for _, c := range checks {
-		descs = append(descs, c.desc)
-	}
 	return obsMatcher{
 		name: "every backend connection",
-		desc: fmt.Sprintf("%d backend connections to %s, each: %s", n, service, strings.Join(descs, "; ")),
+		desc: fmt.Sprintf("%d backend connections to %s, each: %s", n, service, descs(checks)),
 		check: func(o *observation.Observation) (bool, string) {
 			conns, err := BackendConns(o, service)
 			if err != nil {
@@ -238,10 +234,8 @@ func EveryBackend(service string, n int, checks ...ConnCheck) obsMatcher {
 			derived := *o
 			derived.Conns = conns
 			for i := range conns {
-				for _, c := range checks {
-					if ok, detail := c.check(&derived, i); !ok {
-						return false, fmt.Sprintf("backend connection %d (%s -> %s): %s: %s", i, conns[i].Local, conns[i].Remote, c.desc, detail)
-					}
+				if ok, failure, _ := checkConn(&derived, i, checks); !ok {
+					return false, fmt.Sprintf("backend connection %d (%s -> %s): %s", i, conns[i].Local, conns[i].Remote, failure)
 				}
 			}
 			return true, ""

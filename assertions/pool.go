@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/lab/tfocookie"
 	"github.com/tfolab/tfolab/observation"
@@ -209,7 +208,7 @@ func PoolShares(o *observation.Observation, selectConn func(i int) bool) Share {
 // (on the client's side) carried a cookie.
 func CarriedCookie(o *observation.Observation) func(i int) bool {
 	return func(i int) bool {
-		syns := clientSYNs(o, i)
+		syns := o.ClientSYNs(i)
 		return len(syns) > 0 && syns[0].FastOpen != nil && !syns[0].FastOpen.IsRequest()
 	}
 }
@@ -406,17 +405,8 @@ func ListenOverflow(label string, queue int) obsMatcher {
 					return false, fmt.Sprintf("connection %d: no server's capture saw its SYN", i)
 				}
 				landed[c.Served]++
-				var syn, synack *capture.Packet
 				pkts := o.ConnPackets(i, AtServer)
-				for k := range pkts {
-					p := &pkts[k]
-					if syn == nil && p.IsSYN() && p.Src == c.Local {
-						syn = p
-					}
-					if synack == nil && p.IsSYNACK() && p.Dst == c.Local {
-						synack = p
-					}
-				}
+				syn, synack := o.Handshake(i, pkts)
 				if syn == nil || synack == nil {
 					return false, fmt.Sprintf("connection %d: no SYN or SYN-ACK on %s\n%s", i, c.ServerLink, listPackets(pkts, -1, c.ServerLink))
 				}

@@ -151,17 +151,7 @@ func AcceptedIffIssuer() obsMatcher {
 				issuer := ""
 				for _, i := range idx {
 					c := o.Conns[i]
-					var syn, synack *capture.Packet
-					pkts := o.ConnPackets(i, AtClient)
-					for k := range pkts {
-						p := &pkts[k]
-						if syn == nil && p.IsSYN() && p.Src == c.Local {
-							syn = p
-						}
-						if synack == nil && p.IsSYNACK() && p.Dst == c.Local {
-							synack = p
-						}
-					}
+					syn, synack := o.Handshake(i, o.ConnPackets(i, AtClient))
 					if syn != nil && syn.FastOpen != nil && !syn.FastOpen.IsRequest() {
 						if want := c.Served == issuer; c.SynData != want {
 							return false, fmt.Sprintf("connection %d (%s) landed on %s, cookie issued by %s: SYN data accepted %t, want %t\n%s",

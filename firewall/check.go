@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/middlebox"
+	"github.com/tfolab/tfolab/topology"
 )
 
 // Options configure Run.
@@ -33,8 +35,9 @@ type Options struct {
 	Variants []Variant
 }
 
-// Budget bounds Run: the variants run at once, so the longest one's
-// harness budget, plus the scratch validation.
+// Budget bounds a whole check, Validate and Run: the variants run at once,
+// each within its own harness budget, so the longest of those, plus the
+// scratch validation.
 func (c *Check) Budget() time.Duration {
 	var d time.Duration
 	for _, v := range c.Variants() {
@@ -76,9 +79,7 @@ func (c *Check) Run(ctx context.Context, opts Options) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			vctx, cancel := context.WithTimeout(ctx, harness.Budget(s))
-			defer cancel()
-			results[i] = harness.Run(vctx, s, harness.Options{Out: opts.Out, Artefacts: artefacts})
+			results[i] = harness.Run(ctx, s, harness.Options{Out: opts.Out, Artefacts: artefacts})
 		}()
 	}
 	wg.Wait()
@@ -181,13 +182,13 @@ func (c *Check) hint(f lab.Family) string {
 		sees = sees || chains[ch]
 	}
 	if !sees && len(chains) > 0 {
-		parts = append(parts, fmt.Sprintf("and PLACE=%s: your rules hook %s, which never see the lab's traffic there", PlaceName(c.Input.Place), strings.Join(sortedSet(chains), ", ")))
+		parts = append(parts, fmt.Sprintf("and PLACE=%s: your rules hook %s, which never see the lab's traffic there", PlaceName(c.Input.Place), strings.Join(slices.Sorted(maps.Keys(chains)), ", ")))
 	}
 	if len(ifaces) > 0 {
-		parts = append(parts, fmt.Sprintf("your rules name interfaces %s; the lab's are to-client, to-router, to-server", strings.Join(sortedSet(ifaces), ", ")))
+		parts = append(parts, fmt.Sprintf("your rules name interfaces %s; the lab's are %s", strings.Join(slices.Sorted(maps.Keys(ifaces)), ", "), strings.Join(labInterfaces(), ", ")))
 	}
 	if len(addrs) > 0 {
-		parts = append(parts, fmt.Sprintf("your rules name addresses %s; the lab's client and server are in 10.34.0.0/16 and fd34::/16", strings.Join(sortedSet(addrs), ", ")))
+		parts = append(parts, fmt.Sprintf("your rules name addresses %s; the lab's client and server are in 10.34.0.0/16 and fd34::/16", strings.Join(slices.Sorted(maps.Keys(addrs)), ", ")))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -200,13 +201,16 @@ func isBuiltinChain(c string) bool {
 	return false
 }
 
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// labInterfaces are the interfaces of the check's topology (Scenario's),
+// sorted: the names a user's rules would have to use.
+func labInterfaces() []string {
+	spec := topology.Routed()
+	var out []string
+	for _, n := range spec.NodeNames() {
+		out = append(out, spec.Interfaces(n)...)
 	}
-	sort.Strings(out)
-	return out
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // MarshalJSON writes the variant as its four coordinates.

@@ -11,6 +11,7 @@ import (
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/observation"
+	"github.com/tfolab/tfolab/topology"
 )
 
 // Kind is a verdict: what the ruleset does to TFO on one path.
@@ -370,7 +371,7 @@ func clientNode(obs *observation.Observation) string {
 			return c.Node
 		}
 	}
-	return "client"
+	return topology.Client
 }
 
 // cookieCached reports whether the client's cookie cache holds a cookie
@@ -388,19 +389,8 @@ func cookieCached(obs *observation.Observation) bool {
 	return false
 }
 
-// clientSYNs are the connection's SYNs on its client-side capture.
-func clientSYNs(obs *observation.Observation, i int) []capture.Packet {
-	var out []capture.Packet
-	for _, p := range obs.ConnPackets(i, observation.ClientSide) {
-		if p.IsSYN() && p.Src == obs.Conns[i].Local {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 func firstSYN(obs *observation.Observation, i int) *capture.Packet {
-	if s := clientSYNs(obs, i); len(s) > 0 {
+	if s := obs.ClientSYNs(i); len(s) > 0 {
 		return &s[0]
 	}
 	return nil
@@ -429,7 +419,7 @@ func refusedErrno(e string) bool {
 // TFO was lost.
 func connFact(obs *observation.Observation, i int, cookieSeen bool) ConnFact {
 	c := obs.Conns[i]
-	syns := clientSYNs(obs, i)
+	syns := obs.ClientSYNs(i)
 	fact := ConnFact{Index: i, Label: c.Label, FirstByte: c.FirstByte}
 	if len(syns) > 0 {
 		fact.SynRetrans = len(syns) - 1
@@ -527,7 +517,7 @@ func whatWasLost(obs *observation.Observation, i int, cookieSeen bool) []Loss {
 	fromClient := func(p capture.Packet) bool { return p.Src == c.Local }
 	var out []Loss
 	add := func(what, detail string) { out = append(out, Loss{what, detail}) }
-	syns := clientSYNs(obs, i)
+	syns := obs.ClientSYNs(i)
 	if len(syns) == 0 {
 		if c.Failed() {
 			add("the SYN", "it never left the client: "+c.Error)
@@ -740,7 +730,7 @@ func evidence(obs *observation.Observation, f Finding, brief bool) string {
 		}
 		first := "none"
 		if c.FirstByte > 0 {
-			first = ms(c.FirstByte)
+			first = observation.Ms(c.FirstByte)
 		}
 		fmt.Fprintf(&b, "connection %d [%s] %s %s -> %s: %s; %s, first byte %s, %d SYN retransmission%s, syn_data=%t client_fail=%s\n",
 			fact.Index, label, c.Mode, c.Local, c.Remote, fact.Outcome.Title(), status, first, fact.SynRetrans, plural(fact.SynRetrans), c.SynData, c.ClientFail)
@@ -790,8 +780,4 @@ func evidence(obs *observation.Observation, f Finding, brief bool) string {
 		}
 	}
 	return b.String()
-}
-
-func ms(d time.Duration) string {
-	return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000)
 }

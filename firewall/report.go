@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tfolab/tfolab/harness"
+	"github.com/tfolab/tfolab/observation"
 )
 
 // Report is a whole check: a finding per variant, the families no file
@@ -159,7 +160,7 @@ func (f Finding) details(brief bool) string {
 	if f.Schedule != "" {
 		cost := ""
 		if f.Baseline > 0 {
-			cost = fmt.Sprintf("; open path first byte %s", ms(f.Baseline))
+			cost = fmt.Sprintf("; open path first byte %s", observation.Ms(f.Baseline))
 		}
 		fmt.Fprintf(&b, "  cost: %s%s\n", f.Schedule, cost)
 	}
@@ -223,7 +224,7 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "- lost: %s\n", mdCell(l.String()))
 		}
 		if f.Schedule != "" {
-			fmt.Fprintf(&b, "- cost: %s (open path first byte %s)\n", f.Schedule, ms(f.Baseline))
+			fmt.Fprintf(&b, "- cost: %s (open path first byte %s)\n", f.Schedule, observation.Ms(f.Baseline))
 		}
 		for _, n := range f.Notes {
 			fmt.Fprintf(&b, "- %s\n", n)

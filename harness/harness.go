@@ -1,8 +1,8 @@
 // Package harness is the one way a scenario is run: it builds a fresh lab,
-// runs the scenario, judges its observation, writes the artefacts and
-// tears the lab down, checking that nothing of it is left. The Ginkgo suite
-// (suite_test.go), `tfolab run` and the report all call it, so they judge
-// the same way and their verdicts are the same data.
+// runs the scenario within its time budget, judges its observation, writes
+// the artefacts and tears the lab down, checking that nothing of it is
+// left. The Ginkgo suite (suite_test.go), `tfolab run` and the report all
+// call it, so they judge the same way and their verdicts are the same data.
 package harness
 
 import (
@@ -27,7 +27,9 @@ import (
 // topology setup (milliseconds), teardown, and a loaded machine's delays.
 const SetupMargin = 15 * time.Second
 
-// Budget bounds one run of s: its timeline's bound plus SetupMargin.
+// Budget bounds one run of s: its timeline's bound plus SetupMargin. Run
+// and Start apply it themselves; a caller reads it to order or bound
+// whole batches of runs (a Ginkgo spec's timeout and priority).
 func Budget(s scenarios.Scenario) time.Duration { return s.ConnBudget() + SetupMargin }
 
 // CPUEntry names a spec's cost in the suite's JUnit report (a property
@@ -62,7 +64,24 @@ type Options struct {
 	// Out is the folder artefacts go under (Out/<scenario>/).
 	Out       string
 	Artefacts Artefacts
+	// OnStage, if set, is called on the run's goroutine as the run reaches
+	// each Stage, with the run's lab: a progress display may look into the
+	// lab's namespaces from LabMade until its TearingDown call returns.
+	OnStage func(Stage, *lab.Lab)
 }
+
+// Stage is a point a run reaches, for Options.OnStage.
+type Stage int
+
+const (
+	// LabMade: the run's lab exists, still empty. The scenario now builds
+	// its namespaces (Lab.Namespace(node) is nil until then), starts its
+	// services and runs its timeline.
+	LabMade Stage = iota
+	// TearingDown: the run is judged and its artefacts are written; the
+	// lab is torn down once OnStage returns.
+	TearingDown
+)
 
 // Result is one scenario run, judged.
 type Result struct {
@@ -90,7 +109,8 @@ func (r Result) Passed() bool {
 // Failed returns the failed verdicts.
 func (r Result) Failed() []assertions.Verdict { return assertions.Failed(r.Verdicts) }
 
-// Run runs s in a fresh lab, judges it and tears the lab down.
+// Run runs s in a fresh lab within its Budget, judges it and tears the
+// lab down.
 func Run(ctx context.Context, s scenarios.Scenario, opts Options) Result {
 	live := Start(ctx, s, opts)
 	live.Result.Teardown = live.Close()
@@ -105,13 +125,19 @@ type Live struct {
 	Running *scenarios.Running
 	start   time.Time
 	meter   *cost.Meter
+	onStage func(Stage, *lab.Lab)
+	// cancel ends the run's budget, at Close.
+	cancel context.CancelFunc
 }
 
-// Start runs and judges s, writes its artefacts, and leaves the lab up.
+// Start runs and judges s within its Budget, writes its artefacts, and
+// leaves the lab up. The budget's context lasts until Close.
 func Start(ctx context.Context, s scenarios.Scenario, opts Options) *Live {
-	live := &Live{start: time.Now(), meter: &cost.Meter{}}
+	live := &Live{start: time.Now(), meter: &cost.Meter{}, onStage: opts.OnStage}
+	ctx, live.cancel = context.WithTimeout(ctx, Budget(s))
 	ctx = cost.WithMeter(ctx, live.meter)
 	l := lab.New()
+	live.stage(LabMade, l)
 	obs, running, err := scenarios.RunKeep(ctx, l, s)
 	live.Lab, live.Running, live.Result = l, running, Result{Scenario: s, Obs: obs, Err: err}
 	if obs != nil {
@@ -136,8 +162,16 @@ func (r *Result) WriteArtefacts(out string) {
 	}
 }
 
+func (l *Live) stage(st Stage, lb *lab.Lab) {
+	if l.onStage != nil {
+		l.onStage(st, lb)
+	}
+}
+
 // Close tears the lab down and checks that none of its namespaces is left.
 func (l *Live) Close() error {
+	defer l.cancel()
+	l.stage(TearingDown, l.Lab)
 	err := l.Lab.Close()
 	names, lerr := lab.ListNamespaces()
 	// The ID and its dash: lab …-2 must not claim lab …-20's namespaces.

@@ -3,14 +3,18 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/tfolab/tfolab/assertions"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/scenarios"
@@ -22,15 +26,18 @@ import (
 // observation must be equal to the one in memory, and so must the
 // verdicts a second judgement of the read-back observation gives.
 func TestArtefactsReadBackEqual(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces")
-	}
+	labtest.NeedRoot(t, "builds network namespaces")
 	s := scenarios.CookieThenData(topology.Routed(), topology.IPv6, tfo.ModeSendto)
-	ctx, cancel := context.WithTimeout(context.Background(), Budget(s))
-	defer cancel()
-	res := Run(ctx, s, Options{Out: t.TempDir(), Artefacts: Always})
+	var stages []string
+	onStage := func(st Stage, l *lab.Lab) {
+		stages = append(stages, fmt.Sprintf("%d client namespace %t", st, l.Namespace(topology.Client) != nil))
+	}
+	res := Run(context.Background(), s, Options{Out: t.TempDir(), Artefacts: Always, OnStage: onStage})
 	if !res.Passed() {
 		t.Fatalf("the scenario failed:\n%s", res.FailureReport())
+	}
+	if got, want := strings.Join(stages, "; "), fmt.Sprintf("%d client namespace false; %d client namespace true", LabMade, TearingDown); got != want {
+		t.Errorf("stages %q, want %q", got, want)
 	}
 	back, err := observation.Read(res.Dir)
 	if err != nil {

@@ -57,27 +57,6 @@ func (c Counters) Get(name string) (value int64, ok bool) {
 	return 0, false
 }
 
-// Named accessors for the TFO counters (0 when absent).
-func (c Counters) FastOpenActive() int64     { v, _ := c.Get(TCPFastOpenActive); return v }
-func (c Counters) FastOpenActiveFail() int64 { v, _ := c.Get(TCPFastOpenActiveFail); return v }
-func (c Counters) FastOpenPassive() int64    { v, _ := c.Get(TCPFastOpenPassive); return v }
-func (c Counters) FastOpenPassiveFail() int64 {
-	v, _ := c.Get(TCPFastOpenPassiveFail)
-	return v
-}
-func (c Counters) FastOpenPassiveAltKey() int64 {
-	v, _ := c.Get(TCPFastOpenPassiveAltKey)
-	return v
-}
-func (c Counters) FastOpenCookieReqd() int64 { v, _ := c.Get(TCPFastOpenCookieReqd); return v }
-func (c Counters) FastOpenListenOverflow() int64 {
-	v, _ := c.Get(TCPFastOpenListenOverflow)
-	return v
-}
-func (c Counters) FastOpenBlackhole() int64 { v, _ := c.Get(TCPFastOpenBlackhole); return v }
-func (c Counters) SynRetrans() int64        { v, _ := c.Get(TCPSynRetrans); return v }
-func (c Counters) OrigDataSent() int64      { v, _ := c.Get(TCPOrigDataSent); return v }
-
 // Sub returns c - before for every counter present in c.
 func (c Counters) Sub(before Counters) Counters {
 	d := make(Counters, len(c))

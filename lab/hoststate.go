@@ -5,16 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tfolab/tfolab/lab/cost"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/tfolab/tfolab/lab/cost"
 	"github.com/vishvananda/netlink"
 )
 
@@ -64,31 +65,22 @@ func SnapshotHost(ctx context.Context) (HostState, error) {
 // Diff returns a readable list of the sections that differ, or "".
 func (s HostState) Diff(after HostState) string {
 	var b strings.Builder
-	names := map[string]bool{}
-	for k := range s.Sections {
-		names[k] = true
-	}
-	for k := range after.Sections {
-		names[k] = true
-	}
-	keys := make([]string, 0, len(names))
-	for k := range names {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	names := map[string]string{}
+	maps.Copy(names, s.Sections)
+	maps.Copy(names, after.Sections)
+	for _, k := range slices.Sorted(maps.Keys(names)) {
 		if s.Sections[k] == after.Sections[k] {
 			continue
 		}
 		fmt.Fprintf(&b, "== %s changed:\n", k)
 		before := lineSet(s.Sections[k])
 		now := lineSet(after.Sections[k])
-		for _, l := range sortedKeys(before) {
+		for _, l := range slices.Sorted(maps.Keys(before)) {
 			if !now[l] {
 				fmt.Fprintf(&b, "  - %s\n", l)
 			}
 		}
-		for _, l := range sortedKeys(now) {
+		for _, l := range slices.Sorted(maps.Keys(now)) {
 			if !before[l] {
 				fmt.Fprintf(&b, "  + %s\n", l)
 			}
@@ -100,7 +92,7 @@ func (s HostState) Diff(after HostState) string {
 // String renders the snapshot, one section after another.
 func (s HostState) String() string {
 	var b strings.Builder
-	for _, k := range sortedKeys(toSet(s.Sections)) {
+	for _, k := range slices.Sorted(maps.Keys(s.Sections)) {
 		fmt.Fprintf(&b, "== %s\n%s\n", k, s.Sections[k])
 	}
 	return b.String()
@@ -206,7 +198,7 @@ func saveRules(ctx context.Context, tool string) (string, error) {
 }
 
 func joinSorted(lines []string) string {
-	sort.Strings(lines)
+	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
 
@@ -216,21 +208,4 @@ func lineSet(s string) map[string]bool {
 		m[l] = true
 	}
 	return m
-}
-
-func toSet(m map[string]string) map[string]bool {
-	out := map[string]bool{}
-	for k := range m {
-		out[k] = true
-	}
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -12,8 +12,9 @@ package observation
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -355,6 +356,35 @@ func (o *Observation) ConnPackets(i int, s Side) []capture.Packet {
 	return out
 }
 
+// ClientSYNs returns the SYNs the client sent for connection i, as its
+// client-side capture saw them: the first, then its retransmissions.
+func (o *Observation) ClientSYNs(i int) []capture.Packet {
+	var out []capture.Packet
+	for _, p := range o.ConnPackets(i, ClientSide) {
+		if p.IsSYN() && p.Src == o.Conns[i].Local {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Handshake returns connection i's first SYN and first SYN-ACK among
+// pkts (its packets on one side, as ConnPackets gives them); nil where
+// there is none.
+func (o *Observation) Handshake(i int, pkts []capture.Packet) (syn, synack *capture.Packet) {
+	local := o.Conns[i].Local
+	for k := range pkts {
+		p := &pkts[k]
+		if syn == nil && p.IsSYN() && p.Src == local {
+			syn = p
+		}
+		if synack == nil && p.IsSYNACK() && p.Dst == local {
+			synack = p
+		}
+	}
+	return syn, synack
+}
+
 // ConnsLabelled returns the indexes of the connections with label (and,
 // when round > 0, that round), in order.
 func (o *Observation) ConnsLabelled(label string, round int) []int {
@@ -378,10 +408,10 @@ func (o *Observation) MarkOf(name string, round int) (Mark, bool) {
 }
 
 // LinkNames returns the captured links' keys, sorted.
-func (o *Observation) LinkNames() []string { return sortedKeys(o.Links) }
+func (o *Observation) LinkNames() []string { return slices.Sorted(maps.Keys(o.Links)) }
 
 // NodeNames returns the nodes that have records, sorted.
-func (o *Observation) NodeNames() []string { return sortedKeys(o.Nodes) }
+func (o *Observation) NodeNames() []string { return slices.Sorted(maps.Keys(o.Nodes)) }
 
 // MiddleboxHits is the sum of every installed rule's hits.
 func (o *Observation) MiddleboxHits() uint64 {
@@ -405,15 +435,6 @@ func (o *Observation) Drops() map[string]uint64 {
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // ConnSummary is one line per connection: mode, SYN data, failure, timings.
 func (o *Observation) ConnSummary() string {
 	var b strings.Builder
@@ -430,8 +451,8 @@ func (o *Observation) ConnSummary() string {
 			}
 			label += "]"
 		}
-		fmt.Fprintf(&b, "  conn %d%s %s %s -> %s: syn_data=%t client_fail=%s connected=%s first_byte=%s retrans=%d %s\n",
-			i, label, c.Mode, c.Local, c.Remote, c.SynData, c.ClientFail, ms(c.Connected), ms(c.FirstByte), c.TotalRetrans, status)
+		fmt.Fprintf(&b, "  conn %d%s %s %s -> %s: syn_data=%t client_fail=%s connected=%sms first_byte=%sms retrans=%d %s\n",
+			i, label, c.Mode, c.Local, c.Remote, c.SynData, c.ClientFail, millis(c.Connected), millis(c.FirstByte), c.TotalRetrans, status)
 	}
 	return b.String()
 }
@@ -514,7 +535,7 @@ func (o *Observation) MetricsSummary() string {
 // Short is what a person reads first: connections, marks, middlebox hits
 // and the counters that moved.
 func (o *Observation) Short() string {
-	return fmt.Sprintf("scenario %s (timeline %s)\n%s%s%s%s", o.Scenario, ms(o.Elapsed),
+	return fmt.Sprintf("scenario %s (timeline %sms)\n%s%s%s%s", o.Scenario, millis(o.Elapsed),
 		o.ConnSummary(), o.MarkSummary(), o.MiddleboxSummary(), o.CounterSummary())
 }
 
@@ -523,6 +544,10 @@ func (o *Observation) String() string {
 	return o.Short() + o.MetricsSummary() + o.PacketSummary()
 }
 
-func ms(d time.Duration) string {
-	return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000)
-}
+// Ms is d in milliseconds to one decimal, counted in whole microseconds:
+// "0.1 ms". The observation's own key=value summaries write the figure
+// without the space ("first_byte=0.1ms").
+func Ms(d time.Duration) string { return millis(d) + " ms" }
+
+// millis is Ms's figure without its unit.
+func millis(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }

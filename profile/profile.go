@@ -40,10 +40,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -298,13 +299,8 @@ func confFiles(dirs []string) ([]Source, error) {
 			}
 		}
 	}
-	names := make([]string, 0, len(chosen))
-	for n := range chosen {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	var out []Source
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(chosen)) {
 		p := chosen[n]
 		if t, err := filepath.EvalSymlinks(p); err == nil && t == os.DevNull {
 			continue // masked

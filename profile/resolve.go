@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/tfolab/tfolab/lab"
@@ -198,12 +199,12 @@ func ResolveWith(p *Profile, ns, host Keys, write Writer) (*Plan, error) {
 		if s.Glob() {
 			var hostOnly []string
 			n := 0
-			for _, k := range sortedKeys(host) {
+			for _, k := range slices.Sorted(maps.Keys(host)) {
 				if matchGlob(s.Key, k) && !ns[k] && !deviceOfHost(k, ns) {
 					hostOnly = append(hostOnly, Dotted(k))
 				}
 			}
-			for _, k := range sortedKeys(ns) {
+			for _, k := range slices.Sorted(maps.Keys(ns)) {
 				if !matchGlob(s.Key, k) || plan.excluded[k] {
 					continue
 				}
@@ -271,15 +272,6 @@ func abbreviate(items []string, n int) string {
 	return strings.Join(items[:n], ", ") + fmt.Sprintf(", … %d more", len(items)-n)
 }
 
-func sortedKeys(k Keys) []string {
-	out := make([]string, 0, len(k))
-	for key := range k {
-		out = append(out, key)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Applied is one sysctl a node gets from the profile.
 type Applied struct {
 	// Key is in the dotted form the lab writes ("net.ipv4.conf.to-router.rp_filter").
@@ -332,7 +324,7 @@ func (pl *Plan) For(ifnames []string) []Applied {
 			if !globAt[s.Where()] {
 				continue
 			}
-			for _, k := range sortedKeys(node) {
+			for _, k := range slices.Sorted(maps.Keys(node)) {
 				if matchGlob(s.Key, k) && !pl.excluded[k] && !strings.Contains(k, ".") {
 					set(k, *s.Value, s)
 				}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -131,10 +132,10 @@ func behaviourOf(o *observation.Observation, rtt time.Duration, clientNode strin
 		seen[c.Client]++
 		rc := Conn{Index: i, Client: c.Client, Label: c.Label, Round: c.Round, Mode: c.Mode, SynData: c.SynData, Stalled: c.Stalled}
 		rc.Data = isData(c, seen[c.Client], perClient[c.Client])
-		syns := clientSYNs(o, i)
+		syns := o.ClientSYNs(i)
 		rc.SynRetrans = max(len(syns)-1, 0)
 		if len(syns) > 1 {
-			rc.waited = syns[len(syns)-1].Sub(syns[0]) // the RTOs, as the wire saw them
+			rc.waited = syns[len(syns)-1].Time.Sub(syns[0].Time) // the RTOs, as the wire saw them
 		}
 		if c.SynData {
 			b.TFOData++
@@ -256,7 +257,7 @@ func costWords(c Conn, rtt time.Duration) string {
 		return "none"
 	}
 	if rtt == 0 && c.SynRetrans == 0 {
-		return "+" + ms(c.Extra)
+		return "+" + readable(c.Extra)
 	}
 	var parts []string
 	rest := c.Extra
@@ -270,10 +271,10 @@ func costWords(c Conn, rtt time.Duration) string {
 			parts = append(parts, plural(n, "RTT"))
 		}
 	case rest >= 100*time.Millisecond:
-		parts = append(parts, ms(rest))
+		parts = append(parts, readable(rest))
 	}
 	if len(parts) == 0 {
-		return "+" + ms(c.Extra)
+		return "+" + readable(c.Extra)
 	}
 	return strings.Join(parts, " + ")
 }
@@ -283,17 +284,6 @@ func plural(n int, unit string) string {
 		return "1 " + unit
 	}
 	return fmt.Sprintf("%d %ss", n, unit)
-}
-
-// clientSYNs are the times of connection i's SYNs on its client link.
-func clientSYNs(o *observation.Observation, i int) []time.Time {
-	var out []time.Time
-	for _, p := range o.ConnPackets(i, observation.ClientSide) {
-		if p.IsSYN() && p.Src == o.Conns[i].Local {
-			out = append(out, p.Time)
-		}
-	}
-	return out
 }
 
 // blackholeOf reads detection's state: the client node's timeout and
@@ -315,21 +305,16 @@ func blackholeOf(o *observation.Observation, node string) Blackhole {
 		}
 		var lastPlain, firstTFO time.Time
 		for _, i := range o.ConnsLabelled(observation.RoleProbe, m.Round) {
-			var syn *time.Time
-			fastOpen := false
-			for _, p := range o.ConnPackets(i, observation.ClientSide) {
-				if p.IsSYN() && p.Src == o.Conns[i].Local {
-					t := p.Time
-					syn, fastOpen = &t, p.FastOpen != nil
-					break
-				}
+			syns := o.ClientSYNs(i)
+			if len(syns) == 0 {
+				continue
 			}
-			switch {
-			case syn == nil:
+			syn := syns[0]
+			switch fastOpen := syn.FastOpen != nil; {
 			case !fastOpen && o.Conns[i].Start.After(lastPlain):
 				lastPlain = o.Conns[i].Start
-			case fastOpen && (firstTFO.IsZero() || syn.Before(firstTFO)):
-				firstTFO = *syn
+			case fastOpen && (firstTFO.IsZero() || syn.Time.Before(firstTFO)):
+				firstTFO = syn.Time
 			}
 		}
 		if lastPlain.IsZero() || firstTFO.IsZero() {
@@ -374,7 +359,11 @@ func (b Blackhole) PauseWords() string {
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 
-func ms(d time.Duration) string {
+// readable is d as a person reads it in a report: seconds from 1 s,
+// whole milliseconds from 10 ms, tenths below ("1.23 s", "52 ms", "0.4 ms").
+// It is not observation.Ms (tenths of a millisecond throughout), which the
+// connection summaries and the firewall check print.
+func readable(d time.Duration) string {
 	switch {
 	case d >= 10*time.Second:
 		return fmt.Sprintf("%.1f s", d.Seconds())
@@ -391,21 +380,16 @@ func (s *Spread) Words() string {
 	if s == nil {
 		return "—"
 	}
-	if ms(s.Min) == ms(s.Max) {
-		return ms(s.Median)
+	if readable(s.Min) == readable(s.Max) {
+		return readable(s.Median)
 	}
-	return ms(s.Min) + "–" + ms(s.Max)
+	return readable(s.Min) + "–" + readable(s.Max)
 }
 
 // CounterWords lists moved counters: "client ActiveFail +2, SynRetrans +2; server CookieReqd +1".
 func (b Behaviour) CounterWords() string {
-	var nodes []string
-	for n := range b.Counters {
-		nodes = append(nodes, n)
-	}
-	slices.Sort(nodes)
 	var parts []string
-	for _, n := range nodes {
+	for _, n := range slices.Sorted(maps.Keys(b.Counters)) {
 		var cs []string
 		for _, name := range counterNames {
 			if v, ok := b.Counters[n][name]; ok {
@@ -426,7 +410,7 @@ func (c Cost) String() string {
 	case c.Words == "":
 		return "none"
 	case strings.Contains(c.Words, "RTO") || strings.Contains(c.Words, "RTT"):
-		return fmt.Sprintf("%s (+%s)", c.Words, ms(c.Extra))
+		return fmt.Sprintf("%s (+%s)", c.Words, readable(c.Extra))
 	}
 	return c.Words
 }

@@ -3,6 +3,7 @@ package report
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -360,7 +361,7 @@ func counterChanges(b, k Behaviour) string {
 		nodes[n] = true
 	}
 	var parts []string
-	for _, n := range sortedSet(nodes) {
+	for _, n := range slices.Sorted(maps.Keys(nodes)) {
 		var cs []string
 		for _, name := range counterNames {
 			if !strings.HasPrefix(name, "TCPFastOpen") {
@@ -393,7 +394,7 @@ func stamp(r *Report) string {
 	}
 	rtt := "no RTT emulated"
 	if r.RTT > 0 {
-		rtt = "RTT " + ms(r.RTT)
+		rtt = "RTT " + readable(r.RTT)
 	}
 	return fmt.Sprintf("Linux %s, tfolab %s, %s; %s; %d scenarios, %d failed", r.Kernel, r.LabVersion, rtt, strings.Join(profs, "; "), len(r.Scenarios), r.Failed())
 }

@@ -3,6 +3,7 @@ package report
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -19,15 +20,15 @@ func Markdown(r *Report) string {
 	if r.LongestElapsed > 0 {
 		ratio = fmt.Sprintf(": %.2f×", float64(r.Wall)/float64(r.LongestElapsed))
 	}
-	w("Ran %d at a time in %s; the longest protocol wait was %s (%s)%s.\n\n", r.Parallel, ms(r.Wall), ms(r.LongestElapsed), r.Longest, ratio)
+	w("Ran %d at a time in %s; the longest protocol wait was %s (%s)%s.\n\n", r.Parallel, readable(r.Wall), readable(r.LongestElapsed), r.Longest, ratio)
 	if r.RTT > 0 {
-		w("RTT: %s emulated on every router (delay middlebox: NFQUEUE, %s each way); fallback costs are in RTOs (SYN retransmissions, as long as they took) and RTTs.\n\n", ms(r.RTT), ms(r.RTT/2))
+		w("RTT: %s emulated on every router (delay middlebox: NFQUEUE, %s each way); fallback costs are in RTOs (SYN retransmissions, as long as they took) and RTTs.\n\n", readable(r.RTT), readable(r.RTT/2))
 	} else {
 		w("RTT: none emulated (veth, ~0.1 ms), but the control runs over its own 50 ms; fallback costs are in RTOs and milliseconds.\n\n")
 	}
 	if s := r.Saving; s != nil {
 		w("**TFO saves %.2f RTT (%s) in time to first byte against a plain handshake** (%s, on the wire: plain %s, TFO %s, RTT %s; the application saw %s and %s).\n\n",
-			s.SavedRTTs, ms(s.Saved), s.Scenario, ms(s.Plain), ms(s.TFO), ms(s.RTT), ms(s.FirstBytePlain), ms(s.FirstByteTFO))
+			s.SavedRTTs, readable(s.Saved), s.Scenario, readable(s.Plain), readable(s.TFO), readable(s.RTT), readable(s.FirstBytePlain), readable(s.FirstByteTFO))
 	}
 	writeProfiles(&b, r)
 	writeSysctls(&b, r)
@@ -112,10 +113,10 @@ func writeSysctls(b *strings.Builder, r *Report) {
 	if len(keys) == 0 {
 		return
 	}
-	ns := sortedSet(nodes)
+	ns := slices.Sorted(maps.Keys(nodes))
 	fmt.Fprintf(b, "## Effective sysctls per node\n\nWhat each node ran with, over the scenarios (value (scenarios), most common first).\n\n")
 	fmt.Fprintf(b, "| key | %s |\n|%s\n", strings.Join(ns, " | "), strings.Repeat(" --- |", len(ns)+1))
-	for _, k := range sortedSet(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		row := []string{"`" + k + "`"}
 		for _, n := range ns {
 			row = append(row, valueCounts(values[[2]string{n, k}]))
@@ -142,15 +143,6 @@ func valueCounts(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s (%d)", v, m[v]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func sortedSet(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // area is a scenario's first name component: baseline, middlebox, ...
@@ -245,7 +237,7 @@ func writeFailures(b *strings.Builder, r *Report) {
 // Summary is the one-line verdict printed after a run.
 func Summary(r *Report) string {
 	s := fmt.Sprintf("report: %d scenarios, %d passed, %d failed in %s (longest protocol wait %s",
-		len(r.Scenarios), len(r.Scenarios)-r.Failed(), r.Failed(), ms(r.Wall), ms(r.LongestElapsed))
+		len(r.Scenarios), len(r.Scenarios)-r.Failed(), r.Failed(), readable(r.Wall), readable(r.LongestElapsed))
 	if r.LongestElapsed > 0 {
 		s += fmt.Sprintf(", %.2f×", float64(r.Wall)/float64(r.LongestElapsed))
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tfolab/tfolab/lab"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,7 +81,7 @@ func (p *Progress) finished(j *job, s Scenario) {
 		p.failed++
 		status = "FAIL"
 	}
-	line := fmt.Sprintf("[%d/%d] %s %s (%s, timeline %s)", p.done, p.total, status, s.Name, ms(s.Wall), ms(s.Elapsed))
+	line := fmt.Sprintf("[%d/%d] %s %s (%s, timeline %s)", p.done, p.total, status, s.Name, readable(s.Wall), readable(s.Elapsed))
 	if !s.Pass {
 		line += ": " + failedNames(s)
 	}
@@ -144,7 +145,7 @@ func (p *Progress) tick() {
 		return
 	}
 	if len(p.running) > 0 {
-		fmt.Fprintf(p.w, "… %s: %d running: %s\n", ms(time.Since(p.start)), len(p.running), strings.Join(waits, "; "))
+		fmt.Fprintf(p.w, "… %s: %d running: %s\n", readable(time.Since(p.start)), len(p.running), strings.Join(waits, "; "))
 	}
 }
 
@@ -155,7 +156,7 @@ func (p *Progress) drawWith(waits []string) {
 	if p.failed > 0 {
 		line += fmt.Sprintf(" (%d failed)", p.failed)
 	}
-	line += fmt.Sprintf(" · %d running · %s", len(p.running), ms(time.Since(p.start)))
+	line += fmt.Sprintf(" · %d running · %s", len(p.running), readable(time.Since(p.start)))
 	if len(waits) > 0 {
 		line += " · " + strings.Join(waits, " · ")
 	}
@@ -198,17 +199,17 @@ func (j *job) waiting(withElapsed bool) string {
 	}
 	elapsed := ""
 	if withElapsed {
-		elapsed = " " + ms(time.Since(j.started))
+		elapsed = " " + readable(time.Since(j.started))
 	}
 	if j.ended {
 		return fmt.Sprintf("%s%s: tearing down", name, elapsed)
 	}
-	if len(j.sites) == 0 {
-		return fmt.Sprintf("%s%s: building the lab", name, elapsed)
+	var ns *lab.Namespace
+	if j.lab != nil {
+		ns = j.lab.Namespace(j.prep.clientNode)
 	}
-	ns := j.sites[0].Topo.Namespace(j.prep.clientNode)
 	if ns == nil {
-		return name + elapsed
+		return fmt.Sprintf("%s%s: building the lab", name, elapsed)
 	}
 	var socks []timedSocket
 	_ = ns.Do(func() error {
@@ -271,12 +272,12 @@ func describeWait(socks []timedSocket) string {
 	const synSent, established = 2, 1
 	for _, s := range socks {
 		if s.state == synSent && s.timer == 1 {
-			return fmt.Sprintf("SYN to :%d, retransmission %d in %s", s.port, s.retrans+1, ms(s.when))
+			return fmt.Sprintf("SYN to :%d, retransmission %d in %s", s.port, s.retrans+1, readable(s.when))
 		}
 	}
 	for _, s := range socks {
 		if s.state == established && s.timer == 1 {
-			return fmt.Sprintf("data to :%d unacked, RTO %d in %s", s.port, s.retrans+1, ms(s.when))
+			return fmt.Sprintf("data to :%d unacked, RTO %d in %s", s.port, s.retrans+1, readable(s.when))
 		}
 	}
 	for _, s := range socks {

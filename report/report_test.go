@@ -11,6 +11,7 @@ import (
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/profile"
 	"github.com/tfolab/tfolab/scenarios"
@@ -20,14 +21,7 @@ import (
 // Synthetic observations and reports: the report's reading of behaviour,
 // its Markdown and the diff, judged without root.
 
-var (
-	t0  = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	srv = netip.MustParseAddrPort("10.34.2.2:7000")
-)
-
-func cli(port uint16) netip.AddrPort {
-	return netip.AddrPortFrom(netip.MustParseAddr("10.34.1.2"), port)
-}
+var t0, srv, cli = labtest.T0, labtest.Server, labtest.Client
 
 func syn(at time.Duration, from netip.AddrPort, fo *capture.FastOpenOption) capture.Packet {
 	return capture.Packet{Time: t0.Add(at), Src: from, Dst: srv, Flags: capture.FlagSYN, FastOpen: fo}
@@ -265,7 +259,7 @@ func TestDefaultProfileOverridesNoScenario(t *testing.T) {
 			}
 		}
 		for _, n := range s.Topology.Nodes {
-			for k := range topologySysctls(n) {
+			for k := range n.BuildSysctls() {
 				if keys[k] {
 					t.Errorf("%s's topology sets %s on %s, which the default profile overrides", s.Name, k, n.Name)
 				}

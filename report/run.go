@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/harness"
+	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/cost"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/observation"
@@ -47,7 +47,7 @@ type Options struct {
 
 // DefaultParallel is how many scenarios run at once: they mostly wait on
 // kernel timers, and 16 at a time on 2 cores still keeps every timing
-// expectation of the catalogue inside its window (the suite runs 12).
+// expectation of the catalogue inside its window.
 const DefaultParallel = 16
 
 // MinRTT is the smallest RTT the report emulates: the control's saving
@@ -67,11 +67,13 @@ type job struct {
 	index    int
 	scenario scenarios.Scenario
 	prep     prepared
-	budget   time.Duration
+	// budget is the bound harness.Run applies to the run: the longest
+	// start first, and the report records it.
+	budget time.Duration
 
 	mu      sync.Mutex
 	started time.Time
-	sites   []scenarios.Site // the lab as its services saw it, for peeking
+	lab     *lab.Lab // the run's lab, for the progress line to peek into
 	ended   bool
 }
 
@@ -238,13 +240,13 @@ type prepared struct {
 
 // prepare applies the profiles and the RTT to a fresh copy of s.
 func prepare(s scenarios.Scenario, opts Options) (scenarios.Scenario, prepared) {
-	p := prepared{applied: map[string][]string{}, clientNode: nodeOr(s.Clients[0].Node, topology.Client)}
+	p := prepared{applied: map[string][]string{}, clientNode: s.Clients[0].NodeName()}
 	clients, services := map[string]bool{}, map[string]bool{}
 	for _, c := range s.Clients {
-		clients[nodeOr(c.Node, topology.Client)] = true
+		clients[c.NodeName()] = true
 	}
 	for _, svc := range s.Services {
-		services[nodeOr(svc.Node, topology.Server)] = true
+		services[svc.NodeName()] = true
 	}
 	sys := map[string]map[string]string{}
 	for n, kv := range s.Sysctls {
@@ -254,13 +256,13 @@ func prepare(s scenarios.Scenario, opts Options) (scenarios.Scenario, prepared) 
 		}
 	}
 	for _, n := range s.Topology.Nodes {
-		var as []profile.Applied
-		as = append(as, opts.All.For(interfaces(s.Topology, n.Name))...)
+		ifaces := s.Topology.Interfaces(n.Name)
+		as := opts.All.For(ifaces)
 		if clients[n.Name] {
-			as = append(as, opts.Client.For(interfaces(s.Topology, n.Name))...)
+			as = append(as, opts.Client.For(ifaces)...)
 		}
 		if services[n.Name] {
-			as = append(as, opts.Server.For(interfaces(s.Topology, n.Name))...)
+			as = append(as, opts.Server.For(ifaces)...)
 		}
 		if len(as) == 0 {
 			continue
@@ -268,7 +270,8 @@ func prepare(s scenarios.Scenario, opts Options) (scenarios.Scenario, prepared) 
 		if sys[n.Name] == nil {
 			sys[n.Name] = map[string]string{}
 		}
-		own := topologySysctls(n)
+		// The topology's own, which a profile may override too.
+		own := n.BuildSysctls()
 		final := map[string]profile.Applied{}
 		for _, a := range as {
 			final[a.Key] = a
@@ -312,42 +315,6 @@ func prepare(s scenarios.Scenario, opts Options) (scenarios.Scenario, prepared) 
 	return s, p
 }
 
-func nodeOr(n, def string) string {
-	if n == "" {
-		return def
-	}
-	return n
-}
-
-// interfaces are node's link interfaces as topology names them ("to-<peer>").
-func interfaces(spec topology.Spec, node string) []string {
-	var out []string
-	for _, l := range spec.Links {
-		switch node {
-		case l.A:
-			out = append(out, "to-"+l.B)
-		case l.B:
-			out = append(out, "to-"+l.A)
-		}
-	}
-	return out
-}
-
-// topologySysctls are the ones topology.Build sets on a node before the
-// scenario's (forwarding on routers, DAD off everywhere, the node's own):
-// a profile that replaces one is reported as overriding the topology.
-func topologySysctls(n topology.Node) map[string]string {
-	kv := map[string]string{"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
-	if n.Router {
-		kv["net.ipv4.ip_forward"] = "1"
-		kv["net.ipv6.conf.all.forwarding"] = "1"
-	}
-	for k, v := range n.Sysctls {
-		kv[k] = v
-	}
-	return kv
-}
-
 func routerOf(spec topology.Spec) (string, bool) {
 	for _, n := range spec.Nodes {
 		if n.Router {
@@ -358,31 +325,29 @@ func routerOf(spec topology.Spec) (string, bool) {
 }
 
 // runOne runs one scenario in its own lab and reads its report off the
-// result. The lab stays up until the progress line has stopped looking
-// into it.
+// result.
 func runOne(ctx context.Context, j *job, opts Options) Scenario {
-	s := j.scenario
-	// The services tell where the lab is, for the progress line to read
-	// its sockets' timers; they run exactly as they would unwrapped.
-	s.Services = slices.Clone(s.Services)
-	for i := range s.Services {
-		s.Services[i].Kind = watch(s.Services[i].Kind, j)
-	}
-	rctx, cancel := context.WithTimeout(ctx, j.budget)
-	defer cancel()
 	j.mu.Lock()
 	j.started = time.Now()
 	j.mu.Unlock()
-	start := time.Now()
-	live := harness.Start(rctx, s, harness.Options{Out: filepath.Join(opts.Out, ScenarioDir), Artefacts: harness.Always})
-	j.mu.Lock()
-	j.ended = true
-	j.mu.Unlock()
-	res := live.Result
-	res.Teardown = live.Close()
-	res.Cost = live.Result.Cost
-	res.Wall = time.Since(start)
+	res := harness.Run(ctx, j.scenario, harness.Options{
+		Out: filepath.Join(opts.Out, ScenarioDir), Artefacts: harness.Always, OnStage: j.onStage,
+	})
 	return scenarioOf(j, res, opts.Out)
+}
+
+// onStage shows the progress line the run's lab, and takes it away before
+// the teardown: the line reads the lab's namespaces under j.mu, so the
+// teardown waits for a read under way.
+func (j *job) onStage(st harness.Stage, l *lab.Lab) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	switch st {
+	case harness.LabMade:
+		j.lab = l
+	case harness.TearingDown:
+		j.lab, j.ended = nil, true
+	}
 }
 
 // scenarioOf turns a harness result into the report's record.
@@ -480,33 +445,3 @@ func kernelRelease() string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
-// watch wraps a service kind so that the job learns its lab's site when
-// the service starts; the kind is otherwise untouched (its Kind, Validate
-// and version are the inner one's).
-func watch(k scenarios.ServiceKind, j *job) scenarios.ServiceKind {
-	w := watched{k, j}
-	if v, ok := k.(scenarios.Versioned); ok {
-		return watchedVersioned{w, v}
-	}
-	return w
-}
-
-type watched struct {
-	scenarios.ServiceKind
-	j *job
-}
-
-func (w watched) Start(ctx context.Context, site scenarios.Site, node string, addr netip.AddrPort) (scenarios.ServiceHandle, error) {
-	w.j.mu.Lock()
-	w.j.sites = append(w.j.sites, site)
-	w.j.mu.Unlock()
-	return w.ServiceKind.Start(ctx, site, node, addr)
-}
-
-type watchedVersioned struct {
-	watched
-	v scenarios.Versioned
-}
-
-func (w watchedVersioned) Version() string { return w.v.Version() }

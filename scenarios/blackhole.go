@@ -281,13 +281,10 @@ func BlackholeRearmBySuccess() Scenario {
 		seconds(T), middlebox.DropTFOReplies,
 		pauseExchangePause(&rearmExchange, T), 2*5*time.Second+3*T+4*time.Second)
 	s.Expect = append(pauseChecks(),
-		Labelled("rearm",
-			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
-			SynDataAcked(true),
-			Responded()),
+		tfoUsedAgain("rearm", Responded()),
 		PauseLasted(1, T, MaxProbeGap),
 		PauseLasted(2, T, MaxProbeGap),
-		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 2))),
+		blackholesCounted(2),
 	)
 	return s
 }
@@ -331,7 +328,7 @@ func BlackholeServerDataRearms() Scenario {
 			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen)),
 			SynDataAcked(true),
 			Completed()),
-		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 2))),
+		blackholesCounted(2),
 	}
 	return s
 }
@@ -363,7 +360,7 @@ func BlackholeRearmBySysctl() Scenario {
 			SynDataAcked(true),
 			Completed()),
 		PauseLasted(2, T, MaxProbeGap),
-		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, 2))),
+		blackholesCounted(2),
 	)
 	return s
 }
@@ -423,10 +420,7 @@ func BlackholeNoFalsePositive() Scenario {
 				ClientSYN().WithoutFastOpen(),
 				ClientSYN().WithoutFastOpen()),
 			Stalled()),
-		Labelled("after",
-			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
-			SynDataAcked(true),
-			Responded()),
+		tfoUsedAgain("after", Responded()),
 		CountersOf(topology.Client, HaveCounterDeltas(
 			Delta(lab.TCPFastOpenBlackhole, 0),
 			Delta(lab.TCPFastOpenActiveFail, 0))),
@@ -524,6 +518,22 @@ func BlackholeDropSynDataUndetected() Scenario {
 	s.Labels = []string{"blackhole", "routed", "ipv4"}
 	s.Sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = seconds(BlackholeTimeout)
 	return s
+}
+
+// blackholesCounted expects the client to have counted n blackhole
+// detections (TCPFastOpenBlackhole).
+func blackholesCounted(n int64) types.GomegaMatcher {
+	return CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, n)))
+}
+
+// tfoUsedAgain is the connection labelled label: TFO in use (no pause),
+// its SYN's cookie and data acked, ending as end says (Responded: data
+// came back; Completed: the silent server's exchange).
+func tfoUsedAgain(label string, end ConnCheck) types.GomegaMatcher {
+	return Labelled(label,
+		Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen), ServerSYNACK().AckingSYNData()),
+		SynDataAcked(true),
+		end)
 }
 
 // cookieLearnedMoment is the moment a scripted timeline names once its

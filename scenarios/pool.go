@@ -559,25 +559,13 @@ func (e *Env) sumCounters(nodes []string, names ...string) (int64, error) {
 // synchronise; every SYN carries its data without option 34 and whichever
 // server it lands on accepts it. RFC 7413 §5 says what that costs (docs/pools.md).
 func PoolNoCookie(fam topology.Family) Scenario {
-	const n = 3
-	servers := poolServers(n)
-	s := poolScenario(fmt.Sprintf("pool/no-cookie/n%d/%s", n, famName(fam)),
+	return noCookiePool("", fam, tfoClientNoCookie, tfoServerNoCookie,
 		"client 0x5, servers 0x202: data in every SYN without a cookie, accepted by every server",
-		n, fam, nil, "nocookie")
-	noCookieMode(&s, servers, tfoClientNoCookie, tfoServerNoCookie)
-	s.Expect = []types.GomegaMatcher{
-		EveryConn(
-			Dialogue(AtServer,
-				ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
-				ServerSYNACK().WithoutFastOpen().AckingSYNData()),
-			SynDataAcked(true),
-			PoolServerAccepted(true),
-			Responded()),
-		LandedOn(2),
-		PoolOutcomes(nil),
-		PoolCounters(nil),
-	}
-	return s
+		Dialogue(AtServer,
+			ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
+			ServerSYNACK().WithoutFastOpen().AckingSYNData()),
+		SynDataAcked(true),
+		PoolServerAccepted(true))
 }
 
 // PoolNoCookieClientOnly: client 0x4 against servers that want a cookie
@@ -585,27 +573,15 @@ func PoolNoCookie(fam topology.Family) Scenario {
 // every connection falls back (ActiveFail +1) and no server counts
 // anything.
 func PoolNoCookieClientOnly() Scenario {
-	const n = 3
-	servers := poolServers(n)
-	s := poolScenario(fmt.Sprintf("pool/no-cookie/client-only/n%d/ipv4", n),
+	return noCookiePool("client-only", topology.IPv4, tfoClientNoCookie, tfoServer,
 		"client 0x5 against servers 0x2: data without a cookie is never accepted, and no cookie is ever asked for",
-		n, topology.IPv4, nil, "nocookie")
-	noCookieMode(&s, servers, tfoClientNoCookie, tfoServer)
-	s.Expect = []types.GomegaMatcher{
-		EveryConn(
-			Dialogue(AtServer,
-				ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
-				ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
-				ClientData().WithPayload(payloadLen)),
-			SynDataAcked(false),
-			ClientFail(tfo.ClientFailDataNotAcked),
-			PoolServerAccepted(false),
-			Responded()),
-		LandedOn(2),
-		PoolOutcomes(nil),
-		PoolCounters(nil),
-	}
-	return s
+		Dialogue(AtServer,
+			ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
+			ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
+			ClientData().WithPayload(payloadLen)),
+		SynDataAcked(false),
+		ClientFail(tfo.ClientFailDataNotAcked),
+		PoolServerAccepted(false))
 }
 
 // PoolNoCookieServerOnly: servers 0x200 against an ordinary client (0x1):
@@ -613,35 +589,41 @@ func PoolNoCookieClientOnly() Scenario {
 // TFO child at once (Passive +1, TFO_CHILD set) but never hands one out,
 // so the client keeps asking and never sends data in a SYN.
 func PoolNoCookieServerOnly() Scenario {
-	const n = 3
-	servers := poolServers(n)
-	s := poolScenario(fmt.Sprintf("pool/no-cookie/server-only/n%d/ipv4", n),
+	s := noCookiePool("server-only", topology.IPv4, tfoClient, tfoServerNoCookie,
 		"client 0x1 against servers 0x202: every cookie request gets a TFO child but no cookie; no data ever rides in a SYN",
-		n, topology.IPv4, nil, "nocookie")
-	noCookieMode(&s, servers, tfoClient, tfoServerNoCookie)
+		Dialogue(AtServer,
+			ClientSYN().WithCookieRequest().WithoutPayload(),
+			ServerSYNACK().WithoutFastOpen().AckingSYNOnly()),
+		SynDataAcked(false),
+		ServerTFOChild(true))
+	s.Expect = append(s.Expect, CookieCached(topology.Client, false))
+	return s
+}
+
+// noCookiePool is a pool of 3 whose client and servers have the given
+// net.ipv4.tcp_fastopen values, making PoolConns connections one after
+// another, every one of which passes every and gets its response; the
+// pool model judges outcomes and counters. variant names it beside
+// pool/no-cookie.
+func noCookiePool(variant string, fam topology.Family, client, server, desc string, every ...ConnCheck) Scenario {
+	const n = 3
+	name := fmt.Sprintf("pool/no-cookie/n%d/%s", n, famName(fam))
+	if variant != "" {
+		name = fmt.Sprintf("pool/no-cookie/%s/n%d/%s", variant, n, famName(fam))
+	}
+	s := poolScenario(name, desc, n, fam, nil, "nocookie")
+	s.Sysctls[topology.Client]["net.ipv4.tcp_fastopen"] = client
+	for _, srv := range poolServers(n) {
+		s.Sysctls[srv]["net.ipv4.tcp_fastopen"] = server
+	}
+	s.Timeline = poolSequential(PoolConns)
 	s.Expect = []types.GomegaMatcher{
-		EveryConn(
-			Dialogue(AtServer,
-				ClientSYN().WithCookieRequest().WithoutPayload(),
-				ServerSYNACK().WithoutFastOpen().AckingSYNOnly()),
-			SynDataAcked(false),
-			ServerTFOChild(true),
-			Responded()),
+		EveryConn(append(every, Responded())...),
 		LandedOn(2),
-		CookieCached(topology.Client, false),
 		PoolOutcomes(nil),
 		PoolCounters(nil),
 	}
 	return s
-}
-
-// noCookieMode sets the no-cookie scenarios' sysctls and timeline.
-func noCookieMode(s *Scenario, servers []string, client, server string) {
-	s.Sysctls[topology.Client]["net.ipv4.tcp_fastopen"] = client
-	for _, srv := range servers {
-		s.Sysctls[srv]["net.ipv4.tcp_fastopen"] = server
-	}
-	s.Timeline = poolSequential(PoolConns)
 }
 
 // probeCase is what stands behind the pool's address for the probe.

@@ -11,8 +11,9 @@ package scenarios
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/onsi/gomega/types"
@@ -346,11 +347,4 @@ func labClient(mode tfo.Mode, conns int) Client {
 	return Client{Kind: LabClient{Mode: mode}, Connections: conns}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

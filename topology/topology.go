@@ -252,6 +252,22 @@ func (s Spec) NodeNames() []string {
 // ifname is the name of the interface in node `self` that faces node `peer`.
 func ifname(peer string) string { return "to-" + peer }
 
+// Interfaces lists the link interfaces Build gives node, in link order
+// ("to-<peer>"): what a sysctl of the node's own interfaces names before
+// the lab exists.
+func (s Spec) Interfaces(node string) []string {
+	var out []string
+	for _, l := range s.Links {
+		switch node {
+		case l.A:
+			out = append(out, ifname(l.B))
+		case l.B:
+			out = append(out, ifname(l.A))
+		}
+	}
+	return out
+}
+
 // Build creates the Spec's namespaces, links, addresses, routes and
 // forwarding sysctls inside l, and returns once every link is operationally
 // up. Every resource is on l's cleanup stack as soon as it exists (links and
@@ -266,7 +282,7 @@ func Build(ctx context.Context, l *lab.Lab, spec Spec) (*Topology, error) {
 		if err != nil {
 			return nil, fmt.Errorf("build %s: %w", spec.Name, err)
 		}
-		if err := ns.SetSysctls(nodeSysctls(n)); err != nil {
+		if err := ns.SetSysctls(n.BuildSysctls()); err != nil {
 			return nil, fmt.Errorf("build %s: %s: %w", spec.Name, n.Name, err)
 		}
 		if err := addLoopback(ns, n.Loopback); err != nil {
@@ -289,14 +305,16 @@ func Build(ctx context.Context, l *lab.Lab, spec Spec) (*Topology, error) {
 	return t, nil
 }
 
-// nodeSysctls are set in every namespace before its links exist, so that
-// the links inherit them through the "default" entries.
+// BuildSysctls are the sysctls Build sets in n's namespace, before its
+// links exist so that the links inherit them through the "default"
+// entries: the lab's own (DAD off everywhere, forwarding on a router),
+// then n.Sysctls. A scenario's sysctls come after them.
 //
 // DAD is off: right after link-up a link-local address is tentative for a
 // second or more, and a forwarding router solicits neighbours from its
 // link-local address; while it is tentative the kernel sends no neighbour
 // solicitation at all, so the first forwarded IPv6 SYNs wait ~2 s.
-func nodeSysctls(n Node) map[string]string {
+func (n Node) BuildSysctls() map[string]string {
 	kv := map[string]string{
 		"net.ipv6.conf.all.accept_dad":     "0",
 		"net.ipv6.conf.default.accept_dad": "0",
@@ -717,15 +735,7 @@ func (t *Topology) Interface(node, peer string) (string, error) {
 }
 
 // Interfaces lists node's link interfaces in link order.
-func (t *Topology) Interfaces(node string) []string {
-	var out []string
-	for _, bl := range t.Links {
-		if self, _, ok := bl.sides(node); ok {
-			out = append(out, self.Ifname)
-		}
-	}
-	return out
-}
+func (t *Topology) Interfaces(node string) []string { return t.Spec.Interfaces(node) }
 
 // Neighbor is the node at the other end of node's first link (for a client
 // in Routed, the router; in Direct, the server).

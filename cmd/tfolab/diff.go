@@ -39,15 +39,11 @@ func runDiff(args []string) error {
 	if err != nil {
 		return badInput("tfolab diff: %v", err)
 	}
-	return diffReports(base, cand, out)
+	return writeDiff(base, cand, out)
 }
 
 // writeDiff prints the comparison, writes it to path, and gates.
 func writeDiff(base, cand *report.Report, path string) error {
-	return diffReports(base, cand, path)
-}
-
-func diffReports(base, cand *report.Report, path string) error {
 	c := report.Diff(base, cand)
 	md := c.Markdown()
 	fmt.Print(md)

@@ -18,9 +18,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/onsi/ginkgo/v2/types"
@@ -31,12 +32,7 @@ import (
 func fullUsage() string {
 	var b strings.Builder
 	b.WriteString(usage)
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(commands)) {
 		b.WriteString(" | " + commands[n].usage)
 	}
 	return b.String()

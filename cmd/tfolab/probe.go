@@ -16,7 +16,6 @@ import (
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/probe"
 	"github.com/tfolab/tfolab/scenarios"
-	"github.com/tfolab/tfolab/topology"
 )
 
 // `tfolab probe [NAME]` builds a catalogue scenario's lab (topology,
@@ -65,10 +64,9 @@ func probeCommand(args []string) error {
 	if err := lab.Preflight(); err != nil {
 		return fmt.Errorf("tfolab probe: %w", err)
 	}
-	signalled, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// harness.Start applies the run's budget.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(signalled, harness.Budget(s))
-	defer cancel()
 	opts := harness.Options{Out: *out, Artefacts: harness.Never}
 	if *out != "" {
 		opts.Artefacts = harness.Always
@@ -84,11 +82,7 @@ func probeCommand(args []string) error {
 	}
 	r := res.Obs.Probes[0]
 	cause, server := assertions.Diagnose(res.Obs, 0)
-	node := s.Clients[0].Node
-	if node == "" {
-		node = topology.Client
-	}
-	fmt.Printf("tfolab probe: %s from node %s (scenario %s)\n", r.Target, node, name)
+	fmt.Printf("tfolab probe: %s from node %s (scenario %s)\n", r.Target, s.Clients[0].NodeName(), name)
 	if res.Dir != "" {
 		fmt.Printf("  artefacts: %s\n", res.Dir)
 	}

@@ -5,9 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -100,10 +101,8 @@ func runScenario(args []string) error {
 	// down all the same; with --keep they end the wait.
 	signalled, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(signalled, harness.Budget(s))
 	fmt.Printf("tfolab run: %s\n  %s\n", s.Name, s.Description)
-	live := harness.Start(ctx, s, harness.Options{Out: *out, Artefacts: harness.Always})
-	cancel()
+	live := harness.Start(signalled, s, harness.Options{Out: *out, Artefacts: harness.Always})
 	res := live.Result
 	printResult(res)
 	if *keep && live.Running != nil {
@@ -184,12 +183,7 @@ func printKeep(live *harness.Live) {
 		}
 	}
 	client := topo.Namespace(live.Result.Scenario.Clients[0].NodeName())
-	names := make([]string, 0, len(live.Running.Services))
-	for n := range live.Running.Services {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(live.Running.Services)) {
 		ap := live.Running.Services[n]
 		fmt.Printf("  service %s: %s\n", n, ap)
 		if client != nil {
