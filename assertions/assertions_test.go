@@ -9,6 +9,7 @@ import (
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/tcpmetrics"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/observation"
@@ -19,14 +20,9 @@ import (
 // both ways without root.
 
 var (
-	t0     = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	srv    = netip.MustParseAddrPort("10.34.2.2:7000")
-	cookie = []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	t0, srv, cli = labtest.T0, labtest.Server, labtest.Client
+	cookie       = []byte{1, 2, 3, 4, 5, 6, 7, 8}
 )
-
-func cli(port uint16) netip.AddrPort {
-	return netip.AddrPortFrom(netip.MustParseAddr("10.34.1.2"), port)
-}
 
 func syn(at time.Duration, from netip.AddrPort, fo *capture.FastOpenOption, payload int) capture.Packet {
 	return capture.Packet{Time: t0.Add(at), Src: from, Dst: srv, Flags: capture.FlagSYN, Seq: 100, Length: payload, Payload: make([]byte, payload), FastOpen: fo}

@@ -3,7 +3,6 @@ package assertions
 import (
 	"context"
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/probe"
 	"github.com/tfolab/tfolab/observation"
 )
@@ -52,21 +52,11 @@ func TestServedFile(t *testing.T) {
 // decodes it as the lab's capture does.
 func frame(t *testing.T, at time.Duration, src, dst netip.AddrPort, flags capture.TCPFlags, opts ...layers.TCPOption) capture.Packet {
 	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: 100, Window: 64240,
-		SYN: flags.Has(capture.FlagSYN), ACK: flags.Has(capture.FlagACK), Options: opts}
+	tcp := &layers.TCP{Seq: 100, Window: 64240, SYN: flags.Has(capture.FlagSYN), ACK: flags.Has(capture.FlagACK), Options: opts}
 	if tcp.ACK {
 		tcp.Ack = 101
 	}
-	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
+	b := labtest.TCPFrame(t, src, dst, tcp, nil)
 	p, ok, err := capture.Decode(b, gopacket.CaptureInfo{Timestamp: t0.Add(at), CaptureLength: len(b), Length: len(b)})
 	if err != nil || !ok {
 		t.Fatalf("decode: ok=%t %v", ok, err)

@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"encoding/json"
-	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/tcpmetrics"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/observation"
@@ -20,12 +20,11 @@ import (
 // the classification is tested both ways without root.
 
 var (
-	t0     = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	srv    = netip.MustParseAddrPort("10.34.2.2:7000")
-	cookie = []byte{1, 2, 3, 4, 5, 6, 7, 8}
-	req    = &capture.FastOpenOption{}
-	withC  = &capture.FastOpenOption{Cookie: cookie}
-	expC   = &capture.FastOpenOption{Cookie: cookie, Experimental: true}
+	t0, srv = labtest.T0, labtest.Server
+	cookie  = []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	req     = &capture.FastOpenOption{}
+	withC   = &capture.FastOpenOption{Cookie: cookie}
+	expC    = &capture.FastOpenOption{Cookie: cookie, Experimental: true}
 )
 
 const (
@@ -84,7 +83,7 @@ func newSynth() *synth {
 // conn adds a connection made now; c sets its result fields.
 func (s *synth) conn(label string, round int, c observation.Conn, pkts ...pkt) {
 	s.port++
-	local := netip.AddrPortFrom(netip.MustParseAddr("10.34.1.2"), s.port)
+	local := labtest.Client(s.port)
 	start := t0.Add(s.next)
 	c.Client, c.Node, c.Service, c.Label, c.Round, c.Mode = "client", "client", "service", label, round, "sendto"
 	c.Local, c.Remote, c.Start, c.ClientLink, c.ServerLink = local, srv, start, clientLink, serverLink
@@ -115,30 +114,41 @@ func ok(firstByte time.Duration, synData bool) observation.Conn {
 }
 
 // Dialogues.
-func cookieRequest(s *synth, label string, round int) {
-	s.conn(label, round, ok(300*time.Microsecond, false),
-		both(cSYN(0, req, 0)), both(sSYNACK(100*time.Microsecond, withC, isn+1)),
-		both(data(200*time.Microsecond, true)), both(data(300*time.Microsecond, false)))
-}
-
-func tfoOK(s *synth, label string, round int) {
-	s.conn(label, round, ok(200*time.Microsecond, true),
-		both(cSYN(0, withC, payload)), both(sSYNACK(100*time.Microsecond, nil, isn+1+payload)),
-		both(data(200*time.Microsecond, false)))
-}
+func cookieRequest(s *synth, label string, round int) { handshake(s, label, round, req, withC) }
+func plainOK(s *synth, label string, round int)       { handshake(s, label, round, nil, nil) }
+func tfoOK(s *synth, label string, round int)         { synData(s, label, round, withC) }
+func expCookieOK(s *synth, label string, round int)   { synData(s, label, round, expC) }
 
 // synDataDropped: the SYN with data dies in the router; the plain
 // retransmission passes after one RTO.
 func synDataDropped(s *synth, label string, round int) {
-	s.conn(label, round, ok(time.Second+300*time.Microsecond, false),
-		clientOnly(cSYN(0, withC, payload)),
-		both(cSYN(time.Second, nil, 0)), both(sSYNACK(time.Second+100*time.Microsecond, nil, isn+1)),
-		both(data(time.Second+200*time.Microsecond, true)), both(data(time.Second+300*time.Microsecond, false)))
+	firstSYNDropped(s, label, round, cSYN(0, withC, payload))
 }
 
 func cookieRequestDropped(s *synth, label string, round int) {
+	firstSYNDropped(s, label, round, cSYN(0, req, 0))
+}
+
+// handshake: a SYN without data (its TFO option syn), the SYN-ACK (option
+// synack), then request and response after the handshake.
+func handshake(s *synth, label string, round int, syn, synack *capture.FastOpenOption) {
+	s.conn(label, round, ok(300*time.Microsecond, false),
+		both(cSYN(0, syn, 0)), both(sSYNACK(100*time.Microsecond, synack, isn+1)),
+		both(data(200*time.Microsecond, true)), both(data(300*time.Microsecond, false)))
+}
+
+// synData: the request in a SYN with cookie option fo, acknowledged.
+func synData(s *synth, label string, round int, fo *capture.FastOpenOption) {
+	s.conn(label, round, ok(200*time.Microsecond, true),
+		both(cSYN(0, fo, payload)), both(sSYNACK(100*time.Microsecond, nil, isn+1+payload)),
+		both(data(200*time.Microsecond, false)))
+}
+
+// firstSYNDropped: first dies in the router; the plain retransmission
+// passes after one RTO.
+func firstSYNDropped(s *synth, label string, round int, first pkt) {
 	s.conn(label, round, ok(time.Second+300*time.Microsecond, false),
-		clientOnly(cSYN(0, req, 0)),
+		clientOnly(first),
 		both(cSYN(time.Second, nil, 0)), both(sSYNACK(time.Second+100*time.Microsecond, nil, isn+1)),
 		both(data(time.Second+200*time.Microsecond, true)), both(data(time.Second+300*time.Microsecond, false)))
 }
@@ -166,18 +176,6 @@ func synackDropped(s *synth, label string, round int, retrans int) {
 	}
 	s.conn(label, round, observation.Conn{Stalled: true, Error: "stalled"}, pkts...)
 	s.o.Services[0].Accepted = append(s.o.Services[0].Accepted, observation.Accepted{Remote: s.o.Conns[len(s.o.Conns)-1].Local, SynData: true, Time: s.o.Conns[len(s.o.Conns)-1].Start})
-}
-
-func plainOK(s *synth, label string, round int) {
-	s.conn(label, round, ok(300*time.Microsecond, false),
-		both(cSYN(0, nil, 0)), both(sSYNACK(100*time.Microsecond, nil, isn+1)),
-		both(data(200*time.Microsecond, true)), both(data(300*time.Microsecond, false)))
-}
-
-func expCookieOK(s *synth, label string, round int) {
-	s.conn(label, round, ok(200*time.Microsecond, true),
-		both(cSYN(0, expC, payload)), both(sSYNACK(100*time.Microsecond, nil, isn+1+payload)),
-		both(data(200*time.Microsecond, false)))
 }
 
 func (s *synth) rules(hits ...observation.RuleHits) {

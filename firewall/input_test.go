@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/middlebox"
 )
@@ -130,9 +131,7 @@ func TestIPTablesReason(t *testing.T) {
 // TestValidateRoot applies refused rules in the scratch namespace: each
 // is bad input naming its line, and no namespace is left.
 func TestValidateRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: applies the rules in a scratch network namespace")
-	}
+	labtest.NeedRoot(t, "applies the rules in a scratch network namespace")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, tc := range []struct {
@@ -159,15 +158,7 @@ func TestValidateRoot(t *testing.T) {
 			if !IsBadInput(err) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("error %v, want one line of bad input containing %q", err, tc.want)
 			}
-			names, lerr := lab.ListNamespaces()
-			if lerr != nil {
-				t.Fatal(lerr)
-			}
-			for _, n := range names {
-				if strings.HasSuffix(n, "-fwcheck") && lab.OwnerPID(n) == os.Getpid() {
-					t.Errorf("namespace %s left behind", n)
-				}
-			}
+			labtest.NoNamespaceLeft(t, "-fwcheck")
 		})
 	}
 	good, err := Load(Input{Rules: write(t, "v4.rules", goodV4), Rules6: write(t, "v6.rules", goodV6)})

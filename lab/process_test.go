@@ -1,4 +1,4 @@
-package lab
+package lab_test
 
 import (
 	"fmt"
@@ -8,20 +8,25 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/labtest"
 )
+
+// newNamespace skips t unless a lab can be built here (see lab.Preflight),
+// and returns a new Lab with a namespace for role (see labtest.Namespace).
+func newNamespace(t *testing.T, role string) (*lab.Lab, *lab.Namespace) {
+	t.Helper()
+	if err := lab.Preflight(); err != nil {
+		t.Skipf("needs root: %v", err)
+	}
+	return labtest.Namespace(t, role)
+}
 
 // A process started in a namespace lives there, and the Lab's teardown
 // ends it: a killed server or peer must never outlive its lab.
 func TestStartProcessInNamespaceAndTeardown(t *testing.T) {
-	if err := Preflight(); err != nil {
-		t.Skipf("needs root: %v", err)
-	}
-	l := New()
-	defer l.Close()
-	ns, err := l.AddNamespace("proc")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, ns := newNamespace(t, "proc")
 	cmd := exec.Command("sleep", "60")
 	if err := l.StartProcess(ns, cmd); err != nil {
 		t.Fatal(err)
@@ -50,15 +55,7 @@ func TestStartProcessInNamespaceAndTeardown(t *testing.T) {
 // Counter reads the namespace it was first used in, from any thread, and
 // agrees with Counters; it sees a counter move (a namespace's own traffic).
 func TestCounterFollowsItsNamespace(t *testing.T) {
-	if err := Preflight(); err != nil {
-		t.Skipf("needs root: %v", err)
-	}
-	l := New()
-	defer l.Close()
-	ns, err := l.AddNamespace("ctr")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ns := newNamespace(t, "ctr")
 	read := func() int64 {
 		v, err := ns.Counter("Tcp.ActiveOpens")
 		if err != nil {
@@ -95,17 +92,9 @@ func TestCounterFollowsItsNamespace(t *testing.T) {
 // DeferIn skips what the Lab's own namespace deletion removes anyway, and
 // runs what lives in another Lab's namespace.
 func TestDeferInSkipsWhatTheNamespaceTakes(t *testing.T) {
-	if err := Preflight(); err != nil {
-		t.Skipf("needs root: %v", err)
-	}
-	owner := New()
-	defer owner.Close()
-	ns, err := owner.AddNamespace("defer")
-	if err != nil {
-		t.Fatal(err)
-	}
+	owner, ns := newNamespace(t, "defer")
 	var ran []string
-	other := New()
+	other := lab.New()
 	other.DeferIn(ns, "rule of another lab", func() error { ran = append(ran, "other"); return nil })
 	owner.DeferIn(ns, "rule of the owner", func() error { ran = append(ran, "owner"); return nil })
 	owner.Defer("plain", func() error { ran = append(ran, "plain"); return nil })

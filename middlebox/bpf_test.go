@@ -8,6 +8,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"golang.org/x/net/bpf"
 )
 
@@ -38,12 +39,7 @@ func packet(t *testing.T, f lab.Family, s seg) []byte {
 		_ = tcp.SetNetworkLayerForChecksum(ip4)
 		ip = ip4
 	}
-	buf := gopacket.NewSerializeBuffer()
-	pl := gopacket.Payload(make([]byte, s.payload))
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, tcp, pl); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return labtest.Serialize(t, ip, tcp, gopacket.Payload(make([]byte, s.payload)))
 }
 
 func runBPF(t *testing.T, prog []bpf.Instruction, pkt []byte) bool {

@@ -6,43 +6,18 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/topology"
 	"golang.org/x/sys/unix"
 )
 
 const testPort = 7413
-
-// goodFile is an iptables-save file with a user chain (as in lab/rules).
-const goodFile = `*mangle
-:PREROUTING ACCEPT [0:0]
-:FORWARD ACCEPT [12:3400]
--A FORWARD -p tcp --syn --dport 80 -j TCPOPTSTRIP --strip-options 34,254
-COMMIT
-
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:TFO - [0:0]
--A FORWARD -p tcp --dport 80 -j TFO
-[3:180] -A TFO -m comment --comment "drop \"tfo\" syn" -j DROP
--A TFO -m comment --comment 'single quoted' -j RETURN
-COMMIT
-`
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and runs iptables inside them")
-	}
-}
 
 func save(t *testing.T, ctx context.Context, ns *lab.Namespace, f topology.Family) string {
 	t.Helper()
@@ -57,7 +32,7 @@ func save(t *testing.T, ctx context.Context, ns *lab.Namespace, f topology.Famil
 // in the router, sends one TFO SYN with data and checks that the rule
 // counted it; then checks rollback and teardown through a second Lab.
 func TestRouterDropSynData(t *testing.T) {
-	needRoot(t)
+	labtest.NeedRoot(t, "creates network namespaces and runs iptables inside them")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -159,7 +134,7 @@ func TestRouterDropSynData(t *testing.T) {
 	})
 
 	t.Run("teardown", func(t *testing.T) {
-		custom, err := rules.ParseRulesFile(strings.NewReader(goodFile))
+		custom, err := rules.ParseRulesFile(strings.NewReader(labtest.RulesFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,15 +209,7 @@ func sendSynData(t *testing.T, ctx context.Context, topo *topology.Topology, f t
 	}
 	var ln net.Listener
 	err = topo.Namespace("server").Do(func() error {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_TCP, unix.TCP_FASTOPEN, 16)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
+		lc := labtest.FastOpenListenConfig(16)
 		var err error
 		ln, err = lc.Listen(ctx, network, netip.AddrPortFrom(srvAddr, testPort).String())
 		return err

@@ -6,16 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 // TestResolveOnThisKernel classifies real keys in a scratch lab namespace:
 // the TFO knobs and net.core.somaxconn are per namespace, net.core's
 // backlog knob is host-wide, and nothing of the scratch namespace is left.
 func TestResolveOnThisKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a scratch network namespace")
-	}
+	labtest.NeedRoot(t, "creates a scratch network namespace")
 	hostBefore, err := os.ReadFile("/proc/sys/net/core/somaxconn")
 	if err != nil {
 		t.Fatal(err)
@@ -49,13 +47,5 @@ net.ipv4.conf.*.rp_filter = 2
 	if !errors.As(err, &re) || len(re.Refusals) != 1 || !strings.Contains(err.Error(), "bad.conf:1: net.core.netdev_max_backlog = 5000: a host-wide") {
 		t.Fatalf("got %v, want bad.conf:1 refused as host-wide", err)
 	}
-	names, err := lab.ListNamespaces()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if strings.HasSuffix(n, "-sysctlprobe") && lab.OwnerPID(n) == os.Getpid() {
-			t.Errorf("scratch namespace %s left behind", n)
-		}
-	}
+	labtest.NoNamespaceLeft(t, "-sysctlprobe")
 }

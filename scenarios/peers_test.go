@@ -3,7 +3,6 @@ package scenarios
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/observation"
 )
 
@@ -203,17 +203,7 @@ func TestTsharkReadsOurPcaps(t *testing.T) {
 
 func tcpFrame(t *testing.T, src, dst netip.AddrPort, syn, ack bool, opts ...layers.TCPOption) capture.Packet {
 	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
-	tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: 100, Window: 64240, SYN: syn, ACK: ack, Options: opts}
-	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
+	b := labtest.TCPFrame(t, src, dst, &layers.TCP{Seq: 100, Window: 64240, SYN: syn, ACK: ack, Options: opts}, nil)
 	p, ok, err := capture.Decode(b, gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: len(b), Length: len(b)})
 	if err != nil || !ok {
 		t.Fatalf("decode: %t %v", ok, err)

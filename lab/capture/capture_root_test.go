@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -16,11 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/pcapgo"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/netnsx"
 )
 
@@ -32,86 +29,24 @@ var (
 	addrB6 = netip.MustParsePrefix("fd34:251::2/64")
 )
 
-type vethPair struct{ nsA, nsB netns.NsHandle }
-
-// newVethPair builds two throwaway namespaces joined by a veth pair. It
-// never touches the root namespace; everything vanishes with the handles.
-func newVethPair(t testing.TB) vethPair {
+// newVethPair builds two throwaway namespaces joined by a veth pair: c0
+// in A, s0 in B. It never touches the root namespace; everything vanishes
+// with the handles.
+func newVethPair(t testing.TB) *labtest.VethPair {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and a veth pair")
-	}
-	var v vethPair
-	for _, ns := range []*netns.NsHandle{&v.nsA, &v.nsB} {
-		h, err := netnsx.NewUnnamed()
-		if err != nil {
-			t.Fatalf("new namespace: %v", err)
-		}
-		t.Cleanup(func() { h.Close() })
-		*ns = h
-	}
-	hA, err := netlink.NewHandleAt(v.nsA)
-	if err != nil {
-		t.Fatalf("netlink handle in A: %v", err)
-	}
-	t.Cleanup(hA.Close)
-	hB, err := netlink.NewHandleAt(v.nsB)
-	if err != nil {
-		t.Fatalf("netlink handle in B: %v", err)
-	}
-	t.Cleanup(hB.Close)
-
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "c0"}, PeerName: "s0", PeerNamespace: netlink.NsFd(int(v.nsB))}
-	if err := hA.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth c0/s0: %v", err)
-	}
-	for _, end := range []struct {
-		h      *netlink.Handle
-		name   string
-		v4, v6 netip.Prefix
-	}{{hA, "c0", addrA4, addrA6}, {hB, "s0", addrB4, addrB6}} {
-		link, err := end.h.LinkByName(end.name)
-		if err != nil {
-			t.Fatalf("find %s: %v", end.name, err)
-		}
-		for _, p := range []netip.Prefix{end.v4, end.v6} {
-			a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-			if p.Addr().Is6() {
-				a.Flags = unix.IFA_F_NODAD // usable at once instead of tentative for ~1 s
-			}
-			if err := end.h.AddrAdd(link, a); err != nil {
-				t.Fatalf("add %v to %s: %v", p, end.name, err)
-			}
-		}
-		if err := end.h.LinkSetUp(link); err != nil {
-			t.Fatalf("set %s up: %v", end.name, err)
-		}
-	}
-	for _, end := range []struct {
-		h    *netlink.Handle
-		name string
-	}{{hA, "c0"}, {hB, "s0"}} {
-		waitOperUp(t, end.h, end.name)
-	}
-	return v
+	labtest.NeedRoot(t, "creates network namespaces and a veth pair")
+	return labtest.NewVethPair(t, labtest.End{Name: "c0", Addrs: []netip.Prefix{addrA4, addrA6}},
+		labtest.End{Name: "s0", Addrs: []netip.Prefix{addrB4, addrB6}})
 }
 
-func waitOperUp(t testing.TB, h *netlink.Handle, name string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		link, err := h.LinkByName(name)
-		if err != nil {
-			t.Fatalf("find %s: %v", name, err)
-		}
-		if link.Attrs().OperState == netlink.OperUp {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still %v after 5s", name, link.Attrs().OperState)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+// holdReads holds the reader of every capture back until release is
+// closed.
+func holdReads(t *testing.T) (release chan struct{}) {
+	release = make(chan struct{})
+	hook := func() { <-release }
+	testHookRead.Store(&hook)
+	t.Cleanup(func() { testHookRead.Store(nil) })
+	return release
 }
 
 func startCapture(t *testing.T, ns netns.NsHandle, ifname, label string) *Capture {
@@ -128,10 +63,10 @@ func startCapture(t *testing.T, ns netns.NsHandle, ifname, label string) *Captur
 // client sends msg (in writes of chunk bytes; 0 = one write) and half-closes, the server reads to EOF and closes, the
 // client reads to EOF. When it returns, every segment of the connection up to
 // both FINs has passed both interfaces.
-func exchange(t *testing.T, v vethPair, network string, server netip.Addr, msg []byte, chunk int) (cli, srv netip.AddrPort) {
+func exchange(t *testing.T, v *labtest.VethPair, network string, server netip.Addr, msg []byte, chunk int) (cli, srv netip.AddrPort) {
 	t.Helper()
 	var ln net.Listener
-	err := netnsx.Do(v.nsB, func() (err error) {
+	err := netnsx.Do(v.B, func() (err error) {
 		ln, err = net.Listen(network, netip.AddrPortFrom(server, 0).String())
 		return err
 	})
@@ -156,7 +91,7 @@ func exchange(t *testing.T, v vethPair, network string, server netip.Addr, msg [
 	}()
 
 	var conn *net.TCPConn
-	err = netnsx.Do(v.nsA, func() error {
+	err = netnsx.Do(v.A, func() error {
 		c, err := net.DialTimeout(network, ln.Addr().String(), 5*time.Second)
 		if err != nil {
 			return err
@@ -224,7 +159,7 @@ func TestCaptureHandshake(t *testing.T) {
 		server  netip.Prefix
 	}{{"tcp4", addrB4}, {"tcp6", addrB6}} {
 		t.Run(tt.network, func(t *testing.T) {
-			c := startCapture(t, v.nsA, "c0", "client-side")
+			c := startCapture(t, v.A, "c0", "client-side")
 			msg := []byte("hello over " + tt.network)
 			cli, srv := exchange(t, v, tt.network, tt.server.Addr(), msg, 0)
 			cli, srv = unmap(cli), unmap(srv)
@@ -278,15 +213,7 @@ func TestCaptureHandshake(t *testing.T) {
 // it must read the file too.
 func checkPcap(t *testing.T, path string, pkts []Packet) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatalf("pcapgo.NewReader: %v", err)
-	}
+	r := labtest.PcapReader(t, path)
 	n := 0
 	for ; ; n++ {
 		data, ci, err := r.ReadPacketData()
@@ -359,7 +286,7 @@ const segLen = len("segment 0000|")
 // soon as the server has read everything: every data byte must be captured.
 func TestCaptureDrainBurst(t *testing.T) {
 	v := newVethPair(t)
-	c := startCapture(t, v.nsB, "s0", "server-side")
+	c := startCapture(t, v.B, "s0", "server-side")
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -392,11 +319,8 @@ func TestCaptureDrainBurst(t *testing.T) {
 // in the socket's queue when Stop is called: Stop must read all of it.
 func TestStopDrainsQueue(t *testing.T) {
 	v := newVethPair(t)
-	release := make(chan struct{})
-	hook := func() { <-release }
-	testHookRead.Store(&hook)
-	t.Cleanup(func() { testHookRead.Store(nil) })
-	c := startCapture(t, v.nsA, "c0", "client-side")
+	release := holdReads(t)
+	c := startCapture(t, v.A, "c0", "client-side")
 
 	msg := burst(20)
 	cli, srv := exchange(t, v, "tcp6", addrB6.Addr(), msg, segLen)
@@ -430,7 +354,7 @@ func TestStopIdleIsFast(t *testing.T) {
 	const rounds = 21
 	ds := make([]time.Duration, 0, rounds)
 	for range rounds {
-		c := startCapture(t, v.nsA, "c0", "idle")
+		c := startCapture(t, v.A, "c0", "idle")
 		time.Sleep(time.Millisecond) // let the reader park in the poller
 		start := time.Now()
 		if err := c.Stop(); err != nil {
@@ -447,14 +371,14 @@ func TestStopIdleIsFast(t *testing.T) {
 
 func TestStartErrors(t *testing.T) {
 	v := newVethPair(t)
-	if _, err := Start(v.nsA, "nonexistent0", Options{}); err == nil {
+	if _, err := Start(v.A, "nonexistent0", Options{}); err == nil {
 		t.Error("Start on a missing interface succeeded")
 	}
-	if _, err := Start(v.nsA, "c0", Options{SnapLen: -1}); err == nil {
+	if _, err := Start(v.A, "c0", Options{SnapLen: -1}); err == nil {
 		t.Error("Start with a negative snap length succeeded")
 	}
 	// s0 lives in B, not A.
-	if _, err := Start(v.nsA, "s0", Options{}); err == nil {
+	if _, err := Start(v.A, "s0", Options{}); err == nil {
 		t.Error("Start found s0 in the wrong namespace")
 	}
 }

@@ -11,50 +11,15 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 var (
-	macA = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
-	macB = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}
 	// 07:03:45.442747 local time, so String's clock reads as in the example.
 	stamp  = time.Date(2025, 3, 4, 7, 3, 45, 442747000, time.Local)
 	cookie = []byte{0x2c, 0xc5, 0x08, 0x6d, 0xe4, 0x02, 0xd8, 0x6a}
 )
-
-// serialize builds an Ethernet frame from layers, fixing lengths and checksums.
-func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatalf("serialize: %v", err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
-}
-
-// tcpFrame builds Ethernet + IPv4/IPv6 + TCP between src and dst.
-func tcpFrame(t *testing.T, src, dst netip.AddrPort, tcp *layers.TCP, payload []byte) []byte {
-	t.Helper()
-	tcp.SrcPort = layers.TCPPort(src.Port())
-	tcp.DstPort = layers.TCPPort(dst.Port())
-	eth := &layers.Ethernet{SrcMAC: macA, DstMAC: macB}
-	var ip gopacket.NetworkLayer
-	var ipl gopacket.SerializableLayer
-	if src.Addr().Is4() {
-		eth.EthernetType = layers.EthernetTypeIPv4
-		v4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP,
-			SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
-		ip, ipl = v4, v4
-	} else {
-		eth.EthernetType = layers.EthernetTypeIPv6
-		v6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP,
-			SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice()}
-		ip, ipl = v6, v6
-	}
-	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	return serialize(t, eth, ipl, tcp, gopacket.Payload(payload))
-}
 
 func ci(frame []byte) gopacket.CaptureInfo {
 	return gopacket.CaptureInfo{Timestamp: stamp, CaptureLength: len(frame), Length: len(frame)}
@@ -93,7 +58,7 @@ func TestDecodeSYNWithCookie(t *testing.T) {
 			"07:03:45.442747 fd34:1::2.40000 > fd34:2::2.7000: Flags [S], seq 3248579141:3248579160, win 29200, " + optText},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			frame := tcpFrame(t, tt.src, tt.dst, synWithCookie(), payload19)
+			frame := labtest.TCPFrame(t, tt.src, tt.dst, synWithCookie(), payload19)
 			p, ok, err := Decode(frame, ci(frame))
 			if err != nil || !ok {
 				t.Fatalf("Decode = ok %v, err %v", ok, err)
@@ -181,7 +146,7 @@ func TestDecodeStrings(t *testing.T) {
 		}}, nil, "Flags [.], ack 2, win 0, options [sack 1 {10:20},unknown-99 0xab,eol], length 0"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			frame := tcpFrame(t, tt.src, tt.dst, tt.tcp, tt.payload)
+			frame := labtest.TCPFrame(t, tt.src, tt.dst, tt.tcp, tt.payload)
 			p, ok, err := Decode(frame, ci(frame))
 			if err != nil || !ok {
 				t.Fatalf("Decode = ok %v, err %v", ok, err)
@@ -198,7 +163,7 @@ func TestDecodeMalformedFastOpen(t *testing.T) {
 	tcp := &layers.TCP{Seq: 1, SYN: true, Options: []layers.TCPOption{
 		{OptionType: OptionKindFastOpen, OptionData: []byte{1, 2, 3}},
 	}}
-	frame := tcpFrame(t, netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2"), tcp, nil)
+	frame := labtest.TCPFrame(t, netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2"), tcp, nil)
 	p, ok, err := Decode(frame, ci(frame))
 	if err != nil || !ok {
 		t.Fatalf("Decode = ok %v, err %v; a bad TFO option must not hide the segment", ok, err)
@@ -218,15 +183,15 @@ func TestDecodeNonTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6,
-		ProtAddressSize: 4, Operation: layers.ARPRequest, SourceHwAddress: macA, SourceProtAddress: []byte{10, 0, 0, 1},
+		ProtAddressSize: 4, Operation: layers.ARPRequest, SourceHwAddress: labtest.MACA, SourceProtAddress: []byte{10, 0, 0, 1},
 		DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 0, 0, 2}}
 	icmp6 := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6,
 		SrcIP: net.ParseIP("fe80::1"), DstIP: net.ParseIP("ff02::1")}
 	frames := map[string][]byte{
-		"udp": serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4},
+		"udp": labtest.Serialize(t, &layers.Ethernet{SrcMAC: labtest.MACA, DstMAC: labtest.MACB, EthernetType: layers.EthernetTypeIPv4},
 			ip4, udp, gopacket.Payload("dns")),
-		"arp": serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP}, arp),
-		"icmpv6": serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv6},
+		"arp": labtest.Serialize(t, &layers.Ethernet{SrcMAC: labtest.MACA, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP}, arp),
+		"icmpv6": labtest.Serialize(t, &layers.Ethernet{SrcMAC: labtest.MACA, DstMAC: labtest.MACB, EthernetType: layers.EthernetTypeIPv6},
 			icmp6, gopacket.Payload{0x80, 0, 0, 0}),
 		"empty": {},
 	}
@@ -240,7 +205,7 @@ func TestDecodeNonTCP(t *testing.T) {
 
 func TestDecodeTruncated(t *testing.T) {
 	src, dst := netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2")
-	frame := tcpFrame(t, src, dst, synWithCookie(), payload19)
+	frame := labtest.TCPFrame(t, src, dst, synWithCookie(), payload19)
 
 	// The snap length cut the payload: what is there decodes, Length tells the rest.
 	cut := frame[:len(frame)-5]
@@ -262,7 +227,7 @@ func TestDecodeTruncated(t *testing.T) {
 
 func TestDecodeIgnoresEthernetPadding(t *testing.T) {
 	tcp := &layers.TCP{Seq: 1, Ack: 2, ACK: true, Window: 10}
-	frame := tcpFrame(t, netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2"), tcp, nil)
+	frame := labtest.TCPFrame(t, netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2"), tcp, nil)
 	// 54 bytes of headers; gopacket pads the frame to the 60-byte Ethernet
 	// minimum, as a NIC does on the wire.
 	if len(frame) != 60 {
@@ -300,8 +265,8 @@ func TestDecodeIPv6ExtensionHeader(t *testing.T) {
 	}
 	seg := buf.Bytes()
 	destOpts := []byte{byte(layers.IPProtocolTCP), 0, 1, 4, 0, 0, 0, 0} // 8 bytes: PadN
-	frame := serialize(t,
-		&layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv6},
+	frame := labtest.Serialize(t,
+		&layers.Ethernet{SrcMAC: labtest.MACA, DstMAC: labtest.MACB, EthernetType: layers.EthernetTypeIPv6},
 		&layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6Destination,
 			SrcIP: net.ParseIP("fd34:1::2"), DstIP: net.ParseIP("fd34:2::2")},
 		gopacket.Payload(append(destOpts, seg...)))

@@ -7,7 +7,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"golang.org/x/net/bpf"
+
+	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 // TestDefaultFilter runs the default program in x/net/bpf's VM, which
@@ -17,14 +18,7 @@ func TestDefaultFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	insts, ok := bpf.Disassemble(raw)
-	if !ok {
-		t.Fatal("default filter does not disassemble")
-	}
-	vm, err := bpf.NewVM(insts)
-	if err != nil {
-		t.Fatalf("NewVM: %v", err)
-	}
+	vm := labtest.BPF(t, raw)
 
 	v4 := func(proto layers.IPProtocol, fragOffset uint16) *layers.IPv4 {
 		return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, FragOffset: fragOffset,
@@ -35,7 +29,7 @@ func TestDefaultFilter(t *testing.T) {
 			SrcIP: net.ParseIP("fd34::1"), DstIP: net.ParseIP("fd34::2")}
 	}
 	eth := func(et layers.EthernetType) *layers.Ethernet {
-		return &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: et}
+		return &layers.Ethernet{SrcMAC: labtest.MACA, DstMAC: labtest.MACB, EthernetType: et}
 	}
 	tcpHdr := gopacket.Payload(make([]byte, 20))
 	fragHdr := func(next byte) gopacket.Payload {
@@ -47,14 +41,14 @@ func TestDefaultFilter(t *testing.T) {
 		frame []byte
 		want  bool
 	}{
-		{"tcp4", tcpFrame(t, netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2"), &layers.TCP{SYN: true}, nil), true},
-		{"tcp6", tcpFrame(t, netip.MustParseAddrPort("[fd34::1]:1"), netip.MustParseAddrPort("[fd34::2]:2"), &layers.TCP{SYN: true}, nil), true},
-		{"tcp4 non-first fragment", serialize(t, eth(layers.EthernetTypeIPv4), v4(layers.IPProtocolTCP, 100), tcpHdr), false},
-		{"tcp6 in fragment header", serialize(t, eth(layers.EthernetTypeIPv6), v6(layers.IPProtocolIPv6Fragment), fragHdr(6)), true},
-		{"udp6 in fragment header", serialize(t, eth(layers.EthernetTypeIPv6), v6(layers.IPProtocolIPv6Fragment), fragHdr(17)), false},
-		{"udp4", serialize(t, eth(layers.EthernetTypeIPv4), v4(layers.IPProtocolUDP, 0), gopacket.Payload(make([]byte, 8))), false},
-		{"icmp6", serialize(t, eth(layers.EthernetTypeIPv6), v6(layers.IPProtocolICMPv6), gopacket.Payload(make([]byte, 8))), false},
-		{"arp", serialize(t, eth(layers.EthernetTypeARP), gopacket.Payload(make([]byte, 28))), false},
+		{"tcp4", labtest.TCPFrame(t, netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2"), &layers.TCP{SYN: true}, nil), true},
+		{"tcp6", labtest.TCPFrame(t, netip.MustParseAddrPort("[fd34::1]:1"), netip.MustParseAddrPort("[fd34::2]:2"), &layers.TCP{SYN: true}, nil), true},
+		{"tcp4 non-first fragment", labtest.Serialize(t, eth(layers.EthernetTypeIPv4), v4(layers.IPProtocolTCP, 100), tcpHdr), false},
+		{"tcp6 in fragment header", labtest.Serialize(t, eth(layers.EthernetTypeIPv6), v6(layers.IPProtocolIPv6Fragment), fragHdr(6)), true},
+		{"udp6 in fragment header", labtest.Serialize(t, eth(layers.EthernetTypeIPv6), v6(layers.IPProtocolIPv6Fragment), fragHdr(17)), false},
+		{"udp4", labtest.Serialize(t, eth(layers.EthernetTypeIPv4), v4(layers.IPProtocolUDP, 0), gopacket.Payload(make([]byte, 8))), false},
+		{"icmp6", labtest.Serialize(t, eth(layers.EthernetTypeIPv6), v6(layers.IPProtocolICMPv6), gopacket.Payload(make([]byte, 8))), false},
+		{"arp", labtest.Serialize(t, eth(layers.EthernetTypeARP), gopacket.Payload(make([]byte, 28))), false},
 		{"runt", []byte{1, 2, 3}, false},
 	} {
 		n, err := vm.Run(tt.frame)
@@ -76,12 +70,8 @@ func TestDefaultFilterSnapLen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	insts, _ := bpf.Disassemble(raw)
-	vm, err := bpf.NewVM(insts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame := tcpFrame(t, netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2"), &layers.TCP{SYN: true}, payload19)
+	vm := labtest.BPF(t, raw)
+	frame := labtest.TCPFrame(t, netip.MustParseAddrPort("10.0.0.1:1"), netip.MustParseAddrPort("10.0.0.2:2"), &layers.TCP{SYN: true}, payload19)
 	if n, err := vm.Run(frame); err != nil || n != 40 {
 		t.Errorf("Run = %d, %v; want 40", n, err)
 	}

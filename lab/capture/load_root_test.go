@@ -18,11 +18,11 @@ import (
 // (the kernel reports twice the value set) rather than the default.
 func TestReceiveBufferSized(t *testing.T) {
 	v := newVethPair(t)
-	c := startCapture(t, v.nsA, "c0", "client-side")
+	c := startCapture(t, v.A, "c0", "client-side")
 	if got := c.handle.rcvBuf; got < 2*DefaultReceiveBuffer {
 		t.Errorf("SO_RCVBUF = %d, want >= %d", got, 2*DefaultReceiveBuffer)
 	}
-	if _, err := Start(v.nsA, "c0", Options{ReceiveBuffer: -1}); err == nil {
+	if _, err := Start(v.A, "c0", Options{ReceiveBuffer: -1}); err == nil {
 		t.Error("Start with a negative receive buffer succeeded")
 	}
 }
@@ -32,11 +32,8 @@ func TestReceiveBufferSized(t *testing.T) {
 // still succeed, and what was kept must match the kernel's count.
 func TestCompleteReportsDrops(t *testing.T) {
 	v := newVethPair(t)
-	release := make(chan struct{})
-	hook := func() { <-release }
-	testHookRead.Store(&hook)
-	t.Cleanup(func() { testHookRead.Store(nil) })
-	c, err := Start(v.nsB, "s0", Options{Link: "server-side", ReceiveBuffer: 1}) // the kernel's minimum
+	release := holdReads(t)
+	c, err := Start(v.B, "s0", Options{Link: "server-side", ReceiveBuffer: 1}) // the kernel's minimum
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -97,7 +94,7 @@ func BenchmarkCaptureSustained10kpps(b *testing.B) {
 	v := newVethPair(b)
 
 	var rx *net.UDPConn
-	if err := netnsx.Do(v.nsB, func() (err error) {
+	if err := netnsx.Do(v.B, func() (err error) {
 		rx, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrB4.Addr(), port)))
 		return err
 	}); err != nil {
@@ -119,7 +116,7 @@ func BenchmarkCaptureSustained10kpps(b *testing.B) {
 		}
 	}()
 	var tx *net.UDPConn
-	if err := netnsx.Do(v.nsA, func() (err error) {
+	if err := netnsx.Do(v.A, func() (err error) {
 		tx, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrB4.Addr(), port)))
 		return err
 	}); err != nil {
@@ -127,7 +124,7 @@ func BenchmarkCaptureSustained10kpps(b *testing.B) {
 	}
 	defer tx.Close()
 
-	c, err := Start(v.nsB, "s0", Options{Link: "server-side", Filter: udpDstFilter(b, port)})
+	c, err := Start(v.B, "s0", Options{Link: "server-side", Filter: udpDstFilter(b, port)})
 	if err != nil {
 		b.Fatalf("Start: %v", err)
 	}

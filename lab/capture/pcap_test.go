@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 // sampleFrames is a handshake-like mix of IPv4 and IPv6 frames plus an ARP
@@ -24,14 +24,14 @@ func sampleFrames(t *testing.T) []frame {
 	cli4, srv4 := netip.MustParseAddrPort("10.34.1.2:40000"), netip.MustParseAddrPort("10.34.2.2:7000")
 	cli6, srv6 := netip.MustParseAddrPort("[fd34:1::2]:40000"), netip.MustParseAddrPort("[fd34:2::2]:7000")
 	raw := [][]byte{
-		tcpFrame(t, cli4, srv4, synWithCookie(), payload19),
-		tcpFrame(t, srv4, cli4, &layers.TCP{Seq: 100, Ack: 3248579161, SYN: true, ACK: true, Window: 65160,
+		labtest.TCPFrame(t, cli4, srv4, synWithCookie(), payload19),
+		labtest.TCPFrame(t, srv4, cli4, &layers.TCP{Seq: 100, Ack: 3248579161, SYN: true, ACK: true, Window: 65160,
 			Options: []layers.TCPOption{{OptionType: layers.TCPOptionKindMSS, OptionData: []byte{0x05, 0xb4}}}}, nil),
-		tcpFrame(t, cli6, srv6, synWithCookie(), payload19),
-		tcpFrame(t, cli6, srv6, &layers.TCP{Seq: 3248579161, Ack: 101, ACK: true, PSH: true, Window: 502}, []byte("hello")),
-		serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
+		labtest.TCPFrame(t, cli6, srv6, synWithCookie(), payload19),
+		labtest.TCPFrame(t, cli6, srv6, &layers.TCP{Seq: 3248579161, Ack: 101, ACK: true, PSH: true, Window: 502}, []byte("hello")),
+		labtest.Serialize(t, &layers.Ethernet{SrcMAC: labtest.MACA, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
 			&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
-				Operation: layers.ARPRequest, SourceHwAddress: macA, SourceProtAddress: []byte{10, 34, 1, 2},
+				Operation: layers.ARPRequest, SourceHwAddress: labtest.MACA, SourceProtAddress: []byte{10, 34, 1, 2},
 				DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 34, 1, 1}}),
 	}
 	frames := make([]frame, len(raw))
@@ -49,15 +49,7 @@ func TestWritePcapRoundTrip(t *testing.T) {
 	if err := c.WritePcap(path); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatalf("pcapgo.NewReader: %v", err)
-	}
+	r := labtest.PcapReader(t, path)
 	if r.LinkType() != layers.LinkTypeEthernet || r.Snaplen() != DefaultSnapLen {
 		t.Errorf("link type %v, snaplen %d", r.LinkType(), r.Snaplen())
 	}

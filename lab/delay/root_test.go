@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/delay"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/topology"
 )
@@ -22,13 +23,6 @@ import (
 // These tests build a Routed lab (client—router—server), hold every TCP
 // packet leaving the router for oneWay, and measure from the client what
 // a person would: the TCP handshake time, which is the round trip.
-
-func needRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: builds network namespaces and iptables rules")
-	}
-}
 
 type routed struct {
 	lab    *lab.Lab
@@ -63,13 +57,8 @@ func (r *routed) stats(tb testing.TB) delay.Stats {
 // delay in the router, as m says.
 func newRouted(tb testing.TB, f lab.Family, oneWay time.Duration, m mode) *routed {
 	tb.Helper()
-	needRoot(tb)
-	l := lab.New()
-	tb.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			tb.Errorf("teardown: %v", err)
-		}
-	})
+	labtest.NeedRoot(tb, "builds network namespaces and iptables rules")
+	l := labtest.Lab(tb)
 	topo, err := topology.Build(context.Background(), l, topology.Routed())
 	if err != nil {
 		tb.Fatal(err)

@@ -92,14 +92,7 @@ func checkClean(t *testing.T) {
 	for _, e := range entries {
 		t.Errorf("left in %s: %s", RunDir, e.Name())
 	}
-	mounts, err := readMountinfo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := layersAt(mounts, RunDir, "x")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mounts, l := runDirLayers(t, "x")
 	if len(l.dirStack) > 1 {
 		t.Errorf("%d mounts stacked on %s: %v", len(l.dirStack), RunDir, l.dirStack)
 	}
@@ -111,6 +104,21 @@ func checkClean(t *testing.T) {
 	if pids, _ := ListOwners(); len(pids) > 0 {
 		t.Errorf("owner records left: %v", pids)
 	}
+}
+
+// runDirLayers reads the mount table and returns it with the layers at
+// RunDir/name.
+func runDirLayers(t *testing.T, name string) ([]mount, fileLayers) {
+	t.Helper()
+	mounts, err := readMountinfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := layersAt(mounts, RunDir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mounts, l
 }
 
 // isOurs reports whether m hangs off the tmpfs this test mounted on /run,
@@ -145,14 +153,7 @@ func TestNewNamedPreparesRunDir(t *testing.T) {
 	defer h.Close()
 	check := func(when string) {
 		t.Helper()
-		mounts, err := readMountinfo()
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := layersAt(mounts, RunDir, "tfo-prep-1")
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, l := runDirLayers(t, "tfo-prep-1")
 		if len(l.dirStack) != 1 || !l.dirStack[0].Shared {
 			t.Errorf("%s: %s is %v, want one shared mount", when, RunDir, l.dirStack)
 		}

@@ -11,20 +11,18 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/netnsx"
 )
 
 // This file is the root-only test lab: two anonymous namespaces joined by a
-// veth pair c0 <-> s0, never linked to the root namespace. It copies the few
-// lines it needs instead of importing the lab and topology packages.
+// veth pair c0 <-> s0 (labtest.NewVethPair), never linked to the root
+// namespace: no lab or topology.
 
 // family is one address plan on the veth pair.
 type family struct {
@@ -43,16 +41,9 @@ var (
 // bothFamilies runs f as one subtest per family, each on a fresh pair.
 func bothFamilies(t *testing.T, serverTFO int, f func(t *testing.T, p *pair)) {
 	t.Helper()
-	needRoot(t)
+	labtest.NeedRoot(t, "creates network namespaces, veth links and raw sockets")
 	for _, fam := range []family{ipv4, ipv6} {
 		t.Run(fam.name, func(t *testing.T) { f(t, newPair(t, fam, serverTFO)) })
-	}
-}
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veth links and raw sockets")
 	}
 }
 
@@ -77,132 +68,11 @@ func (p *pair) srun(f func() error) error { return netnsx.Do(p.server, f) }
 // at 1, client only). Everything goes away with the namespaces at cleanup.
 func newPair(t *testing.T, fam family, serverTFO int) *pair {
 	t.Helper()
-	p := &pair{fam: fam, client: newNS(t), server: newNS(t)}
-	hc, hs := newHandle(t, p.client), newHandle(t, p.server)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "c0"}, PeerName: "s0", PeerNamespace: netlink.NsFd(int(p.server))}
-	if err := hc.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth: %v", err)
-	}
-	setupLink(t, hc, "c0", netip.PrefixFrom(fam.client, fam.prefix))
-	setupLink(t, hs, "s0", netip.PrefixFrom(fam.server, fam.prefix))
-	waitOperUp(t, hc, "c0")
-	waitOperUp(t, hs, "s0")
-	if fam.client.Is6() {
-		waitSolicitedNode(t, p.crun, "c0", fam.client)
-		waitSolicitedNode(t, p.srun, "s0", fam.server)
-	}
-	writeSysctl(t, p.srun, "net/ipv4/tcp_fastopen", strconv.Itoa(serverTFO))
+	v := labtest.NewVethPair(t, labtest.End{Name: "c0", Addrs: []netip.Prefix{netip.PrefixFrom(fam.client, fam.prefix)}},
+		labtest.End{Name: "s0", Addrs: []netip.Prefix{netip.PrefixFrom(fam.server, fam.prefix)}})
+	p := &pair{fam: fam, client: v.A, server: v.B}
+	labtest.WriteSysctl(t, p.server, "net/ipv4/tcp_fastopen", strconv.Itoa(serverTFO))
 	return p
-}
-
-func newNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	ns, err := netnsx.NewUnnamed()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
-func newHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink handle: %v", err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-// setupLink brings lo and name up with addr. IFA_F_NODAD: an IPv6 address
-// is usable at once instead of after duplicate address detection.
-func setupLink(t *testing.T, h *netlink.Handle, name string, addr netip.Prefix) {
-	t.Helper()
-	for _, n := range []string{"lo", name} {
-		link, err := h.LinkByName(n)
-		if err != nil {
-			t.Fatalf("link %s: %v", n, err)
-		}
-		if n == name {
-			a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen())}, Flags: unix.IFA_F_NODAD}
-			if err := h.AddrAdd(link, a); err != nil {
-				t.Fatalf("add %s to %s: %v", addr, n, err)
-			}
-		}
-		if err := h.LinkSetUp(link); err != nil {
-			t.Fatalf("%s up: %v", n, err)
-		}
-	}
-}
-
-// waitOperUp waits until name is up: a SYN sent earlier is sometimes lost.
-func waitOperUp(t *testing.T, h *netlink.Handle, name string) {
-	t.Helper()
-	err := poll(5*time.Second, func() (bool, error) {
-		link, err := h.LinkByName(name)
-		if err != nil {
-			return false, err
-		}
-		return link.Attrs().OperState == netlink.OperUp, nil
-	})
-	if err != nil {
-		t.Fatalf("link %s: %v", name, err)
-	}
-}
-
-// waitSolicitedNode waits until ifname has joined the solicited-node
-// multicast group of addr. The kernel joins it from a work queue some time
-// after the link comes up, even for IFA_F_NODAD addresses; a neighbour
-// solicitation that arrives earlier is dropped and only retried a second
-// later, which would cost the probe its whole timeout.
-func waitSolicitedNode(t *testing.T, run func(func() error) error, ifname string, addr netip.Addr) {
-	t.Helper()
-	a := addr.As16()
-	group := fmt.Sprintf("ff0200000000000000000001ff%02x%02x%02x", a[13], a[14], a[15])
-	err := poll(5*time.Second, func() (joined bool, err error) {
-		err = run(func() error {
-			b, err := os.ReadFile("/proc/thread-self/net/igmp6")
-			for _, line := range strings.Split(string(b), "\n") {
-				if f := strings.Fields(line); len(f) >= 3 && f[1] == ifname && f[2] == group {
-					joined = true
-				}
-			}
-			return err
-		})
-		return joined, err
-	})
-	if err != nil {
-		t.Fatalf("%s joining %s (solicited-node group of %s): %v", ifname, group, addr, err)
-	}
-}
-
-// poll calls cond every 5 ms until it is true, it fails, or limit passes.
-func poll(limit time.Duration, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, err := cond()
-		if err != nil || ok {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not after %v", limit)
-		case <-tick.C:
-		}
-	}
-}
-
-// writeSysctl writes /proc/sys/<name> from a thread inside the namespace:
-// net.* sysctls follow the opening thread's namespace.
-func writeSysctl(t *testing.T, run func(func() error) error, name, val string) {
-	t.Helper()
-	if err := run(func() error { return os.WriteFile("/proc/sys/"+name, []byte(val), 0) }); err != nil {
-		t.Fatalf("sysctl %s=%s: %v", name, val, err)
-	}
 }
 
 // listen opens a plain TCP listener on the server address, with
@@ -210,18 +80,7 @@ func writeSysctl(t *testing.T, run func(func() error) error, name, val string) {
 // a handshake.
 func (p *pair) listen(t *testing.T, qlen int) netip.AddrPort {
 	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		if qlen == 0 {
-			return nil
-		}
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_FASTOPEN, qlen)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
+	lc := labtest.FastOpenListenConfig(qlen)
 	// Go listens with MPTCP by default (since 1.24) where the kernel has
 	// it. An MPTCP listener answers a plain TCP SYN too, but drops the
 	// timestamp option from a SYN-ACK that carries a TFO cookie, to make
@@ -311,7 +170,7 @@ func portHex(addr string) uint16 {
 func (p *pair) assertNoHalfOpen(t *testing.T, res Result) {
 	t.Helper()
 	var last []string
-	err := poll(2*time.Second, func() (bool, error) {
+	err := labtest.Poll(2*time.Second, func() (bool, error) {
 		var err error
 		last, err = p.halfOpen(res.Target, res.Source)
 		return len(last) == 0, err

@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/netnsx"
 )
 
@@ -40,13 +40,8 @@ type testNS struct {
 // process is left inside, then closes it.
 func newNS(t *testing.T) *testNS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
-	h, err := netnsx.NewUnnamed()
-	if err != nil {
-		t.Fatal(err)
-	}
+	labtest.NeedRoot(t, "network namespaces")
+	h := labtest.NewNS(t) // closed after the check below
 	n := &testNS{h: h, path: fmt.Sprintf("/proc/self/fd/%d", int(h))}
 	n.run = func(f func() error) error { return netnsx.Do(h, f) }
 	t.Cleanup(func() {
@@ -56,13 +51,8 @@ func newNS(t *testing.T) *testNS {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
-		h.Close()
 	})
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
+	nl := labtest.Netlink(t, h)
 	lo, err := nl.LinkByName("lo")
 	if err != nil {
 		t.Fatal(err)

@@ -5,13 +5,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/rawpeer"
 	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tcpmetrics"
@@ -55,12 +55,7 @@ func (c conn) String() string {
 
 func setup(t *testing.T, ctx context.Context, spec topology.Spec, fam topology.Family, ackSynData bool) *env {
 	t.Helper()
-	l := lab.New()
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab teardown: %v", err)
-		}
-	})
+	l := labtest.Lab(t)
 	topo, err := topology.Build(ctx, l, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -197,9 +192,7 @@ func (k *check) firstAfterSynAck() rawpeer.Segment {
 // connection 2 is a plain connect() as a control. The peer acknowledges the
 // SYN's data only in the "syn-data-acked" variants.
 func TestLinuxClientWithSynAckData(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds lab namespaces, runs iptables and opens AF_PACKET sockets in them")
-	}
+	labtest.NeedRoot(t, "builds lab namespaces, runs iptables and opens AF_PACKET sockets in them")
 	// IPv4 over Direct, IPv6 through a router: both families and both
 	// topologies, in 8 labs rather than 16. Sequential on purpose: many
 	// labs built and torn down at once on a small VM starve the peer (and

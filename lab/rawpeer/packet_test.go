@@ -3,20 +3,19 @@ package rawpeer
 import (
 	"bytes"
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"testing"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"golang.org/x/net/bpf"
 
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 var (
-	serverMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}
-	clientMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
+	serverMAC = labtest.MACB
+	clientMAC = labtest.MACA
 	server4   = netip.MustParseAddrPort("10.34.1.2:7000")
 	client4   = netip.MustParseAddrPort("10.34.1.1:40000")
 	server6   = netip.MustParseAddrPort("[fd34:1::2]:7000")
@@ -184,14 +183,7 @@ func TestReceiveFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	insts, ok := bpf.Disassemble(raw)
-	if !ok {
-		t.Fatal("cannot disassemble the filter")
-	}
-	vm, err := bpf.NewVM(insts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	vm := labtest.BPF(t, raw)
 	tcpFrame := func(src, dst netip.AddrPort, ipOptions bool) []byte {
 		t.Helper()
 		f, err := segment{srcMAC: clientMAC, dstMAC: serverMAC, src: src, dst: dst, flags: capture.FlagSYN}.frame()
@@ -204,12 +196,7 @@ func TestReceiveFilter(t *testing.T) {
 				Options: []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}}
 			tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), SYN: true}
 			_ = tcp.SetNetworkLayerForChecksum(ip)
-			buf := gopacket.NewSerializeBuffer()
-			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-				&layers.Ethernet{SrcMAC: clientMAC, DstMAC: serverMAC, EthernetType: layers.EthernetTypeIPv4}, ip, tcp); err != nil {
-				t.Fatal(err)
-			}
-			f = buf.Bytes()
+			f = labtest.Serialize(t, &layers.Ethernet{SrcMAC: clientMAC, DstMAC: serverMAC, EthernetType: layers.EthernetTypeIPv4}, ip, tcp)
 			if f[14]&0xf != 6 {
 				t.Fatalf("IHL %d, want 6", f[14]&0xf)
 			}
@@ -217,15 +204,10 @@ func TestReceiveFilter(t *testing.T) {
 		return f
 	}
 	udp := func() []byte {
-		buf := gopacket.NewSerializeBuffer()
 		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: client4.Addr().AsSlice(), DstIP: server4.Addr().AsSlice()}
 		u := &layers.UDP{SrcPort: 7000, DstPort: 7000}
 		_ = u.SetNetworkLayerForChecksum(ip)
-		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
-			&layers.Ethernet{SrcMAC: clientMAC, DstMAC: serverMAC, EthernetType: layers.EthernetTypeIPv4}, ip, u); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
+		return labtest.Serialize(t, &layers.Ethernet{SrcMAC: clientMAC, DstMAC: serverMAC, EthernetType: layers.EthernetTypeIPv4}, ip, u)
 	}
 	other4 := netip.AddrPortFrom(server4.Addr(), 7001)
 	other6 := netip.AddrPortFrom(server6.Addr(), 7001)

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 // listRuleset is `nft list ruleset` output as nft 1.0.6 prints it, with a
@@ -187,9 +187,7 @@ func TestWithCounter(t *testing.T) {
 
 func needRootNFT(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and loads nft rules in it")
-	}
+	labtest.NeedRoot(t, "creates a network namespace and loads nft rules in it")
 	if err := NFTAvailable(); err != nil {
 		t.Skip(err)
 	}
@@ -202,12 +200,7 @@ func TestApplyNFTRoot(t *testing.T) {
 	needRootNFT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	owner := lab.New()
-	defer owner.Close()
-	ns, err := owner.AddNamespace("nft")
-	if err != nil {
-		t.Fatal(err)
-	}
+	owner, ns := labtest.Namespace(t, "nft")
 	if _, _, err := runNFT(ctx, ns, []byte("table ip keep {\n}\n"), "-f", "-"); err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,13 @@ package rules
 
 import (
 	"errors"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 func TestRuleStringQuoting(t *testing.T) {
@@ -114,15 +114,9 @@ func TestParseSavedCounters(t *testing.T) {
 // rule Apply installed exists as written, a refused batch leaves none of
 // its rules, and teardown removes them all and the chain.
 func TestApplyIsWhatIptablesSeesRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and applies iptables rules in it")
-	}
+	labtest.NeedRoot(t, "creates a network namespace and applies iptables rules in it")
 	for _, f := range []Family{lab.IPv4, lab.IPv6} {
-		owner := lab.New()
-		ns, err := owner.AddNamespace("restore")
-		if err != nil {
-			t.Fatal(err)
-		}
+		owner, ns := labtest.Namespace(t, "restore")
 		rs := []Rule{
 			{Table: "filter", Chain: "TFO-G"},
 			{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp", "--dport", "7000", "-j", "TFO-G"}},
@@ -161,7 +155,7 @@ func TestApplyIsWhatIptablesSeesRoot(t *testing.T) {
 			t.Errorf("%v: after Apply, iptables -C finds %v (last: the chain), want all", f, got)
 		}
 		bad := append(slices.Clone(rs[1:2]), Rule{Table: "filter", Chain: "FORWARD", Spec: []string{"-j", "NO-SUCH-CHAIN"}})
-		err = Apply(lab.New(), ns, f, bad)
+		err := Apply(lab.New(), ns, f, bad)
 		var re *RuleError
 		if !errors.As(err, &re) || re.Index != 1 {
 			t.Errorf("%v: a refused batch: %v, want a RuleError naming rule 2", f, err)

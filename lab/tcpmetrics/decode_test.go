@@ -23,13 +23,31 @@ func encode(t *testing.T, fill func(ae *netlink.AttributeEncoder)) []byte {
 	return b
 }
 
+// decoded encodes the attributes fill writes and decodes them as one entry.
+func decoded(t *testing.T, fill func(ae *netlink.AttributeEncoder)) Entry {
+	t.Helper()
+	e, err := decodeEntry(encode(t, fill))
+	if err != nil {
+		t.Fatalf("decodeEntry: %v", err)
+	}
+	return e
+}
+
+// checkString checks e's line, as `ip tcp_metrics show` prints it.
+func checkString(t *testing.T, e Entry, want string) {
+	t.Helper()
+	if got := e.String(); got != want {
+		t.Errorf("String() =\n%s\nwant\n%s", got, want)
+	}
+}
+
 func addrBytes(s string) []byte {
 	return netip.MustParseAddr(s).AsSlice()
 }
 
 func TestDecodeIPv4WithCookieAndSynDrops(t *testing.T) {
 	cookie := []byte{0x2c, 0xc5, 0x08, 0x6d, 0xe4, 0x02, 0xd8, 0x6a}
-	b := encode(t, func(ae *netlink.AttributeEncoder) {
+	e := decoded(t, func(ae *netlink.AttributeEncoder) {
 		ae.Bytes(attrAddrIPv4, addrBytes("10.34.2.2"))
 		ae.Bytes(attrSAddrIPv4, addrBytes("10.34.1.2"))
 		ae.Uint64(attrAge, 1200)
@@ -46,10 +64,6 @@ func TestDecodeIPv4WithCookieAndSynDrops(t *testing.T) {
 		ae.Uint64(attrFOpenSynDropT, 500)
 		ae.Bytes(attrFOpenCookie, cookie)
 	})
-	e, err := decodeEntry(b)
-	if err != nil {
-		t.Fatalf("decodeEntry: %v", err)
-	}
 	if e.Dst != netip.MustParseAddr("10.34.2.2") || e.Src != netip.MustParseAddr("10.34.1.2") {
 		t.Errorf("addresses = %v <- %v", e.Dst, e.Src)
 	}
@@ -77,23 +91,16 @@ func TestDecodeIPv4WithCookieAndSynDrops(t *testing.T) {
 	if e.RTT() != 432*time.Microsecond || e.RTTVar() != 399*time.Microsecond {
 		t.Errorf("RTT %v RTTVar %v", e.RTT(), e.RTTVar())
 	}
-	const line = "10.34.2.2 age 1.200sec cwnd 10 rtt 432us rttvar 399us fo_mss 1460 fo_syn_drops 1/0.500sec ago fo_cookie 2cc5086de402d86a source 10.34.1.2"
-	if got := e.String(); got != line {
-		t.Errorf("String() =\n%s\nwant\n%s", got, line)
-	}
+	checkString(t, e, "10.34.2.2 age 1.200sec cwnd 10 rtt 432us rttvar 399us fo_mss 1460 fo_syn_drops 1/0.500sec ago fo_cookie 2cc5086de402d86a source 10.34.1.2")
 }
 
 func TestDecodeIPv6WithoutCookie(t *testing.T) {
-	b := encode(t, func(ae *netlink.AttributeEncoder) {
+	e := decoded(t, func(ae *netlink.AttributeEncoder) {
 		ae.Bytes(attrAddrIPv6, addrBytes("2001:db8::2"))
 		ae.Bytes(attrSAddrIPv6, addrBytes("2001:db8::1"))
 		ae.Uint64(attrAge, 65)
 		ae.Uint16(attrFOpenMSS, 1440)
 	})
-	e, err := decodeEntry(b)
-	if err != nil {
-		t.Fatalf("decodeEntry: %v", err)
-	}
 	if e.Dst != netip.MustParseAddr("2001:db8::2") || e.Src != netip.MustParseAddr("2001:db8::1") {
 		t.Errorf("addresses = %v <- %v", e.Dst, e.Src)
 	}
@@ -103,15 +110,12 @@ func TestDecodeIPv6WithoutCookie(t *testing.T) {
 	if e.FastOpenSynDrops != 0 || e.FastOpenSynDropAge != 0 || e.Values != nil {
 		t.Errorf("unexpected fields: %+v", e)
 	}
-	const line = "2001:db8::2 age 0.065sec fo_mss 1440 source 2001:db8::1"
-	if got := e.String(); got != line {
-		t.Errorf("String() = %q, want %q", got, line)
-	}
+	checkString(t, e, "2001:db8::2 age 0.065sec fo_mss 1440 source 2001:db8::1")
 }
 
 func TestDecodeOldKernelRTTOnlyInMillis(t *testing.T) {
 	// Kernels before 4.7 sent no rtt_us/rttvar_us and no source address.
-	b := encode(t, func(ae *netlink.AttributeEncoder) {
+	e := decoded(t, func(ae *netlink.AttributeEncoder) {
 		ae.Bytes(attrAddrIPv4, addrBytes("192.0.2.7"))
 		ae.Uint64(attrAge, 3000)
 		ae.Nested(attrVals, func(nae *netlink.AttributeEncoder) error {
@@ -121,21 +125,14 @@ func TestDecodeOldKernelRTTOnlyInMillis(t *testing.T) {
 			return nil
 		})
 	})
-	e, err := decodeEntry(b)
-	if err != nil {
-		t.Fatalf("decodeEntry: %v", err)
-	}
 	if e.Src.IsValid() {
 		t.Errorf("Src = %v, want zero", e.Src)
 	}
-	const line = "192.0.2.7 age 3.000sec ssthresh 7 rtt 1000us rttvar 1000us"
-	if got := e.String(); got != line {
-		t.Errorf("String() = %q, want %q", got, line)
-	}
+	checkString(t, e, "192.0.2.7 age 3.000sec ssthresh 7 rtt 1000us rttvar 1000us")
 }
 
 func TestDecodeIgnoresUnknownAttributes(t *testing.T) {
-	b := encode(t, func(ae *netlink.AttributeEncoder) {
+	e := decoded(t, func(ae *netlink.AttributeEncoder) {
 		ae.Uint32(attrTWTSVal, 12345) // pre-4.10 kernels
 		ae.Int32(attrTWTSStamp, 3)
 		ae.Bytes(attrAddrIPv4, addrBytes("10.0.0.9"))
@@ -148,19 +145,13 @@ func TestDecodeIgnoresUnknownAttributes(t *testing.T) {
 		})
 		ae.Uint16(attrFOpenMSS, 536)
 	})
-	e, err := decodeEntry(b)
-	if err != nil {
-		t.Fatalf("decodeEntry: %v", err)
-	}
 	if e.Dst != netip.MustParseAddr("10.0.0.9") || e.FastOpenMSS != 536 {
 		t.Errorf("entry = %+v", e)
 	}
 	if e.Values["metric_11"] != 77 || e.Values["cwnd"] != 10 {
 		t.Errorf("Values = %v", e.Values)
 	}
-	if got, want := e.String(), "10.0.0.9 age 0.000sec cwnd 10 metric_11 77 fo_mss 536"; got != want {
-		t.Errorf("String() = %q, want %q", got, want)
-	}
+	checkString(t, e, "10.0.0.9 age 0.000sec cwnd 10 metric_11 77 fo_mss 536")
 }
 
 func TestDecodeErrors(t *testing.T) {
@@ -215,14 +206,10 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestDecodeEmptyCookieIsNil(t *testing.T) {
-	b := encode(t, func(ae *netlink.AttributeEncoder) {
+	e := decoded(t, func(ae *netlink.AttributeEncoder) {
 		ae.Bytes(attrAddrIPv4, addrBytes("10.0.0.1"))
 		ae.Bytes(attrFOpenCookie, nil)
 	})
-	e, err := decodeEntry(b)
-	if err != nil {
-		t.Fatalf("decodeEntry: %v", err)
-	}
 	if e.FastOpenCookie != nil {
 		t.Errorf("cookie = %#v, want nil", e.FastOpenCookie)
 	}

@@ -7,17 +7,16 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	vnl "github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/netnsx"
 )
 
@@ -31,16 +30,12 @@ const (
 // throwaway namespaces, reads it back with Get and Dump, and flushes it.
 // Nothing is created or changed in the root namespace.
 func TestIntegrationFastOpenCookie(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, a veth pair and sets per-netns sysctls")
-	}
-	client := newNetns(t)
-	server := newNetns(t)
-	connectVeth(t, client, server)
-	for name, ns := range map[string]netns.NsHandle{"client": client, "server": server} {
-		if err := setSysctl(ns, "/proc/sys/net/ipv4/tcp_fastopen", "3"); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+	labtest.NeedRoot(t, "creates network namespaces, a veth pair and sets per-netns sysctls")
+	v := labtest.NewVethPair(t, labtest.End{Name: "tfoc0", Addrs: []netip.Prefix{netip.MustParsePrefix(clientAddr + "/24")}},
+		labtest.End{Name: "tfos0", Addrs: []netip.Prefix{netip.MustParsePrefix(serverAddr + "/24")}})
+	client, server := v.A, v.B
+	for _, ns := range []netns.NsHandle{client, server} {
+		labtest.WriteSysctl(t, ns, "net/ipv4/tcp_fastopen", "3")
 	}
 
 	dst := netip.MustParseAddr(serverAddr)
@@ -111,113 +106,13 @@ func find(entries []Entry, dst netip.Addr) (Entry, bool) {
 	return Entry{}, false
 }
 
-func newNetns(t *testing.T) netns.NsHandle {
-	t.Helper()
-	ns, err := netnsx.NewUnnamed()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
-// connectVeth links client and server with a veth pair, addresses both ends
-// from 10.34.250.0/24 and waits until both report operstate up.
-func connectVeth(t *testing.T, client, server netns.NsHandle) {
-	t.Helper()
-	hc, err := vnl.NewHandleAt(client)
-	if err != nil {
-		t.Fatalf("netlink handle in client netns: %v", err)
-	}
-	t.Cleanup(hc.Close)
-	hs, err := vnl.NewHandleAt(server)
-	if err != nil {
-		t.Fatalf("netlink handle in server netns: %v", err)
-	}
-	t.Cleanup(hs.Close)
-
-	veth := &vnl.Veth{
-		LinkAttrs:     vnl.LinkAttrs{Name: "tfoc0"},
-		PeerName:      "tfos0",
-		PeerNamespace: vnl.NsFd(int(server)),
-	}
-	if err := hc.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth tfoc0/tfos0: %v", err)
-	}
-	for _, side := range []struct {
-		h    *vnl.Handle
-		name string
-		addr string
-	}{{hc, "tfoc0", clientAddr}, {hs, "tfos0", serverAddr}} {
-		link, err := side.h.LinkByName(side.name)
-		if err != nil {
-			t.Fatalf("find %s: %v", side.name, err)
-		}
-		ipnet := &net.IPNet{IP: net.ParseIP(side.addr).To4(), Mask: net.CIDRMask(24, 32)}
-		if err := side.h.AddrAdd(link, &vnl.Addr{IPNet: ipnet}); err != nil {
-			t.Fatalf("add %s to %s: %v", ipnet, side.name, err)
-		}
-		if err := side.h.LinkSetUp(link); err != nil {
-			t.Fatalf("set %s up: %v", side.name, err)
-		}
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, side := range []struct {
-		h    *vnl.Handle
-		name string
-	}{{hc, "tfoc0"}, {hs, "tfos0"}} {
-		for {
-			link, err := side.h.LinkByName(side.name)
-			if err != nil {
-				t.Fatalf("poll %s: %v", side.name, err)
-			}
-			if link.Attrs().OperState == vnl.OperUp {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s still %v after 5s", side.name, link.Attrs().OperState)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-// setSysctl writes a net sysctl of ns; /proc/sys/net resolves against the
-// namespace of the thread that opens it.
-func setSysctl(ns netns.NsHandle, path, value string) error {
-	return netnsx.Do(ns, func() error {
-		if err := os.WriteFile(path, []byte(value), 0); err != nil {
-			return fmt.Errorf("set %s: %w", path, err)
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("read back %s: %w", path, err)
-		}
-		if strings.TrimSpace(string(got)) != value {
-			return fmt.Errorf("%s = %q after writing %q", path, got, value)
-		}
-		return nil
-	})
-}
-
 // startTFOServer listens with TCP_FASTOPEN in ns and serves exactly one
 // connection: read "ping", answer "pong". The channel yields the outcome.
 func startTFOServer(t *testing.T, ns netns.NsHandle) (int, <-chan error) {
 	t.Helper()
 	var ln net.Listener
 	err := netnsx.Do(ns, func() error {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_FASTOPEN, 16)
-			}); err != nil {
-				return err
-			}
-			if serr != nil {
-				return fmt.Errorf("setsockopt TCP_FASTOPEN: %w", serr)
-			}
-			return nil
-		}}
+		lc := labtest.FastOpenListenConfig(16)
 		var err error
 		ln, err = lc.Listen(context.Background(), "tcp4", net.JoinHostPort(serverAddr, "0"))
 		return err

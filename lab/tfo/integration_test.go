@@ -4,19 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/netnsx"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -45,11 +45,10 @@ type lab struct {
 	crun, srun     Runner
 }
 
+// needRoot skips t unless it runs as root.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and veth links")
-	}
+	labtest.NeedRoot(t, "creates network namespaces and veth links")
 }
 
 // newLab builds the namespaces and sets net.ipv4.tcp_fastopen in each. It
@@ -57,157 +56,15 @@ func needRoot(t *testing.T) {
 func newLab(t *testing.T, clientTFO, serverTFO int) *lab {
 	t.Helper()
 	needRoot(t)
-	l := &lab{client: newNS(t), server: newNS(t)}
+	v := labtest.NewVethPair(t,
+		labtest.End{Name: "c0", Addrs: []netip.Prefix{netip.PrefixFrom(clientV4, 24), netip.PrefixFrom(clientV6, 64)}},
+		labtest.End{Name: "s0", Addrs: []netip.Prefix{netip.PrefixFrom(serverV4, 24), netip.PrefixFrom(serverV6, 64)}})
+	l := &lab{client: v.A, server: v.B}
 	l.crun = func(f func() error) error { return netnsx.Do(l.client, f) }
 	l.srun = func(f func() error) error { return netnsx.Do(l.server, f) }
-
-	hc := newHandle(t, l.client)
-	hs := newHandle(t, l.server)
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: "c0"},
-		PeerName:      "s0",
-		PeerNamespace: netlink.NsFd(int(l.server)),
-	}
-	if err := hc.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth: %v", err)
-	}
-	setupLink(t, hc, "c0", "10.34.252.1/24", "fd34:252::1/64")
-	setupLink(t, hs, "s0", "10.34.252.2/24", "fd34:252::2/64")
-	waitOperUp(t, hc, "c0")
-	waitOperUp(t, hs, "s0")
-	waitSolicitedNode(t, l.client, "c0", clientV6)
-	waitSolicitedNode(t, l.server, "s0", serverV6)
-	writeSysctl(t, l.client, "net/ipv4/tcp_fastopen", strconv.Itoa(clientTFO))
-	writeSysctl(t, l.server, "net/ipv4/tcp_fastopen", strconv.Itoa(serverTFO))
+	labtest.WriteSysctl(t, l.client, "net/ipv4/tcp_fastopen", strconv.Itoa(clientTFO))
+	labtest.WriteSysctl(t, l.server, "net/ipv4/tcp_fastopen", strconv.Itoa(serverTFO))
 	return l
-}
-
-func newNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	ns, err := netnsx.NewUnnamed()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
-func newHandle(t *testing.T, ns netns.NsHandle) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink handle: %v", err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-func setupLink(t *testing.T, h *netlink.Handle, name string, cidrs ...string) {
-	t.Helper()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatalf("lo: %v", err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatalf("lo up: %v", err)
-	}
-	link, err := h.LinkByName(name)
-	if err != nil {
-		t.Fatalf("link %s: %v", name, err)
-	}
-	for _, c := range cidrs {
-		a, err := netlink.ParseAddr(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Flags = unix.IFA_F_NODAD
-		if err := h.AddrAdd(link, a); err != nil {
-			t.Fatalf("add %s to %s: %v", c, name, err)
-		}
-	}
-	if err := h.LinkSetUp(link); err != nil {
-		t.Fatalf("%s up: %v", name, err)
-	}
-}
-
-func waitOperUp(t *testing.T, h *netlink.Handle, name string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		link, err := h.LinkByName(name)
-		if err != nil {
-			t.Fatalf("link %s: %v", name, err)
-		}
-		if link.Attrs().OperState == netlink.OperUp {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("link %s not up after 5s (operstate %v)", name, link.Attrs().OperState)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// waitSolicitedNode waits until ifname has joined the solicited-node
-// multicast group of addr. The kernel joins it from the addrconf work queue
-// some time after the link comes up, even for IFA_F_NODAD addresses; a
-// neighbour solicitation that arrives earlier is dropped and the sender only
-// retries a second later, which would show up as a retransmitted SYN.
-func waitSolicitedNode(t *testing.T, ns netns.NsHandle, ifname string, addr netip.Addr) {
-	t.Helper()
-	a := addr.As16()
-	group := fmt.Sprintf("ff0200000000000000000001ff%02x%02x%02x", a[13], a[14], a[15])
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var joined bool
-		err := netnsx.Do(ns, func() error {
-			// thread-self, not self: /proc/self/net shows the namespace of
-			// the process's main thread.
-			b, err := os.ReadFile("/proc/thread-self/net/igmp6")
-			if err != nil {
-				return err
-			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if f := strings.Fields(line); len(f) >= 3 && f[1] == ifname && f[2] == group {
-					joined = true
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("read igmp6: %v", err)
-		}
-		if joined {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never joined %s (solicited-node group of %s)", ifname, group, addr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// writeSysctl writes /proc/sys/<name> from a thread inside ns (net.* sysctls
-// are per namespace) and reads it back.
-func writeSysctl(t *testing.T, ns netns.NsHandle, name, val string) {
-	t.Helper()
-	err := netnsx.Do(ns, func() error {
-		p := "/proc/sys/" + name
-		if err := os.WriteFile(p, []byte(val), 0); err != nil {
-			return err
-		}
-		got, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if g := strings.TrimSpace(string(got)); g != val && !strings.HasPrefix(name, "net/ipv4/tcp_fastopen_key") {
-			return fmt.Errorf("read back %q, want %q", g, val)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("sysctl %s=%s: %v", name, val, err)
-	}
 }
 
 func (l *lab) listen(t *testing.T, addr netip.Addr, opts ServerOptions) *Server {
@@ -224,6 +81,26 @@ func (l *lab) listen(t *testing.T, addr netip.Addr, opts ServerOptions) *Server 
 		}
 	})
 	return s
+}
+
+// dial connects to an IPv4 addr from the client namespace, without TFO.
+func (l *lab) dial(t *testing.T, addr netip.AddrPort) net.Conn {
+	t.Helper()
+	var c net.Conn
+	if err := l.crun(func() (err error) {
+		c, err = net.Dial("tcp4", addr.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// keyed listens on serverV4 with a TFO queue of 16 and key k (nil: the
+// namespace's key).
+func (l *lab) keyed(t *testing.T, k *Key) *Server {
+	t.Helper()
+	return l.listen(t, serverV4, ServerOptions{FastOpenQueue: 16, Key: k})
 }
 
 func (l *lab) request(t *testing.T, mode Mode, remote netip.AddrPort, payload string) Result {
@@ -278,6 +155,24 @@ func checkOK(t *testing.T, r Result, local netip.Addr, payload string, synData b
 	}
 }
 
+// step is one request of a sequence and the TFO verdict it must get (fail
+// left out: ClientFailUnspec).
+type step struct {
+	mode    Mode
+	to      netip.AddrPort
+	synData bool
+	fail    ClientFail
+}
+
+// requests makes the requests of steps in order from local, each with
+// payload p, and checks each with checkOK (request logs each one).
+func (l *lab) requests(t *testing.T, local netip.Addr, p string, steps ...step) {
+	t.Helper()
+	for _, st := range steps {
+		checkOK(t, l.request(t, st.mode, st.to, p), local, p, st.synData, st.fail)
+	}
+}
+
 func checkAccepted(t *testing.T, s *Server, client netip.Addr, payload string, want ...bool) {
 	t.Helper()
 	acc := s.Accepted()
@@ -326,76 +221,72 @@ func forModes(t *testing.T, modes []Mode, f func(t *testing.T, m Mode, fam famil
 
 var tfoModes = []Mode{ModeSendto, ModeConnect}
 
-func TestCookieThenSynData(t *testing.T) {
-	forModes(t, tfoModes, func(t *testing.T, m Mode, fam family) {
-		l := newLab(t, tfoClient, tfoServer)
-		s := l.listen(t, fam.server, ServerOptions{FastOpenQueue: 16})
-		const p = "hello tfo\n"
+// thisMode in a step of TestRequestSequences stands for the subtest's mode.
+const thisMode Mode = -1
 
-		r1 := l.request(t, m, s.Addr(), p)
-		// No cookie yet: the SYN only asked for one, and the kernel says so.
-		checkOK(t, r1, fam.client, p, false, ClientFailNoCookie)
-		r2 := l.request(t, m, s.Addr(), p)
-		checkOK(t, r2, fam.client, p, true, ClientFailUnspec)
-		r3 := l.request(t, m, s.Addr(), p)
-		checkOK(t, r3, fam.client, p, true, ClientFailUnspec)
-		checkAccepted(t, s, fam.client, p, false, true, true)
-	})
-}
-
-func TestLargePayloadPartialSynData(t *testing.T) {
-	// More than fits in a SYN: sendto/write return a partial count and the
-	// rest goes out after the handshake.
-	forModes(t, tfoModes, func(t *testing.T, m Mode, fam family) {
-		l := newLab(t, tfoClient, tfoServer)
-		s := l.listen(t, fam.server, ServerOptions{FastOpenQueue: 16})
-		p := strings.Repeat("0123456789abcdef", 1000) + "\n" // 16001 bytes
-
-		checkOK(t, l.request(t, m, s.Addr(), p), fam.client, p, false, ClientFailNoCookie)
-		checkOK(t, l.request(t, m, s.Addr(), p), fam.client, p, true, ClientFailUnspec)
-		checkAccepted(t, s, fam.client, p, false, true)
-	})
-}
-
-func TestPlainNeverSynData(t *testing.T) {
-	forModes(t, []Mode{ModePlain}, func(t *testing.T, _ Mode, fam family) {
-		l := newLab(t, tfoClient, tfoServer)
-		s := l.listen(t, fam.server, ServerOptions{FastOpenQueue: 16})
-		const p = "plain\n"
-		checkOK(t, l.request(t, ModePlain, s.Addr(), p), fam.client, p, false, ClientFailUnspec)
-		// Even with a cookie cached for the server, plain connects stay plain.
-		checkOK(t, l.request(t, ModeSendto, s.Addr(), p), fam.client, p, false, ClientFailNoCookie)
-		checkOK(t, l.request(t, ModePlain, s.Addr(), p), fam.client, p, false, ClientFailUnspec)
-		checkOK(t, l.request(t, ModeSendto, s.Addr(), p), fam.client, p, true, ClientFailUnspec)
-		checkOK(t, l.request(t, ModePlain, s.Addr(), p), fam.client, p, false, ClientFailUnspec)
-		checkAccepted(t, s, fam.client, p, false, false, false, true, false)
-	})
-}
-
-func TestNoCookieMode(t *testing.T) {
-	// Client 0x5 sends data in the SYN without a cookie; server 0x202 takes it.
-	forModes(t, tfoModes, func(t *testing.T, m Mode, fam family) {
-		l := newLab(t, tfoClient|tfoClientNoCookie, tfoClient|tfoServer|tfoServerNoCookie)
-		s := l.listen(t, fam.server, ServerOptions{FastOpenQueue: 16})
-		const p = "no cookie needed\n"
-		checkOK(t, l.request(t, m, s.Addr(), p), fam.client, p, true, ClientFailUnspec)
-		checkOK(t, l.request(t, m, s.Addr(), p), fam.client, p, true, ClientFailUnspec)
-		checkAccepted(t, s, fam.client, p, true, true)
-	})
-}
-
-func TestServerTFOOff(t *testing.T) {
-	// Server sysctl 1: the listener has a TFO queue but the namespace does
-	// not serve TFO, so no cookie is ever handed out.
-	forModes(t, tfoModes, func(t *testing.T, m Mode, fam family) {
-		l := newLab(t, tfoClient, tfoClient)
-		s := l.listen(t, fam.server, ServerOptions{FastOpenQueue: 16})
-		const p = "tfo off\n"
-		for range 3 {
-			checkOK(t, l.request(t, m, s.Addr(), p), fam.client, p, false, ClientFailNoCookie)
-		}
-		checkAccepted(t, s, fam.client, p, false, false, false)
-	})
+// TestRequestSequences gives each mode and address family of a case a lab
+// of its own with the case's sysctls and one listener (TCP_FASTOPEN 16),
+// makes the case's requests to it in order, each with its TFO verdict, and
+// checks what the server accepted.
+func TestRequestSequences(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		modes                []Mode
+		clientTFO, serverTFO int
+		payload              string
+		steps                []step // to: the listener
+		accepted             []bool
+	}{
+		{"cookie then SYN data", tfoModes, tfoClient, tfoServer, "hello tfo\n", []step{
+			// No cookie yet: the SYN only asked for one, and the kernel says so.
+			{mode: thisMode, fail: ClientFailNoCookie},
+			{mode: thisMode, synData: true},
+			{mode: thisMode, synData: true},
+		}, []bool{false, true, true}},
+		// More than fits in a SYN: sendto/write return a partial count and
+		// the rest goes out after the handshake.
+		{"large payload, partial SYN data", tfoModes, tfoClient, tfoServer, strings.Repeat("0123456789abcdef", 1000) + "\n", []step{ // 16001 bytes
+			{mode: thisMode, fail: ClientFailNoCookie},
+			{mode: thisMode, synData: true},
+		}, []bool{false, true}},
+		{"plain never SYN data", []Mode{ModePlain}, tfoClient, tfoServer, "plain\n", []step{
+			{mode: ModePlain},
+			// Even with a cookie cached for the server, plain connects stay plain.
+			{mode: ModeSendto, fail: ClientFailNoCookie},
+			{mode: ModePlain},
+			{mode: ModeSendto, synData: true},
+			{mode: ModePlain},
+		}, []bool{false, false, false, true, false}},
+		// Client 0x5 sends data in the SYN without a cookie; server 0x202
+		// takes it.
+		{"no-cookie mode", tfoModes, tfoClient | tfoClientNoCookie, tfoClient | tfoServer | tfoServerNoCookie, "no cookie needed\n", []step{
+			{mode: thisMode, synData: true},
+			{mode: thisMode, synData: true},
+		}, []bool{true, true}},
+		// Server sysctl 1: the listener has a TFO queue but the namespace
+		// does not serve TFO, so no cookie is ever handed out.
+		{"server TFO off", tfoModes, tfoClient, tfoClient, "tfo off\n", []step{
+			{mode: thisMode, fail: ClientFailNoCookie},
+			{mode: thisMode, fail: ClientFailNoCookie},
+			{mode: thisMode, fail: ClientFailNoCookie},
+		}, []bool{false, false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forModes(t, tc.modes, func(t *testing.T, m Mode, fam family) {
+				l := newLab(t, tc.clientTFO, tc.serverTFO)
+				s := l.listen(t, fam.server, ServerOptions{FastOpenQueue: 16})
+				steps := slices.Clone(tc.steps)
+				for i := range steps {
+					steps[i].to = s.Addr()
+					if steps[i].mode == thisMode {
+						steps[i].mode = m
+					}
+				}
+				l.requests(t, fam.client, tc.payload, steps...)
+				checkAccepted(t, s, fam.client, tc.payload, tc.accepted...)
+			})
+		})
+	}
 }
 
 func TestClientTFOOff(t *testing.T) {
@@ -595,25 +486,25 @@ func TestPerListenerKey(t *testing.T) {
 	}
 	k2, _ := RandomKey()
 	k3, _ := RandomKey()
-	a := l.listen(t, serverV4, ServerOptions{FastOpenQueue: 16, Key: &k1})
-	b := l.listen(t, serverV4, ServerOptions{FastOpenQueue: 16, Key: &k2})
+	a, b := l.keyed(t, &k1), l.keyed(t, &k2)
 	const p = "key\n"
 
-	// The client caches one cookie per destination address (not port).
-	checkOK(t, l.request(t, ModeSendto, a.Addr(), p), clientV4, p, false, ClientFailNoCookie)
-	checkOK(t, l.request(t, ModeSendto, a.Addr(), p), clientV4, p, true, ClientFailUnspec)
-	// A's cookie is not valid for B: the data is not acknowledged...
-	checkOK(t, l.request(t, ModeSendto, b.Addr(), p), clientV4, p, false, ClientFailDataNotAcked)
-	// ...but B's SYN-ACK carried B's own cookie, which now works for B...
-	checkOK(t, l.request(t, ModeConnect, b.Addr(), p), clientV4, p, true, ClientFailUnspec)
-	// ...and not for A.
-	checkOK(t, l.request(t, ModeConnect, a.Addr(), p), clientV4, p, false, ClientFailDataNotAcked)
+	l.requests(t, clientV4, p,
+		// The client caches one cookie per destination address (not port).
+		step{ModeSendto, a.Addr(), false, ClientFailNoCookie},
+		step{ModeSendto, a.Addr(), true, ClientFailUnspec},
+		// A's cookie is not valid for B: the data is not acknowledged...
+		step{ModeSendto, b.Addr(), false, ClientFailDataNotAcked},
+		// ...but B's SYN-ACK carried B's own cookie, which now works for B...
+		step{ModeConnect, b.Addr(), true, ClientFailUnspec},
+		// ...and not for A.
+		step{ModeConnect, a.Addr(), false, ClientFailDataNotAcked})
 	checkAccepted(t, a, clientV4, p, false, true, false)
 	checkAccepted(t, b, clientV4, p, false, true)
 
 	// Key rotation: a listener whose backup key is k1 still accepts the k1
 	// cookie now cached (A just handed it out again).
-	c := l.listen(t, serverV4, ServerOptions{FastOpenQueue: 16, Key: &Key{Primary: k3.Primary, Backup: &k1.Primary}})
+	c := l.keyed(t, &Key{Primary: k3.Primary, Backup: &k1.Primary})
 	checkOK(t, l.request(t, ModeSendto, c.Addr(), p), clientV4, p, true, ClientFailUnspec)
 	checkAccepted(t, c, clientV4, p, true)
 }
@@ -624,7 +515,7 @@ func TestSysctlKeyByteOrder(t *testing.T) {
 	needRoot(t)
 	l := newLab(t, tfoClient, tfoServer)
 	const text = "00112233-44556677-8899aabb-ccddeeff"
-	writeSysctl(t, l.server, "net/ipv4/tcp_fastopen_key", text)
+	labtest.WriteSysctl(t, l.server, "net/ipv4/tcp_fastopen_key", text)
 	parsed, err := ParseKey(text)
 	if err != nil {
 		t.Fatal(err)
@@ -636,23 +527,15 @@ func TestSysctlKeyByteOrder(t *testing.T) {
 	if swapped.Primary == parsed.Primary {
 		t.Fatal("test keys are equal")
 	}
-	ns := l.listen(t, serverV4, ServerOptions{FastOpenQueue: 16})
-	same := l.listen(t, serverV4, ServerOptions{FastOpenQueue: 16, Key: &parsed})
-	other := l.listen(t, serverV4, ServerOptions{FastOpenQueue: 16, Key: &swapped})
+	ns, same, other := l.keyed(t, nil), l.keyed(t, &parsed), l.keyed(t, &swapped)
 	const p = "order\n"
-	checkOK(t, l.request(t, ModeSendto, ns.Addr(), p), clientV4, p, false, ClientFailNoCookie)
-	checkOK(t, l.request(t, ModeSendto, same.Addr(), p), clientV4, p, true, ClientFailUnspec)
-	checkOK(t, l.request(t, ModeSendto, other.Addr(), p), clientV4, p, false, ClientFailDataNotAcked)
+	l.requests(t, clientV4, p,
+		step{ModeSendto, ns.Addr(), false, ClientFailNoCookie},
+		step{ModeSendto, same.Addr(), true, ClientFailUnspec},
+		step{ModeSendto, other.Addr(), false, ClientFailDataNotAcked})
 
 	// The sysctl prints back what ParseKey/String produce.
-	var got []byte
-	if err := netnsx.Do(l.server, func() (err error) {
-		got, err = os.ReadFile("/proc/sys/net/ipv4/tcp_fastopen_key")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if g := strings.TrimSpace(string(got)); g != parsed.String() {
+	if g := labtest.ReadSysctl(t, l.server, "net/ipv4/tcp_fastopen_key"); g != parsed.String() {
 		t.Errorf("sysctl reads %q, Key.String() = %q", g, parsed.String())
 	}
 }
@@ -672,14 +555,7 @@ func TestSysctlIsPerNamespace(t *testing.T) {
 		val = tfoServer
 	}
 	l := newLab(t, val, val)
-	var inside []byte
-	if err := netnsx.Do(l.client, func() (err error) {
-		inside, err = os.ReadFile("/proc/sys/net/ipv4/tcp_fastopen")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(string(inside)) != strconv.Itoa(val) {
+	if inside := labtest.ReadSysctl(t, l.client, "net/ipv4/tcp_fastopen"); inside != strconv.Itoa(val) {
 		t.Errorf("inside the lab: %q, want %d", inside, val)
 	}
 	if after := read(); after != before {
@@ -694,13 +570,7 @@ func TestParseTCPInfoMatchesKernel(t *testing.T) {
 	l := newLab(t, tfoClient, tfoServer)
 	s := l.listen(t, serverV4, ServerOptions{FastOpenQueue: 16})
 	for range 2 {
-		var c net.Conn
-		if err := l.crun(func() (err error) {
-			c, err = net.Dial("tcp4", s.Addr().String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
+		c := l.dial(t, s.Addr())
 		if _, err := c.Write([]byte("x\n")); err != nil {
 			t.Fatal(err)
 		}
@@ -775,13 +645,7 @@ func TestServerClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c net.Conn
-	if err := l.crun(func() (err error) {
-		c, err = net.Dial("tcp4", s.Addr().String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	c := l.dial(t, s.Addr())
 	defer c.Close()
 	c.Write([]byte("no newline"))
 	// Wait until the server has the connection.
@@ -824,11 +688,11 @@ func TestKernelBehaviour(t *testing.T) {
 	sa := &unix.SockaddrInet4{Port: int(s.Addr().Port()), Addr: serverV4.As4()}
 	payload := []byte("raw\n")
 
-	socket := func(fastopenConnect bool) int {
+	socket := func(domain int, fastopenConnect bool) int {
 		t.Helper()
 		var fd int
 		if err := l.crun(func() (err error) {
-			fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			fd, err = unix.Socket(domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -871,7 +735,7 @@ func TestKernelBehaviour(t *testing.T) {
 
 	// sendto(MSG_FASTOPEN) without a cookie: SYN with a cookie request, no
 	// data taken, EINPROGRESS.
-	fd := socket(false)
+	fd := socket(unix.AF_INET, false)
 	n, err := unix.SendmsgN(fd, payload, nil, sa, unix.MSG_FASTOPEN)
 	t.Logf("sendto, no cookie: n=%d err=%v", n, err)
 	if !errors.Is(err, unix.EINPROGRESS) {
@@ -886,7 +750,7 @@ func TestKernelBehaviour(t *testing.T) {
 	finish(fd, payload)
 
 	// With the cookie: the payload is queued into the SYN and counted.
-	fd = socket(false)
+	fd = socket(unix.AF_INET, false)
 	n, err = unix.SendmsgN(fd, payload, nil, sa, unix.MSG_FASTOPEN)
 	t.Logf("sendto, cookie: n=%d err=%v", n, err)
 	if err != nil || n != len(payload) {
@@ -896,7 +760,7 @@ func TestKernelBehaviour(t *testing.T) {
 
 	// TCP_FASTOPEN_CONNECT with the cookie cached: connect() returns 0 at
 	// once without sending anything; the socket polls writable in SYN-SENT.
-	fd = socket(true)
+	fd = socket(unix.AF_INET, true)
 	err = unix.Connect(fd, sa)
 	ti, _ = readTCPInfo(uintptr(fd))
 	t.Logf("connect, TCP_FASTOPEN_CONNECT, cookie: err=%v state=%d", err, ti.State)
@@ -916,16 +780,7 @@ func TestKernelBehaviour(t *testing.T) {
 	// TCP_FASTOPEN_CONNECT without a cookie (fresh destination): connect()
 	// sends a SYN with a cookie request and returns EINPROGRESS.
 	s6 := l.listen(t, serverV6, ServerOptions{FastOpenQueue: 16})
-	var fd6 int
-	if err := l.crun(func() (err error) {
-		fd6, err = unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.SetsockoptInt(fd6, unix.IPPROTO_TCP, unix.TCP_FASTOPEN_CONNECT, 1); err != nil {
-		t.Fatal(err)
-	}
+	fd6 := socket(unix.AF_INET6, true)
 	err = unix.Connect(fd6, &unix.SockaddrInet6{Port: int(s6.Addr().Port()), Addr: serverV6.As16()})
 	ti, _ = readTCPInfo(uintptr(fd6))
 	t.Logf("connect, TCP_FASTOPEN_CONNECT, no cookie: err=%v state=%d client_fail=%v", err, ti.State, ti.ClientFail)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/netnsx"
 	"github.com/tfolab/tfolab/lab/tfo"
 )
@@ -81,9 +82,7 @@ type synSetting struct {
 // give-up for several timer settings, in parallel (about 20 s in all, the
 // length of the longest setting), and checks them against lab.SynSchedule.
 func TestSynTimerOnTheWire(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veth links and iptables rules")
-	}
+	labtest.NeedRoot(t, "creates network namespaces, veth links and iptables rules")
 	if _, err := exec.LookPath("iptables"); err != nil {
 		t.Skip("iptables not installed (make deps)")
 	}
@@ -149,10 +148,8 @@ func measureSynTimer(t *testing.T, st synSetting) {
 		t.Fatal(err)
 	}
 	client := synHoleLab(t)
-	writeSysctls(t, client, map[string]string{
-		"net/ipv4/tcp_syn_retries":         fmt.Sprint(st.retries),
-		"net/ipv4/tcp_syn_linear_timeouts": fmt.Sprint(st.linear),
-	})
+	labtest.WriteSysctl(t, client, "net/ipv4/tcp_syn_retries", fmt.Sprint(st.retries))
+	labtest.WriteSysctl(t, client, "net/ipv4/tcp_syn_linear_timeouts", fmt.Sprint(st.linear))
 	// Derive the schedule again from what the namespace stored, as
 	// lab.Namespace.SynScheduleOf and WithUserTimeout do for a lab's
 	// client: the model must describe the namespace's own values.
@@ -324,21 +321,18 @@ func schedOfNamespace(ns netns.NsHandle) (lab.SynSchedule, error) {
 // for ARP and its capture time is when the timer was armed.
 func synHoleLab(t *testing.T) (client netns.NsHandle) {
 	t.Helper()
-	client, hole := newAnonNS(t), newAnonNS(t)
-	hc, hh := netlinkAt(t, client), netlinkAt(t, hole)
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: "c0"},
-		PeerName:      "s0",
-		PeerNamespace: netlink.NsFd(int(hole)),
+	v := labtest.NewVethPair(t, labtest.End{Name: "c0", Addrs: []netip.Prefix{netip.PrefixFrom(synClient, 24)}},
+		labtest.End{Name: "s0", Addrs: []netip.Prefix{netip.PrefixFrom(synHole.Addr(), 24)}})
+	client, hole := v.A, v.B
+	c0, err := v.HA.LinkByName("c0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := hc.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth: %v", err)
+	s0, err := v.HB.LinkByName("s0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	wc, wh := watchLink(t, hc, client, "c0"), watchLink(t, hh, hole, "s0")
-	configure(t, hc, "c0", synClient.String()+"/24")
-	configure(t, hh, "s0", synHole.Addr().String()+"/24")
-	c0, s0 := wc.up(), wh.up()
-	if err := hc.NeighAdd(&netlink.Neigh{
+	if err := v.HA.NeighAdd(&netlink.Neigh{
 		LinkIndex:    c0.Attrs().Index,
 		Family:       netlink.FAMILY_V4,
 		State:        netlink.NUD_PERMANENT,
@@ -347,7 +341,7 @@ func synHoleLab(t *testing.T) (client netns.NsHandle) {
 	}); err != nil {
 		t.Fatalf("neighbour entry for the hole: %v", err)
 	}
-	err := netnsx.Do(hole, func() error {
+	err = netnsx.Do(hole, func() error {
 		// A child started from this locked thread runs in the hole's
 		// namespace.
 		out, err := exec.Command("iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(synHole.Port()), "-j", "DROP").CombinedOutput()
@@ -360,110 +354,4 @@ func synHoleLab(t *testing.T) (client netns.NsHandle) {
 		t.Fatal(err)
 	}
 	return client
-}
-
-func newAnonNS(t *testing.T) netns.NsHandle {
-	t.Helper()
-	ns, err := netnsx.NewUnnamed()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
-func netlinkAt(t *testing.T, ns netns.NsHandle) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink handle: %v", err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-// linkWatch waits for a link of one namespace to become operationally up.
-type linkWatch struct {
-	t       *testing.T
-	h       *netlink.Handle
-	name    string
-	updates chan netlink.LinkUpdate
-	done    chan struct{}
-}
-
-// watchLink subscribes to ns's link updates; call it before the change to
-// be awaited.
-func watchLink(t *testing.T, h *netlink.Handle, ns netns.NsHandle, name string) *linkWatch {
-	t.Helper()
-	// The subscriber goroutine sends unguarded: the buffer holds far more
-	// updates than bringing two links up makes, so it never blocks after
-	// done.
-	w := &linkWatch{t: t, h: h, name: name, updates: make(chan netlink.LinkUpdate, 64), done: make(chan struct{})}
-	if err := netlink.LinkSubscribeWithOptions(w.updates, w.done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
-		t.Fatalf("subscribe to links: %v", err)
-	}
-	t.Cleanup(func() { close(w.done) })
-	return w
-}
-
-// up waits until the link is operationally up (a SYN sent earlier may be
-// lost and cost a second) and returns it. A veth end is only up once its
-// peer is.
-func (w *linkWatch) up() netlink.Link {
-	w.t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		// Look at the link itself after every update: the state may have
-		// changed before the subscription started.
-		if l, err := w.h.LinkByName(w.name); err == nil && l.Attrs().OperState == netlink.OperUp {
-			return l
-		}
-		select {
-		case <-w.updates:
-		case <-timeout:
-			w.t.Fatalf("link %s not up after 5s", w.name)
-		}
-	}
-}
-
-// configure brings lo and name up and gives name an address.
-func configure(t *testing.T, h *netlink.Handle, name, cidr string) {
-	t.Helper()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatalf("lo: %v", err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatalf("lo up: %v", err)
-	}
-	link, err := h.LinkByName(name)
-	if err != nil {
-		t.Fatalf("link %s: %v", name, err)
-	}
-	a, err := netlink.ParseAddr(cidr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.AddrAdd(link, a); err != nil {
-		t.Fatalf("add %s to %s: %v", cidr, name, err)
-	}
-	if err := h.LinkSetUp(link); err != nil {
-		t.Fatalf("%s up: %v", name, err)
-	}
-}
-
-// writeSysctls writes /proc/sys/<name> from a thread inside ns.
-func writeSysctls(t *testing.T, ns netns.NsHandle, kv map[string]string) {
-	t.Helper()
-	err := netnsx.Do(ns, func() error {
-		for k, v := range kv {
-			if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0); err != nil {
-				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
