@@ -60,6 +60,11 @@ type ConnectOptions struct {
 	// RST (SO_LINGER 0); UserTimeout sets TCP_USER_TIMEOUT (0: unset).
 	Plain, Abort bool
 	UserTimeout  time.Duration
+	// Timeout bounds the connection from its first SYN; one that reaches
+	// it is reported as stalled. 0 leaves it to ctx. A program's own
+	// start is no part of the connection: on a loaded machine it can wait
+	// seconds for a CPU, so it is bounded by its CPU and by ctx instead.
+	Timeout time.Duration
 }
 
 // Listener is the kernel's TFO listener (lab/tfo): it reads one line and
@@ -179,6 +184,11 @@ type LabClient struct {
 func (c LabClient) Kind() string { return "lab-" + c.Mode.String() }
 
 func (c LabClient) Connect(ctx context.Context, site Site, node string, o ConnectOptions) []observation.Conn {
+	if o.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+	}
 	mode := c.Mode
 	if o.Plain {
 		mode = tfo.ModePlain

@@ -53,10 +53,11 @@ const curlWrite = "\ntfolab-curl %{exitcode} %{http_code} %{local_ip} %{local_po
 var reCurlWrite = regexp.MustCompile(`tfolab-curl (\d+) (\d+) (\S*) (\d+) ([\d.]+) ([\d.]+) ?(.*)`)
 
 func (c Curl) Connect(ctx context.Context, site Site, node string, o ConnectOptions) []observation.Conn {
-	return []observation.Conn{c.connect(ctx, site, node, o.Target, o.Label, c.Plain || o.Plain)}
+	return []observation.Conn{c.connect(ctx, site, node, o)}
 }
 
-func (c Curl) connect(ctx context.Context, site Site, node string, target netip.AddrPort, label string, plain bool) observation.Conn {
+func (c Curl) connect(ctx context.Context, site Site, node string, o ConnectOptions) observation.Conn {
+	target, plain := o.Target, c.Plain || o.Plain
 	mode := "connect" // TCP_FASTOPEN_CONNECT
 	args := []string{"-q", "-sS", "-g", "--http1.1", "-i", "-o", "{dir}/response",
 		"-H", "Host: tfolab", "-A", "tfolab", "-w", curlWrite}
@@ -66,8 +67,8 @@ func (c Curl) connect(ctx context.Context, site Site, node string, target netip.
 		args = append(args, "--tcp-fastopen")
 	}
 	args = append(args, "http://"+target.String()+PeerPath)
-	conn := observation.Conn{Label: label, Mode: mode, Remote: target, Request: c.Request()}
-	run, err := runClient(ctx, site, node, target, proc.Spec{Name: "curl", Path: ProgCurl.Path, Args: args}, ProgCurl)
+	conn := observation.Conn{Label: o.Label, Mode: mode, Remote: target, Request: c.Request()}
+	run, err := runClient(ctx, site, node, o, proc.Spec{Name: "curl", Path: ProgCurl.Path, Args: args}, ProgCurl)
 	run.fill(&conn, err)
 	if err != nil || conn.Stalled {
 		return conn
@@ -178,17 +179,18 @@ func fileExists(p string) bool {
 var rePythonErrno = regexp.MustCompile(`\[Errno (\d+)\]`)
 
 func (c PythonClient) Connect(ctx context.Context, site Site, node string, o ConnectOptions) []observation.Conn {
-	return []observation.Conn{c.connect(ctx, site, node, o.Target, o.Payload, o.Label)}
+	return []observation.Conn{c.connect(ctx, site, node, o)}
 }
 
-func (c PythonClient) connect(ctx context.Context, site Site, node string, target netip.AddrPort, payload []byte, label string) observation.Conn {
-	conn := observation.Conn{Label: label, Mode: "sendto", Remote: target, Request: bytes.Clone(payload)}
+func (c PythonClient) connect(ctx context.Context, site Site, node string, o ConnectOptions) observation.Conn {
+	target, payload := o.Target, o.Payload
+	conn := observation.Conn{Label: o.Label, Mode: "sendto", Remote: target, Request: bytes.Clone(payload)}
 	script, err := filepath.Abs(c.script())
 	if err != nil {
 		conn.Error = err.Error()
 		return conn
 	}
-	run, err := runClient(ctx, site, node, target, proc.Spec{
+	run, err := runClient(ctx, site, node, o, proc.Spec{
 		Name: "python-client",
 		Path: ProgPython.Path,
 		Args: []string{script, target.Addr().String(), strconv.Itoa(int(target.Port())), string(payload)},
@@ -226,13 +228,16 @@ type clientRun struct {
 // clientFiles are the files a client run reads back from the temp dir.
 var clientFiles = []string{"response"}
 
-// runClient runs a one-shot client on node until it exits or ctx ends
-// (then it is killed and the connection reported stalled), capturing the
-// node's links meanwhile: an external program cannot say which port it
-// used or when its SYN left, but its first SYN to target after the start
-// can.
-func runClient(ctx context.Context, site Site, node string, target netip.AddrPort, spec proc.Spec, progs ...Program) (clientRun, error) {
-	r := clientRun{target: target, files: map[string][]byte{}}
+// runClient runs a one-shot client on node until it exits, o.Timeout
+// after its first packet, or ctx ends (then it is killed and the
+// connection reported stalled), capturing the node's links meanwhile: an
+// external program cannot say which port it used or when its SYN left,
+// but its first SYN to the target after the start can. Until its first
+// packet the program is bounded by its CPU (programCPUBudget) and ctx,
+// not by the connection's bound: beside two dozen other labs on two
+// cores, a fork and exec was seen to wait seconds for a CPU.
+func runClient(ctx context.Context, site Site, node string, o ConnectOptions, spec proc.Spec, progs ...Program) (clientRun, error) {
+	r := clientRun{target: o.Target, files: map[string][]byte{}}
 	if err := missingError(progs...); err != nil {
 		return r, fmt.Errorf("%s: %w", spec.Name, err)
 	}
@@ -240,21 +245,27 @@ func runClient(ctx context.Context, site Site, node string, target netip.AddrPor
 	if err != nil {
 		return r, err
 	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if o.Timeout > 0 {
+		defer w.afterFirstPacket(rctx, o.Timeout, func() { cancel(context.DeadlineExceeded) })()
+	}
 	spec.Ready = proc.Exited()
+	spec.CPUBudget = programCPUBudget
 	r.start = time.Now()
-	p, err := proc.Start(ctx, site.Topo.Namespace(node).Runner(), spec)
+	p, err := proc.Start(rctx, site.Topo.Namespace(node).Runner(), spec)
 	r.end = time.Now()
 	var se *proc.StartError
 	switch {
-	case errors.As(err, &se) && ctx.Err() != nil:
-		r.err = ctx.Err() // killed at the bound: Start has cleaned up
+	case errors.As(err, &se) && rctx.Err() != nil:
+		r.err = context.Cause(rctx) // killed at the bound: Start has cleaned up
 		r.output = []byte(se.Tail)
 	case err != nil:
 		w.stop()
 		return r, err
 	default:
 		site.Lab.Defer(fmt.Sprintf("%s (pid %d) on %s", spec.Name, p.Pid(), node), p.Stop)
-		r.code, _ = p.Wait(ctx)
+		r.code, _ = p.Wait(rctx)
 		r.output = p.Output()
 		for _, f := range clientFiles {
 			if b, err := os.ReadFile(filepath.Join(p.Dir(), f)); err == nil {
@@ -272,6 +283,11 @@ func runClient(ctx context.Context, site Site, node string, target netip.AddrPor
 	r.wire = pkts
 	return r, nil
 }
+
+// programCPUBudget bounds a client program's run by its own CPU: curl
+// and the Python client use 10 to 50 ms for one connection here, so one
+// that has used a second is stuck.
+const programCPUBudget = time.Second
 
 // fill sets what the wire and the run say about the connection: Local,
 // Start and the timings from its packets (the lab's own client measures
@@ -357,6 +373,46 @@ func (w *wire) stop() ([]capture.Packet, error) {
 	}
 	sortPackets(out)
 	return out, errors.Join(errs...)
+}
+
+// afterFirstPacket calls f once d has passed since the first packet
+// seen on the node's links, or never if ctx ends first; the function it
+// returns stops it.
+func (w *wire) afterFirstPacket(ctx context.Context, d time.Duration, f func()) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		tick := time.NewTicker(firstPacketPoll)
+		defer tick.Stop()
+		for !w.seen() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			f()
+		}
+	}()
+	return cancel
+}
+
+// firstPacketPoll is how often afterFirstPacket looks: the bound starts
+// at most this late, against bounds of seconds.
+const firstPacketPoll = 2 * time.Millisecond
+
+// seen reports whether any link has captured a packet yet.
+func (w *wire) seen() bool {
+	for _, c := range w.caps {
+		if c.Frames() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func sortPackets(p []capture.Packet) {

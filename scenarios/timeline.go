@@ -32,9 +32,7 @@ func Sequential(ctx context.Context, env *Env) error {
 					return err
 				}
 			}
-			cctx, cancel := context.WithTimeout(ctx, c.connTimeout())
-			conns := c.Kind.Connect(cctx, env.site, c.node(), ConnectOptions{Target: target, Payload: c.payload()})
-			cancel()
+			conns := c.Kind.Connect(ctx, env.site, c.node(), ConnectOptions{Target: target, Payload: c.payload(), Timeout: c.connTimeout()})
 			env.recordRun(c, svc, "", 0, conns)
 			n++
 			if ctx.Err() != nil {
@@ -100,9 +98,7 @@ func (e *Env) Dial(ctx context.Context, d Dial) observation.Conn { return e.Dial
 
 // DialFrom dials like Dial from the client named client ("" is the first).
 func (e *Env) DialFrom(ctx context.Context, client string, d Dial) observation.Conn {
-	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
-	defer cancel()
-	return e.dial(cctx, client, d)
+	return e.dial(ctx, client, d)
 }
 
 // dial runs the client once and records every connection it made; it
@@ -122,7 +118,7 @@ func (e *Env) dial(ctx context.Context, client string, d Dial) observation.Conn 
 	}
 	conns := c.Kind.Connect(ctx, e.site, c.node(), ConnectOptions{
 		Target: target, Payload: payload, Label: d.Label,
-		Plain: d.Plain, Abort: d.Abort, UserTimeout: d.UserTimeout,
+		Plain: d.Plain, Abort: d.Abort, UserTimeout: d.UserTimeout, Timeout: d.Timeout,
 	})
 	return e.recordRun(c, svc, d.Label, d.Round, conns)
 }
@@ -145,7 +141,7 @@ func (e *Env) client(name string) (Client, error) {
 // timeout passes, whichever comes first. It returns the connection and the
 // moment until first held (zero if never).
 func (e *Env) DialUntil(ctx context.Context, d Dial, poll time.Duration, until func() (bool, error)) (observation.Conn, time.Time, error) {
-	cctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan observation.Conn, 1)
 	go func() { done <- e.dial(cctx, "", d) }()
