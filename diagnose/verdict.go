@@ -1,0 +1,583 @@
+package diagnose
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Kind is what one connection amounts to, from one capture or, for the
+// Kinds marked "pair", from both copies of it.
+type Kind int
+
+// The connection kinds.
+const (
+	KindPlain             Kind = iota // no TFO option, no SYN data
+	KindPaused                        // plain SYN during the client's blackhole pause
+	KindCookieUnused                  // plain SYN from a client that had used TFO with the server
+	KindGranted                       // cookie request answered with a cookie
+	KindAccepted                      // SYN data with a cookie acked in the SYN-ACK
+	KindAcceptedNoCookie              // SYN data without option acked (cookie-less TFO, 0x200 servers)
+	KindCookieNoData                  // a cookie but no data in the SYN
+	KindNoCookie                      // cookie request answered without a cookie
+	KindFallback                      // data SYN unanswered, a plain retransmission answered
+	KindOptionDropped                 // option SYN without data unanswered, a plain retransmission answered
+	KindDropped                       // pair: the data SYN never reached the server
+	KindReset                         // the TFO SYN was answered with RST
+	KindStripped                      // pair: the option was removed on the way
+	KindRefusedNoOption               // client side: cookie+data, only the SYN acked, no option back
+	KindStrippedSuspect               // server side: data SYN without option, refused
+	KindRefusedByServer               // the server got cookie+data and refused them without a new cookie
+	KindRejected                      // cookie refused, a fresh cookie handed out
+	KindRefusedSameCookie             // data refused though the server echoed the same cookie
+	KindNoCookieRefused               // client side: data without a cookie refused
+	KindStalledTFO                    // TFO SYNs never answered
+	KindSynackUnacked                 // server side: SYN-ACK sent, the client kept sending SYNs
+	KindSynackLost                    // pair: SYN-ACKs sent, none received
+	KindStalledPlain                  // plain SYNs never answered
+	KindRefused                       // plain SYN answered with RST: port closed
+	KindOneDirection                  // handshake completed, SYN-ACK not in the capture
+	KindCookieNotOffered              // server side: plain SYN from a client this server gave a cookie
+	KindUnfinished                    // unanswered SYN less than an RTO before the capture ended
+	numKinds
+)
+
+var kindNames = [numKinds]string{
+	"plain", "paused", "cookie-unused", "granted", "accepted", "accepted-no-cookie", "cookie-no-data",
+	"no-cookie", "fallback", "option-dropped", "dropped", "reset", "stripped", "refused-no-option",
+	"stripped-suspect", "refused-by-server", "rejected", "refused-same-cookie", "no-cookie-refused",
+	"stalled-tfo", "synack-unacked", "synack-lost", "stalled-plain", "refused", "one-direction",
+	"cookie-not-offered", "unfinished",
+}
+
+func (k Kind) String() string {
+	if k >= 0 && k < numKinds {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// tfoKind reports whether a connection of kind k tried TFO.
+func (k Kind) tfo() bool {
+	switch k {
+	case KindPlain, KindPaused, KindCookieUnused, KindStalledPlain, KindRefused, KindOneDirection, KindUnfinished:
+		return false
+	}
+	return true
+}
+
+// Verdict is a server's TFO diagnosis.
+type Verdict string
+
+// The verdicts.
+const (
+	TFOWorks        Verdict = "tfo-works"
+	ClientNoTFO     Verdict = "client-no-tfo"
+	ServerNoTFO     Verdict = "server-no-tfo"
+	SynDataDropped  Verdict = "syn-data-dropped"
+	OptionStripped  Verdict = "option-stripped"
+	SynackLost      Verdict = "synack-lost"
+	BlackholePaused Verdict = "blackhole-paused"
+	CookieRejected  Verdict = "cookie-rejected"
+	Inconclusive    Verdict = "inconclusive"
+)
+
+// Precedence is the order in which verdicts win when several apply to one
+// server: the worst problem first (see the package doc).
+var Precedence = []Verdict{BlackholePaused, SynackLost, SynDataDropped, OptionStripped, CookieRejected,
+	ServerNoTFO, TFOWorks, ClientNoTFO, Inconclusive}
+
+// Problem reports whether v is a finding that needs attention.
+func (v Verdict) Problem() bool {
+	switch v {
+	case TFOWorks, ClientNoTFO, Inconclusive, "":
+		return false
+	}
+	return true
+}
+
+// evText is an evidence line as a server keeps it: rendered once, with
+// the packet's time (to order groups) and capture.
+type evText struct {
+	file int
+	t    time.Time
+	line string
+}
+
+// evGroup is the evidence of one connection.
+type evGroup []evText
+
+func render(ev []evLine) evGroup {
+	g := make(evGroup, len(ev))
+	for i, e := range ev {
+		g[i] = evText{e.file, e.p.Time, TcpdumpLine(*e.p)}
+	}
+	return g
+}
+
+// Evidence caps: groups kept per kind and server, lines per verdict.
+const (
+	groupsPerKind = 3
+	evidenceLines = 6
+	rttSamples    = 256
+)
+
+// serverAgg is everything known about one server, folded connection by
+// connection.
+type serverAgg struct {
+	agg      *aggregator
+	server   netip.AddrPort
+	seenAs   map[netip.AddrPort]bool
+	total    int
+	counts   [numKinds]int
+	cost     [numKinds]time.Duration
+	costN    [numKinds]int
+	costRTTs [numKinds]int      // connections whose cost is one round trip, not measured
+	groups   map[Kind][]evGroup // lazily: most servers need few kinds
+	rtts     []time.Duration
+	exp      int
+	pairs    int
+	sides    [3]int
+	orphans  int // SYN-ACKs whose SYN the capture lacks
+	// detections: connections where the kernel's blackhole detection
+	// fired (3rd timeout of a TFO SYN).
+	detections  int
+	pauses      map[int][]Pause // per capture
+	poolClients map[int]int     // per capture: clients with a cookie both accepted and refused
+	giveUp      time.Duration   // the longest stall
+	unanswered  int             // connections with no SYN-ACK at all
+}
+
+// aggregator holds the servers.
+type aggregator struct {
+	servers map[netip.AddrPort]*serverAgg
+	files   []string
+	// cut: some TCP headers were cut by the snap length, and skipped.
+	cut bool
+}
+
+func newAggregator(files []string) *aggregator {
+	return &aggregator{servers: map[netip.AddrPort]*serverAgg{}, files: files}
+}
+
+func (a *aggregator) server(s netip.AddrPort) *serverAgg {
+	g := a.servers[s]
+	if g == nil {
+		g = &serverAgg{agg: a, server: s, pauses: map[int][]Pause{}, poolClients: map[int]int{}}
+		a.servers[s] = g
+	}
+	return g
+}
+
+const maxPauses = 32
+
+func (a *aggregator) addPause(file int, s netip.AddrPort, p Pause) {
+	g := a.server(s)
+	if len(g.pauses[file]) < maxPauses {
+		g.pauses[file] = append(g.pauses[file], p)
+	}
+}
+
+// fold adds one classified connection to its server.
+// seenAs is the server's address as this copy saw it, when a NAT made
+// it differ.
+func (a *aggregator) fold(server netip.AddrPort, c *conn, o outcome, paired bool, seenAs netip.AddrPort) {
+	g := a.server(server)
+	if seenAs != server {
+		if g.seenAs == nil {
+			g.seenAs = map[netip.AddrPort]bool{}
+		}
+		if len(g.seenAs) < 4 {
+			g.seenAs[seenAs] = true
+		}
+	}
+	g.total++
+	g.counts[o.kind]++
+	g.sides[c.role]++
+	if paired {
+		g.pairs++
+	}
+	if o.exp {
+		g.exp++
+	}
+	if o.hasCost {
+		g.cost[o.kind] += o.cost
+		g.costN[o.kind]++
+	} else if o.costRTT {
+		g.costRTTs[o.kind]++
+	}
+	if o.hasRTT && len(g.rtts) < rttSamples {
+		g.rtts = append(g.rtts, o.rtt)
+	}
+	if len(g.groups[o.kind]) < groupsPerKind && len(o.ev) > 0 {
+		if g.groups == nil {
+			g.groups = map[Kind][]evGroup{}
+		}
+		g.groups[o.kind] = append(g.groups[o.kind], render(o.ev))
+	}
+	if c.detection {
+		g.detections++
+	}
+	if c.nSynack == 0 && !c.acked {
+		g.unanswered++
+	}
+	if (o.kind == KindStalledTFO || o.kind == KindSynackLost || o.kind == KindSynackUnacked) && o.cost > g.giveUp {
+		g.giveUp = o.cost
+	}
+}
+
+// medianRTT is the server's typical handshake round trip.
+func (g *serverAgg) medianRTT() (time.Duration, bool) {
+	if len(g.rtts) == 0 {
+		return 0, false
+	}
+	s := slices.Clone(g.rtts)
+	slices.Sort(s)
+	return s[len(s)/2], true
+}
+
+func (g *serverAgg) sum(ks ...Kind) int {
+	n := 0
+	for _, k := range ks {
+		n += g.counts[k]
+	}
+	return n
+}
+
+// attempts counts the connections that tried TFO.
+func (g *serverAgg) attempts() int {
+	n := 0
+	for k := range numKinds {
+		if k.tfo() {
+			n += g.counts[k]
+		}
+	}
+	return n
+}
+
+// meanCost is the mean cost over the connections of the given kinds, in
+// ms; connections whose cost is one round trip take the median RTT.
+func (g *serverAgg) meanCost(ks ...Kind) (float64, bool) {
+	var total time.Duration
+	n := 0
+	rtt, hasRTT := g.medianRTT()
+	for _, k := range ks {
+		total += g.cost[k]
+		n += g.costN[k]
+		if hasRTT {
+			total += time.Duration(g.costRTTs[k]) * rtt
+			n += g.costRTTs[k]
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return ms(total / time.Duration(n)), true
+}
+
+func ms(d time.Duration) float64 {
+	return float64(d.Round(10*time.Microsecond)) / float64(time.Millisecond)
+}
+
+// pauseList is the pauses of the capture that saw the most.
+func (g *serverAgg) pauseList() []Pause {
+	var best []Pause
+	for _, f := range slices.Sorted(maps.Keys(g.pauses)) {
+		if len(g.pauses[f]) > len(best) {
+			best = g.pauses[f]
+		}
+	}
+	best = slices.Clone(best)
+	slices.SortFunc(best, func(a, b Pause) int { return a.Start.Compare(b.Start) })
+	return best
+}
+
+func (g *serverAgg) pool() int {
+	n := 0
+	for _, v := range g.poolClients {
+		n = max(n, v)
+	}
+	return n
+}
+
+// finding is one verdict that applies to a server, before precedence.
+type finding struct {
+	verdict Verdict
+	reason  string
+	kinds   []Kind // whose connections it rests on and whose evidence it shows
+	n       int
+	cost    float64
+	hasCost bool
+	// variant picks the reproducer (Scenarios) when a verdict has several.
+	variant string
+}
+
+// significant: a problem counts when it hits at least one TFO attempt in
+// twenty (any, when there are at most twenty).
+func significant(n, attempts int) bool { return n > 0 && n*20 >= max(attempts, 1) }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// findings lists what applies to g, worst first, and notes below the
+// significance threshold.
+func (g *serverAgg) findings() (fs []finding, notes []string) {
+	att := g.attempts()
+	answered := g.total - g.unanswered
+	add := func(f finding) {
+		if !strings.HasSuffix(f.reason, ".") {
+			f.reason += "."
+		}
+		if f.n > 0 {
+			f.cost, f.hasCost = g.meanCost(f.kinds...)
+		}
+		fs = append(fs, f)
+	}
+	problem := func(f finding) {
+		switch {
+		case significant(f.n, att):
+			add(f)
+		case f.n > 0:
+			notes = append(notes, fmt.Sprintf("%s in %s of %d TFO attempts: too rare to blame the path (random loss?)",
+				f.verdict, plural(f.n, "connection", "connections"), att))
+		}
+	}
+
+	// blackhole-paused
+	if ps := g.pauseList(); len(ps) > 0 {
+		var lens []string
+		for _, p := range ps {
+			s := fmt.Sprintf("%.2f s", p.Length().Seconds())
+			if p.Open() {
+				s = "≥ " + s + " (still paused at capture end)"
+			}
+			lens = append(lens, s)
+		}
+		reason := fmt.Sprintf("TFO SYNs to this server timed out three times, so the client's kernel detected a blackhole and stopped offering its cookie (plain SYNs) for %s", strings.Join(lens, ", "))
+		if doubling(ps) {
+			reason += ": each pause twice the last, the kernel's exponential backoff"
+		}
+		variant := ""
+		if answered == 0 {
+			reason += "; this port never answered, a server that is down is enough to trigger it"
+			variant = "dead-server"
+		}
+		add(finding{verdict: BlackholePaused, reason: reason + ".", kinds: []Kind{KindStalledTFO, KindSynackUnacked, KindSynackLost, KindPaused, KindAccepted},
+			n: g.detections + g.counts[KindPaused], variant: variant})
+	}
+
+	// synack-lost
+	lost := g.counts[KindSynackLost] + g.counts[KindSynackUnacked]
+	stalled := g.counts[KindStalledTFO]
+	if answered > 0 || lost > 0 {
+		lost += stalled
+	}
+	if lost > 0 {
+		var r string
+		switch {
+		case g.counts[KindSynackLost] > 0:
+			r = fmt.Sprintf("the server sent SYN-ACKs to %s that never reached the client (seen in both captures)", plural(g.counts[KindSynackLost], "TFO connection", "TFO connections"))
+		case g.counts[KindSynackUnacked] > 0:
+			r = fmt.Sprintf("the server answered %s, but the client kept retransmitting its SYN: the SYN-ACKs did not reach it", plural(g.counts[KindSynackUnacked], "TFO SYN", "TFO SYNs"))
+		default:
+			r = fmt.Sprintf("%s got no SYN-ACK at all while this server answered other SYNs: something drops the answers to TFO flows (a stateful firewall; a server-side capture would show the SYN-ACKs)", plural(stalled, "TFO connection", "TFO connections"))
+		}
+		if g.giveUp > 0 {
+			r += fmt.Sprintf("; connections stalled up to %.1f s", g.giveUp.Seconds())
+		}
+		problem(finding{verdict: SynackLost, reason: r + ".", kinds: []Kind{KindSynackLost, KindSynackUnacked, KindStalledTFO}, n: lost})
+	}
+
+	// syn-data-dropped
+	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset, KindCookieNotOffered); n > 0 {
+		f := finding{verdict: SynDataDropped, kinds: []Kind{KindDropped, KindFallback, KindReset, KindOptionDropped, KindCookieNotOffered}, n: n}
+		switch {
+		case g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset) == 0:
+			f.reason = fmt.Sprintf("clients this server had given a cookie came back with %s carrying neither the cookie nor data: seen from the server, that is a Linux client's plain retransmission after its data SYN was lost upstream (or a TFO pause on the client, or an application there that does not use TFO; a client-side capture tells)", plural(n, "SYN", "SYNs"))
+		case g.counts[KindDropped] > 0:
+			f.reason = fmt.Sprintf("%s sent data in the SYN that the server never received; the client fell back to a plain SYN after a timeout", plural(g.counts[KindDropped], "TFO connection", "TFO connections"))
+		case g.counts[KindReset] >= g.counts[KindFallback]+g.counts[KindOptionDropped]:
+			f.reason = fmt.Sprintf("%s answered with a RST: something in the path rejects SYNs with data", plural(g.counts[KindReset], "TFO SYN was", "TFO SYNs were"))
+			f.variant = "reset"
+		case g.counts[KindFallback] > 0:
+			f.reason = fmt.Sprintf("%s; the plain retransmission was answered, after one SYN timeout (the data SYN was dropped on the way, or its SYN-ACK was)", plural(g.counts[KindFallback], "TFO connection got no answer to its data SYN", "TFO connections got no answer to their data SYN"))
+		default:
+			f.reason = fmt.Sprintf("SYNs carrying the TFO option got no answer in %s, plain retransmissions did: something drops SYNs with option 34/254", plural(g.counts[KindOptionDropped], "connection", "connections"))
+			f.variant = "option"
+		}
+		if g.counts[KindCookieUnused] > 0 {
+			f.reason += fmt.Sprintf("; later, %s went out plain although the client held a cookie (the kernel's per-destination backoff after SYN losses)", plural(g.counts[KindCookieUnused], "SYN", "SYNs"))
+		}
+		problem(f)
+	}
+
+	// option-stripped
+	if n := g.sum(KindStripped, KindRefusedNoOption, KindStrippedSuspect); n > 0 {
+		f := finding{verdict: OptionStripped, kinds: []Kind{KindStripped, KindRefusedNoOption, KindStrippedSuspect}, n: n}
+		switch {
+		case g.counts[KindStripped] > 0:
+			f.reason = fmt.Sprintf("the TFO option the client sent was missing when %s reached the server: a middlebox strips option 34/254", plural(g.counts[KindStripped], "SYN", "SYNs"))
+		case g.counts[KindRefusedNoOption] > 0:
+			f.reason = fmt.Sprintf("%s sent cookie and data, and the SYN-ACK acked only the SYN and carried no TFO option: the option was most likely stripped on the way (else the server turned TFO off or its TFO queue was full; a server-side capture tells)", plural(g.counts[KindRefusedNoOption], "connection", "connections"))
+		default:
+			f.reason = fmt.Sprintf("%s arrived with data but without the TFO option and only the SYN was acked: a middlebox stripped the option (or the client runs cookie-less TFO, tcp_fastopen 0x4, against a server that wants a cookie)", plural(g.counts[KindStrippedSuspect], "SYN", "SYNs"))
+		}
+		problem(f)
+	}
+
+	// cookie-rejected
+	if n := g.sum(KindRejected, KindRefusedSameCookie, KindRefusedByServer, KindNoCookieRefused); n > 0 {
+		f := finding{verdict: CookieRejected, kinds: []Kind{KindRejected, KindRefusedByServer, KindRefusedSameCookie, KindNoCookieRefused}, n: n}
+		switch pool := g.pool(); {
+		case pool > 0:
+			f.reason = fmt.Sprintf("the same client's cookie was accepted by some connections and refused (a fresh cookie handed out) by others, for %s: the servers behind this address do not share a TFO key", plural(pool, "client", "clients"))
+		case g.counts[KindRejected] > 0 && g.sum(KindAccepted) == 0:
+			f.reason = fmt.Sprintf("the server refused the cookie of %s and handed out a fresh one: its key changed, or the servers behind the address do not share one", plural(g.counts[KindRejected], "connection", "connections"))
+			f.variant = "rotation"
+		case g.counts[KindRejected] > 0:
+			f.reason = fmt.Sprintf("%s had its cookie refused and replaced while others were accepted: a pool without a shared key, or a key rotation", plural(g.counts[KindRejected], "connection", "connections"))
+		case g.counts[KindRefusedByServer]+g.counts[KindRefusedSameCookie] > 0:
+			f.reason = fmt.Sprintf("the server received cookie and data in %s and acked only the SYN: its TFO queue (listen backlog / max_qlen) was full, or TFO is off on it", plural(g.counts[KindRefusedByServer]+g.counts[KindRefusedSameCookie], "SYN", "SYNs"))
+			f.variant = "overflow"
+		default:
+			f.reason = fmt.Sprintf("the client sent data without a cookie in %s (cookie-less TFO, tcp_fastopen 0x4) and the server, wanting a cookie, acked only the SYN", plural(g.counts[KindNoCookieRefused], "SYN", "SYNs"))
+			f.variant = "cookie-less-client"
+		}
+		problem(f)
+	}
+
+	// server-no-tfo
+	if n := g.counts[KindNoCookie]; n > 0 {
+		works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindCookieNoData)
+		f := finding{verdict: ServerNoTFO, kinds: []Kind{KindNoCookie}, n: n}
+		forms := "only the option 34 form was tried"
+		if g.exp > 0 {
+			forms = "both option forms (34 and 254/0xF989) were tried"
+		}
+		if works == 0 {
+			f.reason = fmt.Sprintf("%s answered without a cookie (%s): TFO is off on the server (or a middlebox strips the option on the way in)", plural(n, "cookie request was", "cookie requests were"), forms)
+			problem(f)
+		} else {
+			f.reason = fmt.Sprintf("%s answered without a cookie while %d TFO exchanges worked: part of the servers behind this address have TFO off", plural(n, "cookie request was", "cookie requests were"), works)
+			f.variant = "part-of-pool"
+			problem(f)
+		}
+	}
+
+	// non-problems
+	if works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindCookieNoData); works > 0 {
+		r := ""
+		switch acc := g.sum(KindAccepted, KindAcceptedNoCookie); {
+		case acc > 0 && g.counts[KindAcceptedNoCookie] == acc:
+			r = fmt.Sprintf("the server acked the SYN data of %s sent without a cookie (cookie-less TFO)", plural(acc, "connection", "connections"))
+		case acc > 0:
+			r = fmt.Sprintf("the server acked the SYN data of %s in its SYN-ACK", plural(acc, "connection", "connections"))
+		default:
+			r = fmt.Sprintf("the server handed out cookies (%s); no SYN data was seen yet", plural(g.counts[KindGranted], "cookie request", "cookie requests"))
+		}
+		add(finding{verdict: TFOWorks, reason: r + ".", kinds: []Kind{KindAccepted, KindAcceptedNoCookie, KindGranted, KindCookieNoData}, n: works})
+	}
+	if plain := g.sum(KindPlain); plain > 0 && att == 0 && g.sum(KindPaused, KindCookieUnused) == 0 {
+		add(finding{verdict: ClientNoTFO, reason: fmt.Sprintf("all %s were plain handshakes: the clients never asked for a cookie nor sent data in a SYN.", plural(plain, "connection", "connections")),
+			kinds: []Kind{KindPlain}, n: plain})
+	}
+	if len(fs) == 0 {
+		add(finding{verdict: Inconclusive, reason: g.inconclusiveReason(), kinds: []Kind{KindOneDirection, KindStalledPlain, KindStalledTFO, KindRefused, KindCookieUnused, KindPaused, KindUnfinished}, n: g.total})
+	}
+	if g.detections > 0 && len(g.pauseList()) == 0 {
+		notes = append(notes, fmt.Sprintf("the client's kernel must have detected a blackhole (%s with three SYN timeouts), but no later connection shows the pause", plural(g.detections, "TFO connection", "TFO connections")))
+	}
+	if g.exp > 0 {
+		notes = append(notes, fmt.Sprintf("%s used the experimental option form (kind 254, magic 0xF989)", plural(g.exp, "connection", "connections")))
+	}
+	if g.orphans > 0 && g.orphans*10 > g.total {
+		notes = append(notes, fmt.Sprintf("%s without their SYN in the capture", plural(g.orphans, "SYN-ACK", "SYN-ACKs")))
+	}
+	return fs, notes
+}
+
+// inconclusiveReason says why nothing could be concluded.
+func (g *serverAgg) inconclusiveReason() string {
+	switch {
+	case g.total == 0 && g.orphans > 0:
+		return fmt.Sprintf("only the server's side of the handshake was captured (%s, no SYN): a capture filtered to one direction?", plural(g.orphans, "SYN-ACK", "SYN-ACKs"))
+	case g.total == 0:
+		return "no SYN to this server in the capture(s)"
+	case g.counts[KindOneDirection] > 0 && g.counts[KindOneDirection] >= g.total/2 && g.agg.cut:
+		return fmt.Sprintf("%s completed without a readable SYN-ACK: the snap length cut their TCP headers (capture with tcpdump -s 0)", plural(g.counts[KindOneDirection], "handshake", "handshakes"))
+	case g.counts[KindOneDirection] > 0 && g.counts[KindOneDirection] >= g.total/2:
+		return fmt.Sprintf("only one direction was captured: %s completed without a SYN-ACK in the capture", plural(g.counts[KindOneDirection], "handshake", "handshakes"))
+	case g.counts[KindUnfinished] == g.total:
+		return "the capture ended less than a SYN timeout after the SYNs to this server: too early to tell"
+	case g.unanswered == g.total:
+		return fmt.Sprintf("none of the %s got a SYN-ACK: the server is down or unreachable, which says nothing about TFO", plural(g.total, "connection", "connections"))
+	case g.counts[KindRefused] > 0:
+		return "the port refused the connections (RST): nothing listens there"
+	case g.counts[KindPaused] > 0:
+		return fmt.Sprintf("%s went out plain during a blackhole pause the client's kernel started after TFO failures elsewhere (see the blackhole-paused server)", plural(g.counts[KindPaused], "SYN", "SYNs"))
+	case g.counts[KindCookieUnused] > 0:
+		return "clients that had used TFO with this server came back without it: a client-side capture would tell why"
+	}
+	return "no connection showed enough of its handshake to judge"
+}
+
+// doubling reports pauses growing ×2 each time (within 25%, the kernel's
+// timers and the probes' spacing blur them).
+func doubling(ps []Pause) bool {
+	var closed []time.Duration
+	for _, p := range ps {
+		if !p.Open() {
+			closed = append(closed, p.Length())
+		}
+	}
+	if len(closed) < 2 {
+		return false
+	}
+	for i := 1; i < len(closed); i++ {
+		r := float64(closed[i]) / float64(closed[i-1])
+		if r < 1.5 || r > 2.5 {
+			return false
+		}
+	}
+	return true
+}
+
+// evidence picks up to evidenceLines lines from the kinds' groups,
+// connection by connection, round robin over the kinds.
+func (g *serverAgg) evidence(kinds []Kind) []evText {
+	var picked []evGroup
+	n := 0
+	for round := range groupsPerKind {
+		for _, k := range kinds {
+			if round < len(g.groups[k]) {
+				grp := g.groups[k][round]
+				if n+len(grp) > evidenceLines && n > 0 {
+					continue
+				}
+				picked = append(picked, grp)
+				n += len(grp)
+			}
+		}
+	}
+	sortGroups(picked)
+	var out []evText
+	for _, grp := range picked {
+		out = append(out, grp...)
+	}
+	if len(out) > evidenceLines {
+		out = out[:evidenceLines]
+	}
+	return out
+}
+
+// sortGroups orders evidence groups by their first packet's time.
+func sortGroups(gs []evGroup) {
+	slices.SortStableFunc(gs, func(a, b evGroup) int { return a[0].t.Compare(b[0].t) })
+}
