@@ -17,6 +17,15 @@ type ConnCheck struct {
 	check func(o *observation.Observation, i int) (bool, string)
 }
 
+// wantDesc describes a check of something that should hold (want) or
+// not: yes when want is true, no when it is false.
+func wantDesc(want bool, yes, no string) string {
+	if want {
+		return yes
+	}
+	return no
+}
+
 // descs joins the checks' descriptions.
 func descs(checks []ConnCheck) string {
 	var out []string
@@ -124,12 +133,8 @@ func replied(c observation.Conn, want []byte) (bool, string) {
 // SynDataAcked expects tcpi_options to carry TCPI_OPT_SYN_DATA (want=true):
 // the client's SYN carried data and the server acknowledged it.
 func SynDataAcked(want bool) ConnCheck {
-	desc := "the SYN's data was acknowledged (TCPI_OPT_SYN_DATA)"
-	if !want {
-		desc = "no data was acknowledged in the SYN (no TCPI_OPT_SYN_DATA)"
-	}
 	return ConnCheck{
-		desc: desc,
+		desc: wantDesc(want, "the SYN's data was acknowledged (TCPI_OPT_SYN_DATA)", "no data was acknowledged in the SYN (no TCPI_OPT_SYN_DATA)"),
 		check: func(o *observation.Observation, i int) (bool, string) {
 			got := o.Conns[i].SynData
 			if got == want {
@@ -156,12 +161,8 @@ func ClientFail(want tfo.ClientFail) ConnCheck {
 // ServerAcceptedSynData expects the server's accepted socket to report
 // passive TFO (want=true) or not.
 func ServerAcceptedSynData(want bool) ConnCheck {
-	desc := "the server accepted the SYN's data (passive TFO)"
-	if !want {
-		desc = "the server did not accept data in the SYN"
-	}
 	return ConnCheck{
-		desc: desc,
+		desc: wantDesc(want, "the server accepted the SYN's data (passive TFO)", "the server did not accept data in the SYN"),
 		check: func(o *observation.Observation, i int) (bool, string) {
 			c := o.Conns[i]
 			for _, svc := range o.Services {

@@ -212,56 +212,56 @@ func Dialogue(side Side, steps ...Step) ConnCheck {
 	for _, s := range steps {
 		descs = append(descs, s.String())
 	}
-	return ConnCheck{
-		desc: fmt.Sprintf("on the %s side: %s", side, strings.Join(descs, ", then ")),
-		check: func(o *observation.Observation, i int) (bool, string) {
-			pkts := o.ConnPackets(i, side)
-			link := o.LinkOf(i, side)
-			if lost := framesLost(o, link); lost != "" {
-				return false, lost
+	return onSide(side, strings.Join(descs, ", then "), func(o *observation.Observation, i int, pkts []capture.Packet, link string) (bool, string) {
+		c := o.Conns[i]
+		syn, _ := o.Handshake(i, pkts)
+		at := 0
+		for n, s := range steps {
+			found := -1
+			for k := at; k < len(pkts); k++ {
+				if (pkts[k].Src == c.Local) == s.fromClient && s.kind.is(pkts[k]) {
+					found = k
+					break
+				}
 			}
-			c := o.Conns[i]
-			syn, _ := o.Handshake(i, pkts)
-			at := 0
-			for n, s := range steps {
-				found := -1
-				for k := at; k < len(pkts); k++ {
-					if (pkts[k].Src == c.Local) == s.fromClient && s.kind.is(pkts[k]) {
-						found = k
-						break
-					}
-				}
-				if found < 0 {
-					return false, fmt.Sprintf("step %d (%s): no such packet\n%s", n+1, s, listPackets(pkts, -1, link))
-				}
-				if why := s.mismatch(pkts[found], syn); why != "" {
-					return false, fmt.Sprintf("step %d (%s): packet %d differs: %s\n%s", n+1, s, found+1, why, listPackets(pkts, found, link))
-				}
-				at = found + 1
+			if found < 0 {
+				return false, fmt.Sprintf("step %d (%s): no such packet\n%s", n+1, s, listPackets(pkts, -1, link))
 			}
-			return true, ""
-		},
-	}
+			if why := s.mismatch(pkts[found], syn); why != "" {
+				return false, fmt.Sprintf("step %d (%s): packet %d differs: %s\n%s", n+1, s, found+1, why, listPackets(pkts, found, link))
+			}
+			at = found + 1
+		}
+		return true, ""
+	})
 }
 
 // NoPacket expects that the connection sent no packet of step's kind and
 // details on link (e.g. no SYN with data reached the server).
 func NoPacket(side Side, s Step) ConnCheck {
+	return onSide(side, fmt.Sprintf("no %s", s), func(o *observation.Observation, i int, pkts []capture.Packet, link string) (bool, string) {
+		c := o.Conns[i]
+		for k, p := range pkts {
+			if (p.Src == c.Local) == s.fromClient && s.kind.is(p) && s.mismatch(p, nil) == "" {
+				return false, fmt.Sprintf("packet %d is one\n%s", k+1, listPackets(pkts, k, link))
+			}
+		}
+		return true, ""
+	})
+}
+
+// onSide is a check of connection i's packets on side, captured on link,
+// described as desc on that side. A capture that lost frames fails it
+// (framesLost).
+func onSide(side Side, desc string, check func(o *observation.Observation, i int, pkts []capture.Packet, link string) (bool, string)) ConnCheck {
 	return ConnCheck{
-		desc: fmt.Sprintf("on the %s side: no %s", side, s),
+		desc: fmt.Sprintf("on the %s side: %s", side, desc),
 		check: func(o *observation.Observation, i int) (bool, string) {
-			pkts := o.ConnPackets(i, side)
 			link := o.LinkOf(i, side)
 			if lost := framesLost(o, link); lost != "" {
 				return false, lost
 			}
-			c := o.Conns[i]
-			for k, p := range pkts {
-				if (p.Src == c.Local) == s.fromClient && s.kind.is(p) && s.mismatch(p, nil) == "" {
-					return false, fmt.Sprintf("packet %d is one\n%s", k+1, listPackets(pkts, k, link))
-				}
-			}
-			return true, ""
+			return check(o, i, o.ConnPackets(i, side), link)
 		},
 	}
 }

@@ -11,10 +11,7 @@ import (
 // bytes for the scenario's first service address (want=true), or no cookie (false).
 // This is the client-side cookie cache `ip tcp_metrics show` prints.
 func CookieCached(role string, want bool) obsMatcher {
-	desc := fmt.Sprintf("%s's tcp_metrics caches a TFO cookie for the server", role)
-	if !want {
-		desc = fmt.Sprintf("%s's tcp_metrics caches no TFO cookie for the server", role)
-	}
+	desc := fmt.Sprintf("%s's tcp_metrics caches %s for the server", role, wantDesc(want, "a TFO cookie", "no TFO cookie"))
 	return obsMatcher{
 		name: role + " cookie cache",
 		desc: desc,

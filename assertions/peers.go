@@ -250,10 +250,7 @@ func EveryBackend(service string, n int, checks ...ConnCheck) obsMatcher {
 // offers that very cookie (a server hands one client address one cookie)
 // when want, and no cookie otherwise.
 func ProbesAgree(want bool) obsMatcher {
-	verdict := "TFO supported, the same cookie"
-	if !want {
-		verdict = "no TFO"
-	}
+	verdict := wantDesc(want, "TFO supported, the same cookie", "no TFO")
 	return obsMatcher{
 		name: "probes",
 		desc: fmt.Sprintf("every probe (lab/probe and scapy) says %s, and so does connection 0's SYN-ACK", verdict),

@@ -48,32 +48,34 @@ func acceptedOn(o *observation.Observation, c observation.Conn) (observation.Acc
 	return best, found
 }
 
+// landedRecord is acceptedOn's record, or why there is none: no server's
+// capture saw the connection's SYN, or the server it landed on kept no
+// record of it.
+func landedRecord(o *observation.Observation, c observation.Conn) (observation.Accepted, string) {
+	if c.Served == "" {
+		return observation.Accepted{}, "no server's capture saw its SYN"
+	}
+	a, ok := acceptedOn(o, c)
+	if !ok {
+		return a, fmt.Sprintf("%s has no record of a connection from %s", c.Served, c.Local)
+	}
+	return a, ""
+}
+
 // PoolServerAccepted expects the record of the server the connection landed
 // on (not the service it was addressed to: in a pool they share the
 // address) to say its SYN data was accepted (want) or not, and to carry
 // TCPI_OPT_TFO_CHILD exactly when it was.
 func PoolServerAccepted(want bool) ConnCheck {
-	desc := "the server it landed on accepted the SYN's data (SYN_DATA and TFO_CHILD in tcpi_options)"
-	if !want {
-		desc = "the server it landed on did not accept data in the SYN (no SYN_DATA, no TFO_CHILD)"
-	}
 	return ConnCheck{
-		desc: desc,
-		check: func(o *observation.Observation, i int) (bool, string) {
-			c := o.Conns[i]
-			if c.Served == "" {
-				return false, "no server's capture saw its SYN"
-			}
-			a, ok := acceptedOn(o, c)
-			if !ok {
-				return false, fmt.Sprintf("%s has no record of a connection from %s", c.Served, c.Local)
-			}
+		desc: wantDesc(want, "the server it landed on accepted the SYN's data (SYN_DATA and TFO_CHILD in tcpi_options)", "the server it landed on did not accept data in the SYN (no SYN_DATA, no TFO_CHILD)"),
+		check: onLanded(func(c observation.Conn, a observation.Accepted) (bool, string) {
 			child := a.Options&TCPIOptTFOChild != 0
 			if a.SynData != want || child != want {
 				return false, fmt.Sprintf("%s's accepted socket from %s: SYN_DATA=%t, tcpi_options=0x%02x (TFO_CHILD=%t)", c.Served, a.Remote, a.SynData, a.Options, child)
 			}
 			return true, ""
-		},
+		}),
 	}
 }
 
@@ -81,23 +83,27 @@ func PoolServerAccepted(want bool) ConnCheck {
 // TCPI_OPT_TFO_CHILD (want) or not, whatever its SYN data: a 0x200 server
 // makes a TFO child of a cookie request too.
 func ServerTFOChild(want bool) ConnCheck {
-	desc := "the accepted socket is a passive TFO child (TCPI_OPT_TFO_CHILD)"
-	if !want {
-		desc = "the accepted socket is not a TFO child (no TCPI_OPT_TFO_CHILD)"
-	}
 	return ConnCheck{
-		desc: desc,
-		check: func(o *observation.Observation, i int) (bool, string) {
-			c := o.Conns[i]
-			a, ok := acceptedOn(o, c)
-			if !ok {
-				return false, fmt.Sprintf("server %q has no record of a connection from %s", c.Served, c.Local)
-			}
+		desc: wantDesc(want, "the accepted socket is a passive TFO child (TCPI_OPT_TFO_CHILD)", "the accepted socket is not a TFO child (no TCPI_OPT_TFO_CHILD)"),
+		check: onLanded(func(c observation.Conn, a observation.Accepted) (bool, string) {
 			if got := a.Options&TCPIOptTFOChild != 0; got != want {
 				return false, fmt.Sprintf("%s: tcpi_options=0x%02x", c.Served, a.Options)
 			}
 			return true, ""
-		},
+		}),
+	}
+}
+
+// onLanded is a check of the record the server the connection landed on
+// kept of it (landedRecord): a connection without one fails.
+func onLanded(check func(c observation.Conn, a observation.Accepted) (bool, string)) func(o *observation.Observation, i int) (bool, string) {
+	return func(o *observation.Observation, i int) (bool, string) {
+		c := o.Conns[i]
+		a, why := landedRecord(o, c)
+		if why != "" {
+			return false, why
+		}
+		return check(c, a)
 	}
 }
 
@@ -225,8 +231,7 @@ func PoolOutcomes(keys *tfocookie.Schedule) obsMatcher {
 	return obsMatcher{
 		name: "pool outcomes",
 		desc: "every connection fares as its landing server's keys predict: accepted iff its cookie was made with that server's primary or backup key, a new cookie iff refused or made with the backup key",
-		check: func(o *observation.Observation) (bool, string) {
-			model := PoolModel(o, keys)
+		check: withModel(keys, func(o *observation.Observation, model []PoolConn) (bool, string) {
 			if len(model) == 0 {
 				return false, "the workload made no connection"
 			}
@@ -236,7 +241,15 @@ func PoolOutcomes(keys *tfocookie.Schedule) obsMatcher {
 				}
 			}
 			return true, ""
-		},
+		}),
+	}
+}
+
+// withModel is a check of the pool model's predictions for the
+// observation's connections (PoolModel, from keys).
+func withModel(keys *tfocookie.Schedule, check func(o *observation.Observation, model []PoolConn) (bool, string)) func(o *observation.Observation) (bool, string) {
+	return func(o *observation.Observation) (bool, string) {
+		return check(o, PoolModel(o, keys))
 	}
 }
 
@@ -268,9 +281,9 @@ func outcomeMismatch(o *observation.Observation, pc PoolConn) string {
 	if hasCookie != x.issues() {
 		return fmt.Sprintf("%s predicted, but the SYN-ACK has %s", x, describeTFO(fo))
 	}
-	a, ok := acceptedOn(o, c)
-	if !ok {
-		return fmt.Sprintf("%s has no record of a connection from %s", c.Served, c.Local)
+	a, why := landedRecord(o, c)
+	if why != "" {
+		return why
 	}
 	if child := a.Options&TCPIOptTFOChild != 0; child != x.accepts() || a.SynData != wantAcked {
 		return fmt.Sprintf("%s predicted, but %s's accepted socket has tcpi_options 0x%02x (SYN_DATA=%t)", x, c.Served, a.Options, a.SynData)
@@ -293,8 +306,7 @@ func PoolCounters(keys *tfocookie.Schedule) obsMatcher {
 	return obsMatcher{
 		name: "pool counters",
 		desc: "each server's CookieReqd, Passive, PassiveFail, PassiveAltKey and each client's Active, ActiveFail add up the predicted outcomes of the connections it saw",
-		check: func(o *observation.Observation) (bool, string) {
-			model := PoolModel(o, keys)
+		check: withModel(keys, func(o *observation.Observation, model []PoolConn) (bool, string) {
 			want := map[string]map[string]int64{}
 			add := func(node, name string, d int64) {
 				if want[node] == nil {
@@ -354,7 +366,7 @@ func PoolCounters(keys *tfocookie.Schedule) obsMatcher {
 				return true, ""
 			}
 			return false, fmt.Sprintf("counters off the model:\n%s\n%s%s", strings.Join(bad, "\n"), poolTable(o, model, -1), o.CounterSummary())
-		},
+		}),
 	}
 }
 

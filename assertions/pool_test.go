@@ -18,9 +18,8 @@ import (
 // and S2, packets and records as the kernel makes them.
 
 var (
-	poolT0  = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	poolSvc = netip.MustParseAddrPort("10.34.0.34:7000")
-	poolCli = netip.MustParseAddr("10.34.1.2")
+	poolCli = cli(0).Addr()
 )
 
 // synthKeys is the synthetic pool's schedule: server1 on S1, server2 on
@@ -71,7 +70,7 @@ func (p *synthPool) cookieOf(key string) []byte {
 // the records of both ends, and the counters that move.
 func (p *synthPool) conn(server string, cookie []byte, accepted bool, issued []byte) {
 	local := netip.AddrPortFrom(poolCli, uint16(40000+p.n))
-	at := poolT0.Add(time.Duration(p.n) * time.Second)
+	at := t0.Add(time.Duration(p.n) * time.Second)
 	p.n++
 	fo := &capture.FastOpenOption{Cookie: cookie}
 	payload := 0
@@ -187,7 +186,7 @@ func TestPoolModelBackupKey(t *testing.T) {
 	p.keys.Changes = []tfocookie.Change{{Mark: "overlap", Set: map[string]string{"server1": "S2,S1"}}}
 	c1, c2 := p.cookieOf("S1"), p.cookieOf("S2")
 	p.conn("server1", c2, false, c1)
-	p.o.Marks = append(p.o.Marks, observation.Mark{Name: "overlap", At: poolT0.Add(1500 * time.Millisecond)})
+	p.o.Marks = append(p.o.Marks, observation.Mark{Name: "overlap", At: t0.Add(1500 * time.Millisecond)})
 	p.conn("server1", c2, false, nil)
 	p.conn("server1", c1, true, c2)
 	p.conn("server1", c2, true, nil)

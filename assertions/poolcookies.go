@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/lab/tfocookie"
 	"github.com/tfolab/tfolab/observation"
 )
@@ -75,59 +74,42 @@ func CookieCachePerDestination() obsMatcher {
 	return obsMatcher{
 		name: "client cookie cache",
 		desc: "each client's SYN carries the cookie of the latest SYN-ACK that carried one (a request before any), one cookie per destination, and tcp_metrics keeps the last",
-		check: func(o *observation.Observation) (bool, string) {
-			byClient := map[string][]int{}
-			for i, c := range o.Conns {
-				byClient[c.Node] = append(byClient[c.Node], i)
+		check: perClient(func(o *observation.Observation, node string, idx []int) string {
+			if mode, err := nodeTFOMode(o, node); err == nil && mode&tfoClientNoCookie != 0 {
+				return ""
 			}
-			for _, node := range slices.Sorted(maps.Keys(byClient)) {
-				if mode, err := nodeTFOMode(o, node); err == nil && mode&tfoClientNoCookie != 0 {
-					continue
+			var cached []byte
+			for _, i := range idx {
+				pkts := o.ConnPackets(i, AtClient)
+				syn, synack := o.Handshake(i, pkts)
+				if syn == nil {
+					return fmt.Sprintf("connection %d: no SYN on the client side", i)
 				}
-				idx := byClient[node]
-				sort.SliceStable(idx, func(a, b int) bool { return o.Conns[idx[a]].Start.Before(o.Conns[idx[b]].Start) })
-				var cached []byte
-				for _, i := range idx {
-					pkts := o.ConnPackets(i, AtClient)
-					var syn, synack *capture.Packet
-					for k := range pkts {
-						p := &pkts[k]
-						if syn == nil && p.IsSYN() && p.Src == o.Conns[i].Local {
-							syn = p
-						}
-						if synack == nil && p.IsSYNACK() && p.Dst == o.Conns[i].Local {
-							synack = p
-						}
-					}
-					if syn == nil {
-						return false, fmt.Sprintf("connection %d: no SYN on the client side", i)
-					}
-					fo := syn.FastOpen
-					switch {
-					case cached == nil && (fo == nil || !fo.IsRequest()):
-						return false, fmt.Sprintf("connection %d (%s): no cookie cached, yet its SYN has %s\n%s", i, node, describeTFO(fo), listPackets(pkts, -1, o.Conns[i].ClientLink))
-					case cached != nil && (fo == nil || !bytes.Equal(fo.Cookie, cached)):
-						return false, fmt.Sprintf("connection %d (%s): cached cookie %x, yet its SYN has %s\n%s", i, node, cached, describeTFO(fo), listPackets(pkts, -1, o.Conns[i].ClientLink))
-					}
-					if synack != nil && synack.FastOpen != nil && !synack.FastOpen.IsRequest() {
-						cached = synack.FastOpen.Cookie
-					}
+				fo := syn.FastOpen
+				switch {
+				case cached == nil && (fo == nil || !fo.IsRequest()):
+					return fmt.Sprintf("connection %d (%s): no cookie cached, yet its SYN has %s\n%s", i, node, describeTFO(fo), listPackets(pkts, -1, o.Conns[i].ClientLink))
+				case cached != nil && (fo == nil || !bytes.Equal(fo.Cookie, cached)):
+					return fmt.Sprintf("connection %d (%s): cached cookie %x, yet its SYN has %s\n%s", i, node, cached, describeTFO(fo), listPackets(pkts, -1, o.Conns[i].ClientLink))
 				}
-				if cached != nil && len(o.Services) > 0 {
-					svc := o.Services[0].Addr.Addr()
-					var got []byte
-					for _, e := range o.Metrics(node) {
-						if e.Dst == svc {
-							got = e.FastOpenCookie
-						}
-					}
-					if !bytes.Equal(got, cached) {
-						return false, fmt.Sprintf("%s's tcp_metrics holds cookie %x for %s, want the last one issued, %x\n%s", node, got, svc, cached, o.MetricsSummary())
-					}
+				if synack != nil && synack.FastOpen != nil && !synack.FastOpen.IsRequest() {
+					cached = synack.FastOpen.Cookie
 				}
 			}
-			return true, ""
-		},
+			if cached != nil && len(o.Services) > 0 {
+				svc := o.Services[0].Addr.Addr()
+				var got []byte
+				for _, e := range o.Metrics(node) {
+					if e.Dst == svc {
+						got = e.FastOpenCookie
+					}
+				}
+				if !bytes.Equal(got, cached) {
+					return fmt.Sprintf("%s's tcp_metrics holds cookie %x for %s, want the last one issued, %x\n%s", node, got, svc, cached, o.MetricsSummary())
+				}
+			}
+			return ""
+		}),
 	}
 }
 
@@ -140,30 +122,43 @@ func AcceptedIffIssuer() obsMatcher {
 	return obsMatcher{
 		name: "accepted iff cached cookie's issuer",
 		desc: "a connection's cookie is accepted exactly when it lands on the server that issued the cached cookie",
-		check: func(o *observation.Observation) (bool, string) {
-			byClient := map[string][]int{}
-			for i, c := range o.Conns {
-				byClient[c.Node] = append(byClient[c.Node], i)
-			}
-			for _, node := range slices.Sorted(maps.Keys(byClient)) {
-				idx := byClient[node]
-				sort.SliceStable(idx, func(a, b int) bool { return o.Conns[idx[a]].Start.Before(o.Conns[idx[b]].Start) })
-				issuer := ""
-				for _, i := range idx {
-					c := o.Conns[i]
-					syn, synack := o.Handshake(i, o.ConnPackets(i, AtClient))
-					if syn != nil && syn.FastOpen != nil && !syn.FastOpen.IsRequest() {
-						if want := c.Served == issuer; c.SynData != want {
-							return false, fmt.Sprintf("connection %d (%s) landed on %s, cookie issued by %s: SYN data accepted %t, want %t\n%s",
-								i, node, c.Served, issuer, c.SynData, want, o.ConnSummary())
-						}
-					}
-					if synack != nil && synack.FastOpen != nil && !synack.FastOpen.IsRequest() {
-						issuer = c.Served
+		check: perClient(func(o *observation.Observation, node string, idx []int) string {
+			issuer := ""
+			for _, i := range idx {
+				c := o.Conns[i]
+				syn, synack := o.Handshake(i, o.ConnPackets(i, AtClient))
+				if syn != nil && syn.FastOpen != nil && !syn.FastOpen.IsRequest() {
+					if want := c.Served == issuer; c.SynData != want {
+						return fmt.Sprintf("connection %d (%s) landed on %s, cookie issued by %s: SYN data accepted %t, want %t\n%s",
+							i, node, c.Served, issuer, c.SynData, want, o.ConnSummary())
 					}
 				}
+				if synack != nil && synack.FastOpen != nil && !synack.FastOpen.IsRequest() {
+					issuer = c.Served
+				}
 			}
-			return true, ""
-		},
+			return ""
+		}),
+	}
+}
+
+// perClient is a check made client by client: check gets each client node
+// (in name order) with the indexes of its connections, in the order they
+// started, and says why that client fails it ("" if it does not). The
+// first client that fails fails the whole.
+func perClient(check func(o *observation.Observation, node string, idx []int) string) func(o *observation.Observation) (bool, string) {
+	return func(o *observation.Observation) (bool, string) {
+		byClient := map[string][]int{}
+		for i, c := range o.Conns {
+			byClient[c.Node] = append(byClient[c.Node], i)
+		}
+		for _, node := range slices.Sorted(maps.Keys(byClient)) {
+			idx := byClient[node]
+			sort.SliceStable(idx, func(a, b int) bool { return o.Conns[idx[a]].Start.Before(o.Conns[idx[b]].Start) })
+			if why := check(o, node, idx); why != "" {
+				return false, why
+			}
+		}
+		return true, ""
 	}
 }

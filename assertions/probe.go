@@ -108,24 +108,16 @@ func probeSeen(o *observation.Observation, r probe.Result) (client, server probe
 // ProbeSaid expects probe i to have said the server supports TFO (want) or
 // not, and its captures to give cause as the reason.
 func ProbeSaid(i int, want bool, cause ProbeCause) obsMatcher {
-	verdict := "no"
-	if want {
-		verdict = "yes"
-	}
 	return obsMatcher{
 		name: fmt.Sprintf("probe %d", i),
-		desc: fmt.Sprintf("probe %d says %s: %s", i, verdict, cause),
-		check: func(o *observation.Observation) (bool, string) {
-			if i >= len(o.Probes) {
-				return false, fmt.Sprintf("the timeline made %d probes", len(o.Probes))
-			}
-			r := o.Probes[i]
+		desc: fmt.Sprintf("probe %d says %s: %s", i, wantDesc(want, "yes", "no"), cause),
+		check: onProbe(i, func(o *observation.Observation, r probe.Result) (bool, string) {
 			got, server := Diagnose(o, i)
 			if r.SupportsTFO != want || got != cause {
 				return false, fmt.Sprintf("probe: %s\ncaptures (server %q): %s\n%s", r, server, got, o.PacketSummary())
 			}
 			return true, ""
-		},
+		}),
 	}
 }
 
@@ -135,17 +127,13 @@ func ProbeCookie(i int, key tfo.Key) obsMatcher {
 	return obsMatcher{
 		name: fmt.Sprintf("probe %d cookie", i),
 		desc: fmt.Sprintf("probe %d's cookie is SipHash-2-4(the pool's key, client, service)", i),
-		check: func(o *observation.Observation) (bool, string) {
-			if i >= len(o.Probes) {
-				return false, fmt.Sprintf("the timeline made %d probes", len(o.Probes))
-			}
-			r := o.Probes[i]
+		check: onProbe(i, func(o *observation.Observation, r probe.Result) (bool, string) {
 			want := tfocookie.Make(key.Primary, r.Source.Addr(), r.Target.Addr())
 			if !bytes.Equal(r.Cookie, want) {
 				return false, fmt.Sprintf("probe: %s; want cookie %x", r, want)
 			}
 			return true, ""
-		},
+		}),
 	}
 }
 
@@ -156,11 +144,7 @@ func ProbeReset(i int) obsMatcher {
 	return obsMatcher{
 		name: fmt.Sprintf("probe %d reset", i),
 		desc: fmt.Sprintf("the server that answered probe %d saw an RST for it: no half-open connection is left", i),
-		check: func(o *observation.Observation) (bool, string) {
-			if i >= len(o.Probes) {
-				return false, fmt.Sprintf("the timeline made %d probes", len(o.Probes))
-			}
-			r := o.Probes[i]
+		check: onProbe(i, func(o *observation.Observation, r probe.Result) (bool, string) {
 			_, server := probeSeen(o, r)
 			if server.synack == nil {
 				return false, fmt.Sprintf("no server capture saw a SYN-ACK to the probe (%s)", r)
@@ -171,6 +155,17 @@ func ProbeReset(i int) obsMatcher {
 				}
 			}
 			return false, fmt.Sprintf("no RST from %s reached %s after its SYN-ACK\n%s", r.Source, server.node, listPackets(server.packets, -1, server.link))
-		},
+		}),
+	}
+}
+
+// onProbe is a check of probe i of the timeline (its i-th lab/probe
+// result): one that was never made fails it.
+func onProbe(i int, check func(o *observation.Observation, r probe.Result) (bool, string)) func(o *observation.Observation) (bool, string) {
+	return func(o *observation.Observation) (bool, string) {
+		if i >= len(o.Probes) {
+			return false, fmt.Sprintf("the timeline made %d probes", len(o.Probes))
+		}
+		return check(o, o.Probes[i])
 	}
 }

@@ -19,9 +19,9 @@ func TestDiagnose(t *testing.T) {
 	build := func(serverSeesOption bool) *observation.Observation {
 		o := observation.New("probe", lab.IPv4)
 		synAt := func(d time.Duration, fo *capture.FastOpenOption) capture.Packet {
-			return capture.Packet{Time: poolT0.Add(d), Src: src, Dst: poolSvc, Flags: capture.FlagSYN, FastOpen: fo}
+			return capture.Packet{Time: t0.Add(d), Src: src, Dst: poolSvc, Flags: capture.FlagSYN, FastOpen: fo}
 		}
-		plainSynack := capture.Packet{Time: poolT0.Add(time.Millisecond), Src: poolSvc, Dst: src, Flags: capture.FlagSYN | capture.FlagACK}
+		plainSynack := capture.Packet{Time: t0.Add(time.Millisecond), Src: poolSvc, Dst: src, Flags: capture.FlagSYN | capture.FlagACK}
 		serverFO := req
 		if !serverSeesOption {
 			serverFO = nil

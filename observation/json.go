@@ -1,7 +1,6 @@
 package observation
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,37 +178,14 @@ func Decode(r io.Reader) (*Observation, error) {
 
 // WritePcap writes the packets' raw frames to path (pcap, nanosecond
 // timestamps, Ethernet), in order, so frame n is pkts[n-1].
-func WritePcap(path string, pkts []capture.Packet) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("write pcap: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path) // no half-written file for Wireshark to choke on
-		}
-	}()
-	bw := bufio.NewWriter(f)
-	w := pcapgo.NewWriterNanos(bw)
-	if err := w.WriteFileHeader(capture.DefaultSnapLen, layers.LinkTypeEthernet); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	for i, p := range pkts {
+func WritePcap(path string, pkts []capture.Packet) error {
+	return capture.WritePcapFile(path, capture.DefaultSnapLen, true, len(pkts), func(i int) (gopacket.CaptureInfo, []byte, error) {
+		p := pkts[i]
 		if p.Frame == nil {
-			return fmt.Errorf("write %s: packet %d has no raw frame (an observation read without its pcaps?)", path, i+1)
+			return gopacket.CaptureInfo{}, nil, fmt.Errorf("write %s: packet %d has no raw frame (an observation read without its pcaps?)", path, i+1)
 		}
-		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Frame), Length: len(p.Frame)}
-		if err := w.WritePacket(ci, p.Frame); err != nil {
-			return fmt.Errorf("write frame %d to %s: %w", i, path, err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("flush %s: %w", path, err)
-	}
-	return nil
+		return gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Frame), Length: len(p.Frame)}, p.Frame, nil
+	})
 }
 
 // attachFrames sets each packet's Frame from the pcap's frames, in order.

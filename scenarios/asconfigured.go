@@ -44,11 +44,8 @@ func PlainVsTFO() Scenario {
 		Labels:      []string{"baseline", "control", "rtt", "routed", "ipv4"},
 		Topology:    topology.Routed(),
 		Family:      topology.IPv4,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
-		},
-		Services: []Service{listener(serverQueue)},
+		Sysctls:     tfoSysctls(tfoClient, tfoServer),
+		Services:    []Service{listener(serverQueue)},
 		Clients: []Client{
 			{Name: "plain", Kind: LabClient{Mode: tfo.ModePlain}, Connections: 1},
 			{Name: "tfo", Kind: LabClient{Mode: tfo.ModeSendto}, Connections: 2},

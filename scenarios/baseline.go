@@ -60,12 +60,29 @@ func Baseline() []Scenario {
 	return out
 }
 
-func baseName(topo topology.Spec, fam topology.Family, mode tfo.Mode, what string) string {
-	return fmt.Sprintf("baseline/%s/%s/%s/%s", topo.Name, strings.ToLower(fam.String()), mode, what)
+// baseScenario is the baseline frame: topo and fam, the client's and the
+// server's net.ipv4.tcp_fastopen, the lab's listener and two connections
+// of the lab's client in mode.
+func baseScenario(topo topology.Spec, fam topology.Family, mode tfo.Mode, what, desc, client, server string) Scenario {
+	return Scenario{
+		Name:        fmt.Sprintf("baseline/%s/%s/%s/%s", topo.Name, strings.ToLower(fam.String()), mode, what),
+		Description: desc,
+		Labels:      []string{"baseline", topo.Name, strings.ToLower(fam.String())},
+		Topology:    topo,
+		Family:      fam,
+		Sysctls:     tfoSysctls(client, server),
+		Services:    []Service{listener(serverQueue)},
+		Clients:     []Client{labClient(mode, 2)},
+	}
 }
 
-func baseLabels(topo topology.Spec, fam topology.Family) []string {
-	return []string{"baseline", topo.Name, strings.ToLower(fam.String())}
+// tfoSysctls is net.ipv4.tcp_fastopen on the client and on the server
+// node, in maps of their own (a catalogue entry or a mutant adds to them).
+func tfoSysctls(client, server string) map[string]map[string]string {
+	return map[string]map[string]string{
+		topology.Client: {"net.ipv4.tcp_fastopen": client},
+		topology.Server: {"net.ipv4.tcp_fastopen": server},
+	}
 }
 
 var payloadLen = len(DefaultPayload)
@@ -74,20 +91,10 @@ var payloadLen = len(DefaultPayload)
 // hands one out; the second carries its request in the SYN and the server
 // accepts it (RFC 7413 §3).
 func CookieThenData(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenario {
-	return Scenario{
-		Name:        baseName(topo, fam, mode, "cookie-then-data"),
-		Description: "first connection requests a cookie; second carries data in the SYN, accepted",
-		Labels:      baseLabels(topo, fam),
-		Topology:    topo,
-		Family:      fam,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
-		},
-		Services: []Service{listener(serverQueue)},
-		Clients:  []Client{labClient(mode, 2)},
-		Expect:   cookieThenDataExpect(),
-	}
+	s := baseScenario(topo, fam, mode, "cookie-then-data",
+		"first connection requests a cookie; second carries data in the SYN, accepted", tfoClient, tfoServer)
+	s.Expect = cookieThenDataExpect()
+	return s
 }
 
 func cookieThenDataExpect() []types.GomegaMatcher { return labEndpoints.cookieThenData() }
@@ -97,64 +104,44 @@ func cookieThenDataExpect() []types.GomegaMatcher { return labEndpoints.cookieTh
 // no passive TFO. After the first unanswered request the kernel retries with
 // the experimental option form (254/0xF989), in case a server only knows that.
 func ServerTFOOff(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenario {
-	return Scenario{
-		Name:        baseName(topo, fam, mode, "server-tfo-off"),
-		Description: "server sysctl 1: cookie requests go unanswered, plain handshakes, no passive TFO",
-		Labels:      baseLabels(topo, fam),
-		Topology:    topo,
-		Family:      fam,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoClient},
-		},
-		Services: []Service{listener(serverQueue)},
-		Clients:  []Client{labClient(mode, 2)},
-		Expect: []types.GomegaMatcher{
-			Conn(0, Dialogue(AtClient,
-				ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
-				ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
-			Conn(1, Dialogue(AtClient,
-				ClientSYN().WithCookieRequest().Experimental(true).WithoutPayload(),
-				ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
-			EveryConn(SynDataAcked(false), ServerAcceptedSynData(false), Responded()),
-			// The server counts each cookie request even with its TFO off:
-			// tcp_try_fastopen counts before it checks the sysctl.
-			serverTFO(0, 2, Delta(lab.TCPFastOpenPassiveFail, 0)),
-			CountersOf(topology.Client, HaveCounterDeltas(
-				Delta(lab.TCPFastOpenActive, 0),
-				Delta(lab.TCPFastOpenActiveFail, 0))),
-			CookieCached(topology.Client, false),
-		},
+	s := baseScenario(topo, fam, mode, "server-tfo-off",
+		"server sysctl 1: cookie requests go unanswered, plain handshakes, no passive TFO", tfoClient, tfoClient)
+	s.Expect = []types.GomegaMatcher{
+		Conn(0, Dialogue(AtClient,
+			ClientSYN().WithCookieRequest().Experimental(false).WithoutPayload(),
+			ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
+		Conn(1, Dialogue(AtClient,
+			ClientSYN().WithCookieRequest().Experimental(true).WithoutPayload(),
+			ServerSYNACK().WithoutFastOpen().AckingSYNOnly())),
+		EveryConn(SynDataAcked(false), ServerAcceptedSynData(false), Responded()),
+		// The server counts each cookie request even with its TFO off:
+		// tcp_try_fastopen counts before it checks the sysctl.
+		serverTFO(0, 2, Delta(lab.TCPFastOpenPassiveFail, 0)),
+		CountersOf(topology.Client, HaveCounterDeltas(
+			Delta(lab.TCPFastOpenActive, 0),
+			Delta(lab.TCPFastOpenActiveFail, 0))),
+		CookieCached(topology.Client, false),
 	}
+	return s
 }
 
 // NoCookieMode: client 0x4 and server 0x200 skip the cookie exchange: the
 // very first SYN carries data and no TFO option, and the server accepts it.
 func NoCookieMode(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenario {
-	return Scenario{
-		Name:        baseName(topo, fam, mode, "no-cookie"),
-		Description: "client 0x5, server 0x202: data in the very first SYN, no option 34",
-		Labels:      baseLabels(topo, fam),
-		Topology:    topo,
-		Family:      fam,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClientNoCookie},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoServerNoCookie},
-		},
-		Services: []Service{listener(serverQueue)},
-		Clients:  []Client{labClient(mode, 2)},
-		Expect: []types.GomegaMatcher{
-			EveryConn(
-				Dialogue(AtClient,
-					ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
-					ServerSYNACK().AckingSYNData()),
-				SynDataAcked(true),
-				ServerAcceptedSynData(true),
-				Responded()),
-			serverTFO(2, 0),
-			Counter(topology.Client, lab.TCPFastOpenActive, 2),
-		},
+	s := baseScenario(topo, fam, mode, "no-cookie",
+		"client 0x5, server 0x202: data in the very first SYN, no option 34", tfoClientNoCookie, tfoServerNoCookie)
+	s.Expect = []types.GomegaMatcher{
+		EveryConn(
+			Dialogue(AtClient,
+				ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
+				ServerSYNACK().AckingSYNData()),
+			SynDataAcked(true),
+			ServerAcceptedSynData(true),
+			Responded()),
+		serverTFO(2, 0),
+		Counter(topology.Client, lab.TCPFastOpenActive, 2),
 	}
+	return s
 }
 
 // Mutant is a scenario deliberately broken so that its expectations must

@@ -78,16 +78,15 @@ func Blackhole() []Scenario {
 }
 
 func blackholeScenario(name, desc string, timeout string, box middlebox.Middlebox, script Timeline, budget time.Duration) Scenario {
+	sysctls := tfoSysctls(tfoClient, tfoServer)
+	sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = timeout
 	return Scenario{
 		Name:        "blackhole/" + name,
 		Description: desc,
 		Labels:      []string{"blackhole", "slow", "routed", "ipv4"},
 		Topology:    topology.Routed(),
 		Family:      topology.IPv4,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient, "net.ipv4.tcp_fastopen_blackhole_timeout_sec": timeout},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
-		},
+		Sysctls:     sysctls,
 		// Beside the service (behind the middlebox): a silent server and an
 		// echo server outside it, for probes and re-arming exchanges.
 		Services: []Service{
@@ -264,9 +263,7 @@ func BlackholeBackoff() Scenario {
 		PauseLasted(1, T, MaxProbeGap),
 		PauseLasted(2, 2*T, MaxProbeGap),
 		PauseLasted(3, 4*T, MaxProbeGap),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenBlackhole, 3),
-			Delta(lab.TCPFastOpenActiveFail, 3))),
+		blackholesCounted(3, Delta(lab.TCPFastOpenActiveFail, 3)),
 	)
 	return s
 }
@@ -386,9 +383,7 @@ func BlackholeDetectionOff() Scenario {
 		Labelled("stall",
 			unansweredTFOSyn(3),
 			Stalled()),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenBlackhole, 0),
-			Delta(lab.TCPFastOpenActiveFail, 2))),
+		blackholesCounted(0, Delta(lab.TCPFastOpenActiveFail, 2)),
 	}
 	return s
 }
@@ -421,9 +416,7 @@ func BlackholeNoFalsePositive() Scenario {
 				ClientSYN().WithoutFastOpen()),
 			Stalled()),
 		tfoUsedAgain("after", Responded()),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenBlackhole, 0),
-			Delta(lab.TCPFastOpenActiveFail, 0))),
+		blackholesCounted(0, Delta(lab.TCPFastOpenActiveFail, 0)),
 	}
 	return s
 }
@@ -449,13 +442,8 @@ func BlackholeDeadServerWithTFO() Scenario {
 		cookieLearned(),
 		Labelled("dead",
 			unansweredTFOSyn(3)),
-		Labelled("during",
-			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
-			SynDataAcked(false),
-			Responded()),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenBlackhole, 1),
-			Delta(lab.TCPFastOpenActiveFail, 1))),
+		servedPlainly("during"),
+		blackholesCounted(1, Delta(lab.TCPFastOpenActiveFail, 1)),
 	}
 	return s
 }
@@ -487,24 +475,12 @@ func BlackholeOFOFIN(abort bool) Scenario {
 	s.Middlebox().When = cookieLearnedMoment
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
-		Labelled("ofo",
-			Dialogue(AtClient,
-				ClientSYN().WithCookie().WithPayload(payloadLen),
-				ServerSYNACK().AckingSYNData()),
-			Dialogue(AtServer, ServerData().WithPayload(payloadLen)),
-			NoPacket(AtClient, ServerData().WithPayload(payloadLen)),
-			SynDataAcked(true),
-			Stalled()),
+		Labelled("ofo", append(replyLost(), Stalled())...),
 	}
 	s.Expect = append(s.Expect,
-		Labelled("next",
-			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
-			SynDataAcked(false),
-			Responded()),
+		servedPlainly("next"),
 		// The OFO-FIN path counts only the blackhole, not ActiveFail.
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenBlackhole, 1),
-			Delta(lab.TCPFastOpenActiveFail, 0))))
+		blackholesCounted(1, Delta(lab.TCPFastOpenActiveFail, 0)))
 	return s
 }
 
@@ -521,9 +497,33 @@ func BlackholeDropSynDataUndetected() Scenario {
 }
 
 // blackholesCounted expects the client to have counted n blackhole
-// detections (TCPFastOpenBlackhole).
-func blackholesCounted(n int64) types.GomegaMatcher {
-	return CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenBlackhole, n)))
+// detections (TCPFastOpenBlackhole), and its counters to have moved by the
+// deltas in more.
+func blackholesCounted(n int64, more ...CounterDelta) types.GomegaMatcher {
+	return CountersOf(topology.Client, HaveCounterDeltas(append([]CounterDelta{Delta(lab.TCPFastOpenBlackhole, n)}, more...)...))
+}
+
+// replyLost is a TFO connection whose handshake passes (the server acks
+// the SYN's data) but whose reply a firewall drops: the server sends it,
+// the client never gets it.
+func replyLost() []ConnCheck {
+	return []ConnCheck{
+		Dialogue(AtClient,
+			ClientSYN().WithCookie().WithPayload(payloadLen),
+			ServerSYNACK().AckingSYNData()),
+		Dialogue(AtServer, ServerData().WithPayload(payloadLen)),
+		NoPacket(AtClient, ServerData().WithPayload(payloadLen)),
+		SynDataAcked(true),
+	}
+}
+
+// servedPlainly is the connection labelled label, made while active TFO
+// is paused: a plain SYN although a cookie is cached, served at once.
+func servedPlainly(label string) types.GomegaMatcher {
+	return Labelled(label,
+		Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
+		SynDataAcked(false),
+		Responded())
 }
 
 // tfoUsedAgain is the connection labelled label: TFO in use (no pause),

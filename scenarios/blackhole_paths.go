@@ -97,6 +97,13 @@ func giveUpBound(env *Env, userTimeout time.Duration) time.Duration {
 // socket run to its own give-up (the lab's bound lies past it).
 func detectGivingUp(ctx context.Context, env *Env, d Dial) (bool, error) {
 	d.Label, d.Round, d.Timeout, d.Watch = observation.RoleDetect, 1, giveUpBound(env, d.UserTimeout), true
+	return awaitDetection(ctx, env, d)
+}
+
+// awaitDetection makes connection d and polls the client namespace's
+// blackhole counter while it runs, for the first detection, which it
+// marks. It reports whether that came before d's bound.
+func awaitDetection(ctx context.Context, env *Env, d Dial) (bool, error) {
 	_, seen, err := env.DialUntil(ctx, d, detectPoll, func() (bool, error) {
 		v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
 		return v >= 1, err
@@ -120,14 +127,28 @@ func giveUpChecks(userTimeout time.Duration) []types.GomegaMatcher {
 			NoPacket(AtClient, ServerSYNACK()),
 			GaveUp(userTimeout)),
 		DetectedAtGiveUp(1, userTimeout),
-		Labelled("after",
-			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
-			SynDataAcked(false),
-			Responded()),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenBlackhole, 1),
-			Delta(lab.TCPFastOpenActiveFail, 1))),
+		servedPlainly("after"),
+		blackholesCounted(1, Delta(lab.TCPFastOpenActiveFail, 1)),
 	}
+}
+
+// giveUpScenario is the frame of the give-up paths: behind
+// drop-tfo-replies, a cookie, then a detecting connection (with
+// TCP_USER_TIMEOUT dial, 0 for none) that runs to its own give-up, then
+// one more connection, made in the pause. expect is the user timeout the
+// expectations predict (giveUpChecks).
+func giveUpScenario(name, desc string, expect, dial time.Duration) Scenario {
+	s := blackholeScenario(name, desc, seconds(HeldPause), middlebox.DropTFOReplies,
+		func(ctx context.Context, env *Env) error {
+			learnCookie(ctx, env)
+			if ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial}); err != nil || !ok {
+				return err
+			}
+			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+			return nil
+		}, 8*time.Second)
+	s.Expect = giveUpChecks(expect)
+	return s
 }
 
 // BlackholeGiveUpSynRetries: tcp_syn_retries 1 and no linear timeouts, so
@@ -135,20 +156,10 @@ func giveUpChecks(userTimeout time.Duration) []types.GomegaMatcher {
 // one retransmission) with icsk_retransmits 1: detection by `expired`,
 // before any third timeout.
 func BlackholeGiveUpSynRetries() Scenario {
-	s := blackholeScenario("give-up/syn-retries-1",
-		"tcp_syn_retries 1, tcp_syn_linear_timeouts 0: the TFO socket gives up at 3 s, before a third timeout, and detects there",
-		seconds(HeldPause), middlebox.DropTFOReplies,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			if ok, err := detectGivingUp(ctx, env, Dial{}); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-			return nil
-		}, 8*time.Second)
+	s := giveUpScenario("give-up/syn-retries-1",
+		"tcp_syn_retries 1, tcp_syn_linear_timeouts 0: the TFO socket gives up at 3 s, before a third timeout, and detects there", 0, 0)
 	s.Sysctls[topology.Client]["net.ipv4.tcp_syn_retries"] = "1"
 	s.Sysctls[topology.Client]["net.ipv4.tcp_syn_linear_timeouts"] = "0"
-	s.Expect = giveUpChecks(0)
 	return s
 }
 
@@ -162,19 +173,9 @@ func BlackholeGiveUpUserTimeout(expect, dial time.Duration) Scenario {
 	if dial != expect {
 		name += fmt.Sprintf("-dialled-%dms", dial.Milliseconds())
 	}
-	s := blackholeScenario(name,
+	return giveUpScenario(name,
 		fmt.Sprintf("TCP_USER_TIMEOUT %v on the TFO socket: it gives up when that runs out, before a third SYN timeout, and detects there", expect),
-		seconds(HeldPause), middlebox.DropTFOReplies,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			if ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial}); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-			return nil
-		}, 8*time.Second)
-	s.Expect = giveUpChecks(expect)
-	return s
+		expect, dial)
 }
 
 // BlackholeClientDataDropped: the handshake of a TFO flow passes (the
@@ -191,14 +192,9 @@ func BlackholeClientDataDropped() Scenario {
 		func(ctx context.Context, env *Env) error {
 			learnCookie(ctx, env)
 			d := Dial{Label: observation.RoleDetect, Round: 1, Payload: big, Abort: true, Timeout: 3 * lab.InitialRTO}
-			_, seen, err := env.DialUntil(ctx, d, detectPoll, func() (bool, error) {
-				v, err := env.ClientCounter(lab.TCPFastOpenBlackhole)
-				return v >= 1, err
-			})
-			if err != nil || seen.IsZero() {
+			if ok, err := awaitDetection(ctx, env, d); err != nil || !ok {
 				return err
 			}
-			env.MarkAt(observation.MarkDetection, 1, seen)
 			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
 			return nil
 		}, 8*time.Second)

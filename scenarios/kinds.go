@@ -82,9 +82,12 @@ type Listener struct {
 
 func (Listener) Kind() string { return "listener" }
 
-func (l Listener) Validate() error {
-	if l.Queue < 0 {
-		return fmt.Errorf("listener: TFO queue %d", l.Queue)
+func (l Listener) Validate() error { return validQueue("listener", l.Queue) }
+
+// validQueue checks a service's TCP_FASTOPEN queue length (0: unset).
+func validQueue(kind string, n int) error {
+	if n < 0 {
+		return fmt.Errorf("%s: TFO queue %d", kind, n)
 	}
 	return nil
 }

@@ -67,14 +67,18 @@ func middleboxScenario(box middlebox.Middlebox, pl middlebox.Placement, fam topo
 		Labels:      []string{"middlebox", "routed", strings.ToLower(fam.String())},
 		Topology:    topology.Routed(),
 		Family:      fam,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
-		},
+		Sysctls:     tfoSysctls(tfoClient, tfoServer),
 		Services:    []Service{listener(serverQueue)},
 		Clients:     []Client{labClient(mode, 3)},
 		Middleboxes: []MiddleboxSpec{{Box: box, Placement: pl}},
 	}
+}
+
+// threeConns is the expectations of a three-connection frame: first for
+// connection 0 (the cookie request), checks for each of connections 1 and
+// 2 (which would carry data), then the rest.
+func threeConns(first types.GomegaMatcher, checks []ConnCheck, rest ...types.GomegaMatcher) []types.GomegaMatcher {
+	return append([]types.GomegaMatcher{first, Conn(1, checks...), Conn(2, checks...)}, rest...)
 }
 
 // unansweredTFOSyn is the client link of a TFO connection that gets no
@@ -127,11 +131,7 @@ func DropSynData(fam topology.Family, mode tfo.Mode, pl middlebox.Placement) Sce
 		return s
 	}
 	fallback := labEndpoints.synDataDropped(pl == middlebox.ServerSide)
-	s.Expect = append([]types.GomegaMatcher{
-		cookieLearned(),
-		Conn(1, fallback...),
-		Conn(2, fallback...),
-	}, synDataDroppedTotals()...)
+	s.Expect = threeConns(cookieLearned(), fallback, synDataDroppedTotals()...)
 	return s
 }
 
@@ -148,15 +148,11 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 		Refused(),
 		SynDataAcked(false),
 	}
-	s.Expect = []types.GomegaMatcher{
-		cookieLearned(),
-		Conn(1, refused...),
-		Conn(2, refused...),
+	s.Expect = threeConns(cookieLearned(), refused,
 		MiddleboxMatched(2),
 		clientTFO(0, 0, 0),
 		serverTFO(0, 1),
-		CookieCached(topology.Client, true),
-	}
+		CookieCached(topology.Client, true))
 	return s
 }
 
@@ -170,11 +166,7 @@ func StripTFOOption(fam topology.Family, mode tfo.Mode) Scenario {
 		"options 34/254 stripped after a cookie was learned: the server sees data without a cookie and acks only the SYN")
 	s.Middlebox().When = AfterConnections(1)
 	stripped := labEndpoints.optionStripped()
-	s.Expect = append([]types.GomegaMatcher{
-		cookieLearned(),
-		Conn(1, stripped...),
-		Conn(2, stripped...),
-	}, optionStrippedTotals()...)
+	s.Expect = threeConns(cookieLearned(), stripped, optionStrippedTotals()...)
 	return s
 }
 
@@ -244,26 +236,26 @@ func DropTFOSynAck(fam topology.Family, mode tfo.Mode) Scenario {
 	s := middleboxScenario(middlebox.DropTFOSynAck, middlebox.Router, fam, mode,
 		"SYN-ACKs of flows whose SYN carried data dropped: the server has the request, the client stalls in SYN-SENT")
 	s.Client().ConnTimeout = StallBound
-	stalled := []ConnCheck{
-		unansweredTFOSyn(2),
-		NoPacket(AtClient, ServerSYNACK()),
-		Dialogue(AtServer,
-			ClientSYN().WithCookie().WithPayload(payloadLen),
-			ServerSYNACK().AckingSYNData()),
-		ServerAcceptedSynData(true),
-		Stalled(),
-	}
-	s.Expect = []types.GomegaMatcher{
-		cookieLearned(),
-		Conn(1, stalled...),
-		Conn(2, stalled...),
+	stalled := synAckLost(Dialogue(AtServer,
+		ClientSYN().WithCookie().WithPayload(payloadLen),
+		ServerSYNACK().AckingSYNData()))
+	s.Expect = threeConns(cookieLearned(), stalled,
 		CountersOf(topology.Client, HaveCounterDeltas(
 			Delta(lab.TCPFastOpenActive, 0),
 			Delta(lab.TCPFastOpenBlackhole, 0))),
 		serverTFO(2, 1),
-		CookieCached(topology.Client, true),
-	}
+		CookieCached(topology.Client, true))
 	return s
+}
+
+// synAckLost is a TFO connection whose SYN-ACKs a firewall drops: the
+// client's TFO SYN and two plain retransmissions go unanswered, while the
+// server accepts the data and answers (atServer shows how); the client
+// stalls in SYN-SENT.
+func synAckLost(atServer ...ConnCheck) []ConnCheck {
+	checks := []ConnCheck{unansweredTFOSyn(2), NoPacket(AtClient, ServerSYNACK())}
+	checks = append(checks, atServer...)
+	return append(checks, ServerAcceptedSynData(true), Stalled())
 }
 
 // BlackholeAfterHandshake: the firewall lets a TFO flow's handshake through
@@ -277,26 +269,13 @@ func BlackholeAfterHandshake(fam topology.Family, mode tfo.Mode) Scenario {
 		"TFO flow's handshake passes, then its data is dropped: the SYN data is acked, the response never arrives")
 	s.Middlebox().When = AfterConnections(1)
 	s.Client().ConnTimeout = StallBound
-	blackholed := []ConnCheck{
-		Dialogue(AtClient,
-			ClientSYN().WithCookie().WithPayload(payloadLen),
-			ServerSYNACK().AckingSYNData()),
-		Dialogue(AtServer, ServerData().WithPayload(payloadLen)),
-		NoPacket(AtClient, ServerData().WithPayload(payloadLen)),
-		SynDataAcked(true),
-		ServerAcceptedSynData(true),
-		Stalled(),
-	}
-	s.Expect = []types.GomegaMatcher{
-		cookieLearned(),
-		Conn(1, blackholed...),
-		Conn(2, blackholed...),
+	blackholed := append(replyLost(), ServerAcceptedSynData(true), Stalled())
+	s.Expect = threeConns(cookieLearned(), blackholed,
 		CountersOf(topology.Client, HaveCounterDeltas(
 			Delta(lab.TCPFastOpenActive, 2),
 			Delta(lab.TCPFastOpenBlackhole, 0))),
 		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 2))),
-		CookieCached(topology.Client, true),
-	}
+		CookieCached(topology.Client, true))
 	return s
 }
 

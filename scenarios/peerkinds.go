@@ -213,12 +213,7 @@ type Nginx struct {
 
 func (Nginx) Kind() string { return "nginx" }
 
-func (n Nginx) Validate() error {
-	if n.FastOpen < 0 {
-		return fmt.Errorf("nginx: fastopen=%d", n.FastOpen)
-	}
-	return nil
-}
+func (n Nginx) Validate() error { return validQueue("nginx", n.FastOpen) }
 
 func (Nginx) Requires() []Program { return []Program{ProgNginx} }
 

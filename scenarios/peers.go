@@ -101,12 +101,9 @@ func peerScenario(p peerPair, what string, fam topology.Family, conns int, desc 
 		Labels:      []string{"peers", p.name, strings.ToLower(fam.String())},
 		Topology:    topology.Routed(),
 		Family:      fam,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
-		},
-		Services: []Service{{Kind: p.service()}},
-		Clients:  []Client{{Kind: p.client(), Connections: conns, Payload: p.payload}},
+		Sysctls:     tfoSysctls(tfoClient, tfoServer),
+		Services:    []Service{{Kind: p.service()}},
+		Clients:     []Client{{Kind: p.client(), Connections: conns, Payload: p.payload}},
 	}
 	s.Timeline, s.Timeout = peerTimeline{}.timeline(), peerTimeout(conns, false)
 	return s
@@ -147,11 +144,7 @@ func PeerDropSynData(p peerPair, fam topology.Family) Scenario {
 	s.Labels = append(s.Labels, "drop-syn-data")
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynData, Placement: middlebox.Router}}
 	fallback := p.synDataDropped(false)
-	s.Expect = append([]types.GomegaMatcher{
-		p.cookieLearned(),
-		Conn(1, fallback...),
-		Conn(2, fallback...),
-	}, synDataDroppedTotals()...)
+	s.Expect = threeConns(p.cookieLearned(), fallback, synDataDroppedTotals()...)
 	return s
 }
 
@@ -165,11 +158,7 @@ func PeerStripTFOOption(p peerPair, fam topology.Family) Scenario {
 	s.Labels = append(s.Labels, "strip-tfo-option")
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption, Placement: middlebox.Router, When: AfterConnections(1)}}
 	stripped := p.optionStripped()
-	s.Expect = append([]types.GomegaMatcher{
-		p.cookieLearned(),
-		Conn(1, stripped...),
-		Conn(2, stripped...),
-	}, optionStrippedTotals()...)
+	s.Expect = threeConns(p.cookieLearned(), stripped, optionStrippedTotals()...)
 	return s
 }
 
@@ -204,10 +193,7 @@ func HAProxyBackendScenario(fam topology.Family, box *middlebox.Middlebox) Scena
 		Labels:      []string{"peers", "haproxy-backend", strings.ToLower(fam.String())},
 		Topology:    topology.Routed(),
 		Family:      fam,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
-		},
+		Sysctls:     tfoSysctls(tfoClient, tfoServer),
 		Services: []Service{
 			{Name: "backend", Kind: Listener{Queue: serverQueue, Reply: HTTPReply(body)}},
 			{Name: "proxy", Node: topology.Client, Port: ProxyPort, Kind: HAProxy{Backend: &HAProxyBackend{}}},
@@ -292,12 +278,9 @@ func ScapyProbe(server string, svc func() ServiceKind, fam topology.Family, want
 		Labels:      []string{"peers", "scapy", strings.ToLower(fam.String())},
 		Topology:    topology.Routed(),
 		Family:      fam,
-		Sysctls: map[string]map[string]string{
-			topology.Client: {"net.ipv4.tcp_fastopen": tfoClient},
-			topology.Server: {"net.ipv4.tcp_fastopen": tfoServer},
-		},
-		Services: []Service{{Kind: svc()}},
-		Clients:  []Client{{Kind: Curl{}, Connections: 1}},
+		Sysctls:     tfoSysctls(tfoClient, tfoServer),
+		Services:    []Service{{Kind: svc()}},
+		Clients:     []Client{{Kind: Curl{}, Connections: 1}},
 	}
 	s.Timeline, s.Timeout = peerTimeline{probes: true}.timeline(), peerTimeout(1, true)
 	s.Expect = []types.GomegaMatcher{

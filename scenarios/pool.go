@@ -182,15 +182,21 @@ func acceptedInSYN() []ConnCheck {
 // the SYN-ACK acks only the SYN and hands out the server's own cookie; the
 // client sends its data after the handshake and is served all the same.
 func refusedWithNewCookie() []ConnCheck {
+	return append(dataAfterHandshake(ClientSYN().WithCookie(), ServerSYNACK().WithCookie()), Responded())
+}
+
+// dataAfterHandshake is a connection whose SYN (syn, with the request) the
+// server it landed on answered with synack, acking only the SYN: the data
+// was not accepted, and the client sends it after the handshake.
+func dataAfterHandshake(syn, synack Step) []ConnCheck {
 	return []ConnCheck{
 		Dialogue(AtServer,
-			ClientSYN().WithCookie().WithPayload(payloadLen),
-			ServerSYNACK().WithCookie().AckingSYNOnly(),
+			syn.WithPayload(payloadLen),
+			synack.AckingSYNOnly(),
 			ClientData().WithPayload(payloadLen)),
 		SynDataAcked(false),
 		ClientFail(tfo.ClientFailDataNotAcked),
 		PoolServerAccepted(false),
-		Responded(),
 	}
 }
 
@@ -575,13 +581,7 @@ func PoolNoCookie(fam topology.Family) Scenario {
 func PoolNoCookieClientOnly() Scenario {
 	return noCookiePool("client-only", topology.IPv4, tfoClientNoCookie, tfoServer,
 		"client 0x5 against servers 0x2: data without a cookie is never accepted, and no cookie is ever asked for",
-		Dialogue(AtServer,
-			ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
-			ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
-			ClientData().WithPayload(payloadLen)),
-		SynDataAcked(false),
-		ClientFail(tfo.ClientFailDataNotAcked),
-		PoolServerAccepted(false))
+		dataAfterHandshake(ClientSYN().WithoutFastOpen(), ServerSYNACK().WithoutFastOpen())...)
 }
 
 // PoolNoCookieServerOnly: servers 0x200 against an ordinary client (0x1):

@@ -9,6 +9,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -133,47 +134,17 @@ const AtStart = ""
 func AfterConnections(n int) string { return fmt.Sprintf("after %d connections", n) }
 
 // node returns the middlebox's node.
-func (m MiddleboxSpec) node() string {
-	if m.Node != "" {
-		return m.Node
-	}
-	return m.Placement.DefaultNode()
-}
+func (m MiddleboxSpec) node() string { return cmp.Or(m.Node, m.Placement.DefaultNode()) }
 
-func (s Service) name() string {
-	if s.Name != "" {
-		return s.Name
-	}
-	return "service"
-}
+func (s Service) name() string { return cmp.Or(s.Name, "service") }
 
-func (s Service) node() string {
-	if s.Node != "" {
-		return s.Node
-	}
-	return topology.Server
-}
+func (s Service) node() string { return cmp.Or(s.Node, topology.Server) }
 
-func (s Service) port() uint16 {
-	if s.Port != 0 {
-		return s.Port
-	}
-	return ServicePort
-}
+func (s Service) port() uint16 { return cmp.Or(s.Port, ServicePort) }
 
-func (c Client) name() string {
-	if c.Name != "" {
-		return c.Name
-	}
-	return "client"
-}
+func (c Client) name() string { return cmp.Or(c.Name, "client") }
 
-func (c Client) node() string {
-	if c.Node != "" {
-		return c.Node
-	}
-	return topology.Client
-}
+func (c Client) node() string { return cmp.Or(c.Node, topology.Client) }
 
 // NodeName is the node the client runs on, its default applied.
 func (c Client) NodeName() string { return c.node() }

@@ -94,15 +94,11 @@ func greetedWithCookie() []ConnCheck {
 func SynAckDataOpenPath(fam topology.Family, mode tfo.Mode) Scenario {
 	s := synAckDataScenario("synack-data/open-path", fam, mode,
 		"a server that greets in its SYN-ACK, nothing in the way: the client reads the greeting from the SYN-ACK")
-	s.Expect = []types.GomegaMatcher{
-		Conn(0, greetedWithCookie()...),
-		Conn(1, fullTFOWithGreeting()...),
-		Conn(2, fullTFOWithGreeting()...),
+	s.Expect = threeConns(Conn(0, greetedWithCookie()...), fullTFOWithGreeting(),
 		clientTFO(2, 0, 0),
 		// The server namespace's kernel served nothing: the peer did.
 		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 0))),
-		CookieCached(topology.Client, true),
-	}
+		CookieCached(topology.Client, true))
 	return s
 }
 
@@ -135,9 +131,7 @@ func DropSynAckData(fam topology.Family, mode tfo.Mode) Scenario {
 		"SYN-ACKs with payload dropped: the server greets in its SYN-ACK, the client stalls in SYN-SENT, no fallback")
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynAckData, When: AfterConnections(1)}}
 	s.Client().ConnTimeout = StallBound
-	stalled := []ConnCheck{
-		unansweredTFOSyn(2),
-		NoPacket(AtClient, ServerSYNACK()),
+	stalled := synAckLost(
 		// The retransmitted plain SYN gets the same SYN-ACK as the first:
 		// that is why the kernel's fallback cannot work here.
 		Dialogue(AtServer,
@@ -145,14 +139,8 @@ func DropSynAckData(fam topology.Family, mode tfo.Mode) Scenario {
 			ServerSYNACK().AckingSYNData().WithPayload(greetingLen),
 			ClientSYN().WithoutFastOpen().WithoutPayload(),
 			ServerSYNACK().AckingSYNData().WithPayload(greetingLen)),
-		NoPacket(AtServer, ServerSYNACK().WithoutPayload()),
-		ServerAcceptedSynData(true),
-		Stalled(),
-	}
-	s.Expect = []types.GomegaMatcher{
-		Conn(0, greetedWithCookie()...),
-		Conn(1, stalled...),
-		Conn(2, stalled...),
+		NoPacket(AtServer, ServerSYNACK().WithoutPayload()))
+	s.Expect = threeConns(Conn(0, greetedWithCookie()...), stalled,
 		// Per stalled connection: the first SYN-ACK and the answers to
 		// two SYN retransmissions, at least (the peer's own timer adds
 		// more).
@@ -164,8 +152,7 @@ func DropSynAckData(fam topology.Family, mode tfo.Mode) Scenario {
 			Delta(lab.TCPFastOpenActive, 0),
 			Delta(lab.TCPFastOpenBlackhole, 0))),
 		CookieCached(topology.Client, true),
-		SynDropsCached(topology.Client, 0),
-	}
+		SynDropsCached(topology.Client, 0))
 	return s
 }
 
@@ -183,7 +170,7 @@ func DropSynAckDataDetected() Scenario {
 	s.Sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = "60"
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynAckData, When: cookieLearnedMoment}}
 	s.Timeline = func(ctx context.Context, env *Env) error {
-		env.Dial(ctx, Dial{Label: "learn", Timeout: lab.InitialRTO})
+		learnCookie(ctx, env)
 		if err := env.Moment(cookieLearnedMoment); err != nil {
 			return err
 		}
@@ -210,10 +197,9 @@ func DropSynAckDataDetected() Scenario {
 			SynDataAcked(false),
 			RepliedWith([]byte(Greeting)),
 			FirstByteAfterSynRetransmissions(0)),
-		CountersOf(topology.Client, HaveCounterDeltas(
-			Delta(lab.TCPFastOpenBlackhole, 1),
+		blackholesCounted(1,
 			Delta(lab.TCPFastOpenActiveFail, 1),
-			Delta(lab.TCPFastOpenActive, 0))),
+			Delta(lab.TCPFastOpenActive, 0)),
 	}
 	return s
 }

@@ -112,6 +112,32 @@ run_make() {
 	return "$rc"
 }
 elapsed() { printf '%.1f' "$(echo "$EPOCHREALTIME - $1" | bc)"; }
+# start_run KIND I N: begins run I of N of make KIND (test or report) on
+# its line, starts its clock (t0) and makes its clone; false, and the run
+# counted as failed, when git clone fails.
+start_run() {
+	local -n failed=$1_failed
+	printf '%s run %d/%d: ' "$1" "$2" "$3"
+	t0=$EPOCHREALTIME
+	new_clone && return 0
+	echo "git clone failed"
+	failed=$((failed + 1))
+	return 1
+}
+# finish_run KIND PASSED FAILED LOG: counts the run by its exit status (rc),
+# ends its line with its wall time (took) and what it found (PASSED or
+# FAILED, and the LOG to read), and removes its clone.
+finish_run() {
+	local -n passed=$1_passed failed=$1_failed
+	if [ "$rc" = 0 ]; then
+		passed=$((passed + 1))
+		echo "pass in $took s ($2)"
+	else
+		failed=$((failed + 1))
+		echo "FAIL (exit $rc) in $took s ($3; log: $4)"
+	fi
+	remove_clone
+}
 
 for _ in $(seq 1 "$hogs"); do
 	setpriv --pdeathsig KILL -- sh -c 'while :; do :; done' &
@@ -125,9 +151,7 @@ test_failed=0 test_passed=0
 : >"$results/test-failures"
 for i in $(seq 1 "$runs"); do
 	[ -n "$interrupted" ] && break
-	printf 'test run %d/%d: ' "$i" "$runs"
-	t0=$EPOCHREALTIME
-	new_clone || { echo "git clone failed"; test_failed=$((test_failed + 1)); break; }
+	start_run test "$i" "$runs" || break
 	run_make test "$results/test-$i.log"
 	rc=$?
 	took=$(elapsed "$t0")
@@ -153,14 +177,7 @@ for i in $(seq 1 "$runs"); do
 			echo "(before the suite) $(grep . "$results/test-$i.log" | tail -n 1)" >>"$results/test-failures"
 		fi
 	fi
-	if [ "$rc" = 0 ]; then
-		test_passed=$((test_passed + 1))
-		echo "pass in $took s ($summary)"
-	else
-		test_failed=$((test_failed + 1))
-		echo "FAIL (exit $rc) in $took s (${summary:-no suite summary}; log: $results/test-$i.log)"
-	fi
-	remove_clone
+	finish_run test "$summary" "${summary:-no suite summary}" "$results/test-$i.log"
 done
 
 # make report: failures per scenario, from each run's report.json.
@@ -168,9 +185,7 @@ report_failed=0 report_passed=0
 : >"$results/report-failures"
 for i in $(seq 1 "$reports"); do
 	[ -n "$interrupted" ] && break
-	printf 'report run %d/%d: ' "$i" "$reports"
-	t0=$EPOCHREALTIME
-	new_clone || { echo "git clone failed"; report_failed=$((report_failed + 1)); break; }
+	start_run report "$i" "$reports" || break
 	[ -x "$results/tfolab" ] || (cd "$clone" && "$GO" build -o "$results/tfolab" ./cmd/tfolab)
 	run_make report "$results/report-$i.log"
 	rc=$?
@@ -192,14 +207,7 @@ for i in $(seq 1 "$reports"); do
 	elif [ "$rc" != 0 ]; then
 		echo "(no report) $(grep . "$results/report-$i.log" | tail -n 1)" >>"$results/report-failures"
 	fi
-	if [ "$rc" = 0 ]; then
-		report_passed=$((report_passed + 1))
-		echo "pass in $took s ($what)"
-	else
-		report_failed=$((report_failed + 1))
-		echo "FAIL (exit $rc) in $took s ($what; log: $results/report-$i.log)"
-	fi
-	remove_clone
+	finish_run report "$what" "$what" "$results/report-$i.log"
 done
 diff_rc="" diff_line=""
 if [ -s "$results/report-1.json" ] && [ -s "$results/report-2.json" ]; then

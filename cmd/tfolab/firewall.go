@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -26,8 +24,7 @@ func init() { register("firewall", firewallUsage, runFirewall) }
 // TFO-safe, 1 when any is not (or the lab failed), 2 for bad input, which
 // is found before any lab is built.
 func runFirewall(args []string) error {
-	fs := flag.NewFlagSet("firewall", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags("firewall")
 	var in firewall.Input
 	fs.StringVar(&in.Rules, "rules", "", "iptables-save file (IPv4)")
 	fs.StringVar(&in.Rules6, "rules6", "", "ip6tables-save file (IPv6)")

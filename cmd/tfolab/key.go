@@ -1,9 +1,7 @@
 package main
 
 import (
-	"flag"
 	"fmt"
-	"io"
 
 	"github.com/tfolab/tfolab/lab/tfo"
 )
@@ -24,8 +22,7 @@ const keyUsage = `usage: tfolab key [--sysctl-d] [--backup OLD | --rotate OLD]
 OLD is the current value of net.ipv4.tcp_fastopen_key; with a backup key in it, its primary is used.`
 
 func keyCommand(args []string) error {
-	fs := flag.NewFlagSet("key", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags("key")
 	sysctlD := fs.Bool("sysctl-d", false, "print a sysctl.d line")
 	backup := fs.String("backup", "", "the key being replaced")
 	rotate := fs.String("rotate", "", "the key being replaced, for the three steps of a rotation")

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"regexp"
@@ -50,6 +51,15 @@ func (e exitError) Error() string { return e.err.Error() }
 
 func badInput(format string, args ...any) error {
 	return exitError{2, fmt.Errorf(format, args...)}
+}
+
+// newFlags is the flag set of command name: a parse error comes back to
+// the command, which reports it as bad input with its usage; the flag
+// package prints nothing.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
 }
 
 func main() {

@@ -3,17 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/harness"
-	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/probe"
 	"github.com/tfolab/tfolab/scenarios"
 )
@@ -38,8 +32,7 @@ const probeUsage = `usage: tfolab probe [NAME] [--experimental] [--out DIR]
   --out DIR     also write the observation (probe result, captures) under DIR/<NAME>/`
 
 func probeCommand(args []string) error {
-	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags("probe")
 	experimental := fs.Bool("experimental", false, "ask in the experimental form (kind 254, magic 0xF989)")
 	out := fs.String("out", "", "folder for the observation and pcaps")
 	if err := fs.Parse(splitFlags(args)); err != nil {
@@ -58,14 +51,11 @@ func probeCommand(args []string) error {
 		return err
 	}
 	s = probeOnly(s, probe.Options{Experimental: *experimental})
-	if err := s.Validate(); err != nil {
-		return badInput("tfolab probe: %v", err)
-	}
-	if err := lab.Preflight(); err != nil {
-		return fmt.Errorf("tfolab probe: %w", err)
-	}
 	// harness.Start applies the run's budget.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop, err := readyToRun("probe", s)
+	if err != nil {
+		return err
+	}
 	defer stop()
 	opts := harness.Options{Out: *out, Artefacts: harness.Never}
 	if *out != "" {

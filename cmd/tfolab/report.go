@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,8 +35,7 @@ func (f *files) Set(v string) error { *f = append(*f, v); return nil }
 // catalogue twice, baseline then candidate, and diffs the two: the exit
 // code is then the gate's.
 func runReport(args []string) error {
-	fs := flag.NewFlagSet("report", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags("report")
 	var all, client, server, baseline files
 	fs.Var(&all, "profile", "sysctl.d file or directory for every node (repeatable; default: the embedded default.conf)")
 	fs.Var(&client, "client-profile", "sysctl.d file or directory for the client nodes (repeatable)")

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"os/signal"
@@ -76,9 +74,22 @@ func splitFlags(args []string) []string {
 	return append(flags, pos...)
 }
 
+// readyToRun checks scenario s (bad input when it is invalid) and this
+// machine for `tfolab cmd` to run it, and returns a context that Ctrl-C or
+// SIGTERM ends, with its stop.
+func readyToRun(cmd string, s scenarios.Scenario) (context.Context, context.CancelFunc, error) {
+	if err := s.Validate(); err != nil {
+		return nil, nil, badInput("tfolab %s: %v", cmd, err)
+	}
+	if err := lab.Preflight(); err != nil {
+		return nil, nil, fmt.Errorf("tfolab %s: %w", cmd, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return ctx, stop, nil
+}
+
 func runScenario(args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags("run")
 	keep := fs.Bool("keep", false, "keep the lab alive after the timeline until Ctrl-C or SIGTERM")
 	out := fs.String("out", "out", "folder for the observation, verdicts and pcaps")
 	if err := fs.Parse(splitFlags(args)); err != nil {
@@ -91,15 +102,12 @@ func runScenario(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Validate(); err != nil {
-		return badInput("tfolab run: %v", err)
-	}
-	if err := lab.Preflight(); err != nil {
-		return fmt.Errorf("tfolab run: %w", err)
-	}
 	// Ctrl-C or SIGTERM during the timeline ends it, and the lab is torn
 	// down all the same; with --keep they end the wait.
-	signalled, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	signalled, stop, err := readyToRun("run", s)
+	if err != nil {
+		return err
+	}
 	defer stop()
 	fmt.Printf("tfolab run: %s\n  %s\n", s.Name, s.Description)
 	live := harness.Start(signalled, s, harness.Options{Out: *out, Artefacts: harness.Always})

@@ -52,18 +52,14 @@
 package capture
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
 
@@ -138,27 +134,32 @@ type Capture struct {
 	done     chan struct{} // closed when the reader goroutine returns, after the socket closed
 }
 
+// sizeOption is a size from Options: v, or def when v is 0; a negative v
+// is an error naming what it is.
+func sizeOption(ifname, what string, v, def int) (int, error) {
+	switch {
+	case v == 0:
+		return def, nil
+	case v < 0:
+		return 0, fmt.Errorf("capture on %s: negative %s %d", ifname, what, v)
+	}
+	return v, nil
+}
+
 // Start opens an AF_PACKET socket on ifname inside ns and starts reading it
 // in the background. Frames in both directions are kept (AF_PACKET sees
 // outgoing frames as PACKET_OUTGOING). Call Stop when done.
 func Start(ns netns.NsHandle, ifname string, opts Options) (*Capture, error) {
-	snapLen := opts.SnapLen
-	switch {
-	case snapLen == 0:
-		snapLen = DefaultSnapLen
-	case snapLen < 0:
-		return nil, fmt.Errorf("capture on %s: negative snap length %d", ifname, snapLen)
+	snapLen, err := sizeOption(ifname, "snap length", opts.SnapLen, DefaultSnapLen)
+	if err != nil {
+		return nil, err
 	}
-	rcvBuf := opts.ReceiveBuffer
-	switch {
-	case rcvBuf == 0:
-		rcvBuf = DefaultReceiveBuffer
-	case rcvBuf < 0:
-		return nil, fmt.Errorf("capture on %s: negative receive buffer %d", ifname, rcvBuf)
+	rcvBuf, err := sizeOption(ifname, "receive buffer", opts.ReceiveBuffer, DefaultReceiveBuffer)
+	if err != nil {
+		return nil, err
 	}
 	filter := opts.Filter
 	if filter == nil {
-		var err error
 		if filter, err = DefaultFilter(uint32(snapLen)); err != nil {
 			return nil, fmt.Errorf("capture on %s: %w", ifname, err)
 		}
@@ -173,7 +174,7 @@ func Start(ns netns.NsHandle, ifname string, opts Options) (*Capture, error) {
 
 	// Interface lookup and socket creation must both happen on a thread
 	// inside ns; the socket stays bound to ns and is read from anywhere.
-	err := netnsx.Do(ns, func() error {
+	err = netnsx.Do(ns, func() error {
 		iface, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return fmt.Errorf("look up interface: %w", err)
@@ -426,40 +427,6 @@ func (c *Capture) WritePcap(path string) error {
 	c.mu.Unlock()
 	if err := writePcap(path, uint32(c.snapLen), frames); err != nil {
 		return fmt.Errorf("write pcap of %s: %w", c.ifname, err)
-	}
-	return nil
-}
-
-func writePcap(path string, snapLen uint32, frames []frame) (err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path) // no half-written file for tcpdump to choke on
-		}
-	}()
-	bw := bufio.NewWriter(f)
-	w := pcapgo.NewWriter(bw)
-	if err := w.WriteFileHeader(snapLen, layers.LinkTypeEthernet); err != nil {
-		return fmt.Errorf("write header to %s: %w", path, err)
-	}
-	for i, fr := range frames {
-		ci := fr.ci
-		ci.CaptureLength = len(fr.data)
-		if ci.Length < ci.CaptureLength {
-			ci.Length = ci.CaptureLength
-		}
-		if err := w.WritePacket(ci, fr.data); err != nil {
-			return fmt.Errorf("write frame %d to %s: %w", i, path, err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("flush %s: %w", path, err)
 	}
 	return nil
 }

@@ -51,14 +51,7 @@ func TestDefaultFilter(t *testing.T) {
 		{"arp", labtest.Serialize(t, eth(layers.EthernetTypeARP), gopacket.Payload(make([]byte, 28))), false},
 		{"runt", []byte{1, 2, 3}, false},
 	} {
-		n, err := vm.Run(tt.frame)
-		if err != nil {
-			t.Errorf("%s: VM: %v", tt.name, err)
-			continue
-		}
-		if got := n > 0; got != tt.want {
-			t.Errorf("%s: accepted = %v (returned %d), want %v", tt.name, got, n, tt.want)
-		}
+		n := labtest.Accepts(t, vm, tt.name, tt.frame, tt.want)
 		if n > 0 && n != DefaultSnapLen { // the kernel caps this at the frame length
 			t.Errorf("%s: returns %d, want the snap length", tt.name, n)
 		}

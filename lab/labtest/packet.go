@@ -63,6 +63,23 @@ func BPF(tb testing.TB, raw []bpf.RawInstruction) *bpf.VM {
 	return vm
 }
 
+// Accepts runs frame through vm and returns what the program returned,
+// failing tb (the check called name) when the VM fails, or when it
+// accepts the frame (returns more than 0) and want is false, or the
+// other way round.
+func Accepts(tb testing.TB, vm *bpf.VM, name string, frame []byte, want bool) int {
+	tb.Helper()
+	n, err := vm.Run(frame)
+	if err != nil {
+		tb.Errorf("%s: VM: %v", name, err)
+		return 0
+	}
+	if got := n > 0; got != want {
+		tb.Errorf("%s: accepted = %v (returned %d), want %v", name, got, n, want)
+	}
+	return n
+}
+
 // PcapReader opens the pcap file at path, closed at cleanup.
 func PcapReader(tb testing.TB, path string) *pcapgo.Reader {
 	tb.Helper()

@@ -485,10 +485,8 @@ func (p *Process) hold(started chan<- error) {
 	// Locked until the leader is reaped: this is the thread Pdeathsig
 	// watches, and a thread the scheduler has back may be discarded by
 	// some other goroutine that exits locked to it.
-	runtime.LockOSThread()
-	restore, err := enterNS(p.nsfd)
+	restore, err := lockInNS(p.nsfd)
 	if err != nil {
-		runtime.UnlockOSThread() // enterNS left the thread where it was
 		started <- err
 		return
 	}
@@ -541,6 +539,18 @@ func (p *Process) hold(started chan<- error) {
 		<-p.out.eof
 	}
 	close(p.done)
+}
+
+// lockInNS locks the calling goroutine to its thread and moves the
+// thread into namespace nsfd (enterNS). On an error the thread is
+// unlocked again: enterNS left it where it was.
+func lockInNS(nsfd int) (restore func() bool, err error) {
+	runtime.LockOSThread()
+	restore, err = enterNS(nsfd)
+	if err != nil {
+		runtime.UnlockOSThread()
+	}
+	return restore, err
 }
 
 // enterNS switches the calling (locked) thread into the namespace nsfd
@@ -630,10 +640,8 @@ func (p *Process) closeNS() {
 func (p *Process) inNamespace(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread()
-		restore, err := enterNS(p.nsfd)
+		restore, err := lockInNS(p.nsfd)
 		if err != nil {
-			runtime.UnlockOSThread() // enterNS left the thread where it was
 			errc <- err
 			return
 		}

@@ -227,13 +227,6 @@ func TestReceiveFilter(t *testing.T) {
 		{"udp to port", udp(), false},
 		{"arp", append(append(append([]byte{}, serverMAC...), clientMAC...), 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1), false},
 	} {
-		n, err := vm.Run(tc.frame)
-		if err != nil {
-			t.Errorf("%s: %v", tc.name, err)
-			continue
-		}
-		if got := n > 0; got != tc.want {
-			t.Errorf("%s: accepted=%t (ret %d), want %t", tc.name, got, n, tc.want)
-		}
+		labtest.Accepts(t, vm, tc.name, tc.frame, tc.want)
 	}
 }

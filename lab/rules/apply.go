@@ -406,32 +406,42 @@ func parseSaved(out []byte) saved {
 // rule's tag. Chain declarations count 0. A rule that is not installed
 // (not by Apply, or already removed) is an error.
 func Counters(ns *lab.Namespace, f Family, rules []Rule) ([]uint64, error) {
-	if ns == nil {
-		return nil, errors.New("rules: counters: nil namespace")
-	}
-	out := make([]uint64, len(rules))
-	s := saves{ns: ns, f: f}
-	for i, r := range rules {
+	return savedCounts(ns, f, "counters", len(rules), func(i int, s *saves) (uint64, error) {
+		r := rules[i]
 		if r.IsChain() {
-			continue
+			return 0, nil
 		}
 		t, err := s.table(r.Table)
 		if err != nil {
-			return nil, fmt.Errorf("rules: counters: %w", err)
+			return 0, err
 		}
 		// The tag is quoted or not, as iptables-save pleases: match the
 		// word itself.
 		tag := r.Tag()
-		found := false
 		for _, sr := range t.rules {
 			if strings.Contains(sr.line, tag) {
-				out[i], found = sr.packets, true
-				break
+				return sr.packets, nil
 			}
 		}
-		if !found {
-			return nil, fmt.Errorf("rules: counters: %s: not installed", describe(i, r))
+		return 0, fmt.Errorf("%s: not installed", describe(i, r))
+	})
+}
+
+// savedCounts reads n packet counts from ns's `iptables-save -c` output,
+// each table read once: count(i, s) finds item i's. what names the
+// reading in its errors.
+func savedCounts(ns *lab.Namespace, f Family, what string, n int, count func(i int, s *saves) (uint64, error)) ([]uint64, error) {
+	if ns == nil {
+		return nil, fmt.Errorf("rules: %s: nil namespace", what)
+	}
+	out := make([]uint64, n)
+	s := &saves{ns: ns, f: f}
+	for i := range out {
+		c, err := count(i, s)
+		if err != nil {
+			return nil, fmt.Errorf("rules: %s: %w", what, err)
 		}
+		out[i] = c
 	}
 	return out, nil
 }
@@ -508,21 +518,16 @@ func (b *batch) restorePolicies(ns *lab.Namespace, f Family, ps []Policy) error 
 // chain's own counters (`iptables-save -c` prints them on the chain's
 // line), i.e. the packets that fell off the end of the chain.
 func PolicyCounters(ns *lab.Namespace, f Family, ps []Policy) ([]uint64, error) {
-	if ns == nil {
-		return nil, errors.New("rules: policy counters: nil namespace")
-	}
-	out := make([]uint64, len(ps))
-	s := saves{ns: ns, f: f}
-	for i, p := range ps {
+	return savedCounts(ns, f, "policy counters", len(ps), func(i int, s *saves) (uint64, error) {
+		p := ps[i]
 		t, err := s.table(p.Table)
 		if err != nil {
-			return nil, fmt.Errorf("rules: policy counters: %w", err)
+			return 0, err
 		}
 		sp, ok := t.policies[p.Chain]
 		if !ok {
-			return nil, fmt.Errorf("rules: policy counters: line %d: %s: no policy line", p.Line, p)
+			return 0, fmt.Errorf("line %d: %s: no policy line", p.Line, p)
 		}
-		out[i] = sp.packets
-	}
-	return out, nil
+		return sp.packets, nil
+	})
 }

@@ -368,39 +368,47 @@ func (p *nftParser) table(fam, name string, line int, block bool) error {
 	if !block {
 		return nil
 	}
+	return p.body(line, fmt.Sprintf("table %s %s", fam, name), true, func(t nftTok, _ []nftTok, ws []string) error {
+		switch {
+		case ws[0] == "chain" && len(ws) == 2:
+			return p.chain(fam, name, ws[1], t.line, true)
+		case tableObjects[ws[0]]:
+			if next, ok := p.peek(); ok && next.kind == tokOpen {
+				return p.skipBlock(t.line)
+			}
+		case ws[0] == "flags" || ws[0] == "comment":
+		default:
+			return p.errAt(t.line, "%q in table %s %s: want chain, set, map, ... blocks", truncate(strings.Join(ws, " "), 40), fam, name)
+		}
+		return nil
+	})
+}
+
+// body reads the `{ ... }` block that follows what (a table or a chain,
+// declared at line), handing each statement to each with its first token
+// and its words, up to the closing '}'. nested says whether a statement
+// may open a block of its own (a table's chain does).
+func (p *nftParser) body(line int, what string, nested bool, each func(t nftTok, st []nftTok, ws []string) error) error {
 	if t, ok := p.peek(); !ok || t.kind != tokOpen {
-		return p.errAt(line, "want `{` after table %s %s", fam, name)
+		return p.errAt(line, "want `{` after %s", what)
 	}
 	p.pos++
 	for {
 		p.skipEnds()
 		t, ok := p.peek()
 		if !ok {
-			return p.errAt(line, "table %s %s is never closed", fam, name)
+			return p.errAt(line, "%s is never closed", what)
 		}
 		if t.kind == tokClose {
 			p.pos++
 			return nil
 		}
-		st := p.statement(true)
+		st := p.statement(nested)
 		if len(st) == 0 {
 			return p.errAt(t.line, "unexpected '{'")
 		}
-		ws := words(st)
-		switch {
-		case ws[0] == "chain" && len(ws) == 2:
-			if err := p.chain(fam, name, ws[1], t.line, true); err != nil {
-				return err
-			}
-		case tableObjects[ws[0]]:
-			if next, ok := p.peek(); ok && next.kind == tokOpen {
-				if err := p.skipBlock(t.line); err != nil {
-					return err
-				}
-			}
-		case ws[0] == "flags" || ws[0] == "comment":
-		default:
-			return p.errAt(t.line, "%q in table %s %s: want chain, set, map, ... blocks", truncate(strings.Join(ws, " "), 40), fam, name)
+		if err := each(t, st, words(st)); err != nil {
+			return err
 		}
 	}
 }
@@ -433,25 +441,7 @@ func (p *nftParser) chain(fam, table, name string, line int, block bool) error {
 	if !block {
 		return nil
 	}
-	if t, ok := p.peek(); !ok || t.kind != tokOpen {
-		return p.errAt(line, "want `{` after chain %s", name)
-	}
-	p.pos++
-	for {
-		p.skipEnds()
-		t, ok := p.peek()
-		if !ok {
-			return p.errAt(line, "chain %s is never closed", name)
-		}
-		if t.kind == tokClose {
-			p.pos++
-			return nil
-		}
-		st := p.statement(false)
-		if len(st) == 0 {
-			return p.errAt(t.line, "unexpected '{'")
-		}
-		ws := words(st)
+	return p.body(line, "chain "+name, false, func(t nftTok, st []nftTok, ws []string) error {
 		switch ws[0] {
 		case "type":
 			for i := 0; i+1 < len(ws); i++ {
@@ -470,7 +460,8 @@ func (p *nftParser) chain(fam, table, name string, line int, block bool) error {
 		default:
 			p.addRule(fam, table, name, st, t.line, false)
 		}
-	}
+		return nil
+	})
 }
 
 func (p *nftParser) addRule(fam, table, chain string, st []nftTok, line int, insert bool) {

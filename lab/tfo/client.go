@@ -375,18 +375,22 @@ func (c *client) waitConnected() bool {
 	return true
 }
 
+// noEINTR makes the system call io again while a signal interrupts it.
+func noEINTR(io func() (int, error)) (int, error) {
+	for {
+		if n, err := io(); err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
 // writeAll writes p, handling partial writes and waiting for writability.
 func (c *client) writeAll(p []byte) bool {
 	for len(p) > 0 {
 		var n int
 		var werr error
 		err := c.rc.Write(func(fd uintptr) bool {
-			for {
-				n, werr = unix.Write(int(fd), p)
-				if werr != unix.EINTR {
-					break
-				}
-			}
+			n, werr = noEINTR(func() (int, error) { return unix.Write(int(fd), p) })
 			// EAGAIN: socket buffer full or still in SYN-SENT.
 			// EINPROGRESS: a deferred (TCP_FASTOPEN_CONNECT) connect sent its
 			// SYN but could not put data in it; wait for the handshake.
@@ -414,12 +418,7 @@ func (c *client) readAll() {
 		var n int
 		var rerr error
 		err := c.rc.Read(func(fd uintptr) bool {
-			for {
-				n, rerr = unix.Read(int(fd), buf)
-				if rerr != unix.EINTR {
-					break
-				}
-			}
+			n, rerr = noEINTR(func() (int, error) { return unix.Read(int(fd), buf) })
 			return rerr != unix.EAGAIN
 		})
 		if err == nil {
