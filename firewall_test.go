@@ -14,6 +14,7 @@ import (
 	"github.com/onsi/gomega/types"
 
 	"github.com/tfolab/tfolab/assertions"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/firewall"
 	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/lab"
@@ -301,3 +302,40 @@ func firewallMutants() ([]scenarios.Mutant, error) {
 		})
 	return out, errors.Join(errs...)
 }
+
+// What `tfolab diagnose` blames on a firewall it hands over as an
+// iptables-save ruleset (diagnose.RulesetText), and the firewall check
+// must find that ruleset doing what the diagnosis said: one path each
+// (IPv4, sendto, the firewall appearing after a cookie was learned,
+// detection off), the ruleset written to a file as the command writes it.
+var _ = Describe("diagnose reproducers", Label("diagnose", "firewall"), func() {
+	for _, c := range []struct {
+		middlebox string
+		want      firewall.Kind
+	}{
+		{"drop-syn-data", firewall.RTO},
+		{"reject-syn-data", firewall.Refused},
+		{"drop-cookie-request", firewall.RTO},
+		{"strip-tfo-option", firewall.Lost},
+		{"drop-tfo-synack", firewall.Stall},
+		{"blackhole-after-handshake", firewall.Stall},
+	} {
+		v := firewall.Variant{Family: lab.IPv4, Mode: tfo.ModeSendto, Phase: firewall.FirewallChange}
+		It(fmt.Sprintf("the %s ruleset diagnose writes gets the firewall verdict %s", c.middlebox, c.want), func(ctx SpecContext) {
+			text := diagnose.RulesetText(c.middlebox, false, scenarios.ServicePort)
+			Expect(text).NotTo(BeEmpty(), "diagnose has no ruleset for %s", c.middlebox)
+			path := filepath.Join(GinkgoT().TempDir(), c.middlebox+".rules")
+			Expect(os.WriteFile(path, []byte(text), 0o644)).To(Succeed())
+			check, err := firewall.Load(firewall.Input{Rules: path})
+			Expect(err).NotTo(HaveOccurred(), "firewall check refuses diagnose's ruleset:\n%s", text)
+			Expect(check.Validate(ctx)).To(Succeed())
+			rep, err := check.Run(ctx, firewall.Options{Variants: []firewall.Variant{v}})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(rep.Findings).To(HaveLen(1))
+			if res := rep.Results[0]; res.Err != nil || res.Teardown != nil {
+				Fail(res.FailureReport())
+			}
+			Expect(rep.Findings[0].Kind).To(Equal(c.want), "diagnose's %s ruleset:\n%s\nfirewall check:\n%s", c.middlebox, text, rep.Table())
+		}, SpecTimeout(time.Minute))
+	}
+})

@@ -103,8 +103,10 @@ type conn struct {
 	isn            uint32
 
 	first    synRec // the first SYN
+	fp       uint64 // the first SYN's fingerprint (synFingerprint)
 	nSYN     int
 	lastSYNt time.Time
+	prevSYNt time.Time // the SYN before the last
 	synTTL   uint8
 	maxData  int  // the most data any SYN carried
 	anyOpt   bool // some SYN carried a TFO option
@@ -132,7 +134,8 @@ type conn struct {
 	paused       bool           // a plain SYN during a blackhole pause
 	pauseOf      netip.AddrPort // the server whose failures started the pause
 	cookieUnused bool           // a plain SYN from a client holding a cookie
-	detection    bool           // the kernel's blackhole detection fired on it
+	gaveUp       bool           // its SYNs unanswered, it gave up (the client moved on without TFO)
+	reasked      bool           // a cookie request by the same SYN a cookie was already granted to
 
 	// Packets kept to print: first SYN, the SYN the first SYN-ACK
 	// answered, the last SYN, the first SYN-ACK, the RST.
@@ -159,7 +162,7 @@ func (c *conn) addSYN(p *capture.Packet, ttl uint8) {
 		c.evLast = keep(p)
 	}
 	c.nSYN++
-	c.lastSYNt = p.Time
+	c.prevSYNt, c.lastSYNt = c.lastSYNt, p.Time
 	c.lastPkt = p.Time
 	c.maxData = max(c.maxData, p.Length)
 	c.anyOpt = c.anyOpt || fo != foNone
@@ -204,10 +207,19 @@ type tracker struct {
 	// forced, when set, is every connection's side (two captures: which
 	// is which was settled for the whole file).
 	forced side
+	// post follows TFO connections past their handshake (post.go);
+	// postDone, if set, receives each when it ends, and whether the
+	// server's data reached the client.
+	post     map[tuple]*postRec
+	postDone func(r *postRec, delivered bool)
+	held     map[netip.AddrPort]int // per server, followed connections holding their handshake to print
+	// cur is the packet being handled, for the few the post-handshake
+	// tracking keeps to print.
+	cur current
 }
 
 func newTracker(src *source, pat *patterns, done func(*conn), orphan func(int, *capture.Packet)) *tracker {
-	return &tracker{src: src, file: src.idx, live: map[tuple]*conn{}, pat: pat, done: done, orphanSynack: orphan}
+	return &tracker{src: src, file: src.idx, live: map[tuple]*conn{}, post: map[tuple]*postRec{}, pat: pat, done: done, orphanSynack: orphan}
 }
 
 // handle takes one record.
@@ -244,6 +256,11 @@ func (t *tracker) handle(p rawPacket) {
 			fromClient = true
 		} else if c = t.live[tuple{h.dst, h.src}]; c == nil && !h.flags.Has(capture.FlagSYN|capture.FlagACK) {
 			sum.TCP++
+			if len(t.post) > 0 {
+				t.cur = current{raw: p, ip: ip, v: v}
+				t.postSegment(segment{h.src, h.dst, h.flags, h.seq, h.ack, h.payLen, p.ci.Timestamp})
+			}
+			t.maybeSweep()
 			return
 		}
 	}
@@ -269,10 +286,13 @@ func (t *tracker) handle(p rawPacket) {
 	case pkt.IsSYN():
 		sum.SYNs++
 		t.syn(&pkt, h.ttl)
-	case c == nil:
-		if pkt.IsSYNACK() && t.orphanSynack != nil {
+	case c == nil && pkt.IsSYNACK():
+		if t.orphanSynack != nil && t.post[tuple{pkt.Dst, pkt.Src}] == nil {
 			t.orphanSynack(t.file, &pkt)
 		}
+	case c == nil:
+		t.cur = current{pkt: &pkt}
+		t.postSegment(segment{pkt.Src, pkt.Dst, pkt.Flags, pkt.Seq, pkt.Ack, pkt.Length, pkt.Time})
 	case fromClient:
 		c.lastPkt = pkt.Time
 		switch {
@@ -298,6 +318,11 @@ func (t *tracker) handle(p rawPacket) {
 			c.lastPkt = pkt.Time
 		}
 	}
+	t.maybeSweep()
+}
+
+// maybeSweep sweeps the idle connections once a second.
+func (t *tracker) maybeSweep() {
 	if t.now.Sub(t.lastSweep) >= time.Second {
 		t.sweep(idleTimeout)
 	}
@@ -305,6 +330,9 @@ func (t *tracker) handle(p rawPacket) {
 
 func (t *tracker) syn(p *capture.Packet, ttl uint8) {
 	k := tuple{p.Src, p.Dst}
+	if r := t.post[k]; r != nil {
+		t.finishPost(r, "reused")
+	}
 	c := t.live[k]
 	if c != nil && c.isn != p.Seq { // the 4-tuple reused by a new connection
 		t.finish(c, "reused")
@@ -315,7 +343,7 @@ func (t *tracker) syn(p *capture.Packet, ttl uint8) {
 		if len(t.live) >= maxLive {
 			t.crowd()
 		}
-		c = &conn{file: t.file, client: p.Src, server: p.Dst, isn: p.Seq}
+		c = &conn{file: t.file, client: p.Src, server: p.Dst, isn: p.Seq, fp: synFingerprint(p, ttl)}
 		t.live[k] = c
 	}
 	c.addSYN(p, ttl)
@@ -342,12 +370,16 @@ func (t *tracker) sweep(idle time.Duration) {
 			t.finish(c, "idle")
 		}
 	}
+	t.sweepPost(idle)
 }
 
 // flush finishes every connection still open: the capture ended.
 func (t *tracker) flush() {
 	for _, c := range t.live {
 		t.finish(c, "capture end")
+	}
+	for _, r := range t.post {
+		t.finishPost(r, "capture end")
 	}
 }
 
@@ -356,6 +388,35 @@ func (t *tracker) finish(c *conn, why string) {
 	c.endedBy, c.endT = why, t.now
 	c.role = t.roleOf(c)
 	t.done(c)
+	if why == "handshake" {
+		t.startPost(c)
+	}
+}
+
+// synFingerprint sums up how a SYN was built: its options (kinds in
+// order, MSS, window scale; the TFO option and padding left out), window
+// and TTL. Two SYNs with the same fingerprint most likely come from the
+// same TCP stack with the same settings.
+func synFingerprint(p *capture.Packet, ttl uint8) uint64 {
+	h := uint64(14695981039346656037)
+	mix := func(b byte) { h = (h ^ uint64(b)) * 1099511628211 }
+	for _, o := range p.Options {
+		k := byte(o.OptionType)
+		switch k {
+		case 0, 1, 34, 254:
+			continue
+		}
+		mix(k)
+		if k == 2 || k == 3 { // MSS, window scale
+			for _, b := range o.OptionData {
+				mix(b)
+			}
+		}
+	}
+	mix(byte(p.Window >> 8))
+	mix(byte(p.Window))
+	mix(initialTTL(ttl))
+	return h | 1 // never 0: 0 is "none"
 }
 
 // initialTTL is the TTL a packet most likely left its sender with.
@@ -481,7 +542,7 @@ func (c *conn) classify() outcome {
 		} else {
 			o.kind, o.ev = KindRefused, c.ev(c.evFirst, c.evRST)
 		}
-	case c.nSynack == 0 && c.endedBy == "capture end" && c.endT.Sub(c.lastSYNt) < unfinishedWithin:
+	case c.nSynack == 0 && c.endedBy == "capture end" && c.endT.Sub(c.lastSYNt) < unfinishedWithin && !c.gaveUp:
 		o.kind, o.ev = KindUnfinished, c.ev(c.evFirst)
 	case c.nSynack == 0:
 		o.ev = c.ev(c.evFirst, c.evLast)
@@ -537,9 +598,12 @@ func (c *conn) classify() outcome {
 		}
 	case f.fo == foRequest:
 		o.ev = c.ev(c.evFirst, c.evSA)
-		if c.sa.fo == foCookie {
+		switch {
+		case c.sa.fo == foCookie && c.reasked:
+			o.kind = KindCookieReasked
+		case c.sa.fo == foCookie:
 			o.kind = KindGranted
-		} else {
+		default:
 			o.kind = KindNoCookie
 		}
 	case f.fo == foCookie:

@@ -203,6 +203,7 @@ func runSingle(ctx context.Context, src *source, agg *aggregator, warn func(stri
 		pat.onOutcome(c.file, c, o.kind)
 		agg.fold(c.server, c, o, false, c.server)
 	}, func(_ int, p *capture.Packet) { agg.server(p.Src).orphans++ })
+	tr.postDone = func(r *postRec, delivered bool) { agg.foldAfter(r.server, r, delivered) }
 	for i := 0; ; i++ {
 		if i&1023 == 0 {
 			if err := ctx.Err(); err != nil {

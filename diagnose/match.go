@@ -81,6 +81,49 @@ func clockOffset(cl, sv []prepassConn) (time.Duration, int) {
 	return d[len(d)/2], len(d)
 }
 
+// coverage counts the client side's connections the server side should
+// have seen (to a port it captured, while it was capturing) and how many
+// it did.
+func coverage(cl, sv []prepassConn, offset time.Duration) (cand, hit int) {
+	type key struct {
+		isn  uint32
+		port uint16
+	}
+	if len(sv) == 0 {
+		return 0, 0
+	}
+	ports := map[uint16]bool{}
+	seen := map[key]bool{}
+	first, last := sv[0].last, sv[0].last
+	for _, s := range sv {
+		ports[s.port] = true
+		seen[key{s.isn, s.port}] = true
+		if s.last.Before(first) {
+			first = s.last
+		}
+		if s.last.After(last) {
+			last = s.last
+		}
+	}
+	first, last = first.Add(-offset), last.Add(-offset)
+	for _, c := range cl {
+		if !ports[c.port] || c.last.Before(first) || c.last.After(last) {
+			continue
+		}
+		cand++
+		if seen[key{c.isn, c.port}] {
+			hit++
+		}
+	}
+	return cand, hit
+}
+
+// partialWarning says that the server side lacks half the client's
+// connections or more.
+func partialWarning(server string, hit, cand int) string {
+	return fmt.Sprintf("%s holds only %d of the %d client-side connections to the ports it captured: it covers only some of the servers behind the address (a pool, a load balancer); the connections it lacks were judged from the client side alone", server, hit, cand)
+}
+
 type pending struct {
 	c        *conn
 	deadline time.Time
@@ -199,6 +242,17 @@ func runPair(ctx context.Context, srcs []*source, paths []string, agg *aggregato
 	if n > 0 {
 		role[cl], role[sv] = sideClient, sideServer
 	}
+	// A server side that lacks half the client's connections or more
+	// captured one server of several: what it lacks landed elsewhere, not
+	// in a hole.
+	cand, hit := coverage(pre[cl], pre[sv], offset)
+	partial := n > 0 && cand > 0 && hit*2 <= cand
+	if partial {
+		warn(partialWarning(paths[sv], hit, cand))
+	}
+	// elsewhere counts the client copies without a server copy that were
+	// answered all the same (by a server this capture does not see).
+	elsewhere := 0
 	adj := func(i int, t time.Time) time.Time {
 		if i == sv {
 			return t.Add(-offset)
@@ -224,6 +278,9 @@ func runPair(ctx context.Context, srcs []*source, paths []string, agg *aggregato
 			nat[s.server] = c.server
 		}
 		agg.fold(c.server, c, o, true, s.server)
+		if c.anyOpt && s.anyOpt {
+			agg.server(c.server).optIntact++
+		}
 	}
 	j.single = func(c *conn) {
 		o := c.classify()
@@ -232,11 +289,16 @@ func runPair(ctx context.Context, srcs []*source, paths []string, agg *aggregato
 			if k, ok := nat[c.server]; ok {
 				key = k
 			}
-		} else if role[sv] == sideServer && c.maxData > 0 && svPorts[c.server.Port()] && !svSum.First.IsZero() &&
+		} else if role[sv] == sideServer && svPorts[c.server.Port()] && !svSum.First.IsZero() &&
 			!adj(sv, svSum.First).After(c.first.t) && !adj(sv, svSum.Last).Before(c.lastSYNt) {
-			// The server side captured that port all along, and none of
-			// this connection's SYNs reached it.
-			o = droppedOutcome(c, o)
+			switch {
+			case c.nSynack > 0 || c.acked:
+				elsewhere++ // answered: it reached a server, another one
+			case c.maxData > 0 && !partial:
+				// The server side captured that port all along, and none
+				// of this connection's SYNs reached it.
+				o = droppedOutcome(c, o)
+			}
 		}
 		pats[c.file].onOutcome(c.file, c, o.kind)
 		agg.fold(key, c, o, false, c.server)
@@ -257,6 +319,18 @@ func runPair(ctx context.Context, srcs []*source, paths []string, agg *aggregato
 			agg.server(p.Src).orphans++
 		})
 		trs[i].forced = role[i]
+		if i == sv && role[sv] == sideServer {
+			continue // after the handshake, the client side's copy tells
+		}
+		trs[i].postDone = func(r *postRec, delivered bool) {
+			key := r.server
+			if i == sv {
+				if k, ok := nat[r.server]; ok {
+					key = k
+				}
+			}
+			agg.foldAfter(key, r, delivered)
+		}
 	}
 
 	var heads [2]rawPacket
@@ -298,6 +372,9 @@ func runPair(ctx context.Context, srcs []*source, paths []string, agg *aggregato
 		}
 	}
 	rep.Matched = j.matched
+	if !partial && n > 0 && elsewhere > 0 && elsewhere >= j.matched {
+		warn(partialWarning(paths[sv], j.matched, j.matched+elsewhere))
+	}
 	if j.matched == 0 && srcs[0].sum.SYNs > 0 && srcs[1].sum.SYNs > 0 {
 		warn(fmt.Sprintf("%s and %s share no connection (no client ISN and server port in common): captures of unrelated hosts or times? Each was diagnosed on its own", paths[0], paths[1]))
 	}

@@ -51,15 +51,41 @@ type clientState struct {
 	// tfoDests are the server addresses it sent a TFO option or SYN data
 	// to, or got a cookie from: the cookie cache is per address, not port.
 	tfoDests map[netip.Addr]bool
+	// grants: per server address, the fingerprint of the client's SYN a
+	// cookie was handed out to (a cookie request answered with a cookie).
+	grants map[netip.Addr]uint64
 	// A blackhole pause under way.
 	inPause      bool
 	detectAt     time.Time
 	detectServer netip.AddrPort
 	plain        int
 	lastPlain    time.Time
+	// suspect is the client's latest TFO connection still failing (SYNs
+	// unanswered, or data unacked after the handshake): if it gives up,
+	// the kernel counts that as a blackhole at once. inferred is the one
+	// the pause under way was inferred from.
+	suspect, inferred *suspect
 	// pool: per server, 1 = a cookie accepted, 2 = a cookie refused and
 	// replaced.
 	pool map[netip.AddrPort]uint8
+}
+
+// suspect is a TFO connection that may end in a blackhole detection.
+type suspect struct {
+	c      *conn    // a handshake whose SYNs go unanswered
+	r      *postRec // or data unacked after the handshake
+	server netip.AddrPort
+	// last is its last packet; until is when it must have given up by,
+	// if it gave up (one more backed-off timeout).
+	last, until time.Time
+}
+
+// failing reports whether the suspect is still failing.
+func (s *suspect) failing() bool {
+	if s.c != nil {
+		return !s.c.acked && !s.c.rst && (s.c.nSynack == 0 || s.c.synsAfter > 0)
+	}
+	return s.r != nil && seqBefore(s.r.cAck, s.r.cMax) && !s.r.rst
 }
 
 // patterns follows what only a sequence of connections shows. Its hooks
@@ -120,11 +146,20 @@ func (p *patterns) onFirstSYN(file int, c *conn) {
 	if c.tfoAttempt() {
 		st := p.state(file, c.client.Addr(), true)
 		st.tfoDests[c.server.Addr()] = true
+		if c.first.fo == foRequest && c.first.dataLen == 0 && c.fp != 0 && st.grants[c.server.Addr()] == c.fp {
+			c.reasked = true
+		}
 		if st.inPause {
 			st.inPause = false
-			if st.plain > 0 {
+			switch {
+			case !p.pauseHolds(st):
+			case st.plain > 0:
 				p.agg.addPause(file, st.detectServer, Pause{Client: c.client.Addr().String(),
 					Start: st.detectAt, End: c.first.t, Plain: st.plain, LastPlain: st.lastPlain})
+			default:
+				// The kernel detected a blackhole, yet the next TFO SYN
+				// went out: its detection is off.
+				p.agg.server(st.detectServer).detNoPause++
 			}
 		}
 		return
@@ -132,6 +167,23 @@ func (p *patterns) onFirstSYN(file int, c *conn) {
 	st := p.state(file, c.client.Addr(), false)
 	if st == nil || !st.tfoDests[c.server.Addr()] {
 		return
+	}
+	if !st.inPause {
+		// A plain SYN from a client holding a cookie while one of its TFO
+		// connections was failing: that connection gave up, and the
+		// kernel's tcp_fastopen_active_detect_blackhole counts a TFO
+		// socket that expires before its third timeout as a blackhole
+		// (tcp_syn_retries, TCP_USER_TIMEOUT). No other mechanism makes a
+		// new connection leave its cookie out while an old one is still
+		// unanswered: the per-destination backoff needs a SYN-ACK.
+		if sp := st.suspect; sp != nil && sp.failing() && c.first.t.After(sp.last) && !c.first.t.After(sp.until) {
+			st.suspect = nil
+			if sp.c != nil {
+				sp.c.gaveUp = true
+			}
+			p.detect(st, sp.server, c.first.t, detGiveUp)
+			st.inferred = sp
+		}
 	}
 	if st.inPause {
 		c.paused, c.pauseOf = true, st.detectServer
@@ -142,28 +194,105 @@ func (p *patterns) onFirstSYN(file int, c *conn) {
 	c.cookieUnused = true
 }
 
+// detect records the kernel's blackhole detection, caused by a connection
+// to server: active TFO pauses for every destination.
+// A detection during a pause is not counted: no TFO SYN goes out then, so
+// the pause seen is the first detection's.
+func (p *patterns) detect(st *clientState, server netip.AddrPort, at time.Time, how detectHow) bool {
+	if st.inPause {
+		return false
+	}
+	p.agg.server(server).detections[how]++
+	st.inPause, st.detectAt, st.detectServer = true, at, server
+	st.plain, st.lastPlain = 0, time.Time{}
+	st.inferred = nil
+	return true
+}
+
+// pauseHolds checks, when a pause ends, a detection that was inferred
+// from a give-up: the connection that gave up must not have sent again
+// after it, nor been answered. If it did, the plain SYNs were the
+// application's choice: no pause, no detection.
+func (p *patterns) pauseHolds(st *clientState) bool {
+	sp := st.inferred
+	if sp == nil {
+		return true
+	}
+	st.inferred = nil
+	var belied bool
+	if c := sp.c; c != nil {
+		belied = c.acked || c.rstByServer || (c.nSynack > 0 && c.synsAfter == 0) || c.lastSYNt.After(st.detectAt)
+		c.gaveUp = c.gaveUp && !belied
+	} else {
+		r := sp.r
+		belied = !seqBefore(r.cAck, r.cMax) || r.cRtxT.After(st.detectAt)
+	}
+	if belied {
+		p.agg.server(sp.server).detections[detGiveUp]--
+	}
+	return !belied
+}
+
 // onSYN runs on every SYN: the third retransmission of a TFO SYN that got
 // no SYN-ACK through is where Linux detects a blackhole
 // (tcp_fastopen_active_detect_blackhole at the third timeout) and pauses
-// active TFO for every destination.
+// active TFO for every destination. An earlier retransmission makes the
+// connection a suspect: it may give up before the third timeout.
 func (p *patterns) onSYN(file int, c *conn) {
-	if c.nSYN != 4 || !c.tfoAttempt() || (c.nSynack > 0 && c.synsAfter == 0) {
+	if c.nSYN < 2 || !c.tfoAttempt() || (c.nSynack > 0 && c.synsAfter == 0) {
 		return
 	}
 	st := p.state(file, c.client.Addr(), true)
-	if st.inPause {
+	if c.nSYN < 4 {
+		gap := c.lastSYNt.Sub(c.prevSYNt)
+		st.suspect = &suspect{c: c, server: c.server, last: c.lastSYNt, until: c.lastSYNt.Add(2*gap + giveUpSlack)}
 		return
 	}
-	c.detection = true
-	st.inPause, st.detectAt, st.detectServer = true, c.lastSYNt, c.server
-	st.plain, st.lastPlain = 0, time.Time{}
+	if c.nSYN != 4 {
+		return
+	}
+	if st.suspect != nil && st.suspect.c == c {
+		st.suspect = nil
+	}
+	p.detect(st, c.server, c.lastSYNt, detSYN3)
+}
+
+// giveUpSlack: a connection gives up at its next timeout at the latest;
+// the application's next connect may follow a little later.
+const giveUpSlack = 500 * time.Millisecond
+
+// onPostSuspect: a TFO connection's data went unacked after the handshake
+// (its first retransmission at the head).
+func (p *patterns) onPostSuspect(r *postRec, gap time.Duration) {
+	p.now = r.lastPkt
+	st := p.state(r.file, r.client.Addr(), true)
+	st.suspect = &suspect{r: r, server: r.server, last: r.lastPkt, until: r.lastPkt.Add(2*gap + giveUpSlack)}
+}
+
+// onPostDetect: the kernel's blackhole detection after a TFO handshake:
+// the third timeout of the client's data, or, when the socket is
+// destroyed, a lone out-of-order FIN with no data received.
+func (p *patterns) onPostDetect(r *postRec, at time.Time, how detectHow) {
+	p.now = at
+	st := p.state(r.file, r.client.Addr(), true)
+	if st.suspect != nil && st.suspect.r == r {
+		st.suspect = nil
+	}
+	p.detect(st, r.server, at, how)
 }
 
 // onSynack records a cookie handed out.
 func (p *patterns) onSynack(file int, c *conn) {
 	if c.nSynack == 1 && c.sa.fo == foCookie {
 		p.now = c.sa.t
-		p.state(file, c.client.Addr(), true).tfoDests[c.server.Addr()] = true
+		st := p.state(file, c.client.Addr(), true)
+		st.tfoDests[c.server.Addr()] = true
+		if c.first.fo == foRequest && c.fp != 0 {
+			if st.grants == nil {
+				st.grants = map[netip.Addr]uint64{}
+			}
+			st.grants[c.server.Addr()] = c.fp
+		}
 	}
 }
 
@@ -194,7 +323,7 @@ func (p *patterns) onOutcome(file int, c *conn, k Kind) {
 // flush records the pauses still running at the end of the capture.
 func (p *patterns) flush() {
 	for k, st := range p.clients {
-		if st.inPause && st.plain > 0 {
+		if st.inPause && p.pauseHolds(st) && st.plain > 0 {
 			p.agg.addPause(k.file, st.detectServer, Pause{Client: k.ip.String(),
 				Start: st.detectAt, Plain: st.plain, LastPlain: st.lastPlain})
 		}

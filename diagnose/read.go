@@ -251,7 +251,10 @@ type hdr struct {
 	v6       bool
 	// slow: an IPv6 extension header sits before TCP; only a full
 	// decode can tell what follows.
-	slow bool
+	slow     bool
+	seq, ack uint32
+	// payLen is the TCP payload's length as the IP header announces it.
+	payLen int
 }
 
 // peekStatus is what peek found.
@@ -283,6 +286,11 @@ func peek(ip []byte, version int) (h hdr, st peekStatus) {
 		dst := netip.AddrFrom4([4]byte(ip[16:20]))
 		h.src = netip.AddrPortFrom(src, binary.BigEndian.Uint16(tcp[0:]))
 		h.dst = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(tcp[2:]))
+		tot := int(binary.BigEndian.Uint16(ip[2:]))
+		if tot == 0 { // segmentation offload: the capture has the real size
+			tot = len(ip)
+		}
+		h.payLen = tot - ihl - int(tcp[12]>>4)*4
 	} else {
 		if len(ip) < 40 {
 			return h, notTCP
@@ -304,7 +312,15 @@ func peek(ip []byte, version int) (h hdr, st peekStatus) {
 		dst := netip.AddrFrom16([16]byte(ip[24:40]))
 		h.src = netip.AddrPortFrom(src, binary.BigEndian.Uint16(tcp[0:]))
 		h.dst = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(tcp[2:]))
+		pl := int(binary.BigEndian.Uint16(ip[4:]))
+		if pl == 0 { // a jumbogram, or segmentation offload
+			pl = len(ip) - 40
+		}
+		h.payLen = pl - int(tcp[12]>>4)*4
 	}
+	h.payLen = max(h.payLen, 0)
+	h.seq = binary.BigEndian.Uint32(tcp[4:])
+	h.ack = binary.BigEndian.Uint32(tcp[8:])
 	h.flags = capture.TCPFlags(binary.BigEndian.Uint16(tcp[12:]) & 0x1ff)
 	return h, tcpOK
 }

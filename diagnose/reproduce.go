@@ -41,11 +41,12 @@ var Scenarios = map[string][2]string{
 	"syn-data-dropped/option":            {"middlebox/drop-cookie-request/router/ipv4/sendto", "middlebox/drop-cookie-request/router/ipv6/sendto"},
 	string(OptionStripped):               {"middlebox/strip-tfo-option/router/ipv4/sendto", "middlebox/strip-tfo-option/router/ipv6/sendto"},
 	string(SynackLost):                   {"middlebox/drop-tfo-synack/router/ipv4/sendto", "middlebox/drop-tfo-synack/router/ipv6/sendto"},
+	string(DataBlackholed):               {"middlebox/blackhole-after-handshake/router/ipv4/sendto", "middlebox/blackhole-after-handshake/router/ipv6/sendto"},
 	string(BlackholePaused):              {"blackhole/backoff-1x-2x-4x", ""},
 	"blackhole-paused/dead-server":       {"blackhole/dead-server-with-cookie", ""},
 	string(CookieRejected):               {"pool/unsync-keys/n3/ipv4", "pool/unsync-keys/n3/ipv6"},
 	"cookie-rejected/rotation":           {"pool/rotation/wrong/n3/ipv4", ""},
-	"cookie-rejected/overflow":           {"pool/overflow/n1/q1/ipv4", ""},
+	"server-no-tfo/overflow":             {"pool/overflow/n1/q1/ipv4", ""},
 	"cookie-rejected/cookie-less-client": {"pool/no-cookie/client-only/n3/ipv4", ""},
 }
 
@@ -56,6 +57,7 @@ var firewallOf = map[string]string{
 	"syn-data-dropped/option": "drop-cookie-request",
 	string(OptionStripped):    "strip-tfo-option",
 	string(SynackLost):        "drop-tfo-synack",
+	string(DataBlackholed):    "blackhole-after-handshake",
 }
 
 // reproducer builds the Reproducer for a winning finding.
@@ -89,10 +91,13 @@ func reproducer(f finding, server netip.AddrPort) *Reproducer {
 
 // xt_bpf programs the lab's middleboxes match "SYN (ACK clear) with TCP
 // payload" with (middlebox.TCPPayloadProgram(f, SYN|ACK, SYN) assembled
-// by middlebox.XTBPFBytecode); the tests check they are still the same.
+// by middlebox.XTBPFBytecode), and "SYN clear, with TCP payload"
+// (TCPPayloadProgram(f, SYN, 0)); the tests check they are still the same.
 const (
 	synDataBPF4 = "20,48 0 0 9,21 0 17 6,40 0 0 6,69 15 0 8191,177 0 0 0,80 0 0 13,84 0 0 18,21 0 11 2,80 0 0 12,84 0 0 240,116 0 0 2,2 0 0 0,135 0 0 0,97 0 0 0,12 0 0 0,7 0 0 0,40 0 0 2,45 0 1 0,6 0 0 1,6 0 0 0"
 	synDataBPF6 = "13,48 0 0 6,21 0 10 6,48 0 0 53,84 0 0 18,21 0 7 2,48 0 0 52,84 0 0 240,116 0 0 2,7 0 0 0,40 0 0 4,45 0 1 0,6 0 0 1,6 0 0 0"
+	dataBPF4    = "20,48 0 0 9,21 0 17 6,40 0 0 6,69 15 0 8191,177 0 0 0,80 0 0 13,84 0 0 2,21 0 11 0,80 0 0 12,84 0 0 240,116 0 0 2,2 0 0 0,135 0 0 0,97 0 0 0,12 0 0 0,7 0 0 0,40 0 0 2,45 0 1 0,6 0 0 1,6 0 0 0"
+	dataBPF6    = "13,48 0 0 6,21 0 10 6,48 0 0 53,84 0 0 2,21 0 7 0,48 0 0 52,84 0 0 240,116 0 0 2,7 0 0 0,40 0 0 4,45 0 1 0,6 0 0 1,6 0 0 0"
 	tfoMark     = "0x7413"
 )
 
@@ -106,9 +111,9 @@ type ruleSpec struct {
 // (middlebox.Router), as middlebox/middlebox.go builds them.
 func middleboxRules(name string, v6 bool, port uint16) []ruleSpec {
 	p := strconv.Itoa(int(port))
-	bpf := synDataBPF4
+	bpf, data := synDataBPF4, dataBPF4
 	if v6 {
-		bpf = synDataBPF6
+		bpf, data = synDataBPF6, dataBPF6
 	}
 	syn := []string{"-p", "tcp", "--syn", "--dport", p}
 	with := func(parts ...string) []string { return append(append([]string(nil), syn...), parts...) }
@@ -123,6 +128,15 @@ func middleboxRules(name string, v6 bool, port uint16) []ruleSpec {
 		return []ruleSpec{
 			{"filter", "FORWARD", with("--tcp-option", "34", "-j", "DROP")},
 			{"filter", "FORWARD", with("--tcp-option", "254", "-j", "DROP")},
+		}
+	case "blackhole-after-handshake":
+		mark := []string{"-j", "CONNMARK", "--set-mark", tfoMark}
+		return []ruleSpec{
+			{"mangle", "FORWARD", with(append([]string{"--tcp-option", "34"}, mark...)...)},
+			{"mangle", "FORWARD", with(append([]string{"--tcp-option", "254"}, mark...)...)},
+			{"mangle", "FORWARD", with(append([]string{"-m", "bpf", "--bytecode", bpf}, mark...)...)},
+			{"filter", "FORWARD", []string{"-p", "tcp", "--dport", p, "-m", "connmark", "--mark", tfoMark, "-m", "bpf", "--bytecode", data, "-j", "DROP"}},
+			{"filter", "FORWARD", []string{"-p", "tcp", "--sport", p, "-m", "connmark", "--mark", tfoMark, "-m", "bpf", "--bytecode", data, "-j", "DROP"}},
 		}
 	case "drop-tfo-synack":
 		return []ruleSpec{

@@ -42,6 +42,14 @@ const (
 	KindOneDirection                  // handshake completed, SYN-ACK not in the capture
 	KindCookieNotOffered              // server side: plain SYN from a client this server gave a cookie
 	KindUnfinished                    // unanswered SYN less than an RTO before the capture ended
+	KindCookieReasked                 // cookie request, granted, from a client the server had already given one (same SYN)
+
+	// After the handshake (post.go): what became of a TFO connection's
+	// data. These refine a connection already counted by its handshake
+	// Kind: they add to no total.
+	KindServerDataLost // the server's data or FIN was never acked by the client (a lone FIN got through)
+	KindClientDataLost // the client's data was retransmitted, never acked
+	KindNoAnswer       // SYN data acked, then nothing from the server while the client waited
 	numKinds
 )
 
@@ -50,7 +58,7 @@ var kindNames = [numKinds]string{
 	"no-cookie", "fallback", "option-dropped", "dropped", "reset", "stripped", "refused-no-option",
 	"stripped-suspect", "refused-by-server", "rejected", "refused-same-cookie", "no-cookie-refused",
 	"stalled-tfo", "synack-unacked", "synack-lost", "stalled-plain", "refused", "one-direction",
-	"cookie-not-offered", "unfinished",
+	"cookie-not-offered", "unfinished", "cookie-reasked", "server-data-lost", "client-data-lost", "no-answer",
 }
 
 func (k Kind) String() string {
@@ -66,8 +74,11 @@ func (k Kind) tfo() bool {
 	case KindPlain, KindPaused, KindCookieUnused, KindStalledPlain, KindRefused, KindOneDirection, KindUnfinished:
 		return false
 	}
-	return true
+	return !k.post()
 }
+
+// post reports a Kind of what happened after the handshake.
+func (k Kind) post() bool { return k >= KindServerDataLost && k <= KindNoAnswer }
 
 // Verdict is a server's TFO diagnosis.
 type Verdict string
@@ -81,14 +92,15 @@ const (
 	OptionStripped  Verdict = "option-stripped"
 	SynackLost      Verdict = "synack-lost"
 	BlackholePaused Verdict = "blackhole-paused"
+	DataBlackholed  Verdict = "data-blackholed"
 	CookieRejected  Verdict = "cookie-rejected"
 	Inconclusive    Verdict = "inconclusive"
 )
 
 // Precedence is the order in which verdicts win when several apply to one
 // server: the worst problem first (see the package doc).
-var Precedence = []Verdict{BlackholePaused, SynackLost, SynDataDropped, OptionStripped, CookieRejected,
-	ServerNoTFO, TFOWorks, ClientNoTFO, Inconclusive}
+var Precedence = []Verdict{BlackholePaused, SynackLost, DataBlackholed, SynDataDropped, OptionStripped,
+	CookieRejected, ServerNoTFO, TFOWorks, ClientNoTFO, Inconclusive}
 
 // Problem reports whether v is a finding that needs attention.
 func (v Verdict) Problem() bool {
@@ -142,9 +154,13 @@ type serverAgg struct {
 	pairs    int
 	sides    [3]int
 	orphans  int // SYN-ACKs whose SYN the capture lacks
-	// detections: connections where the kernel's blackhole detection
-	// fired (3rd timeout of a TFO SYN).
-	detections  int
+	// detections: connections where the client's kernel detected a
+	// blackhole, by how; detNoPause, detections its next TFO SYN ignored.
+	detections  [numDetect]int
+	detNoPause  int
+	delivered   int             // TFO connections whose server data reached the client
+	loneFIN     int             // server-data-lost where the client got the FIN alone
+	optIntact   int             // pairs: the client's TFO option reached the server
 	pauses      map[int][]Pause // per capture
 	poolClients map[int]int     // per capture: clients with a cookie both accepted and refused
 	giveUp      time.Duration   // the longest stall
@@ -218,15 +234,53 @@ func (a *aggregator) fold(server netip.AddrPort, c *conn, o outcome, paired bool
 		}
 		g.groups[o.kind] = append(g.groups[o.kind], render(o.ev))
 	}
-	if c.detection {
-		g.detections++
-	}
 	if c.nSynack == 0 && !c.acked {
 		g.unanswered++
 	}
 	if (o.kind == KindStalledTFO || o.kind == KindSynackLost || o.kind == KindSynackUnacked) && o.cost > g.giveUp {
 		g.giveUp = o.cost
 	}
+}
+
+// foldPost adds what became of a connection after its handshake: it
+// refines a connection already counted, so adds to no total.
+func (a *aggregator) foldPost(server netip.AddrPort, o outcome) {
+	g := a.server(server)
+	g.counts[o.kind]++
+	if o.hasCost {
+		g.cost[o.kind] += o.cost
+		g.costN[o.kind]++
+	}
+	if len(g.groups[o.kind]) < groupsPerKind && len(o.ev) > 0 {
+		if g.groups == nil {
+			g.groups = map[Kind][]evGroup{}
+		}
+		g.groups[o.kind] = append(g.groups[o.kind], render(o.ev))
+	}
+}
+
+// foldAfter adds a TFO connection followed past its handshake: delivered
+// if the server's data reached the client, else what went wrong, if
+// anything.
+func (a *aggregator) foldAfter(server netip.AddrPort, r *postRec, delivered bool) {
+	if delivered {
+		a.server(server).delivered++
+		return
+	}
+	if o, ok := r.outcome(); ok {
+		a.foldPost(server, o)
+		if o.kind == KindServerDataLost && r.role == sideClient && r.sFIN && !r.sPayload {
+			a.server(server).loneFIN++
+		}
+	}
+}
+
+func (g *serverAgg) detected() int {
+	n := 0
+	for _, d := range g.detections {
+		n += d
+	}
+	return n
 }
 
 // medianRTT is the server's typical handshake round trip.
@@ -356,11 +410,11 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		for _, p := range ps {
 			s := fmt.Sprintf("%.2f s", p.Length().Seconds())
 			if p.Open() {
-				s = "≥ " + s + " (still paused at capture end)"
+				s = fmt.Sprintf("the rest of the capture (%s, the last %.2f s after the detection)", plural(p.Plain, "plain SYN", "plain SYNs"), p.Length().Seconds())
 			}
 			lens = append(lens, s)
 		}
-		reason := fmt.Sprintf("TFO SYNs to this server timed out three times, so the client's kernel detected a blackhole and stopped offering its cookie (plain SYNs) for %s", strings.Join(lens, ", "))
+		reason := g.detectionReason() + fmt.Sprintf(", so the client's kernel detected a blackhole and stopped offering its cookie (plain SYNs) for %s", strings.Join(lens, ", "))
 		if doubling(ps) {
 			reason += ": each pause twice the last, the kernel's exponential backoff"
 		}
@@ -369,8 +423,9 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 			reason += "; this port never answered, a server that is down is enough to trigger it"
 			variant = "dead-server"
 		}
-		add(finding{verdict: BlackholePaused, reason: reason + ".", kinds: []Kind{KindStalledTFO, KindSynackUnacked, KindSynackLost, KindPaused, KindAccepted},
-			n: g.detections + g.counts[KindPaused], variant: variant})
+		add(finding{verdict: BlackholePaused, reason: reason + ".",
+			kinds: []Kind{KindStalledTFO, KindSynackUnacked, KindSynackLost, KindServerDataLost, KindClientDataLost, KindPaused, KindAccepted},
+			n:     g.detected() + g.counts[KindPaused], variant: variant})
 	}
 
 	// synack-lost
@@ -395,6 +450,9 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		problem(finding{verdict: SynackLost, reason: r + ".", kinds: []Kind{KindSynackLost, KindSynackUnacked, KindStalledTFO}, n: lost})
 	}
 
+	// data-blackholed
+	saidOff := g.dataBlackholed(problem, &notes)
+
 	// syn-data-dropped
 	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset, KindCookieNotOffered); n > 0 {
 		f := finding{verdict: SynDataDropped, kinds: []Kind{KindDropped, KindFallback, KindReset, KindOptionDropped, KindCookieNotOffered}, n: n}
@@ -418,23 +476,32 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		problem(f)
 	}
 
-	// option-stripped
-	if n := g.sum(KindStripped, KindRefusedNoOption, KindStrippedSuspect); n > 0 {
+	// option-stripped. When matched pairs showed the option reaching the
+	// server intact and none showed it stripped, a data SYN refused
+	// without an option back is the server's doing (server-no-tfo below).
+	refusedNoOpt := g.counts[KindRefusedNoOption]
+	serverRefusals := g.sum(KindRefusedByServer, KindRefusedSameCookie)
+	if g.optIntact > 0 && g.counts[KindStripped] == 0 {
+		serverRefusals += refusedNoOpt
+		refusedNoOpt = 0
+	}
+	if n := g.counts[KindStripped] + refusedNoOpt + g.counts[KindStrippedSuspect]; n > 0 {
 		f := finding{verdict: OptionStripped, kinds: []Kind{KindStripped, KindRefusedNoOption, KindStrippedSuspect}, n: n}
 		switch {
 		case g.counts[KindStripped] > 0:
 			f.reason = fmt.Sprintf("the TFO option the client sent was missing when %s reached the server: a middlebox strips option 34/254", plural(g.counts[KindStripped], "SYN", "SYNs"))
-		case g.counts[KindRefusedNoOption] > 0:
-			f.reason = fmt.Sprintf("%s sent cookie and data, and the SYN-ACK acked only the SYN and carried no TFO option: the option was most likely stripped on the way (else the server turned TFO off or its TFO queue was full; a server-side capture tells)", plural(g.counts[KindRefusedNoOption], "connection", "connections"))
+		case refusedNoOpt > 0:
+			f.reason = fmt.Sprintf("%s sent cookie and data, and the SYN-ACK acked only the SYN and carried no TFO option: the option was most likely stripped on the way (else the server itself refused TFO for them, its TFO queue full or TFO turned off; a server-side capture tells)", plural(refusedNoOpt, "connection", "connections"))
 		default:
 			f.reason = fmt.Sprintf("%s arrived with data but without the TFO option and only the SYN was acked: a middlebox stripped the option (or the client runs cookie-less TFO, tcp_fastopen 0x4, against a server that wants a cookie)", plural(g.counts[KindStrippedSuspect], "SYN", "SYNs"))
 		}
 		problem(f)
 	}
 
-	// cookie-rejected
-	if n := g.sum(KindRejected, KindRefusedSameCookie, KindRefusedByServer, KindNoCookieRefused); n > 0 {
-		f := finding{verdict: CookieRejected, kinds: []Kind{KindRejected, KindRefusedByServer, KindRefusedSameCookie, KindNoCookieRefused}, n: n}
+	// cookie-rejected: the server refused the cookie and handed out a
+	// fresh one, or wanted one and got none.
+	if n := g.sum(KindRejected, KindNoCookieRefused); n > 0 {
+		f := finding{verdict: CookieRejected, kinds: []Kind{KindRejected, KindNoCookieRefused}, n: n}
 		switch pool := g.pool(); {
 		case pool > 0:
 			f.reason = fmt.Sprintf("the same client's cookie was accepted by some connections and refused (a fresh cookie handed out) by others, for %s: the servers behind this address do not share a TFO key", plural(pool, "client", "clients"))
@@ -443,36 +510,77 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 			f.variant = "rotation"
 		case g.counts[KindRejected] > 0:
 			f.reason = fmt.Sprintf("%s had its cookie refused and replaced while others were accepted: a pool without a shared key, or a key rotation", plural(g.counts[KindRejected], "connection", "connections"))
-		case g.counts[KindRefusedByServer]+g.counts[KindRefusedSameCookie] > 0:
-			f.reason = fmt.Sprintf("the server received cookie and data in %s and acked only the SYN: its TFO queue (listen backlog / max_qlen) was full, or TFO is off on it", plural(g.counts[KindRefusedByServer]+g.counts[KindRefusedSameCookie], "SYN", "SYNs"))
-			f.variant = "overflow"
 		default:
 			f.reason = fmt.Sprintf("the client sent data without a cookie in %s (cookie-less TFO, tcp_fastopen 0x4) and the server, wanting a cookie, acked only the SYN", plural(g.counts[KindNoCookieRefused], "SYN", "SYNs"))
 			f.variant = "cookie-less-client"
 		}
-		problem(f)
+		if g.counts[KindRejected] > 0 {
+			// A cookie refused and replaced is the server's key speaking,
+			// never a lost packet: it counts from the first.
+			add(f)
+		} else {
+			problem(f)
+		}
 	}
 
-	// server-no-tfo
-	if n := g.counts[KindNoCookie]; n > 0 {
-		works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindCookieNoData)
-		f := finding{verdict: ServerNoTFO, kinds: []Kind{KindNoCookie}, n: n}
+	// server-no-tfo: no cookie for a cookie request; or cookie and data
+	// arrived and the server answered without TFO and without a fresh
+	// cookie (so it did not find the cookie wrong): Linux does that when
+	// its TFO queue is full (tcp_fastopen_queue_check) or TFO is off.
+	works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindCookieNoData, KindCookieReasked)
+	if n := g.counts[KindNoCookie] + serverRefusals; n > 0 {
+		kinds := []Kind{KindNoCookie, KindRefusedByServer, KindRefusedSameCookie}
+		if serverRefusals > g.sum(KindRefusedByServer, KindRefusedSameCookie) {
+			kinds = append(kinds, KindRefusedNoOption)
+		}
+		f := finding{verdict: ServerNoTFO, kinds: kinds, n: n}
 		forms := "only the option 34 form was tried"
 		if g.exp > 0 {
 			forms = "both option forms (34 and 254/0xF989) were tried"
 		}
-		if works == 0 {
-			f.reason = fmt.Sprintf("%s answered without a cookie (%s): TFO is off on the server (or a middlebox strips the option on the way in)", plural(n, "cookie request was", "cookie requests were"), forms)
-			problem(f)
-		} else {
-			f.reason = fmt.Sprintf("%s answered without a cookie while %d TFO exchanges worked: part of the servers behind this address have TFO off", plural(n, "cookie request was", "cookie requests were"), works)
+		var parts []string
+		switch nc := g.counts[KindNoCookie]; {
+		case nc > 0 && works == 0:
+			parts = append(parts, fmt.Sprintf("%s answered without a cookie (%s): TFO is off on the server (or a middlebox strips the option on the way in)", plural(nc, "cookie request was", "cookie requests were"), forms))
+		case nc > 0:
+			parts = append(parts, fmt.Sprintf("%s answered without a cookie while %d TFO exchanges worked: part of the servers behind this address have TFO off", plural(nc, "cookie request was", "cookie requests were"), works))
 			f.variant = "part-of-pool"
-			problem(f)
 		}
+		if serverRefusals > 0 {
+			r := fmt.Sprintf("the server received cookie and data in %s and answered without TFO: it acked only the SYN and handed out no fresh cookie (so it did not find the cookie wrong)", plural(serverRefusals, "SYN", "SYNs"))
+			if acc := g.sum(KindAccepted); acc > 0 {
+				r += fmt.Sprintf(", while it accepted the data of %s: its TFO queue was full then (the listen backlog, or max_qlen of net.ipv4.tcp_fastopen; TCPFastOpenListenOverflow counts it)", plural(acc, "other", "others"))
+				if f.variant == "" {
+					f.variant = "overflow"
+				}
+			} else {
+				r += ": TFO is off on it now, or its TFO queue is always full"
+			}
+			if g.optIntact > 0 {
+				r += fmt.Sprintf("; the option reached it intact in %s", plural(g.optIntact, "matched connection", "matched connections"))
+			}
+			parts = append(parts, r)
+		}
+		f.reason = strings.Join(parts, "; ")
+		problem(f)
+	}
+
+	// client-no-tfo although the server works: the same client asked
+	// again and again for a cookie it had been given, and never sent data.
+	reasked := g.counts[KindCookieReasked]
+	dataSYNs := g.sum(KindAccepted, KindAcceptedNoCookie, KindFallback, KindDropped, KindReset, KindStripped, KindRefusedNoOption,
+		KindStrippedSuspect, KindRefusedByServer, KindRejected, KindRefusedSameCookie, KindNoCookieRefused)
+	neverData := reasked >= 2 && dataSYNs == 0
+	if neverData {
+		add(finding{verdict: ClientNoTFO, kinds: []Kind{KindCookieReasked, KindGranted}, n: reasked + g.counts[KindGranted],
+			reason: fmt.Sprintf("the server hands out cookies, but the client never sent data in its SYN although it was granted a cookie: it asked again for one %s, with the same SYN, and got it again. A Linux client does that when its data SYN cannot leave the host (a local firewall that drops SYNs with data makes the kernel fall back to a cookie request at once), or when its cookie cache (tcp_metrics) is not kept",
+				plural(reasked, "time", "times"))})
+	} else if reasked >= 2 {
+		notes = append(notes, fmt.Sprintf("%s came from clients asking again for a cookie they had been given, with the same SYN", plural(reasked, "cookie request", "cookie requests")))
 	}
 
 	// non-problems
-	if works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindCookieNoData); works > 0 {
+	if works > 0 && !neverData {
 		r := ""
 		switch acc := g.sum(KindAccepted, KindAcceptedNoCookie); {
 		case acc > 0 && g.counts[KindAcceptedNoCookie] == acc:
@@ -480,9 +588,9 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		case acc > 0:
 			r = fmt.Sprintf("the server acked the SYN data of %s in its SYN-ACK", plural(acc, "connection", "connections"))
 		default:
-			r = fmt.Sprintf("the server handed out cookies (%s); no SYN data was seen yet", plural(g.counts[KindGranted], "cookie request", "cookie requests"))
+			r = fmt.Sprintf("the server handed out cookies (%s); no SYN data was seen yet", plural(g.sum(KindGranted, KindCookieReasked), "cookie request", "cookie requests"))
 		}
-		add(finding{verdict: TFOWorks, reason: r + ".", kinds: []Kind{KindAccepted, KindAcceptedNoCookie, KindGranted, KindCookieNoData}, n: works})
+		add(finding{verdict: TFOWorks, reason: r + ".", kinds: []Kind{KindAccepted, KindAcceptedNoCookie, KindGranted, KindCookieNoData, KindCookieReasked}, n: works})
 	}
 	if plain := g.sum(KindPlain); plain > 0 && att == 0 && g.sum(KindPaused, KindCookieUnused) == 0 {
 		add(finding{verdict: ClientNoTFO, reason: fmt.Sprintf("all %s were plain handshakes: the clients never asked for a cookie nor sent data in a SYN.", plural(plain, "connection", "connections")),
@@ -491,8 +599,12 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	if len(fs) == 0 {
 		add(finding{verdict: Inconclusive, reason: g.inconclusiveReason(), kinds: []Kind{KindOneDirection, KindStalledPlain, KindStalledTFO, KindRefused, KindCookieUnused, KindPaused, KindUnfinished}, n: g.total})
 	}
-	if g.detections > 0 && len(g.pauseList()) == 0 {
-		notes = append(notes, fmt.Sprintf("the client's kernel must have detected a blackhole (%s with three SYN timeouts), but no later connection shows the pause", plural(g.detections, "TFO connection", "TFO connections")))
+	if d := g.detected(); d > 0 && len(g.pauseList()) == 0 && !saidOff {
+		if g.detNoPause > 0 {
+			notes = append(notes, fmt.Sprintf("the client's kernel would have detected a blackhole (%s), but its next TFO SYN still carried the cookie: its blackhole detection is off (net.ipv4.tcp_fastopen_blackhole_timeout_sec = 0, the default since Linux 5.14)", g.detectionSummary()))
+		} else {
+			notes = append(notes, fmt.Sprintf("the client's kernel must have detected a blackhole (%s), but no later connection shows the pause", g.detectionSummary()))
+		}
 	}
 	if g.exp > 0 {
 		notes = append(notes, fmt.Sprintf("%s used the experimental option form (kind 254, magic 0xF989)", plural(g.exp, "connection", "connections")))
@@ -501,6 +613,84 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		notes = append(notes, fmt.Sprintf("%s without their SYN in the capture", plural(g.orphans, "SYN-ACK", "SYN-ACKs")))
 	}
 	return fs, notes
+}
+
+// detectionPhrases say what made the client's kernel detect a blackhole,
+// per detectHow.
+var detectionPhrases = [numDetect]string{
+	detSYN3:    "TFO SYNs to this server timed out three times",
+	detGiveUp:  "a TFO connection to this server gave up on its unanswered SYNs before their third timeout (tcp_syn_retries or TCP_USER_TIMEOUT: the kernel counts a TFO socket that expires as a blackhole at once)",
+	detDataRTO: "after a TFO handshake with this server, the client's data went unacked until its third retransmission timeout",
+	detOFOFIN:  "after a TFO handshake with this server, the server's data never reached the client but its FIN did (a FIN alone in the out-of-order queue, no data received: tcp_fastopen_active_disable_ofo_check, when the socket was closed)",
+}
+
+// detectionReason says how the pauses this server caused began.
+func (g *serverAgg) detectionReason() string {
+	var parts []string
+	for how, n := range g.detections {
+		if n > 0 {
+			parts = append(parts, detectionPhrases[how])
+		}
+	}
+	if len(parts) == 0 {
+		return "TFO connections to this server failed"
+	}
+	return strings.Join(parts, "; and ")
+}
+
+// detectionSummary counts the detections by how, for a note.
+func (g *serverAgg) detectionSummary() string {
+	short := [numDetect]string{"three SYN timeouts", "an unanswered SYN given up", "three data timeouts after the handshake", "a lone out-of-order FIN"}
+	var parts []string
+	for how, n := range g.detections {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s with %s", plural(n, "TFO connection", "TFO connections"), short[how]))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// dataBlackholed is the finding of TFO connections whose handshake passed
+// and whose data after it did not. saidOff: its reason says the client's
+// blackhole detection is off.
+func (g *serverAgg) dataBlackholed(problem func(finding), notes *[]string) (saidOff bool) {
+	noAns := g.counts[KindNoAnswer]
+	if noAns > 0 && g.delivered == 0 {
+		// Nothing to compare with: the application may just not answer.
+		*notes = append(*notes, fmt.Sprintf("%s whose SYN data the server acked got nothing back before the client gave up, but no TFO connection to this server got an answer either: an application that does not answer, or a path that drops all its data", plural(noAns, "connection", "connections")))
+		noAns = 0
+	}
+	n := g.sum(KindServerDataLost, KindClientDataLost) + noAns
+	if n == 0 {
+		return false
+	}
+	kinds := []Kind{KindServerDataLost, KindClientDataLost}
+	var parts []string
+	if c := g.counts[KindServerDataLost]; c > 0 {
+		how := "the server retransmitted it in vain"
+		switch {
+		case g.loneFIN == c:
+			how = "only the server's FIN got through, out of order, after bytes that never came"
+		case g.loneFIN > 0:
+			how = fmt.Sprintf("in %d of them only the server's FIN got through, out of order", g.loneFIN)
+		}
+		parts = append(parts, fmt.Sprintf("in %s, what the server sent after the handshake never reached the client, which acked none of it (%s)", plural(c, "TFO connection", "TFO connections"), how))
+	}
+	if c := g.counts[KindClientDataLost]; c > 0 {
+		parts = append(parts, fmt.Sprintf("in %s, the client's data after the handshake was retransmitted and never acked", plural(c, "TFO connection", "TFO connections")))
+	}
+	if noAns > 0 {
+		kinds = append(kinds, KindNoAnswer)
+		parts = append(parts, fmt.Sprintf("in %s, the server acked the data in the SYN but its answer never came: the client waited and gave up, while %s to this server did get data back", plural(noAns, "TFO connection", "TFO connections"), plural(g.delivered, "TFO connection", "TFO connections")))
+	}
+	r := "the TFO handshake passed but the data after it did not: " + strings.Join(parts, "; ") +
+		": something in the path lets a TFO flow's handshake through and drops its data"
+	if g.detNoPause > 0 {
+		r += fmt.Sprintf("; the client's kernel did not pause TFO (%s, and its next TFO SYN still carried the cookie): its blackhole detection is off (net.ipv4.tcp_fastopen_blackhole_timeout_sec = 0, the default since Linux 5.14), so each TFO connection stalls again", g.detectionSummary())
+		saidOff = significant(n, g.attempts())
+	}
+	problem(finding{verdict: DataBlackholed, reason: r + ".", kinds: kinds, n: n})
+	return saidOff
 }
 
 // inconclusiveReason says why nothing could be concluded.

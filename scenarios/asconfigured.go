@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
@@ -46,6 +47,7 @@ func PlainVsTFO() Scenario {
 		Family:      topology.IPv4,
 		Sysctls:     tfoSysctls(tfoClient, tfoServer),
 		Services:    []Service{listener(serverQueue)},
+		Diagnosis:   diagnosed(diagnose.TFOWorks),
 		Clients: []Client{
 			{Name: "plain", Kind: LabClient{Mode: tfo.ModePlain}, Connections: 1},
 			{Name: "tfo", Kind: LabClient{Mode: tfo.ModeSendto}, Connections: 2},
@@ -101,6 +103,7 @@ func BlackholeAsConfigured() Scenario {
 			NoPacket(AtClient, ServerSYNACK())),
 		PausesFollowSysctl(topology.Client, MaxProbeGap),
 	}
+	s.Diagnosis = diagnosed(diagnose.SynackLost)
 	return s
 }
 

@@ -2,12 +2,15 @@ package scenarios
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
+	"github.com/tfolab/tfolab/observation"
 	"github.com/tfolab/tfolab/topology"
 
 	. "github.com/tfolab/tfolab/assertions"
@@ -37,9 +40,43 @@ func init() { register(Blackhole); register(Baseline); register(Middleboxes) }
 func Catalogue() []Scenario {
 	var out []Scenario
 	for _, set := range sets {
-		out = append(out, set()...)
+		for _, s := range set() {
+			out = append(out, s.withDiagnosis())
+		}
 	}
 	return out
+}
+
+// withDiagnosis adds the scenario's diagnosis to its expectations and
+// the label diagnose to its labels: the diagnoser is held to the
+// behaviour every catalogue scenario was built for. Both ends are
+// diagnosed together where one node serves everything; a pool's client
+// side is diagnosed alone (each server has a capture of its own).
+func (s Scenario) withDiagnosis() Scenario {
+	d := s.Diagnosis
+	if d.ClientSide == "" {
+		return s
+	}
+	both := d.BothSides
+	if both == "" && s.servedByOneNode() {
+		both = d.ClientSide
+	}
+	client, server := s.Clients[0].node(), s.Services[0].node()
+	s.Expect = append(slices.Clone(s.Expect), DiagnosedAs(string(d.ClientSide), string(both),
+		observation.LinkKey(client, s.Topology.Interfaces(client)[0]),
+		observation.LinkKey(server, s.Topology.Interfaces(server)[0])))
+	s.Labels = append(slices.Clone(s.Labels), "diagnose")
+	return s
+}
+
+// servedByOneNode reports whether every service runs on one node.
+func (s Scenario) servedByOneNode() bool {
+	for _, svc := range s.Services {
+		if svc.node() != s.Services[0].node() {
+			return false
+		}
+	}
+	return true
 }
 
 // Baseline is the foundation's matrix: Direct and Routed, IPv4 and IPv6,
@@ -94,6 +131,7 @@ func CookieThenData(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scen
 	s := baseScenario(topo, fam, mode, "cookie-then-data",
 		"first connection requests a cookie; second carries data in the SYN, accepted", tfoClient, tfoServer)
 	s.Expect = cookieThenDataExpect()
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	return s
 }
 
@@ -122,6 +160,7 @@ func ServerTFOOff(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenar
 			Delta(lab.TCPFastOpenActiveFail, 0))),
 		CookieCached(topology.Client, false),
 	}
+	s.Diagnosis = diagnosed(diagnose.ServerNoTFO)
 	return s
 }
 
@@ -141,6 +180,7 @@ func NoCookieMode(topo topology.Spec, fam topology.Family, mode tfo.Mode) Scenar
 		serverTFO(2, 0),
 		Counter(topology.Client, lab.TCPFastOpenActive, 2),
 	}
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	return s
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
@@ -98,6 +99,7 @@ func blackholeScenario(name, desc string, timeout string, box middlebox.Middlebo
 		Middleboxes: []MiddleboxSpec{{Box: box}},
 		Timeline:    script,
 		Timeout:     budget,
+		Diagnosis:   diagnosed(diagnose.BlackholePaused),
 	}
 }
 
@@ -385,6 +387,7 @@ func BlackholeDetectionOff() Scenario {
 			Stalled()),
 		blackholesCounted(0, Delta(lab.TCPFastOpenActiveFail, 2)),
 	}
+	s.Diagnosis = diagnosed(diagnose.SynackLost)
 	return s
 }
 
@@ -418,6 +421,7 @@ func BlackholeNoFalsePositive() Scenario {
 		tfoUsedAgain("after", Responded()),
 		blackholesCounted(0, Delta(lab.TCPFastOpenActiveFail, 0)),
 	}
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	return s
 }
 
@@ -493,6 +497,7 @@ func BlackholeDropSynDataUndetected() Scenario {
 	s.Description = "timeout 1 s behind drop-syn-data: one RTO per connection is never three, nothing is paused, every connection pays"
 	s.Labels = []string{"blackhole", "routed", "ipv4"}
 	s.Sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = seconds(BlackholeTimeout)
+	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
 	return s
 }
 

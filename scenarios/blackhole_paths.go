@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/observation"
@@ -148,6 +149,7 @@ func giveUpScenario(name, desc string, expect, dial time.Duration) Scenario {
 			return nil
 		}, 8*time.Second)
 	s.Expect = giveUpChecks(expect)
+	s.Diagnosis = diagnosed(diagnose.BlackholePaused)
 	return s
 }
 
@@ -213,6 +215,7 @@ func BlackholeClientDataDropped() Scenario {
 			Responded()),
 		blackholesCounted(1),
 	}
+	s.Diagnosis = diagnosed(diagnose.BlackholePaused)
 	return s
 }
 
@@ -247,6 +250,7 @@ func BlackholeServerDataNoFIN() Scenario {
 			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen))),
 		blackholesCounted(0),
 	}
+	s.Diagnosis = diagnosed(diagnose.DataBlackholed)
 	return s
 }
 
@@ -279,6 +283,7 @@ func BlackholeCookieRequestToDeadServer() Scenario {
 		blackholesCounted(1),
 		CookieCached(topology.Client, false),
 	}
+	s.Diagnosis = diagnosed(diagnose.BlackholePaused)
 	return s
 }
 

@@ -1,6 +1,12 @@
 package scenarios
 
-import "testing"
+import (
+	"slices"
+	"testing"
+
+	"github.com/tfolab/tfolab/assertions"
+	"github.com/tfolab/tfolab/diagnose"
+)
 
 // The catalogue is data; a mistake in it (a duplicate name, a sysctl for a
 // role the topology lacks, a scenario that asserts nothing) must fail here,
@@ -26,6 +32,31 @@ func TestCatalogueIsWellFormed(t *testing.T) {
 		}
 		if len(s.Expect) == 0 {
 			t.Errorf("%s: no expectations: a scenario that asserts nothing cannot fail", s.Name)
+		}
+	}
+}
+
+// Every catalogue scenario says what `tfolab diagnose` must make of its
+// captures, in the diagnoser's vocabulary, so a new scenario cannot leave
+// the diagnoser untested on its behaviour.
+func TestCatalogueStatesItsDiagnosis(t *testing.T) {
+	known := map[diagnose.Verdict]bool{}
+	for _, v := range diagnose.Precedence {
+		known[v] = true
+	}
+	for _, s := range Catalogue() {
+		d := s.Diagnosis
+		if d.ClientSide == "" {
+			t.Errorf("%s: no Diagnosis: say which verdict tfolab diagnose must give its client-side capture", s.Name)
+			continue
+		}
+		for _, v := range []diagnose.Verdict{d.ClientSide, d.BothSides} {
+			if v != "" && !known[v] {
+				t.Errorf("%s: diagnosis %q is not a verdict of package diagnose", s.Name, v)
+			}
+		}
+		if !slices.Contains(s.Labels, "diagnose") || assertions.NameOf(s.Expect[len(s.Expect)-1]) != "diagnosis" {
+			t.Errorf("%s: the catalogue did not make its diagnosis an expectation", s.Name)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tfo"
@@ -110,7 +111,11 @@ func unansweredTFOSyn(n int) ConnCheck {
 func DropSynData(fam topology.Family, mode tfo.Mode, pl middlebox.Placement) Scenario {
 	s := middleboxScenario(middlebox.DropSynData, pl, fam, mode,
 		"SYNs with payload dropped: each TFO connection falls back after one RTO, and the next tries TFO again")
+	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
 	if pl == middlebox.ClientSide {
+		// Its data SYNs never leave the host: on the wire, a client that
+		// keeps asking for the cookie it was given.
+		s.Diagnosis = diagnosed(diagnose.ClientNoTFO)
 		s.Description = "the client's own OUTPUT chain drops SYNs with payload: an immediate local fallback to a cookie request, no RTO"
 		s.Expect = []types.GomegaMatcher{
 			cookieLearned(),
@@ -153,6 +158,7 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 		clientTFO(0, 0, 0),
 		serverTFO(0, 1),
 		CookieCached(topology.Client, true))
+	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
 	return s
 }
 
@@ -167,6 +173,7 @@ func StripTFOOption(fam topology.Family, mode tfo.Mode) Scenario {
 	s.Middlebox().When = AfterConnections(1)
 	stripped := labEndpoints.optionStripped()
 	s.Expect = threeConns(cookieLearned(), stripped, optionStrippedTotals()...)
+	s.Diagnosis = diagnosed(diagnose.OptionStripped)
 	return s
 }
 
@@ -192,6 +199,7 @@ func StripTFOOptionFromStart(fam topology.Family, mode tfo.Mode) Scenario {
 		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenCookieReqd, 0))),
 		CookieCached(topology.Client, false),
 	}
+	s.Diagnosis = Diagnosis{ClientSide: diagnose.ServerNoTFO, BothSides: diagnose.OptionStripped}
 	return s
 }
 
@@ -223,6 +231,7 @@ func DropCookieRequest(fam topology.Family, mode tfo.Mode) Scenario {
 	s := middleboxScenario(middlebox.DropCookieRequest, middlebox.Router, fam, mode,
 		"SYNs with a TFO option dropped: every connection pays one RTO and no cookie is ever learned")
 	s.Expect = dropCookieRequestExpect(3)
+	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
 	return s
 }
 
@@ -245,6 +254,7 @@ func DropTFOSynAck(fam topology.Family, mode tfo.Mode) Scenario {
 			Delta(lab.TCPFastOpenBlackhole, 0))),
 		serverTFO(2, 1),
 		CookieCached(topology.Client, true))
+	s.Diagnosis = diagnosed(diagnose.SynackLost)
 	return s
 }
 
@@ -276,6 +286,7 @@ func BlackholeAfterHandshake(fam topology.Family, mode tfo.Mode) Scenario {
 			Delta(lab.TCPFastOpenBlackhole, 0))),
 		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 2))),
 		CookieCached(topology.Client, true))
+	s.Diagnosis = diagnosed(diagnose.DataBlackholed)
 	return s
 }
 
@@ -304,6 +315,7 @@ func CustomRules(fam topology.Family, mode tfo.Mode) Scenario {
 	// The jump into the guard chain sees all six SYNs (three cookie
 	// requests, three plain retransmissions); the drop, the three requests.
 	s.Expect = dropCookieRequestExpect(9)
+	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
 	return s
 }
 

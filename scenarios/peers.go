@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/admit"
 	"github.com/tfolab/tfolab/lab/probe"
@@ -127,6 +128,7 @@ func PeerCookieThenData(p peerPair, fam topology.Family) Scenario {
 	s := peerScenario(p, "cookie-then-data", fam, 2,
 		"first connection requests a cookie; second carries the request in the SYN, accepted; the response intact")
 	s.Expect = append(p.cookieThenData(), TsharkAgrees())
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	return s
 }
 
@@ -145,6 +147,7 @@ func PeerDropSynData(p peerPair, fam topology.Family) Scenario {
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynData, Placement: middlebox.Router}}
 	fallback := p.synDataDropped(false)
 	s.Expect = threeConns(p.cookieLearned(), fallback, synDataDroppedTotals()...)
+	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
 	return s
 }
 
@@ -159,6 +162,7 @@ func PeerStripTFOOption(p peerPair, fam topology.Family) Scenario {
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption, Placement: middlebox.Router, When: AfterConnections(1)}}
 	stripped := p.optionStripped()
 	s.Expect = threeConns(p.cookieLearned(), stripped, optionStrippedTotals()...)
+	s.Diagnosis = diagnosed(diagnose.OptionStripped)
 	return s
 }
 
@@ -233,6 +237,7 @@ func HAProxyBackendScenario(fam topology.Family, box *middlebox.Middlebox) Scena
 	}
 	// The stray guard's hits count too: none.
 	s.Expect = append(s.Expect, MiddleboxMatched(hits))
+	s.Diagnosis = diagnosed(diagnose.ClientNoTFO)
 	return s
 }
 
@@ -253,6 +258,7 @@ func ScapyProbes() []Scenario {
 	strip.Name = peerName("scapy-probe", "nginx/strip-tfo-option", topology.IPv4)
 	strip.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption, Placement: middlebox.Router}}
 	strip.Expect = append(strip.Expect, MiddleboxMatched(3)) // the two probes' SYNs and curl's
+	strip.Diagnosis = Diagnosis{ClientSide: diagnose.ServerNoTFO, BothSides: diagnose.OptionStripped}
 	return []Scenario{
 		ScapyProbe("nginx", nginx, topology.IPv4, true, 3),
 		ScapyProbe("nginx", nginx, topology.IPv6, true, 3),
@@ -288,6 +294,10 @@ func ScapyProbe(server string, svc func() ServiceKind, fam topology.Family, want
 		Conn(0, Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), synack), ServedFile(DefaultBody())),
 		serverTFO(0, cookieReqs),
 		TsharkAgrees(),
+	}
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
+	if !want {
+		s.Diagnosis = diagnosed(diagnose.ServerNoTFO)
 	}
 	return s
 }

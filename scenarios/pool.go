@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/probe"
 	"github.com/tfolab/tfolab/lab/proc"
@@ -231,6 +232,7 @@ func PoolUnsyncKeys(n int, fam topology.Family) Scenario {
 		LandedOn(2),
 		AcceptedIffIssuer(),
 	}, modelChecks(plan)...)
+	s.Diagnosis = diagnosed(diagnose.CookieRejected)
 	return s
 }
 
@@ -268,6 +270,7 @@ func PoolSyncKeys(fam topology.Family, listenerKey bool) Scenario {
 			Delta(lab.TCPFastOpenActive, PoolConns),
 			Delta(lab.TCPFastOpenActiveFail, 0))),
 	}, modelChecks(plan)...)
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	return s
 }
 
@@ -331,6 +334,10 @@ func PoolRotation(r rotation) Scenario {
 		s.Expect = append(s.Expect,
 			ConnsFrom(1, acceptedInSYN()...),
 			PoolCounterTotal(servers, lab.TCPFastOpenPassiveFail, 0))
+	}
+	s.Diagnosis = diagnosed(diagnose.CookieRejected)
+	if r == rotationRight || r == rollingStaged {
+		s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	}
 	return s
 }
@@ -439,6 +446,10 @@ func PoolOverflow(n, queue, burst int) Scenario {
 		Labelled("after", acceptedInSYN()...),
 		MiddleboxMatchedAtLeast(uint64(burst)),
 	}
+	// From the client alone a refused data SYN answered without option
+	// 34 looks stripped; the server's capture shows it arrived with its
+	// cookie and the server refused it (its TFO queue full).
+	s.Diagnosis = Diagnosis{ClientSide: diagnose.OptionStripped, BothSides: diagnose.ServerNoTFO}
 	return s
 }
 
@@ -565,13 +576,15 @@ func (e *Env) sumCounters(nodes []string, names ...string) (int64, error) {
 // synchronise; every SYN carries its data without option 34 and whichever
 // server it lands on accepts it. RFC 7413 §5 says what that costs (docs/pools.md).
 func PoolNoCookie(fam topology.Family) Scenario {
-	return noCookiePool("", fam, tfoClientNoCookie, tfoServerNoCookie,
+	s := noCookiePool("", fam, tfoClientNoCookie, tfoServerNoCookie,
 		"client 0x5, servers 0x202: data in every SYN without a cookie, accepted by every server",
 		Dialogue(AtServer,
 			ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
 			ServerSYNACK().WithoutFastOpen().AckingSYNData()),
 		SynDataAcked(true),
 		PoolServerAccepted(true))
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
+	return s
 }
 
 // PoolNoCookieClientOnly: client 0x4 against servers that want a cookie
@@ -579,9 +592,11 @@ func PoolNoCookie(fam topology.Family) Scenario {
 // every connection falls back (ActiveFail +1) and no server counts
 // anything.
 func PoolNoCookieClientOnly() Scenario {
-	return noCookiePool("client-only", topology.IPv4, tfoClientNoCookie, tfoServer,
+	s := noCookiePool("client-only", topology.IPv4, tfoClientNoCookie, tfoServer,
 		"client 0x5 against servers 0x2: data without a cookie is never accepted, and no cookie is ever asked for",
 		dataAfterHandshake(ClientSYN().WithoutFastOpen(), ServerSYNACK().WithoutFastOpen())...)
+	s.Diagnosis = diagnosed(diagnose.CookieRejected)
+	return s
 }
 
 // PoolNoCookieServerOnly: servers 0x200 against an ordinary client (0x1):
@@ -597,6 +612,7 @@ func PoolNoCookieServerOnly() Scenario {
 		SynDataAcked(false),
 		ServerTFOChild(true))
 	s.Expect = append(s.Expect, CookieCached(topology.Client, false))
+	s.Diagnosis = diagnosed(diagnose.ServerNoTFO)
 	return s
 }
 
@@ -668,6 +684,10 @@ func PoolProbe(fam topology.Family, pc probeCase) Scenario {
 		s.Description = "probe through a router that strips option 34: no, the option never reached a server"
 		s.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption}}
 		s.Expect = []types.GomegaMatcher{ProbeSaid(0, false, CauseStrippedOnWay), ProbeReset(0), MiddleboxMatched(1)}
+	}
+	s.Diagnosis = diagnosed(diagnose.ServerNoTFO)
+	if pc == probeTFO {
+		s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	}
 	return s
 }

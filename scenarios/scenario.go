@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
@@ -71,7 +72,23 @@ type Scenario struct {
 	Timeout time.Duration
 	// Expect are matchers over *observation.Observation; every one must hold.
 	Expect []types.GomegaMatcher
+	// Diagnosis is what `tfolab diagnose` must say of the scenario's own
+	// captures: the behaviour it was built for. Every catalogue scenario
+	// states it; Catalogue turns it into an expectation.
+	Diagnosis Diagnosis
 }
+
+// Diagnosis is a scenario's behaviour in the vocabulary of package
+// diagnose: ClientSide is the verdict of the client's capture alone,
+// BothSides that of the client's and the main server's together, where
+// it differs (a stripped option looks like a server without TFO from the
+// client alone).
+type Diagnosis struct {
+	ClientSide, BothSides diagnose.Verdict
+}
+
+// diagnosed is the diagnosis v from either end.
+func diagnosed(v diagnose.Verdict) Diagnosis { return Diagnosis{ClientSide: v} }
 
 // Service is one server of a scenario.
 type Service struct {

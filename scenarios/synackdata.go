@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
@@ -99,6 +100,7 @@ func SynAckDataOpenPath(fam topology.Family, mode tfo.Mode) Scenario {
 		// The server namespace's kernel served nothing: the peer did.
 		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 0))),
 		CookieCached(topology.Client, true))
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	return s
 }
 
@@ -153,6 +155,7 @@ func DropSynAckData(fam topology.Family, mode tfo.Mode) Scenario {
 			Delta(lab.TCPFastOpenBlackhole, 0))),
 		CookieCached(topology.Client, true),
 		SynDropsCached(topology.Client, 0))
+	s.Diagnosis = diagnosed(diagnose.SynackLost)
 	return s
 }
 
@@ -201,5 +204,6 @@ func DropSynAckDataDetected() Scenario {
 			Delta(lab.TCPFastOpenActiveFail, 1),
 			Delta(lab.TCPFastOpenActive, 0)),
 	}
+	s.Diagnosis = diagnosed(diagnose.BlackholePaused)
 	return s
 }
