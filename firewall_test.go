@@ -309,6 +309,9 @@ func firewallMutants() ([]scenarios.Mutant, error) {
 // (IPv4, sendto, the firewall appearing after a cookie was learned,
 // detection off), the ruleset written to a file as the command writes it.
 var _ = Describe("diagnose reproducers", Label("diagnose", "firewall"), func() {
+	// The rulesets are kept with the run's artefacts, as the command's
+	// --rules DIR writes them.
+	dir := filepath.Join(outDir(), "diagnose-reproducers")
 	for _, c := range []struct {
 		middlebox string
 		want      firewall.Kind
@@ -320,14 +323,24 @@ var _ = Describe("diagnose reproducers", Label("diagnose", "firewall"), func() {
 		{"drop-tfo-synack", firewall.Stall},
 		{"blackhole-after-handshake", firewall.Stall},
 	} {
+		text := diagnose.RulesetText(c.middlebox, false, scenarios.ServicePort)
+		path := filepath.Join(dir, c.middlebox+".rules")
+		var (
+			check *firewall.Check
+			err   error
+		)
+		if werr := writeAtomically(path, text); werr != nil || text == "" {
+			err = errors.Join(werr, fmt.Errorf("diagnose has no ruleset for %s", c.middlebox))
+		} else {
+			check, err = firewall.Load(firewall.Input{Rules: path})
+		}
+		if err != nil {
+			It("loads diagnose's "+c.middlebox+" ruleset", func() { Fail(fmt.Sprintf("%v\n%s", err, text)) })
+			continue
+		}
 		v := firewall.Variant{Family: lab.IPv4, Mode: tfo.ModeSendto, Phase: firewall.FirewallChange}
+		budget := harness.Budget(check.Scenario(v))
 		It(fmt.Sprintf("the %s ruleset diagnose writes gets the firewall verdict %s", c.middlebox, c.want), func(ctx SpecContext) {
-			text := diagnose.RulesetText(c.middlebox, false, scenarios.ServicePort)
-			Expect(text).NotTo(BeEmpty(), "diagnose has no ruleset for %s", c.middlebox)
-			path := filepath.Join(GinkgoT().TempDir(), c.middlebox+".rules")
-			Expect(os.WriteFile(path, []byte(text), 0o644)).To(Succeed())
-			check, err := firewall.Load(firewall.Input{Rules: path})
-			Expect(err).NotTo(HaveOccurred(), "firewall check refuses diagnose's ruleset:\n%s", text)
 			Expect(check.Validate(ctx)).To(Succeed())
 			rep, err := check.Run(ctx, firewall.Options{Variants: []firewall.Variant{v}})
 			Expect(err).NotTo(HaveOccurred())
@@ -336,6 +349,28 @@ var _ = Describe("diagnose reproducers", Label("diagnose", "firewall"), func() {
 				Fail(res.FailureReport())
 			}
 			Expect(rep.Findings[0].Kind).To(Equal(c.want), "diagnose's %s ruleset:\n%s\nfirewall check:\n%s", c.middlebox, text, rep.Table())
-		}, SpecTimeout(time.Minute))
+		}, SpecTimeout(budget), SpecPriority(int(budget/time.Millisecond)))
 	}
 })
+
+// writeAtomically writes text to path through a rename, so that the
+// parallel processes building the same tree never read half a file.
+func writeAtomically(path, text string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString(text); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

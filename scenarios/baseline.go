@@ -209,6 +209,9 @@ func Mutants() []Mutant {
 	for _, set := range mutantSets {
 		out = append(out, set()...)
 	}
+	for i := range out {
+		out[i].Scenario = out[i].Scenario.withDiagnosis()
+	}
 	return out
 }
 
@@ -283,6 +286,11 @@ func wrongPort(s Scenario, rejectedBy ...string) Mutant {
 	where := ""
 	if m.Placement != middlebox.Router {
 		where = " (" + m.Placement.String() + ")"
+	}
+	if s.Diagnosis.ClientSide != "" {
+		// With its firewall elsewhere the path is open: the diagnosis of
+		// the captures must change too.
+		rejectedBy = append(rejectedBy, "diagnosis")
 	}
 	return mutant(fmt.Sprintf("%s: %s middlebox%s pointed at port %d instead of %d", s.Name, m.Box.Name, where, ServicePort+1, ServicePort), s, rejectedBy...)
 }
