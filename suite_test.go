@@ -220,6 +220,31 @@ var _ = Describe("tfolab", func() {
 	}
 })
 
+// The diagnoser on captures tcpdump took (kept under out/tcpdump/): curl
+// → nginx through each middlebox, both ends.
+var _ = Describe("tcpdump captures", func() {
+	for _, s := range scenarios.Tcpdumped(filepath.Join(outDir(), "tcpdump")) {
+		budget := harness.Budget(s)
+		It(s.Name+": "+s.Description, Label(s.Labels...), func(ctx SpecContext) {
+			if res := runJudged(ctx, s); !res.Passed() {
+				Fail(res.FailureReport())
+			}
+		}, SpecTimeout(budget), SpecPriority(int(budget/time.Millisecond)))
+	}
+	// The diagnosis of tcpdump's files must be able to fail: with the
+	// firewall pointed at another port the path is open, and a diagnosis
+	// of syn-data-dropped must not come out of it.
+	for _, s := range scenarios.Tcpdumped(filepath.Join(outDir(), "tcpdump", "selfcheck")) {
+		if m := s.Middlebox(); m != nil && m.Box.Name == "drop-syn-data" {
+			m.Port = scenarios.ServicePort + 1
+			budget := harness.Budget(s)
+			It("self-check: "+s.Name+" with its firewall on the wrong port", Label(append(s.Labels, "selfcheck")...), func(ctx SpecContext) {
+				selfCheck(ctx, s, "drop-syn-data pointed at the wrong port", []string{"diagnosis"})
+			}, SpecTimeout(budget), SpecPriority(int(budget/time.Millisecond)))
+		}
+	}
+})
+
 // Custom firewalls: a user's iptables-save file, applied as written in the
 // router. A file iptables refuses must fail loudly and leave nothing behind.
 var _ = Describe("custom rules", Label("middlebox", "custom"), func() {

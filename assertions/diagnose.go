@@ -39,50 +39,74 @@ func DiagnosedAs(clientSide, bothSides, clientLink, serverLink string) types.Gom
 			return false, err.Error()
 		}
 		defer os.RemoveAll(dir)
-		client, server := clientLink, serverLink
-		var b strings.Builder
-		ok := true
-		for _, c := range []struct {
-			want  string
-			links []string
-		}{{clientSide, []string{client}}, {bothSides, []string{client, server}}} {
-			if c.want == "" {
-				continue
+		var paths [2]string
+		for i, key := range []string{clientLink, serverLink} {
+			l := o.Links[key]
+			if l == nil {
+				if i == 1 && bothSides == "" {
+					continue
+				}
+				return false, fmt.Sprintf("diagnosis: no capture of %s", key)
 			}
-			got, detail, err := diagnoseLinks(o, dir, c.links)
-			if err != nil {
-				return false, err.Error()
+			paths[i] = filepath.Join(dir, strings.ReplaceAll(key, "/", "_")+".pcap")
+			if err := observation.WritePcap(paths[i], l.Packets); err != nil {
+				return false, fmt.Sprintf("diagnosis: %v", err)
 			}
-			mark := "✓"
-			if got != c.want {
-				ok, mark = false, "✗"
-			}
-			fmt.Fprintf(&b, "%s %s: %s (want %s)\n%s", mark, strings.Join(c.links, " + "), got, c.want, indent(detail))
 		}
-		return ok, b.String()
+		return diagnosisHolds(clientSide, bothSides, paths)
 	}}
 }
 
-// diagnoseLinks writes the links' packets as pcaps in dir and diagnoses
-// them together: the overall verdict and the per-server lines.
-func diagnoseLinks(o *observation.Observation, dir string, links []string) (string, string, error) {
-	var paths []string
-	for _, key := range links {
-		l := o.Links[key]
-		if l == nil {
-			return "", "", fmt.Errorf("diagnosis: no capture of %s", key)
-		}
-		p := filepath.Join(dir, strings.ReplaceAll(key, "/", "_")+".pcap")
-		if err := observation.WritePcap(p, l.Packets); err != nil {
-			return "", "", fmt.Errorf("diagnosis: %w", err)
-		}
-		paths = append(paths, p)
+// FilesDiagnosedAs is DiagnosedAs over capture files written by another
+// program (tcpdump): clientPcap alone must diagnose as clientSide, and
+// with serverPcap as bothSides (when not empty).
+func FilesDiagnosedAs(clientSide, bothSides, clientPcap, serverPcap string) types.GomegaMatcher {
+	desc := fmt.Sprintf("tfolab diagnose of %s says %s", filepath.Base(clientPcap), clientSide)
+	if bothSides != "" {
+		desc += fmt.Sprintf(", with %s %s", filepath.Base(serverPcap), bothSides)
 	}
+	return obsMatcher{name: "diagnosis", desc: desc, check: func(*observation.Observation) (bool, string) {
+		return diagnosisHolds(clientSide, bothSides, [2]string{clientPcap, serverPcap})
+	}}
+}
+
+// diagnosisHolds diagnoses paths[0] alone, and with paths[1] when
+// bothSides is set, against what each must say.
+func diagnosisHolds(clientSide, bothSides string, paths [2]string) (bool, string) {
+	var b strings.Builder
+	ok := true
+	for _, c := range []struct {
+		want  string
+		paths []string
+	}{{clientSide, paths[:1]}, {bothSides, paths[:]}} {
+		if c.want == "" {
+			continue
+		}
+		got, detail, err := diagnoseFiles(c.paths)
+		if err != nil {
+			return false, err.Error()
+		}
+		mark := "✓"
+		if got != c.want {
+			ok, mark = false, "✗"
+		}
+		var names []string
+		for _, p := range c.paths {
+			names = append(names, filepath.Base(p))
+		}
+		fmt.Fprintf(&b, "%s %s: %s (want %s)\n%s", mark, strings.Join(names, " + "), got, c.want, indent(detail))
+	}
+	return ok, b.String()
+}
+
+// diagnoseFiles diagnoses the captures together: the overall verdict and
+// the per-server lines.
+func diagnoseFiles(paths []string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), diagnoseTimeout)
 	defer cancel()
 	r, err := diagnose.Diagnose(ctx, paths, diagnose.Options{})
 	if err != nil {
-		return "", "", fmt.Errorf("diagnosis of %s: %w", strings.Join(links, " + "), err)
+		return "", "", fmt.Errorf("diagnosis of %s: %w", strings.Join(paths, " + "), err)
 	}
 	var b strings.Builder
 	for _, s := range r.Servers {
