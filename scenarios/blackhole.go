@@ -3,12 +3,14 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/proc"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/observation"
@@ -156,6 +158,9 @@ func detectOn(ctx context.Context, env *Env, d Dial, k int) (detection, bool, er
 		return v >= int64(k), err
 	})
 	det := detection{earliest: r.Start.Add(env.Obs.SynSchedule.DetectionAt() - lab.Jiffy), seen: seen}
+	if err == nil {
+		err = closedFully(ctx, env, r.Remote)
+	}
 	if err != nil {
 		return det, false, err
 	}
@@ -165,6 +170,37 @@ func detectOn(ctx context.Context, env *Env, d Dial, k int) (detection, bool, er
 	}
 	env.MarkAt(observation.MarkDetection, k, seen)
 	return det, true, nil
+}
+
+// closedFully waits until the client node holds no socket to remote with
+// work left (any state but TIME-WAIT), at most lab.InitialRTO: a closed
+// TFO socket's last check (tcp_fastopen_active_disable_ofo_check: a lone
+// out-of-order FIN detects a blackhole, data received re-arms the
+// backoff) runs as the kernel tears the socket down, which beside CPU
+// hogs came after the timeline's next connect (1 report in 6). Within the
+// bound one RTT brings the peer's ACK of the close; a lost segment would
+// take an RTO, and the expectations then tell.
+func closedFully(ctx context.Context, env *Env, remote netip.AddrPort) error {
+	if !remote.IsValid() {
+		return nil
+	}
+	ns := env.Client()
+	_, err := pollUntil(ctx, lab.InitialRTO, func() (bool, error) {
+		var socks []proc.Socket
+		if err := ns.Do(func() (err error) {
+			socks, err = proc.TCPSockets(proc.LiveStates)
+			return err
+		}); err != nil {
+			return false, fmt.Errorf("client socket table: %w", err)
+		}
+		for _, sk := range socks {
+			if sk.Remote == remote {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return err
 }
 
 // watchPause probes SilentPort through pause k, expected to last want:
@@ -471,7 +507,10 @@ func BlackholeOFOFIN(abort bool) Scenario {
 			if err := env.Moment(cookieLearnedMoment); err != nil {
 				return err
 			}
-			env.Dial(ctx, Dial{Label: "ofo", Abort: abort, Timeout: StallBound})
+			c := env.Dial(ctx, Dial{Label: "ofo", Abort: abort, Timeout: StallBound})
+			if err := closedFully(ctx, env, c.Remote); err != nil {
+				return err
+			}
 			env.Mark("closed", 0)
 			env.Dial(ctx, Dial{Label: "next", Abort: true, Timeout: StallBound})
 			return nil

@@ -14,7 +14,13 @@ import (
 const (
 	StateSynRecv  = 3
 	StateFinWait1 = 4
+	StateTimeWait = 6
 )
+
+// LiveStates is every state of a connection with work left in the
+// kernel (TCP_ESTABLISHED to TCP_CLOSING): all but TIME-WAIT, the
+// mini-socket a closed connection leaves, and LISTEN.
+const LiveStates = (1<<12 - 1) &^ (1 | 1<<StateTimeWait | 1<<StateListen)
 
 // StateMask is the sock_diag state filter for states.
 func StateMask(states ...uint8) uint32 {
