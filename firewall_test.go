@@ -312,35 +312,34 @@ var _ = Describe("diagnose reproducers", Label("diagnose", "firewall"), func() {
 	// The rulesets are kept with the run's artefacts, as the command's
 	// --rules DIR writes them.
 	dir := filepath.Join(outDir(), "diagnose-reproducers")
-	for _, c := range []struct {
-		middlebox string
-		want      firewall.Kind
-	}{
-		{"drop-syn-data", firewall.RTO},
-		{"reject-syn-data", firewall.Refused},
-		{"drop-cookie-request", firewall.RTO},
-		{"strip-tfo-option", firewall.Lost},
-		{"drop-tfo-synack", firewall.Stall},
-		{"blackhole-after-handshake", firewall.Stall},
-	} {
-		text := diagnose.RulesetText(c.middlebox, false, scenarios.ServicePort)
-		path := filepath.Join(dir, c.middlebox+".rules")
-		var (
-			check *firewall.Check
-			err   error
-		)
-		if werr := writeAtomically(path, text); werr != nil || text == "" {
-			err = errors.Join(werr, fmt.Errorf("diagnose has no ruleset for %s", c.middlebox))
-		} else {
+	// What the firewall check must find each ruleset doing: the verdict
+	// diagnose names for that middlebox, on the path below.
+	want := map[string]firewall.Kind{
+		"drop-syn-data":             firewall.RTO,
+		"reject-syn-data":           firewall.Refused,
+		"drop-cookie-request":       firewall.RTO,
+		"strip-tfo-option":          firewall.Lost,
+		"drop-tfo-synack":           firewall.Stall,
+		"blackhole-after-handshake": firewall.Stall,
+	}
+	for _, mb := range diagnose.FirewallMiddleboxes() {
+		kind, text := want[mb], diagnose.RulesetText(mb, false, scenarios.ServicePort)
+		path := filepath.Join(dir, mb+".rules")
+		var check *firewall.Check
+		err := fmt.Errorf("diagnose hands over a %s ruleset: add the firewall verdict it must get", mb)
+		if kind != "" {
+			err = writeAtomically(path, text)
+		}
+		if err == nil {
 			check, err = firewall.Load(firewall.Input{Rules: path})
 		}
 		if err != nil {
-			It("loads diagnose's "+c.middlebox+" ruleset", func() { Fail(fmt.Sprintf("%v\n%s", err, text)) })
+			It("loads diagnose's "+mb+" ruleset", func() { Fail(fmt.Sprintf("%v\n%s", err, text)) })
 			continue
 		}
 		v := firewall.Variant{Family: lab.IPv4, Mode: tfo.ModeSendto, Phase: firewall.FirewallChange}
 		budget := harness.Budget(check.Scenario(v))
-		It(fmt.Sprintf("the %s ruleset diagnose writes gets the firewall verdict %s", c.middlebox, c.want), func(ctx SpecContext) {
+		It(fmt.Sprintf("the %s ruleset diagnose writes gets the firewall verdict %s", mb, kind), func(ctx SpecContext) {
 			Expect(check.Validate(ctx)).To(Succeed())
 			rep, err := check.Run(ctx, firewall.Options{Variants: []firewall.Variant{v}})
 			Expect(err).NotTo(HaveOccurred())
@@ -348,7 +347,7 @@ var _ = Describe("diagnose reproducers", Label("diagnose", "firewall"), func() {
 			if res := rep.Results[0]; res.Err != nil || res.Teardown != nil {
 				Fail(res.FailureReport())
 			}
-			Expect(rep.Findings[0].Kind).To(Equal(c.want), "diagnose's %s ruleset:\n%s\nfirewall check:\n%s", c.middlebox, text, rep.Table())
+			Expect(rep.Findings[0].Kind).To(Equal(kind), "diagnose's %s ruleset:\n%s\nfirewall check:\n%s", mb, text, rep.Table())
 		}, SpecTimeout(budget), SpecPriority(int(budget/time.Millisecond)))
 	}
 })

@@ -26,7 +26,7 @@ const diagnoseTimeout = 10 * time.Second
 // alone to be clientSide and, when bothSides is not empty, the diagnosis
 // of it together with the capture on serverLink to be bothSides (links
 // are observation.LinkKey names). A capture's verdict is its worst over
-// the servers in it (diagnose.Precedence): a problem outranks a working
+// the servers in it (diagnose.Report.Worst): a problem outranks a working
 // server.
 func DiagnosedAs(clientSide, bothSides, clientLink, serverLink string) types.GomegaMatcher {
 	desc := fmt.Sprintf("tfolab diagnose of the client's capture says %s", clientSide)
@@ -115,24 +115,7 @@ func diagnoseFiles(paths []string) (string, string, error) {
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}
-	return string(Overall(r)), b.String(), nil
-}
-
-// Overall is a report's worst verdict over its servers by
-// diagnose.Precedence; inconclusive when it has none.
-func Overall(r *diagnose.Report) diagnose.Verdict {
-	best := len(diagnose.Precedence)
-	for _, s := range r.Servers {
-		for i, v := range diagnose.Precedence {
-			if v == s.Verdict && i < best {
-				best = i
-			}
-		}
-	}
-	if best == len(diagnose.Precedence) {
-		return diagnose.Inconclusive
-	}
-	return diagnose.Precedence[best]
+	return string(r.Worst()), b.String(), nil
 }
 
 func indent(s string) string {

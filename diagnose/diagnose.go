@@ -35,6 +35,19 @@ type Report struct {
 	Precedence    []Verdict `json:"precedence"`
 }
 
+// Worst is the capture's verdict: the worst of its servers' by
+// Precedence (a problem outranks a working server); inconclusive when it
+// has no server.
+func (r *Report) Worst() Verdict {
+	worst := Inconclusive
+	for _, s := range r.Servers {
+		if slices.Index(Precedence, s.Verdict) < slices.Index(Precedence, worst) {
+			worst = s.Verdict
+		}
+	}
+	return worst
+}
+
 // Problem reports whether any server's verdict is a problem.
 func (r *Report) Problem() bool {
 	for _, s := range r.Servers {

@@ -3,6 +3,7 @@ package diagnose
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -58,6 +59,19 @@ var firewallOf = map[string]string{
 	string(OptionStripped):    "strip-tfo-option",
 	string(SynackLost):        "drop-tfo-synack",
 	string(DataBlackholed):    "blackhole-after-handshake",
+}
+
+// FirewallMiddleboxes are the lab middleboxes whose rulesets diagnose
+// hands over for the verdicts a firewall causes, sorted.
+func FirewallMiddleboxes() []string {
+	var out []string
+	for _, mb := range firewallOf {
+		if !slices.Contains(out, mb) {
+			out = append(out, mb)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // reproducer builds the Reproducer for a winning finding.

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/diagnose"
@@ -39,7 +38,12 @@ var TcpdumpFiles = [2]string{"client.pcap", "server.pcap"}
 // the open path; tcpdump captures both ends into dir/<middlebox>/. Each
 // expects the diagnosis of those files to be its catalogue twin's.
 func Tcpdumped(dir string) []Scenario {
-	pair := peerPairs()[0] // curl-nginx
+	var pair peerPair
+	for _, p := range peerPairs() {
+		if p.name == "curl-nginx" {
+			pair = p
+		}
+	}
 	out := []Scenario{tcpdumped(pair, dir, "open-path", nil, diagnosed(diagnose.TFOWorks))}
 	seen := map[string]bool{}
 	for _, twin := range Middleboxes() {
@@ -113,8 +117,10 @@ func withTcpdump(tl Timeline, dir string) Timeline {
 			dumps = append(dumps, p)
 		}
 		err := tl(ctx, env)
+		// Stop is nil when tcpdump ended on its signal; a tcpdump that
+		// died on its own during the timeline is an error.
 		for _, p := range dumps {
-			if serr := p.Stop(); serr != nil && !strings.Contains(serr.Error(), "signal") {
+			if serr := p.Stop(); serr != nil {
 				err = errors.Join(err, fmt.Errorf("tcpdump: %w", serr))
 			}
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -29,8 +28,7 @@ func init() { register("diagnose", diagnoseUsage, runDiagnose) }
 // Warnings (a truncated capture, two captures that share no connection) go
 // to stderr, one line each.
 func runDiagnose(args []string) error {
-	fs := flag.NewFlagSet("diagnose", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlags("diagnose")
 	server := fs.String("server", "", "only this server (ADDR:PORT, [v6]:PORT)")
 	jsonOut := fs.String("json", "", "write the JSON report to FILE (- for stdout)")
 	mdOut := fs.String("md", "", "write the Markdown report to FILE instead of stdout")
