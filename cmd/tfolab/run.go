@@ -89,6 +89,9 @@ func readyToRun(cmd string, s scenarios.Scenario) (context.Context, context.Canc
 }
 
 func runScenario(args []string) error {
+	if fileArg(args) {
+		return runFile(args) // a scenario file: labfile.go
+	}
 	fs := newFlags("run")
 	keep := fs.Bool("keep", false, "keep the lab alive after the timeline until Ctrl-C or SIGTERM")
 	out := fs.String("out", "out", "folder for the observation, verdicts and pcaps")

@@ -1,0 +1,165 @@
+package labfile
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tfolab/tfolab/scenarios"
+)
+
+// timelineSlack is what a scripted timeline's bound adds to its
+// connections' and waits' own: the moments' middleboxes and sysctl writes.
+const timelineSlack = 5 * time.Second
+
+// step is one decoded timeline step.
+type step struct {
+	connect int
+	client  string
+	dial    scenarios.Dial
+	moment  string
+	wait    time.Duration
+	sysctl  *SysctlWrite
+	rounds  int
+	steps   []step
+	timeout time.Duration // a connection's bound, resolved
+}
+
+// timeline turns the file's steps into a scripted timeline and its bound,
+// and lists the moments it names.
+func (b *builder) timeline(fs []Step, s scenarios.Scenario, moments map[string]bool) (scenarios.Timeline, time.Duration, error) {
+	steps, bound, err := b.steps(at("timeline"), fs, s, moments)
+	if err != nil {
+		return nil, 0, err
+	}
+	tl := func(ctx context.Context, env *scenarios.Env) error { return run(ctx, env, steps, 0) }
+	return tl, bound + timelineSlack, nil
+}
+
+func (b *builder) steps(base []pathElem, fs []Step, s scenarios.Scenario, moments map[string]bool) ([]step, time.Duration, error) {
+	var out []step
+	var bound time.Duration
+	for i, f := range fs {
+		p := func(k ...pathElem) []pathElem { return append(append(slices.Clone(base), i), k...) }
+		var what []string
+		for k, set := range map[string]bool{"connect": f.Connect != 0, "moment": f.Moment != "", "wait": f.Wait != 0, "sysctl": f.Sysctl != nil, "rounds": f.Rounds != 0} {
+			if set {
+				what = append(what, k)
+			}
+		}
+		if len(what) != 1 {
+			return nil, 0, b.errAt(p(), "a timeline step is exactly one of connect, moment, wait, sysctl or rounds (got %s)", cmp.Or(strings.Join(what, ", "), "none"))
+		}
+		connOnly := f.Client != "" || f.Service != "" || f.Port != 0 || f.Label != "" || f.Plain || f.Abort || f.UserTimeout != 0 || f.Payload != "" || f.Timeout != 0
+		if connOnly && what[0] != "connect" {
+			return nil, 0, b.errAt(p(), "client, service, port, label, plain, abort, user-timeout, payload and timeout belong to a connect step")
+		}
+		if len(f.Steps) > 0 && what[0] != "rounds" {
+			return nil, 0, b.errAt(p("steps"), "steps belong to a rounds step")
+		}
+		st := step{}
+		switch what[0] {
+		case "connect":
+			if f.Connect < 0 {
+				return nil, 0, b.errAt(p("connect"), "connect %d: want a count of connections", f.Connect)
+			}
+			var c *scenarios.Client
+			for k := range s.Clients {
+				if f.Client == "" || cmp.Or(s.Clients[k].Name, "client") == f.Client {
+					c = &s.Clients[k]
+					break
+				}
+			}
+			if c == nil {
+				return nil, 0, b.errAt(p("client"), "client %q does not exist", f.Client)
+			}
+			if f.Service != "" && !slices.ContainsFunc(s.Services, func(v scenarios.Service) bool { return cmp.Or(v.Name, "service") == f.Service }) {
+				return nil, 0, b.errAt(p("service"), "service %q does not exist", f.Service)
+			}
+			st.connect, st.client = f.Connect, f.Client
+			st.timeout = durationOr(f.Timeout, durationOr(c.ConnTimeout, scenarios.DefaultConnTimeout))
+			st.dial = scenarios.Dial{Label: f.Label, Service: f.Service, Port: f.Port, Timeout: st.timeout,
+				Plain: f.Plain, Abort: f.Abort, UserTimeout: f.UserTimeout}
+			if f.Payload != "" {
+				st.dial.Payload = []byte(f.Payload)
+			}
+			bound += time.Duration(f.Connect) * st.timeout
+		case "moment":
+			moments[f.Moment] = true
+			st.moment = f.Moment
+		case "wait":
+			if f.Wait < 0 {
+				return nil, 0, b.errAt(p("wait"), "wait %v: want a positive duration", f.Wait)
+			}
+			st.wait = f.Wait
+			bound += f.Wait
+		case "sysctl":
+			w := f.Sysctl
+			if err := b.node(p("sysctl", "node"), "sysctl", w.Node); err != nil {
+				return nil, 0, err
+			}
+			if !strings.HasPrefix(w.Key, "net.") {
+				return nil, 0, b.errAt(p("sysctl", "key"), "sysctl %q: only net.* keys are per network namespace", w.Key)
+			}
+			st.sysctl = w
+		case "rounds":
+			if f.Rounds < 1 || len(f.Steps) == 0 {
+				return nil, 0, b.errAt(p("rounds"), "rounds: want a count of 1 or more and steps")
+			}
+			inner, ib, err := b.steps(p("steps"), f.Steps, s, moments)
+			if err != nil {
+				return nil, 0, err
+			}
+			st.rounds, st.steps = f.Rounds, inner
+			bound += time.Duration(f.Rounds) * ib
+		}
+		out = append(out, st)
+	}
+	return out, bound, nil
+}
+
+// run plays steps; round numbers the connections of a rounds step.
+func run(ctx context.Context, env *scenarios.Env, steps []step, round int) error {
+	for _, st := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch {
+		case st.connect > 0:
+			d := st.dial
+			d.Round = round
+			for range st.connect {
+				env.DialFrom(ctx, st.client, d)
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+		case st.moment != "":
+			if err := env.Moment(st.moment); err != nil {
+				return fmt.Errorf("moment %q: %w", st.moment, err)
+			}
+		case st.wait > 0:
+			t := time.NewTimer(st.wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+		case st.sysctl != nil:
+			if err := env.WriteSysctl(st.sysctl.Node, st.sysctl.Key, st.sysctl.Value); err != nil {
+				return fmt.Errorf("timeline: sysctl %s on %s: %w", st.sysctl.Key, st.sysctl.Node, err)
+			}
+		case st.rounds > 0:
+			for r := 1; r <= st.rounds; r++ {
+				if err := run(ctx, env, st.steps, r); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

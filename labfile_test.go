@@ -1,0 +1,34 @@
+package tfolab_test
+
+import (
+	"path/filepath"
+
+	. "github.com/onsi/ginkgo/v2"
+
+	"github.com/tfolab/tfolab/harness"
+	"github.com/tfolab/tfolab/labfile"
+)
+
+// Scenario files: every lab under examples/labs/ is a failure users report
+// (or a setup the catalogue lacks), written as a file; each must load and
+// hold all of its own expectations.
+var _ = Describe("scenario files", Label("labfile"), func() {
+	files, err := filepath.Glob("examples/labs/*/lab.yaml")
+	if err != nil || len(files) == 0 {
+		panic("examples/labs/*/lab.yaml: no scenario files")
+	}
+	for _, f := range files {
+		s, err := labfile.Load(f)
+		if err != nil {
+			It(f, func() { Fail(err.Error()) })
+			continue
+		}
+		budget := harness.Budget(s)
+		It(f+": "+s.Description, Label(s.Labels...), func(ctx SpecContext) {
+			if res := runJudged(ctx, s); !res.Passed() {
+				Fail(res.FailureReport())
+			}
+		}, SpecTimeout(budget), SpecPriority(int(budget.Milliseconds())))
+	}
+})
+
