@@ -26,6 +26,7 @@ RTT            ?=
 PARALLEL       ?=
 # make run SCENARIO=name [KEEP=1]: one catalogue scenario (tfolab list).
 SCENARIO ?=
+FILE     ?=
 KEEP     ?=
 
 # The scripts read these from the environment: no shell quoting to break.
@@ -69,10 +70,10 @@ $(SUITE_STAMP): FORCE
 	@bash scripts/suite.sh "$@"
 FORCE:
 
-## run: one scenario from the catalogue: make run SCENARIO=name [KEEP=1]
+## run: one scenario from the catalogue or a scenario file: make run SCENARIO=name | FILE=lab.yaml [KEEP=1]
 run:
-	@test -n "$(SCENARIO)" || { echo "run: SCENARIO=name (make list shows the catalogue)" >&2; exit 2; }
-	@$(GO) run ./cmd/tfolab run "$$SCENARIO" --out "$(OUT)" $(if $(KEEP),--keep)
+	@test -n "$(SCENARIO)$(FILE)" || { echo "run: SCENARIO=name (make list shows the catalogue) or FILE=lab.yaml" >&2; exit 2; }
+	@$(GO) run ./cmd/tfolab run $(if $(FILE),-f "$(FILE)","$$SCENARIO") --out "$(OUT)" $(if $(KEEP),--keep)
 
 ## report: the catalogue under a sysctl profile -> $(OUT)/report/{report.md,report.json,junit.xml}
 ##   PROFILE=f.conf CLIENT_PROFILE= SERVER_PROFILE= RTT=50ms LABELS= BASELINE=a.conf (diff; exit 1 on a regression)

@@ -31,4 +31,3 @@ var _ = Describe("scenario files", Label("labfile"), func() {
 		}, SpecTimeout(budget), SpecPriority(int(budget.Milliseconds())))
 	}
 })
-

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/tfolab/tfolab/scenarios"
 )
@@ -44,19 +46,21 @@ func Load(path string) (scenarios.Scenario, error) {
 func Decode(path string, data []byte) (scenarios.Scenario, error) {
 	var f File
 	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
-		return scenarios.Scenario{}, decodeError(path, err)
+		return scenarios.Scenario{}, decodeError(path, data, err)
 	}
 	tree, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return scenarios.Scenario{}, decodeError(path, err)
+		return scenarios.Scenario{}, decodeError(path, data, err)
 	}
 	b := &builder{file: path, dir: filepath.Dir(path), tree: tree}
 	return b.build(f)
 }
 
 // decodeError turns the YAML library's error into one line at its
-// position.
-func decodeError(path string, err error) error {
+// position. A few of its errors carry none (a duration that does not
+// parse): those are placed at the first token holding the quoted value
+// they name.
+func decodeError(path string, data []byte, err error) error {
 	var ye yaml.Error
 	if errors.As(err, &ye) {
 		line := 0
@@ -65,8 +69,19 @@ func decodeError(path string, err error) error {
 		}
 		return &Error{File: path, Line: line, Msg: oneLine(friendlier(ye.GetMessage()))}
 	}
-	return &Error{File: path, Msg: oneLine(err.Error())}
+	line := 0
+	if m := reQuoted.FindStringSubmatch(err.Error()); m != nil {
+		for _, tk := range lexer.Tokenize(string(data)) {
+			if tk.Value == m[1] && tk.Position != nil {
+				line = tk.Position.Line
+				break
+			}
+		}
+	}
+	return &Error{File: path, Line: line, Msg: oneLine(friendlier(err.Error()))}
 }
+
+var reQuoted = regexp.MustCompile(`"([^"]+)"`)
 
 // friendlier drops the Go type names the library's messages carry.
 func friendlier(msg string) string {
