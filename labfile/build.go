@@ -3,6 +3,7 @@ package labfile
 import (
 	"bytes"
 	"cmp"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -33,6 +34,7 @@ type builder struct {
 	file, dir string
 	tree      *ast.File
 	nodes     map[string]bool
+	cat       map[string]scenarios.Scenario
 }
 
 // errAt is an *Error at the value path names.
@@ -85,7 +87,7 @@ func (b *builder) build(f File) (scenarios.Scenario, error) {
 	s := scenarios.Scenario{
 		Name:        cmp.Or(f.Name, strings.TrimSuffix(filepath.Base(b.file), filepath.Ext(b.file))),
 		Description: cmp.Or(f.Description, "scenario file "+filepath.Base(b.file)),
-		Labels:      append([]string{"labfile"}, f.Labels...),
+		Labels:      f.Labels,
 	}
 	switch strings.ToLower(f.Family) {
 	case "", "ipv4", "4":
@@ -127,6 +129,19 @@ func (b *builder) build(f File) (scenarios.Scenario, error) {
 		s.Clients = append(s.Clients, c)
 	}
 	moments := map[string]bool{}
+	if f.TimelineFrom != "" {
+		if len(f.Timeline) > 0 {
+			return s, b.errAt(at("timeline-from"), "timeline and timeline-from: choose one")
+		}
+		ref, err := b.catalogue(at("timeline-from"), f.TimelineFrom)
+		if err != nil {
+			return s, err
+		}
+		if ref.Timeline == nil {
+			return s, b.errAt(at("timeline-from"), "scenario %q has the sequential timeline: leave timeline-from out", f.TimelineFrom)
+		}
+		s.Timeline, s.Timeout = ref.Timeline, ref.Timeout
+	}
 	if len(f.Timeline) > 0 {
 		tl, timeout, err := b.timeline(f.Timeline, s, moments)
 		if err != nil {
@@ -134,8 +149,14 @@ func (b *builder) build(f File) (scenarios.Scenario, error) {
 		}
 		s.Timeline, s.Timeout = tl, timeout
 	}
+	if f.Timeout != 0 {
+		if s.Timeline == nil {
+			return s, b.errAt(at("timeout"), "timeout bounds a timeline; the sequential one is bounded by its connections")
+		}
+		s.Timeout = f.Timeout
+	}
 	for i, fm := range f.Middleboxes {
-		m, err := b.middlebox(i, fm, s, moments)
+		m, err := b.middlebox(i, fm, f, s, moments)
 		if err != nil {
 			return s, err
 		}
@@ -172,10 +193,8 @@ func (b *builder) topology(f File) (topology.Spec, error) {
 		}
 		return topology.Spec{}, b.errAt(at("topology"), "topology %q: want direct, routed or \"pool N\" (or nodes and links of your own)", f.Topology)
 	}
-	if f.Topology != "" {
-		return topology.Spec{}, b.errAt(at("topology"), "topology %q and nodes: choose one", f.Topology)
-	}
-	spec := topology.Spec{Name: cmp.Or(f.Name, "custom")}
+	// With nodes of one's own, topology is only the topology's name.
+	spec := topology.Spec{Name: cmp.Or(f.Topology, f.Name, "custom")}
 	names := map[string]bool{}
 	for i, n := range f.Nodes {
 		if n.Name == "" {
@@ -296,9 +315,9 @@ func mapKeysS[V any](m map[string]V) func(func(string) bool) {
 // serviceFields are the keys each service kind takes beyond name, node,
 // addr, port and kind.
 var serviceFields = map[string][]string{
-	"listener": {"queue", "key", "reply"},
-	"nginx":    {"queue", "config"},
-	"haproxy":  {"config", "tfo", "backend"},
+	"listener": {"queue", "key", "reply", "reply-base64"},
+	"nginx":    {"queue", "config", "body", "body-base64"},
+	"haproxy":  {"config", "tfo", "backend", "body", "body-base64"},
 	"scripted": {"greeting", "cookie"},
 }
 
@@ -312,6 +331,9 @@ func setServiceFields(s Service) []string {
 	add(s.Queue != nil, "queue")
 	add(s.Key != "", "key")
 	add(s.Reply != "", "reply")
+	add(s.ReplyBase64 != "", "reply-base64")
+	add(s.Body != "", "body")
+	add(s.BodyBase64 != "", "body-base64")
 	add(s.Config != "", "config")
 	add(s.TFO != nil, "tfo")
 	add(s.Backend != nil, "backend")
@@ -323,10 +345,10 @@ func setServiceFields(s Service) []string {
 func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Service, error) {
 	p := func(k ...pathElem) []pathElem { return append(at("services", i), k...) }
 	svc := scenarios.Service{Name: fs.Name, Node: fs.Node, Port: fs.Port}
-	if svc.Node == "" {
+	if svc.Node == "" && defaultServiceNode(b.nodes) != topology.Server {
 		svc.Node = defaultServiceNode(b.nodes)
 	}
-	if err := b.node(p("node"), "service "+cmp.Or(fs.Name, "service"), svc.Node); err != nil {
+	if err := b.node(p("node"), "service "+cmp.Or(fs.Name, "service"), svc.NodeName()); err != nil {
 		return svc, err
 	}
 	if fs.Addr != "" {
@@ -363,14 +385,23 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 			}
 			l.Key = &k
 		}
-		if fs.Reply != "" {
-			l.Reply = []byte(fs.Reply)
+		reply, err := b.bytes(p, "reply", fs.Reply, fs.ReplyBase64)
+		if err != nil {
+			return svc, err
 		}
+		l.Reply = reply
 		svc.Kind = l
 	case "nginx":
+		body, err := b.bytes(p, "body", fs.Body, fs.BodyBase64)
+		if err != nil {
+			return svc, err
+		}
 		if fs.Config == "" {
-			svc.Kind = scenarios.Nginx{FastOpen: queue}
+			svc.Kind = scenarios.Nginx{FastOpen: queue, Body: body}
 			break
+		}
+		if body != nil {
+			return svc, b.errAt(p("body"), "a body goes with the lab's nginx configuration, not with your own")
 		}
 		data, path, err := b.readFile(p("config"), fs.Config)
 		if err != nil {
@@ -395,7 +426,11 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 			svc.Kind = scenarios.HAProxyConfig{Path: path, Config: data}
 			break
 		}
-		h := scenarios.HAProxy{NoTFO: fs.TFO != nil && !*fs.TFO}
+		body, err := b.bytes(p, "body", fs.Body, fs.BodyBase64)
+		if err != nil {
+			return svc, err
+		}
+		h := scenarios.HAProxy{NoTFO: fs.TFO != nil && !*fs.TFO, Body: body}
 		if be := fs.Backend; be != nil {
 			if be.Node != "" {
 				if err := b.node(p("backend", "node"), "haproxy backend", be.Node); err != nil {
@@ -403,6 +438,13 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 				}
 			}
 			h.Backend = &scenarios.HAProxyBackend{Node: be.Node, Port: be.Port}
+			if be.Resolver != "" {
+				r, err := netip.ParseAddrPort(be.Resolver)
+				if err != nil {
+					return svc, b.errAt(p("backend", "resolver"), "resolver %q: want address:port", be.Resolver)
+				}
+				h.Backend.Resolver = r
+			}
 		}
 		svc.Kind = h
 	case "scripted":
@@ -459,7 +501,7 @@ func (b *builder) client(i int, fc Client, f File, services []scenarios.Service)
 	if fc.Payload != "" {
 		c.Payload = []byte(fc.Payload)
 	}
-	if c.Connections == 0 && len(f.Timeline) == 0 {
+	if c.Connections == 0 && len(f.Timeline) == 0 && f.TimelineFrom == "" {
 		c.Connections = 1
 	}
 	if c.Connections < 0 {
@@ -501,19 +543,28 @@ func (b *builder) client(i int, fc Client, f File, services []scenarios.Service)
 
 var reAfter = regexp.MustCompile(`^after (\d+) connections?$`)
 
-func (b *builder) middlebox(i int, fm Middlebox, s scenarios.Scenario, moments map[string]bool) (scenarios.MiddleboxSpec, error) {
+func (b *builder) middlebox(i int, fm Middlebox, f File, s scenarios.Scenario, moments map[string]bool) (scenarios.MiddleboxSpec, error) {
 	p := func(k ...pathElem) []pathElem { return append(at("middleboxes", i), k...) }
 	var m scenarios.MiddleboxSpec
 	var kinds []string
-	for k, set := range map[string]bool{"behaviour": fm.Behaviour != "", "iptables": fm.Iptables != "", "nft": fm.Nft != "", "delay": fm.Delay != 0} {
+	for k, set := range map[string]bool{"behaviour": fm.Behaviour != "", "iptables": fm.Iptables != "", "nft": fm.Nft != "", "delay": fm.Delay != 0, "from": fm.From != nil} {
 		if set {
 			kinds = append(kinds, k)
 		}
 	}
 	if len(kinds) != 1 {
-		return m, b.errAt(p(), "a middlebox is exactly one of behaviour, iptables, nft or delay (got %d)", len(kinds))
+		return m, b.errAt(p(), "a middlebox is exactly one of behaviour, iptables, nft, delay or from (got %d)", len(kinds))
 	}
 	switch {
+	case fm.From != nil:
+		ref, err := b.catalogue(p("from", "scenario"), fm.From.Scenario)
+		if err != nil {
+			return m, err
+		}
+		if fm.From.Index < 0 || fm.From.Index >= len(ref.Middleboxes) || ref.Middleboxes[fm.From.Index].Box.Name != fm.From.Name {
+			return m, b.errAt(p("from"), "scenario %q has no middlebox %d named %q", fm.From.Scenario, fm.From.Index, fm.From.Name)
+		}
+		m.Box = ref.Middleboxes[fm.From.Index].Box
 	case fm.Behaviour != "":
 		box, ok := middlebox.ByName(fm.Behaviour)
 		if !ok {
@@ -573,12 +624,12 @@ func (b *builder) middlebox(i int, fm Middlebox, s scenarios.Scenario, moments m
 		m.When = scenarios.AtStart
 	case reAfter.MatchString(at):
 		n, _ := strconv.Atoi(reAfter.FindStringSubmatch(at)[1])
-		if s.Timeline != nil {
+		if s.Timeline != nil && f.TimelineFrom == "" {
 			return m, b.errAt(p("at"), "%q is a moment of the sequential timeline; this file has a timeline: name one of its moments", at)
 		}
 		m.When = scenarios.AfterConnections(n)
 	default:
-		if s.Timeline == nil || !moments[at] {
+		if s.Timeline == nil || (f.TimelineFrom == "" && !moments[at]) {
 			return m, b.errAt(p("at"), "moment %q: no timeline step names it (want start, \"after N connections\", or a timeline moment)", at)
 		}
 		m.When = at
@@ -596,3 +647,43 @@ func durationOr(d, def time.Duration) time.Duration {
 	}
 	return def
 }
+
+// bytes is a text field or its base64 twin; nil when neither is set.
+func (b *builder) bytes(p func(k ...pathElem) []pathElem, key, text, b64 string) ([]byte, error) {
+	switch {
+	case text != "" && b64 != "":
+		return nil, b.errAt(p(key), "%s and %s-base64: choose one", key, key)
+	case b64 != "":
+		data, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return nil, b.errAt(p(key+"-base64"), "%s-base64: %v", key, err)
+		}
+		return data, nil
+	case text != "":
+		return []byte(text), nil
+	}
+	return nil, nil
+}
+
+// catalogue finds the catalogue scenario (or "self-check: BREAKAGE")
+// a reference names, building the catalogue once per file.
+func (b *builder) catalogue(path []pathElem, name string) (scenarios.Scenario, error) {
+	if b.cat == nil {
+		b.cat = map[string]scenarios.Scenario{}
+		for _, s := range scenarios.Catalogue() {
+			b.cat[s.Name] = s
+		}
+		for _, m := range scenarios.Mutants() {
+			b.cat[SelfCheckPrefix+m.Breakage] = m.Scenario
+		}
+	}
+	s, ok := b.cat[name]
+	if !ok {
+		return s, b.errAt(path, "no scenario %q in the catalogue (`tfolab list` shows it)", name)
+	}
+	return s, nil
+}
+
+// SelfCheckPrefix names a self-check in a reference: "self-check: " and
+// its breakage.
+const SelfCheckPrefix = "self-check: "

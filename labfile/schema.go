@@ -13,110 +13,139 @@ import "time"
 
 // File is a scenario file as written.
 type File struct {
-	Name        string   `yaml:"name"`
-	Description string   `yaml:"description"`
-	Labels      []string `yaml:"labels"`
+	Name        string   `yaml:"name,omitempty"`
+	Description string   `yaml:"description,omitempty"`
+	Labels      []string `yaml:"labels,omitempty"`
 	// Family is ipv4 (the default) or ipv6.
-	Family string `yaml:"family"`
+	Family string `yaml:"family,omitempty"`
 	// Topology is a built-in one: direct, routed (the default when Nodes
-	// is empty) or "pool N".
-	Topology string `yaml:"topology"`
+	// is empty) or "pool N"; with Nodes, it names the topology of one's
+	// own.
+	Topology string `yaml:"topology,omitempty"`
 	// Nodes and Links declare a topology of one's own instead.
-	Nodes []Node     `yaml:"nodes"`
-	Links [][]string `yaml:"links"`
+	Nodes []Node     `yaml:"nodes,omitempty"`
+	Links [][]string `yaml:"links,omitempty"`
 	// Sysctls are set per node, before any service starts.
-	Sysctls map[string]map[string]string `yaml:"sysctls"`
+	Sysctls map[string]map[string]string `yaml:"sysctls,omitempty"`
 	// SysctlFiles are sysctl.d files per node (paths relative to the
 	// scenario file), read as systemd-sysctl reads them; Sysctls win.
-	SysctlFiles map[string][]string `yaml:"sysctl-files"`
-	Services    []Service           `yaml:"services"`
-	Clients     []Client            `yaml:"clients"`
-	Middleboxes []Middlebox         `yaml:"middleboxes"`
+	SysctlFiles map[string][]string `yaml:"sysctl-files,omitempty"`
+	Services    []Service           `yaml:"services,omitempty"`
+	Clients     []Client            `yaml:"clients,omitempty"`
+	Middleboxes []Middlebox         `yaml:"middleboxes,omitempty"`
 	// Timeline is a list of steps; empty is the sequential timeline
 	// (each client makes its count of connections in order).
-	Timeline []Step `yaml:"timeline"`
+	Timeline []Step `yaml:"timeline,omitempty"`
+	// TimelineFrom takes the timeline of a scenario of the catalogue
+	// (its name, or "self-check: BREAKAGE"), written in Go; Timeout
+	// bounds a timeline (default: its steps' own bounds).
+	TimelineFrom string        `yaml:"timeline-from,omitempty"`
+	Timeout      time.Duration `yaml:"timeout,omitempty"`
 	// Expect are the claims; empty is the lab's own verdict (the
 	// diagnosis of the client's capture must say TFO works).
-	Expect []Expectation `yaml:"expect"`
+	Expect []Expectation `yaml:"expect,omitempty"`
+}
+
+// Ref names a part of a catalogue scenario that is Go code (a
+// timeline, an expectation, a middlebox built in Go): the scenario (its
+// name, or "self-check: BREAKAGE" for a self-check), the part's index in
+// its list, and the part's name, which must still match when the file is
+// loaded. Says is the expectation's statement, for the reader.
+type Ref struct {
+	Scenario string `yaml:"scenario"`
+	Index    int    `yaml:"index"`
+	Name     string `yaml:"name"`
+	Says     string `yaml:"says,omitempty"`
 }
 
 // Node is one node of a topology of one's own.
 type Node struct {
-	Name   string `yaml:"name"`
-	Router bool   `yaml:"router"`
+	Name   string `yaml:"name,omitempty"`
+	Router bool   `yaml:"router,omitempty"`
 	// Loopback are service addresses on lo (a pool's shared address).
-	Loopback []string `yaml:"loopback"`
-	Routes   []Route  `yaml:"routes"`
+	Loopback []string `yaml:"loopback,omitempty"`
+	Routes   []Route  `yaml:"routes,omitempty"`
 	// Sysctls are set before the node's links exist (an ECMP router's
 	// hash policy).
-	Sysctls map[string]string `yaml:"sysctls"`
+	Sysctls map[string]string `yaml:"sysctls,omitempty"`
 }
 
 // Route sends Dst via neighbours; several are an ECMP route.
 type Route struct {
-	Dst string   `yaml:"dst"`
-	Via []string `yaml:"via"`
+	Dst string   `yaml:"dst,omitempty"`
+	Via []string `yaml:"via,omitempty"`
 }
 
 // Service is a server: kind listener, nginx, haproxy or scripted.
 type Service struct {
-	Name string `yaml:"name"`
-	Node string `yaml:"node"`
-	Addr string `yaml:"addr"`
-	Port uint16 `yaml:"port"`
-	Kind string `yaml:"kind"`
+	Name string `yaml:"name,omitempty"`
+	Node string `yaml:"node,omitempty"`
+	Addr string `yaml:"addr,omitempty"`
+	Port uint16 `yaml:"port,omitempty"`
+	Kind string `yaml:"kind,omitempty"`
 	// listener, nginx (fastopen), haproxy (tfo): the TFO queue.
-	Queue *int `yaml:"queue"`
-	// listener: its own TCP_FASTOPEN_KEY and its reply (default: echo).
-	Key   string `yaml:"key"`
-	Reply string `yaml:"reply"`
+	Queue *int `yaml:"queue,omitempty"`
+	// listener: its own TCP_FASTOPEN_KEY and its reply (default: echo;
+	// reply-base64 for bytes that are not text).
+	Key         string `yaml:"key,omitempty"`
+	Reply       string `yaml:"reply,omitempty"`
+	ReplyBase64 string `yaml:"reply-base64,omitempty"`
+	// nginx, haproxy without config: the body served (default: the
+	// lab's 3000 pseudo-random bytes).
+	Body       string `yaml:"body,omitempty"`
+	BodyBase64 string `yaml:"body-base64,omitempty"`
 	// nginx, haproxy: the user's configuration file.
-	Config string `yaml:"config"`
+	Config string `yaml:"config,omitempty"`
 	// haproxy without config: tfo on the bind line (default true), or a
 	// proxy to a lab service with `server ... tfo`.
-	TFO     *bool    `yaml:"tfo"`
-	Backend *Backend `yaml:"backend"`
+	TFO     *bool    `yaml:"tfo,omitempty"`
+	Backend *Backend `yaml:"backend,omitempty"`
 	// scripted: what it puts in its SYN-ACK, and the cookie it grants.
-	Greeting string `yaml:"greeting"`
-	Cookie   string `yaml:"cookie"`
+	Greeting string `yaml:"greeting,omitempty"`
+	Cookie   string `yaml:"cookie,omitempty"`
 }
 
 // Backend is where a built-in HAProxy proxy forwards.
 type Backend struct {
-	Node string `yaml:"node"`
-	Port uint16 `yaml:"port"`
+	Node string `yaml:"node,omitempty"`
+	Port uint16 `yaml:"port,omitempty"`
+	// Resolver makes HAProxy resolve the backend by name through this
+	// lab address (a self-check).
+	Resolver string `yaml:"resolver,omitempty"`
 }
 
 // Client is a client: kind lab (mode sendto, connect or plain), curl or
 // python.
 type Client struct {
-	Name    string        `yaml:"name"`
-	Node    string        `yaml:"node"`
-	Kind    string        `yaml:"kind"`
-	Mode    string        `yaml:"mode"`
-	Plain   bool          `yaml:"plain"`
-	Script  string        `yaml:"script"`
-	Service string        `yaml:"service"`
-	Count   int           `yaml:"count"`
-	Payload string        `yaml:"payload"`
-	Timeout time.Duration `yaml:"timeout"`
+	Name    string        `yaml:"name,omitempty"`
+	Node    string        `yaml:"node,omitempty"`
+	Kind    string        `yaml:"kind,omitempty"`
+	Mode    string        `yaml:"mode,omitempty"`
+	Plain   bool          `yaml:"plain,omitempty"`
+	Script  string        `yaml:"script,omitempty"`
+	Service string        `yaml:"service,omitempty"`
+	Count   int           `yaml:"count,omitempty"`
+	Payload string        `yaml:"payload,omitempty"`
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 }
 
 // Middlebox is a behaviour of the catalogue by name, or the user's own
 // iptables-save or nft ruleset, placed on a node at a moment.
 type Middlebox struct {
-	Behaviour string `yaml:"behaviour"`
-	Iptables  string `yaml:"iptables"`
-	Nft       string `yaml:"nft"`
+	Behaviour string `yaml:"behaviour,omitempty"`
+	// From is a middlebox a catalogue scenario builds in Go.
+	From     *Ref   `yaml:"from,omitempty"`
+	Iptables string `yaml:"iptables,omitempty"`
+	Nft      string `yaml:"nft,omitempty"`
 	// Delay is a one-way delay per packet (an NFQUEUE reader).
-	Delay     time.Duration `yaml:"delay"`
-	Placement string        `yaml:"placement"`
-	Node      string        `yaml:"node"`
-	Port      uint16        `yaml:"port"`
+	Delay     time.Duration `yaml:"delay,omitempty"`
+	Placement string        `yaml:"placement,omitempty"`
+	Node      string        `yaml:"node,omitempty"`
+	Port      uint16        `yaml:"port,omitempty"`
 	// At is the moment it is installed at: start (the default), "after N
 	// connections" of the sequential timeline, or a moment a timeline
 	// step names.
-	At string `yaml:"at"`
+	At string `yaml:"at,omitempty"`
 }
 
 // Step is one step of a timeline: exactly one of Connect, Moment, Wait,
@@ -124,83 +153,85 @@ type Middlebox struct {
 type Step struct {
 	// Connect makes this many connections from Client (default the
 	// first), labelled Label, each bounded by Timeout.
-	Connect     int           `yaml:"connect"`
-	Client      string        `yaml:"client"`
-	Service     string        `yaml:"service"`
-	Port        uint16        `yaml:"port"`
-	Label       string        `yaml:"label"`
-	Plain       bool          `yaml:"plain"`
-	Abort       bool          `yaml:"abort"`
-	UserTimeout time.Duration `yaml:"user-timeout"`
-	Payload     string        `yaml:"payload"`
-	Timeout     time.Duration `yaml:"timeout"`
+	Connect     int           `yaml:"connect,omitempty"`
+	Client      string        `yaml:"client,omitempty"`
+	Service     string        `yaml:"service,omitempty"`
+	Port        uint16        `yaml:"port,omitempty"`
+	Label       string        `yaml:"label,omitempty"`
+	Plain       bool          `yaml:"plain,omitempty"`
+	Abort       bool          `yaml:"abort,omitempty"`
+	UserTimeout time.Duration `yaml:"user-timeout,omitempty"`
+	Payload     string        `yaml:"payload,omitempty"`
+	Timeout     time.Duration `yaml:"timeout,omitempty"`
 	// Moment names a moment: the middleboxes waiting for it go in.
-	Moment string `yaml:"moment"`
+	Moment string `yaml:"moment,omitempty"`
 	// Wait sleeps.
-	Wait time.Duration `yaml:"wait"`
+	Wait time.Duration `yaml:"wait,omitempty"`
 	// Sysctl writes node's key (a key rotation mid-timeline).
-	Sysctl *SysctlWrite `yaml:"sysctl"`
+	Sysctl *SysctlWrite `yaml:"sysctl,omitempty"`
 	// Rounds repeats Steps, numbering the connections' rounds 1..n.
-	Rounds int    `yaml:"rounds"`
-	Steps  []Step `yaml:"steps"`
+	Rounds int    `yaml:"rounds,omitempty"`
+	Steps  []Step `yaml:"steps,omitempty"`
 }
 
 // SysctlWrite is a sysctl written during the timeline.
 type SysctlWrite struct {
-	Node  string `yaml:"node"`
-	Key   string `yaml:"key"`
-	Value string `yaml:"value"`
+	Node  string `yaml:"node,omitempty"`
+	Key   string `yaml:"key,omitempty"`
+	Value string `yaml:"value,omitempty"`
 }
 
 // Expectation is one claim: exactly one field set.
 type Expectation struct {
+	// From is an expectation of a catalogue scenario, written in Go.
+	From *Ref `yaml:"from,omitempty"`
 	// TFOAccepted: the SYN's data was acknowledged by the server's
 	// SYN-ACK on each listed connection (0-based, as the lab numbers
 	// them); TFONotAccepted: it was not (the data came after the
 	// handshake, or no data went in the SYN).
-	TFOAccepted    []int `yaml:"tfo-accepted"`
-	TFONotAccepted []int `yaml:"tfo-not-accepted"`
+	TFOAccepted    []int `yaml:"tfo-accepted,omitempty"`
+	TFONotAccepted []int `yaml:"tfo-not-accepted,omitempty"`
 	// TFOAtLeast: at least this share of all connections had their SYN's
 	// data acknowledged ("90%").
-	TFOAtLeast string `yaml:"tfo-at-least"`
+	TFOAtLeast string `yaml:"tfo-at-least,omitempty"`
 	// FallbackCostBelow: every connection's first response byte came
 	// within this long of its start.
-	FallbackCostBelow time.Duration `yaml:"fallback-cost-below"`
+	FallbackCostBelow time.Duration `yaml:"fallback-cost-below,omitempty"`
 	// Counters: deltas on a node, exact ("3") or bounded (">=1", "<2").
-	Counters *CounterClaim `yaml:"counters"`
+	Counters *CounterClaim `yaml:"counters,omitempty"`
 	// CookieCached, NoCookieCached: the node's cookie cache holds (or
 	// lacks) a cookie for the main service.
-	CookieCached   string `yaml:"cookie-cached"`
-	NoCookieCached string `yaml:"no-cookie-cached"`
+	CookieCached   string `yaml:"cookie-cached,omitempty"`
+	NoCookieCached string `yaml:"no-cookie-cached,omitempty"`
 	// NoStall: no connection stalled (hit its bound without a byte).
-	NoStall bool `yaml:"no-stall"`
+	NoStall bool `yaml:"no-stall,omitempty"`
 	// Completed: every connection completed with a response.
-	Completed bool `yaml:"completed"`
+	Completed bool `yaml:"completed,omitempty"`
 	// Pause: the k-th blackhole detection paused active TFO that long.
-	Pause *PauseClaim `yaml:"pause"`
+	Pause *PauseClaim `yaml:"pause,omitempty"`
 	// Diagnosis: what `tfolab diagnose` says of the client's capture.
-	Diagnosis string `yaml:"diagnosis"`
+	Diagnosis string `yaml:"diagnosis,omitempty"`
 	// MiddleboxMatched, MiddleboxMatchedAtLeast: packets the middleboxes'
 	// rules matched in all.
-	MiddleboxMatched        *uint64 `yaml:"middlebox-matched"`
-	MiddleboxMatchedAtLeast *uint64 `yaml:"middlebox-matched-at-least"`
+	MiddleboxMatched        *uint64 `yaml:"middlebox-matched,omitempty"`
+	MiddleboxMatchedAtLeast *uint64 `yaml:"middlebox-matched-at-least,omitempty"`
 }
 
 // CounterClaim is counter deltas on one node.
 type CounterClaim struct {
-	Node string `yaml:"node"`
+	Node string `yaml:"node,omitempty"`
 	// Nodes sums the deltas over several nodes (a pool's servers).
-	Nodes []string `yaml:"nodes"`
+	Nodes []string `yaml:"nodes,omitempty"`
 	// Deltas maps a counter (TCPFastOpenPassive, TcpExt.TCPSynRetrans)
 	// to "N", ">=N", "<=N", ">N" or "<N".
-	Deltas map[string]string `yaml:"deltas"`
+	Deltas map[string]string `yaml:"deltas,omitempty"`
 }
 
 // PauseClaim is a blackhole pause: detection K (1-based round of the
 // "detect" connections) paused active TFO for Lasted, measured by the
 // "probe" connections to within Resolution.
 type PauseClaim struct {
-	Detection  int           `yaml:"detection"`
-	Lasted     time.Duration `yaml:"lasted"`
-	Resolution time.Duration `yaml:"resolution"`
+	Detection  int           `yaml:"detection,omitempty"`
+	Lasted     time.Duration `yaml:"lasted,omitempty"`
+	Resolution time.Duration `yaml:"resolution,omitempty"`
 }

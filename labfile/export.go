@@ -1,0 +1,291 @@
+package labfile
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/goccy/go-yaml"
+	"github.com/tfolab/tfolab/assertions"
+	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/middlebox"
+	"github.com/tfolab/tfolab/scenarios"
+	"github.com/tfolab/tfolab/topology"
+)
+
+// Export writes a catalogue scenario as a scenario file: its topology,
+// sysctls, services, clients and middleboxes as data, and the parts that
+// are Go code (a scripted timeline, the expectations, a middlebox built in
+// Go) as references to the catalogue scenario by name, index and name of
+// the part, which Load checks. The file loads into a scenario that runs
+// to the same verdicts, and exports again to the same bytes.
+func Export(s scenarios.Scenario) ([]byte, error) { return ExportAs(s, s.Name) }
+
+// ExportAs is Export with the catalogue entry the references name: a
+// scenario's name, or SelfCheckPrefix and a self-check's breakage.
+func ExportAs(s scenarios.Scenario, ref string) ([]byte, error) {
+	e := exporter{ref: ref}
+	f, err := e.file(s)
+	if err != nil {
+		return nil, fmt.Errorf("export %s: %w", ref, err)
+	}
+	out, err := yaml.MarshalWithOptions(f, yaml.CustomMarshaler[string](quoteControl))
+	if err != nil {
+		return nil, fmt.Errorf("export %s: %w", ref, err)
+	}
+	header := fmt.Sprintf("# tfolab export of %s\n# Parts written in Go are referenced by scenario, index and name.\n", ref)
+	return append([]byte(header), out...), nil
+}
+
+// cached is the catalogue Export compares with: names and statements
+// only, so one build serves every export.
+var cached = &builder{}
+
+type exporter struct {
+	ref string
+	// cat is the catalogue entry the references point into, found lazily.
+	cat *scenarios.Scenario
+}
+
+// catalogue is the scenario ref names: a part written in Go must be the
+// catalogue's own.
+func (e *exporter) catalogue() (scenarios.Scenario, error) {
+	if e.cat != nil {
+		return *e.cat, nil
+	}
+	s, err := cached.catalogue(nil, e.ref)
+	if err != nil {
+		return s, fmt.Errorf("%q is not in the catalogue, and its Go-written parts (timeline, expectations) can only be exported as references to it", e.ref)
+	}
+	e.cat = &s
+	return s, nil
+}
+
+func (e *exporter) file(s scenarios.Scenario) (File, error) {
+	f := File{Name: s.Name, Description: s.Description, Labels: s.Labels, Family: "ipv4"}
+	if s.Family == topology.IPv6 {
+		f.Family = "ipv6"
+	}
+	e.topology(&f, s.Topology)
+	f.Sysctls = s.Sysctls
+	for i, svc := range s.Services {
+		fs, err := service(svc)
+		if err != nil {
+			return f, fmt.Errorf("service %d: %w", i, err)
+		}
+		f.Services = append(f.Services, fs)
+	}
+	for i, c := range s.Clients {
+		fc, err := client(c)
+		if err != nil {
+			return f, fmt.Errorf("client %d: %w", i, err)
+		}
+		f.Clients = append(f.Clients, fc)
+	}
+	for i, m := range s.Middleboxes {
+		fm, err := e.middlebox(i, m)
+		if err != nil {
+			return f, fmt.Errorf("middlebox %d: %w", i, err)
+		}
+		f.Middleboxes = append(f.Middleboxes, fm)
+	}
+	if s.Timeline != nil {
+		cat, err := e.catalogue()
+		if err != nil {
+			return f, fmt.Errorf("timeline: %w", err)
+		}
+		if cat.Timeline == nil {
+			return f, fmt.Errorf("timeline: the catalogue's %q has none", e.ref)
+		}
+		f.TimelineFrom, f.Timeout = e.ref, s.Timeout
+	}
+	for i, m := range s.Expect {
+		cat, err := e.catalogue()
+		if err != nil {
+			return f, fmt.Errorf("expectation %d (%s): %w", i, assertions.NameOf(m), err)
+		}
+		if i >= len(cat.Expect) || assertions.NameOf(cat.Expect[i]) != assertions.NameOf(m) || assertions.Describe(cat.Expect[i]) != assertions.Describe(m) {
+			return f, fmt.Errorf("expectation %d (%s: %s) is not the catalogue's own expectation %d", i, assertions.NameOf(m), assertions.Describe(m), i)
+		}
+		f.Expect = append(f.Expect, Expectation{From: &Ref{Scenario: e.ref, Index: i, Name: assertions.NameOf(m), Says: assertions.Describe(m)}})
+	}
+	return f, nil
+}
+
+var rePoolName = regexp.MustCompile(`^pool(\d+)$`)
+
+func (e *exporter) topology(f *File, t topology.Spec) {
+	for _, std := range []topology.Spec{topology.Direct(), topology.Routed()} {
+		if reflect.DeepEqual(std, t) {
+			f.Topology = std.Name
+			return
+		}
+	}
+	if m := rePoolName.FindStringSubmatch(t.Name); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		if reflect.DeepEqual(topology.Pool(n), t) {
+			f.Topology = "pool " + m[1]
+			return
+		}
+	}
+	f.Topology = t.Name
+	for _, n := range t.Nodes {
+		fn := Node{Name: n.Name, Router: n.Router, Sysctls: n.Sysctls}
+		for _, a := range n.Loopback {
+			fn.Loopback = append(fn.Loopback, a.String())
+		}
+		for _, r := range n.Routes {
+			fn.Routes = append(fn.Routes, Route{Dst: r.Dst.String(), Via: r.Via})
+		}
+		f.Nodes = append(f.Nodes, fn)
+	}
+	for _, l := range t.Links {
+		f.Links = append(f.Links, []string{l.A, l.B})
+	}
+}
+
+// text is b as a text field, or as its base64 twin when it is not text.
+func text(b []byte) (string, string) {
+	if b == nil {
+		return "", ""
+	}
+	if utf8.Valid(b) && !bytes.ContainsAny(b, "\x00") {
+		return string(b), ""
+	}
+	return "", base64.StdEncoding.EncodeToString(b)
+}
+
+// bodyOf is a peer's body for the file: nothing for the default one.
+func bodyOf(b []byte) (string, string) {
+	if b == nil || bytes.Equal(b, scenarios.DefaultBody()) {
+		return "", ""
+	}
+	return text(b)
+}
+
+func intp(n int) *int { return &n }
+
+// service writes a service; a kind without a case here cannot be
+// exported: add it (and its decoding in build.go).
+func service(svc scenarios.Service) (Service, error) {
+	fs := Service{Name: svc.Name, Node: svc.Node, Port: svc.Port}
+	if svc.Addr.IsValid() {
+		fs.Addr = svc.Addr.String()
+	}
+	switch k := svc.Kind.(type) {
+	case scenarios.Listener:
+		fs.Kind, fs.Queue = "listener", intp(k.Queue)
+		if k.Key != nil {
+			fs.Key = k.Key.String()
+		}
+		fs.Reply, fs.ReplyBase64 = text(k.Reply)
+	case scenarios.Nginx:
+		fs.Kind, fs.Queue = "nginx", intp(k.FastOpen)
+		fs.Body, fs.BodyBase64 = bodyOf(k.Body)
+	case scenarios.NginxConfig:
+		fs.Kind, fs.Config = "nginx", k.Path
+	case scenarios.HAProxy:
+		fs.Kind = "haproxy"
+		if k.NoTFO {
+			no := false
+			fs.TFO = &no
+		}
+		fs.Body, fs.BodyBase64 = bodyOf(k.Body)
+		if be := k.Backend; be != nil {
+			fs.Backend = &Backend{Node: be.Node, Port: be.Port}
+			if be.Resolver.IsValid() {
+				fs.Backend.Resolver = be.Resolver.String()
+			}
+		}
+	case scenarios.HAProxyConfig:
+		fs.Kind, fs.Config = "haproxy", k.Path
+	case scenarios.ScriptedPeer:
+		fs.Kind, fs.Greeting = "scripted", string(k.Greeting)
+		if k.Cookie != nil {
+			fs.Cookie = fmt.Sprintf("%x", k.Cookie)
+		}
+	default:
+		return fs, fmt.Errorf("service kind %T (%s) has no labfile form: add a case to labfile.service (export.go) and its decoding (build.go)", svc.Kind, kindName(svc.Kind))
+	}
+	return fs, nil
+}
+
+func kindName(k interface{ Kind() string }) string {
+	if k == nil {
+		return "nil"
+	}
+	return k.Kind()
+}
+
+// client writes a client; a kind without a case here cannot be
+// exported.
+func client(c scenarios.Client) (Client, error) {
+	fc := Client{Name: c.Name, Node: c.Node, Service: c.Service, Count: c.Connections, Payload: string(c.Payload), Timeout: c.ConnTimeout}
+	switch k := c.Kind.(type) {
+	case scenarios.LabClient:
+		fc.Kind = "lab"
+		switch k.Mode {
+		case tfo.ModeSendto:
+			fc.Mode = "sendto"
+		case tfo.ModeConnect:
+			fc.Mode = "connect"
+		case tfo.ModePlain:
+			fc.Mode = "plain"
+		default:
+			return fc, fmt.Errorf("lab client mode %d", int(k.Mode))
+		}
+	case scenarios.Curl:
+		fc.Kind, fc.Plain = "curl", k.Plain
+	case scenarios.PythonClient:
+		fc.Kind, fc.Script = "python", k.Script
+	default:
+		return fc, fmt.Errorf("client kind %T (%s) has no labfile form: add a case to labfile.client (export.go) and its decoding (build.go)", c.Kind, kindName(c.Kind))
+	}
+	if !utf8.ValidString(fc.Payload) {
+		return fc, fmt.Errorf("client %s: a payload that is not text", c.Name)
+	}
+	return fc, nil
+}
+
+func (e *exporter) middlebox(i int, m scenarios.MiddleboxSpec) (Middlebox, error) {
+	fm := Middlebox{Node: m.Node, Port: m.Port, At: m.When}
+	switch m.Placement {
+	case middlebox.Router:
+	case middlebox.ClientSide:
+		fm.Placement = "client-side"
+	case middlebox.ServerSide:
+		fm.Placement = "server-side"
+	default:
+		return fm, fmt.Errorf("placement %v", m.Placement)
+	}
+	if box, ok := middlebox.ByName(m.Box.Name); ok && box.Description == m.Box.Description {
+		fm.Behaviour = m.Box.Name
+		return fm, nil
+	}
+	// Built in Go (a user's rules, a delay, a scenario's own guard): a
+	// reference to the catalogue's.
+	cat, err := e.catalogue()
+	if err != nil {
+		return fm, fmt.Errorf("%s is no behaviour of the catalogue: %w", m.Box.Name, err)
+	}
+	if i >= len(cat.Middleboxes) || cat.Middleboxes[i].Box.Name != m.Box.Name {
+		return fm, fmt.Errorf("%s is neither a behaviour of the catalogue nor the catalogue scenario's middlebox %d", m.Box.Name, i)
+	}
+	fm.From = &Ref{Scenario: e.ref, Index: i, Name: m.Box.Name}
+	return fm, nil
+}
+
+// quoteControl writes a string with control characters (a greeting's
+// "\r\n") double-quoted with escapes: a block scalar would lose its CRs.
+func quoteControl(s string) ([]byte, error) {
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return []byte(strconv.Quote(s)), nil
+	}
+	return yaml.Marshal(s)
+}
