@@ -4,10 +4,24 @@ import (
 	"path/filepath"
 
 	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
 
 	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/labfile"
+	"github.com/tfolab/tfolab/scenarios"
 )
+
+// viaFile is s written as a scenario file (labfile.ExportAs, ref naming
+// its catalogue entry) and loaded back: the suite runs every catalogue
+// scenario and self-check from its file, so the whole suite proves that
+// the file form runs to the same verdicts.
+func viaFile(s scenarios.Scenario, ref string) scenarios.Scenario {
+	data, err := labfile.ExportAs(s, ref)
+	Expect(err).NotTo(HaveOccurred(), "export %s", ref)
+	loaded, err := labfile.Decode(ref+".yaml", data)
+	Expect(err).NotTo(HaveOccurred(), "load the export of %s:\n%s", ref, data)
+	return loaded
+}
 
 // Scenario files: every lab under examples/labs/ is a failure users report
 // (or a setup the catalogue lacks), written as a file; each must load and

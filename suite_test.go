@@ -17,6 +17,7 @@ import (
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/cost"
 	"github.com/tfolab/tfolab/lab/rules"
+	"github.com/tfolab/tfolab/labfile"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/scenarios"
 	"github.com/tfolab/tfolab/topology"
@@ -198,7 +199,7 @@ func catalogueSpecs() []spec {
 	var out []spec
 	for _, s := range scenarios.Catalogue() {
 		out = append(out, spec{"catalogue " + s.Name + ": " + s.Description, s.Labels, harness.Budget(s), func(ctx SpecContext) {
-			if res := runJudged(ctx, s); !res.Passed() {
+			if res := runJudged(ctx, viaFile(s, s.Name)); !res.Passed() { // run from its scenario file: labfile_test.go
 				Fail(res.FailureReport())
 			}
 		}})
@@ -208,7 +209,7 @@ func catalogueSpecs() []spec {
 	// must reject it.
 	for _, m := range scenarios.Mutants() {
 		out = append(out, spec{"self-check: " + m.Breakage, m.Scenario.Labels, harness.Budget(m.Scenario), func(ctx SpecContext) {
-			selfCheck(ctx, m.Scenario, m.Breakage, m.RejectedBy)
+			selfCheck(ctx, viaFile(m.Scenario, labfile.SelfCheckPrefix+m.Breakage), m.Breakage, m.RejectedBy)
 		}})
 	}
 	return append(out, keepSpec())

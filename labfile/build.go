@@ -330,7 +330,7 @@ func setServiceFields(s Service) []string {
 	}
 	add(s.Queue != nil, "queue")
 	add(s.Key != "", "key")
-	add(s.Reply != "", "reply")
+	add(s.Reply != nil, "reply")
 	add(s.ReplyBase64 != "", "reply-base64")
 	add(s.Body != "", "body")
 	add(s.BodyBase64 != "", "body-base64")
@@ -385,11 +385,18 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 			}
 			l.Key = &k
 		}
-		reply, err := b.bytes(p, "reply", fs.Reply, fs.ReplyBase64)
-		if err != nil {
-			return svc, err
+		if fs.Reply != nil {
+			if fs.ReplyBase64 != "" {
+				return svc, b.errAt(p("reply"), "reply and reply-base64: choose one")
+			}
+			l.Reply = []byte(*fs.Reply)
+		} else if fs.ReplyBase64 != "" {
+			reply, err := b.bytes(p, "reply", "", fs.ReplyBase64)
+			if err != nil {
+				return svc, err
+			}
+			l.Reply = reply
 		}
-		l.Reply = reply
 		svc.Kind = l
 	case "nginx":
 		body, err := b.bytes(p, "body", fs.Body, fs.BodyBase64)
@@ -687,3 +694,11 @@ func (b *builder) catalogue(path []pathElem, name string) (scenarios.Scenario, e
 // SelfCheckPrefix names a self-check in a reference: "self-check: " and
 // its breakage.
 const SelfCheckPrefix = "self-check: "
+
+// Lookup finds a catalogue scenario by name, or a self-check by
+// SelfCheckPrefix and its breakage, freshly built.
+func Lookup(name string) (scenarios.Scenario, bool) {
+	b := builder{}
+	s, err := b.catalogue(nil, name)
+	return s, err == nil
+}

@@ -184,7 +184,13 @@ func service(svc scenarios.Service) (Service, error) {
 		if k.Key != nil {
 			fs.Key = k.Key.String()
 		}
-		fs.Reply, fs.ReplyBase64 = text(k.Reply)
+		if k.Reply != nil {
+			var r string
+			r, fs.ReplyBase64 = text(k.Reply)
+			if fs.ReplyBase64 == "" {
+				fs.Reply = &r
+			}
+		}
 	case scenarios.Nginx:
 		fs.Kind, fs.Queue = "nginx", intp(k.FastOpen)
 		fs.Body, fs.BodyBase64 = bodyOf(k.Body)

@@ -85,10 +85,11 @@ type Service struct {
 	Kind string `yaml:"kind,omitempty"`
 	// listener, nginx (fastopen), haproxy (tfo): the TFO queue.
 	Queue *int `yaml:"queue,omitempty"`
-	// listener: its own TCP_FASTOPEN_KEY and its reply (default: echo;
-	// reply-base64 for bytes that are not text).
+	// listener: its own TCP_FASTOPEN_KEY and its reply (default: echo
+	// the request; "" replies nothing; reply-base64 for bytes that are
+	// not text).
 	Key         string `yaml:"key,omitempty"`
-	Reply       string `yaml:"reply,omitempty"`
+	Reply       *string `yaml:"reply,omitempty"`
 	ReplyBase64 string `yaml:"reply-base64,omitempty"`
 	// nginx, haproxy without config: the body served (default: the
 	// lab's 3000 pseudo-random bytes).

@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/tfolab/tfolab/harness"
@@ -67,4 +68,27 @@ func runFile(args []string) error {
 		return exitError{1, fmt.Errorf("tfolab run: %s: FAIL", s.Name)}
 	}
 	return nil
+}
+
+func init() {
+	register("export", "export NAME", exportScenario)
+}
+
+// exportScenario prints a catalogue scenario (or "self-check: BREAKAGE")
+// as a scenario file: `tfolab export NAME > lab.yaml`, edit, `tfolab run
+// -f lab.yaml`.
+func exportScenario(args []string) error {
+	if len(args) != 1 {
+		return badInput("usage: tfolab export NAME (`tfolab list` shows the catalogue) > lab.yaml")
+	}
+	s, ok := labfile.Lookup(args[0])
+	if !ok {
+		return badInput("tfolab export: no scenario %q (`tfolab list` shows the catalogue; a self-check is %q and its breakage)", args[0], labfile.SelfCheckPrefix)
+	}
+	out, err := labfile.ExportAs(s, args[0])
+	if err != nil {
+		return fmt.Errorf("tfolab export: %w", err)
+	}
+	_, err = os.Stdout.Write(out)
+	return err
 }
