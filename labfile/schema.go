@@ -88,9 +88,9 @@ type Service struct {
 	// listener: its own TCP_FASTOPEN_KEY and its reply (default: echo
 	// the request; "" replies nothing; reply-base64 for bytes that are
 	// not text).
-	Key         string `yaml:"key,omitempty"`
+	Key         string  `yaml:"key,omitempty"`
 	Reply       *string `yaml:"reply,omitempty"`
-	ReplyBase64 string `yaml:"reply-base64,omitempty"`
+	ReplyBase64 string  `yaml:"reply-base64,omitempty"`
 	// nginx, haproxy without config: the body served (default: the
 	// lab's 3000 pseudo-random bytes).
 	Body       string `yaml:"body,omitempty"`
