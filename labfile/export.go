@@ -2,6 +2,7 @@ package labfile
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"reflect"
@@ -89,7 +90,11 @@ func (e *exporter) file(s scenarios.Scenario) (File, error) {
 		f.Clients = append(f.Clients, fc)
 	}
 	for i, m := range s.Middleboxes {
-		fm, err := e.middlebox(i, m)
+		port := m.Port
+		if port == 0 && len(s.Services) > 0 {
+			port = cmp.Or(s.Services[0].Port, scenarios.ServicePort)
+		}
+		fm, err := e.middlebox(i, m, s.Family, middlebox.Params{ServicePort: port, Placement: m.Placement})
 		if err != nil {
 			return f, fmt.Errorf("middlebox %d: %w", i, err)
 		}
@@ -259,7 +264,7 @@ func client(c scenarios.Client) (Client, error) {
 	return fc, nil
 }
 
-func (e *exporter) middlebox(i int, m scenarios.MiddleboxSpec) (Middlebox, error) {
+func (e *exporter) middlebox(i int, m scenarios.MiddleboxSpec, fam topology.Family, params middlebox.Params) (Middlebox, error) {
 	fm := Middlebox{Node: m.Node, Port: m.Port, At: m.When}
 	switch m.Placement {
 	case middlebox.Router:
@@ -270,7 +275,7 @@ func (e *exporter) middlebox(i int, m scenarios.MiddleboxSpec) (Middlebox, error
 	default:
 		return fm, fmt.Errorf("placement %v", m.Placement)
 	}
-	if box, ok := middlebox.ByName(m.Box.Name); ok && box.Description == m.Box.Description {
+	if box, ok := middlebox.ByName(m.Box.Name); ok && sameBehaviour(box, m.Box, fam, params) {
 		fm.Behaviour = m.Box.Name
 		return fm, nil
 	}
@@ -294,4 +299,20 @@ func quoteControl(s string) ([]byte, error) {
 		return []byte(strconv.Quote(s)), nil
 	}
 	return yaml.Marshal(s)
+}
+
+// sameBehaviour reports whether m does what the catalogue's box of its
+// name does: the same description, no installer of its own, and the same
+// rules for the scenario's family and knobs (a self-check that keeps a
+// behaviour's name but empties its rules is not that behaviour).
+func sameBehaviour(box, m middlebox.Middlebox, fam topology.Family, p middlebox.Params) bool {
+	if box.Description != m.Description || (box.Install == nil) != (m.Install == nil) || (box.Rules == nil) != (m.Rules == nil) {
+		return false
+	}
+	if m.Install != nil || m.Rules == nil {
+		return false
+	}
+	want, werr := box.Rules(fam, p)
+	got, gerr := m.Rules(fam, p)
+	return werr == nil && gerr == nil && reflect.DeepEqual(want, got)
 }

@@ -3,10 +3,12 @@ package labfile
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/scenarios"
 )
 
@@ -40,6 +42,18 @@ func sameLab(a, b scenarios.Scenario) string {
 		ma, mb := a.Middleboxes[i], b.Middleboxes[i]
 		if ma.Box.Name != mb.Box.Name || ma.Box.Description != mb.Box.Description || ma.Placement != mb.Placement || ma.Node != mb.Node || ma.Port != mb.Port || ma.When != mb.When {
 			return fmt.Sprintf("middlebox %d: got %s %v %q %d %q, want %s %v %q %d %q", i, mb.Box.Name, mb.Placement, mb.Node, mb.Port, mb.When, ma.Box.Name, ma.Placement, ma.Node, ma.Port, ma.When)
+		}
+		// What the box does, not only its name: the rules it builds.
+		if (ma.Box.Rules == nil) != (mb.Box.Rules == nil) || (ma.Box.Install == nil) != (mb.Box.Install == nil) {
+			return fmt.Sprintf("middlebox %d (%s): rules or installer lost", i, ma.Box.Name)
+		}
+		if ma.Box.Rules != nil {
+			p := middlebox.Params{ServicePort: 7000, Placement: ma.Placement}
+			ra, erra := ma.Box.Rules(a.Family, p)
+			rb, errb := mb.Box.Rules(b.Family, p)
+			if !reflect.DeepEqual(ra, rb) || (erra == nil) != (errb == nil) {
+				return fmt.Sprintf("middlebox %d (%s): its rules differ:\n got %v\nwant %v", i, ma.Box.Name, rb, ra)
+			}
 		}
 	}
 	return ""
