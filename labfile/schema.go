@@ -170,8 +170,14 @@ type Step struct {
 	Wait time.Duration `yaml:"wait,omitempty"`
 	// Sysctl writes node's key (a key rotation mid-timeline).
 	Sysctl *SysctlWrite `yaml:"sysctl,omitempty"`
-	// Rounds repeats Steps, numbering the connections' rounds 1..n.
+	// UntilCounter ends each connection of a connect step as soon as
+	// this counter of the client's node has risen (TCPFastOpenBlackhole:
+	// stop a connection into a hole at its detection).
+	UntilCounter string `yaml:"until-counter,omitempty"`
+	// Rounds repeats Steps, numbering the connections' rounds 1..n;
+	// Repeat repeats them within the current round.
 	Rounds int    `yaml:"rounds,omitempty"`
+	Repeat int    `yaml:"repeat,omitempty"`
 	Steps  []Step `yaml:"steps,omitempty"`
 }
 

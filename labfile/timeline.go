@@ -17,15 +17,17 @@ const timelineSlack = 5 * time.Second
 
 // step is one decoded timeline step.
 type step struct {
-	connect int
-	client  string
-	dial    scenarios.Dial
-	moment  string
-	wait    time.Duration
-	sysctl  *SysctlWrite
-	rounds  int
-	steps   []step
-	timeout time.Duration // a connection's bound, resolved
+	connect      int
+	client       string
+	dial         scenarios.Dial
+	moment       string
+	wait         time.Duration
+	sysctl       *SysctlWrite
+	rounds       int
+	repeat       int
+	steps        []step
+	untilCounter string
+	timeout      time.Duration // a connection's bound, resolved
 }
 
 // timeline turns the file's steps into a scripted timeline and its bound,
@@ -45,20 +47,20 @@ func (b *builder) steps(base []pathElem, fs []Step, s scenarios.Scenario, moment
 	for i, f := range fs {
 		p := func(k ...pathElem) []pathElem { return append(append(slices.Clone(base), i), k...) }
 		var what []string
-		for k, set := range map[string]bool{"connect": f.Connect != 0, "moment": f.Moment != "", "wait": f.Wait != 0, "sysctl": f.Sysctl != nil, "rounds": f.Rounds != 0} {
+		for k, set := range map[string]bool{"connect": f.Connect != 0, "moment": f.Moment != "", "wait": f.Wait != 0, "sysctl": f.Sysctl != nil, "rounds": f.Rounds != 0, "repeat": f.Repeat != 0} {
 			if set {
 				what = append(what, k)
 			}
 		}
 		if len(what) != 1 {
-			return nil, 0, b.errAt(p(), "a timeline step is exactly one of connect, moment, wait, sysctl or rounds (got %s)", cmp.Or(strings.Join(what, ", "), "none"))
+			return nil, 0, b.errAt(p(), "a timeline step is exactly one of connect, moment, wait, sysctl, rounds or repeat (got %s)", cmp.Or(strings.Join(what, ", "), "none"))
 		}
-		connOnly := f.Client != "" || f.Service != "" || f.Port != 0 || f.Label != "" || f.Plain || f.Abort || f.UserTimeout != 0 || f.Payload != "" || f.Timeout != 0
+		connOnly := f.Client != "" || f.Service != "" || f.Port != 0 || f.Label != "" || f.Plain || f.Abort || f.UserTimeout != 0 || f.Payload != "" || f.Timeout != 0 || f.UntilCounter != ""
 		if connOnly && what[0] != "connect" {
-			return nil, 0, b.errAt(p(), "client, service, port, label, plain, abort, user-timeout, payload and timeout belong to a connect step")
+			return nil, 0, b.errAt(p(), "client, service, port, label, plain, abort, user-timeout, payload, timeout and until-counter belong to a connect step")
 		}
-		if len(f.Steps) > 0 && what[0] != "rounds" {
-			return nil, 0, b.errAt(p("steps"), "steps belong to a rounds step")
+		if len(f.Steps) > 0 && what[0] != "rounds" && what[0] != "repeat" {
+			return nil, 0, b.errAt(p("steps"), "steps belong to a rounds or repeat step")
 		}
 		st := step{}
 		switch what[0] {
@@ -86,6 +88,12 @@ func (b *builder) steps(base []pathElem, fs []Step, s scenarios.Scenario, moment
 			if f.Payload != "" {
 				st.dial.Payload = []byte(f.Payload)
 			}
+			if f.UntilCounter != "" {
+				if f.Client != "" && f.Client != cmp.Or(s.Clients[0].Name, "client") {
+					return nil, 0, b.errAt(p("until-counter"), "until-counter watches the first client's node: the connections come from the first client")
+				}
+				st.untilCounter = f.UntilCounter
+			}
 			bound += time.Duration(f.Connect) * st.timeout
 		case "moment":
 			moments[f.Moment] = true
@@ -105,16 +113,17 @@ func (b *builder) steps(base []pathElem, fs []Step, s scenarios.Scenario, moment
 				return nil, 0, b.errAt(p("sysctl", "key"), "sysctl %q: only net.* keys are per network namespace", w.Key)
 			}
 			st.sysctl = w
-		case "rounds":
-			if f.Rounds < 1 || len(f.Steps) == 0 {
-				return nil, 0, b.errAt(p("rounds"), "rounds: want a count of 1 or more and steps")
+		case "rounds", "repeat":
+			n := max(f.Rounds, f.Repeat)
+			if n < 1 || len(f.Steps) == 0 {
+				return nil, 0, b.errAt(p(what[0]), "%s: want a count of 1 or more and steps", what[0])
 			}
 			inner, ib, err := b.steps(p("steps"), f.Steps, s, moments)
 			if err != nil {
 				return nil, 0, err
 			}
-			st.rounds, st.steps = f.Rounds, inner
-			bound += time.Duration(f.Rounds) * ib
+			st.rounds, st.repeat, st.steps = f.Rounds, f.Repeat, inner
+			bound += time.Duration(n) * ib
 		}
 		out = append(out, st)
 	}
@@ -132,7 +141,13 @@ func run(ctx context.Context, env *scenarios.Env, steps []step, round int) error
 			d := st.dial
 			d.Round = round
 			for range st.connect {
-				env.DialFrom(ctx, st.client, d)
+				if st.untilCounter != "" {
+					if err := dialUntilCounter(ctx, env, d, st.untilCounter); err != nil {
+						return err
+					}
+				} else {
+					env.DialFrom(ctx, st.client, d)
+				}
 				if err := ctx.Err(); err != nil {
 					return err
 				}
@@ -159,7 +174,33 @@ func run(ctx context.Context, env *scenarios.Env, steps []step, round int) error
 					return err
 				}
 			}
+		case st.repeat > 0:
+			for range st.repeat {
+				if err := run(ctx, env, st.steps, round); err != nil {
+					return err
+				}
+			}
 		}
+	}
+	return nil
+}
+
+// counterPoll is how often until-counter reads the client's counter.
+const counterPoll = 5 * time.Millisecond
+
+// dialUntilCounter makes one connection and ends it as soon as the first
+// client's node has counted name once more than before it.
+func dialUntilCounter(ctx context.Context, env *scenarios.Env, d scenarios.Dial, name string) error {
+	before, err := env.ClientCounter(name)
+	if err != nil {
+		return fmt.Errorf("timeline: counter %s: %w", name, err)
+	}
+	_, _, err = env.DialUntil(ctx, d, counterPoll, func() (bool, error) {
+		n, err := env.ClientCounter(name)
+		return n > before, err
+	})
+	if err != nil {
+		return fmt.Errorf("timeline: counter %s: %w", name, err)
 	}
 	return nil
 }
