@@ -36,6 +36,8 @@ func TestMalformedFilesNameTheirLine(t *testing.T) {
 		{"two claims in one", "services: [{}]\nclients: [{}]\nexpect:\n  - {no-stall: true, completed: true}\n", 4, "exactly one claim"},
 		{"bad counter bound", "services: [{}]\nclients: [{}]\nexpect:\n  - counters:\n      node: server\n      deltas: {TCPFastOpenPassive: \"lots\"}\n", 6, "TCPFastOpenPassive"},
 		{"unknown diagnosis", "services: [{}]\nclients: [{}]\nexpect:\n  - diagnosis: works\n", 4, `diagnosis "works"`},
+		{"repeat without steps", "services: [{}]\nclients: [{}]\ntimeline:\n  - {connect: 1}\n  - repeat: 3\n", 5, "repeat: want a count"},
+		{"until-counter outside a connect step", "services: [{}]\nclients: [{}]\ntimeline:\n  - {wait: 1s, until-counter: TCPFastOpenBlackhole}\n", 4, "belong to a connect step"},
 		{"timeline step with two actions", "services: [{}]\nclients: [{}]\ntimeline:\n  - {connect: 1, wait: 1s}\n", 4, "exactly one of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
