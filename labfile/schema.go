@@ -192,6 +192,8 @@ type SysctlWrite struct {
 type Expectation struct {
 	// From is an expectation of a catalogue scenario, written in Go.
 	From *Ref `yaml:"from,omitempty"`
+	// Call is a call of an assertions constructor (call.go).
+	Call map[string]any `yaml:"call,omitempty"`
 	// TFOAccepted: the SYN's data was acknowledged by the server's
 	// SYN-ACK on each listed connection (0-based, as the lab numbers
 	// them); TFONotAccepted: it was not (the data came after the

@@ -1,0 +1,343 @@
+package labfile
+
+// Expectations written as calls of the assertions constructors, for what
+// the vocabulary does not say:
+//
+//	expect:
+//	  - call: {Conn: [1, {Dialogue: [client,
+//	      {ClientSYN: [], with: [WithCookie, {WithPayload: [21]}]},
+//	      {ServerSYNACK: [], with: [AckingSYNData]}]}]}
+//
+// A call is a map with one constructor's name and its arguments (a list,
+// or one value), plus `with`: methods to call on the result in order (a
+// Step's WithCookie, WithPayload). Arguments are converted to the
+// parameter's type by reflection: numbers, strings, booleans, durations
+// ("1.5s"), bytes (a string), TFO keys (the sysctl format), named
+// constants by the name their String method gives ("client", "server",
+// "syn retransmitted"), and nested calls.
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/assertions"
+	"github.com/tfolab/tfolab/lab/tfo"
+)
+
+// Constructors are the assertions constructors a file may call, by name.
+// A new constructor is one line here; TestEveryConstructorIsCallable
+// names any exported one that is missing.
+var Constructors = map[string]any{
+	"SavesOneRTT":                      assertions.SavesOneRTT,
+	"PausesFollowSysctl":               assertions.PausesFollowSysctl,
+	"Labelled":                         assertions.Labelled,
+	"PauseLasted":                      assertions.PauseLasted,
+	"Completed":                        assertions.Completed,
+	"Conn":                             assertions.Conn,
+	"EveryConn":                        assertions.EveryConn,
+	"Responded":                        assertions.Responded,
+	"RepliedWith":                      assertions.RepliedWith,
+	"SynDataAcked":                     assertions.SynDataAcked,
+	"ClientFail":                       assertions.ClientFail,
+	"ServerAcceptedSynData":            assertions.ServerAcceptedSynData,
+	"FirstByteAfterSynRetransmissions": assertions.FirstByteAfterSynRetransmissions,
+	"Refused":                          assertions.Refused,
+	"Stalled":                          assertions.Stalled,
+	"HaveIncreasedBy":                  assertions.HaveIncreasedBy,
+	"HaveCounterDeltas":                assertions.HaveCounterDeltas,
+	"CountersOf":                       assertions.CountersOf,
+	"Counter":                          assertions.Counter,
+	"Delta":                            assertions.Delta,
+	"DiagnosedAs":                      assertions.DiagnosedAs,
+	"FilesDiagnosedAs":                 assertions.FilesDiagnosedAs,
+	"ClientSYN":                        assertions.ClientSYN,
+	"ServerSYNACK":                     assertions.ServerSYNACK,
+	"ClientData":                       assertions.ClientData,
+	"ServerData":                       assertions.ServerData,
+	"Dialogue":                         assertions.Dialogue,
+	"NoPacket":                         assertions.NoPacket,
+	"GaveUp":                           assertions.GaveUp,
+	"DetectedAtGiveUp":                 assertions.DetectedAtGiveUp,
+	"DataRetransmittedBeforeDetection": assertions.DataRetransmittedBeforeDetection,
+	"Named":                            assertions.Named,
+	"CookieCached":                     assertions.CookieCached,
+	"SynDropsCached":                   assertions.SynDropsCached,
+	"MiddleboxMatched":                 assertions.MiddleboxMatched,
+	"MiddleboxMatchedAtLeast":          assertions.MiddleboxMatchedAtLeast,
+	"ServedFile":                       assertions.ServedFile,
+	"EveryBackend":                     assertions.EveryBackend,
+	"ProbesAgree":                      assertions.ProbesAgree,
+	"NoStrayTraffic":                   assertions.NoStrayTraffic,
+	"ToolVersion":                      assertions.ToolVersion,
+	"PoolServerAccepted":               assertions.PoolServerAccepted,
+	"ServerTFOChild":                   assertions.ServerTFOChild,
+	"ConnsFrom":                        assertions.ConnsFrom,
+	"LandedOn":                         assertions.LandedOn,
+	"PoolCounterTotal":                 assertions.PoolCounterTotal,
+	"ListenOverflow":                   assertions.ListenOverflow,
+	"CookieCachePerDestination":        assertions.CookieCachePerDestination,
+	"AcceptedIffIssuer":                assertions.AcceptedIffIssuer,
+	"ProbeSaid":                        assertions.ProbeSaid,
+	"ProbeCookie":                      assertions.ProbeCookie,
+	"ProbeReset":                       assertions.ProbeReset,
+}
+
+// NotCallable are exported constructors a file cannot call, and why.
+var NotCallable = map[string]string{
+	"PoolOutcomes":    "takes a key schedule (*tfocookie.Schedule), Go data with no file form yet",
+	"PoolCounters":    "takes a key schedule (*tfocookie.Schedule)",
+	"CookiesIssued":   "takes a key schedule (*tfocookie.Schedule)",
+	"DissectorAgrees": "takes a Go function (a Dissector)",
+}
+
+// callMatcher builds an expectation from a call.
+func callMatcher(v any) (types.GomegaMatcher, error) {
+	r, err := call(v)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := r.Interface().(types.GomegaMatcher)
+	if !ok {
+		return nil, fmt.Errorf("%s is no expectation: wrap it (a ConnCheck in Conn or EveryConn, a Step in Dialogue)", r.Type())
+	}
+	return m, nil
+}
+
+// call evaluates one call: {Name: args, with: [methods]}.
+func call(v any) (reflect.Value, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return reflect.Value{}, fmt.Errorf("a call is a map {Constructor: [arguments]}, got %v", v)
+	}
+	var name string
+	for k := range m {
+		if k != "with" {
+			if name != "" {
+				return reflect.Value{}, fmt.Errorf("a call names one constructor, got %s and %s", name, k)
+			}
+			name = k
+		}
+	}
+	fn, ok := Constructors[name]
+	if !ok {
+		if why, no := NotCallable[name]; no {
+			return reflect.Value{}, fmt.Errorf("%s cannot be called from a file: it %s", name, why)
+		}
+		return reflect.Value{}, fmt.Errorf("no constructor %q (labfile.Constructors lists them)", name)
+	}
+	out, err := apply(name, reflect.ValueOf(fn), m[name])
+	if err != nil {
+		return out, err
+	}
+	with, _ := m["with"].([]any)
+	if m["with"] != nil && with == nil {
+		return out, fmt.Errorf("%s: with is a list of methods", name)
+	}
+	for _, w := range with {
+		method, args := "", any(nil)
+		switch x := w.(type) {
+		case string:
+			method = x
+		case map[string]any:
+			if len(x) != 1 {
+				return out, fmt.Errorf("%s: a method call is one {Method: [arguments]}", name)
+			}
+			for k, a := range x {
+				method, args = k, a
+			}
+		default:
+			return out, fmt.Errorf("%s: a method is a name or {Method: [arguments]}, got %v", name, w)
+		}
+		mv := out.MethodByName(method)
+		if !mv.IsValid() {
+			return out, fmt.Errorf("%s has no method %s", out.Type(), method)
+		}
+		if out, err = apply(name+"."+method, mv, args); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// apply calls fn with args (a list, one value, or nothing) converted to
+// its parameters.
+func apply(name string, fn reflect.Value, args any) (reflect.Value, error) {
+	var list []any
+	switch a := args.(type) {
+	case nil:
+	case []any:
+		list = a
+	default:
+		list = []any{a}
+	}
+	t := fn.Type()
+	n := t.NumIn()
+	if (!t.IsVariadic() && len(list) != n) || (t.IsVariadic() && len(list) < n-1) {
+		return reflect.Value{}, fmt.Errorf("%s takes %d arguments (%s), got %d", name, n, params(t), len(list))
+	}
+	in := make([]reflect.Value, len(list))
+	for i, a := range list {
+		pt := t.In(min(i, n-1))
+		if t.IsVariadic() && i >= n-1 {
+			pt = pt.Elem()
+		}
+		v, err := convert(a, pt)
+		if err != nil {
+			return reflect.Value{}, fmt.Errorf("%s argument %d: %w", name, i+1, err)
+		}
+		in[i] = v
+	}
+	out := fn.Call(in)
+	if len(out) != 1 {
+		return reflect.Value{}, fmt.Errorf("%s returns %d values", name, len(out))
+	}
+	return out[0], nil
+}
+
+func params(t reflect.Type) string {
+	var out []string
+	for i := range t.NumIn() {
+		s := t.In(i).String()
+		if t.IsVariadic() && i == t.NumIn()-1 {
+			s = "..." + t.In(i).Elem().String()
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ", ")
+}
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	keyType      = reflect.TypeFor[tfo.Key]()
+	bytesType    = reflect.TypeFor[[]byte]()
+)
+
+// convert turns a decoded YAML value into a value of type t.
+func convert(a any, t reflect.Type) (reflect.Value, error) {
+	if m, ok := a.(map[string]any); ok {
+		v, err := call(m)
+		if err != nil {
+			return v, err
+		}
+		if !v.Type().AssignableTo(t) {
+			return v, fmt.Errorf("a %s where a %s goes", v.Type(), t)
+		}
+		return v.Convert(t), nil
+	}
+	switch t {
+	case durationType:
+		s, ok := a.(string)
+		if !ok {
+			return reflect.Value{}, fmt.Errorf("want a duration such as \"1.5s\", got %v", a)
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return reflect.Value{}, err
+		}
+		return reflect.ValueOf(d), nil
+	case keyType:
+		s, _ := a.(string)
+		k, err := tfo.ParseKey(s)
+		if err != nil {
+			return reflect.Value{}, err
+		}
+		return reflect.ValueOf(k), nil
+	case bytesType:
+		s, ok := a.(string)
+		if !ok {
+			return reflect.Value{}, fmt.Errorf("want a string, got %v", a)
+		}
+		return reflect.ValueOf([]byte(s)), nil
+	}
+	v := reflect.New(t).Elem()
+	switch t.Kind() {
+	case reflect.Bool:
+		b, ok := a.(bool)
+		if !ok {
+			return v, fmt.Errorf("want true or false, got %v", a)
+		}
+		v.SetBool(b)
+	case reflect.String:
+		s, ok := a.(string)
+		if !ok {
+			return v, fmt.Errorf("want a string, got %v", a)
+		}
+		v.SetString(s)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if s, ok := a.(string); ok {
+			return named(s, t)
+		}
+		n, ok := integer(a)
+		if !ok || v.OverflowInt(n) {
+			return v, fmt.Errorf("want an integer for %s, got %v", t, a)
+		}
+		v.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if s, ok := a.(string); ok {
+			return named(s, t)
+		}
+		n, ok := integer(a)
+		if !ok || n < 0 || v.OverflowUint(uint64(n)) {
+			return v, fmt.Errorf("want a non-negative integer for %s, got %v", t, a)
+		}
+		v.SetUint(uint64(n))
+	case reflect.Slice:
+		list, ok := a.([]any)
+		if !ok {
+			return v, fmt.Errorf("want a list for %s, got %v", t, a)
+		}
+		for i, x := range list {
+			e, err := convert(x, t.Elem())
+			if err != nil {
+				return v, fmt.Errorf("item %d: %w", i+1, err)
+			}
+			v = reflect.Append(v, e)
+		}
+	default:
+		return v, fmt.Errorf("a %s has no file form", t)
+	}
+	return v, nil
+}
+
+func integer(a any) (int64, bool) {
+	switch n := a.(type) {
+	case int:
+		return int64(n), true
+	case int64:
+		return n, true
+	case uint64:
+		return int64(n), n <= 1<<63-1
+	case float64:
+		return int64(n), float64(int64(n)) == n
+	}
+	return 0, false
+}
+
+// named is the constant of integer type t whose String method says s
+// ("client", "server", "syn retransmitted").
+func named(s string, t reflect.Type) (reflect.Value, error) {
+	if !t.Implements(reflect.TypeFor[fmt.Stringer]()) {
+		return reflect.Value{}, fmt.Errorf("want a number for %s, got %q", t, s)
+	}
+	var names []string
+	for i := range 256 {
+		v := reflect.New(t).Elem()
+		if t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64 {
+			v.SetUint(uint64(i))
+		} else {
+			v.SetInt(int64(i))
+		}
+		name := v.Interface().(fmt.Stringer).String()
+		if name == s {
+			return v, nil
+		}
+		if !slices.Contains(names, name) && !strings.Contains(name, "(") {
+			names = append(names, name)
+		}
+	}
+	return reflect.Value{}, fmt.Errorf("no %s named %q (%s)", t, s, strings.Join(names, ", "))
+}
