@@ -145,10 +145,12 @@ touches the host's own network. Commands that build labs need root.`,
 // ran (an unknown command or flag, a wrong number of arguments, a flag
 // group broken) is bad input, as one line naming it and a hint.
 func execute(root *cobra.Command, args []string) error {
+	// cobra adds these two when it executes; added now, their RunE are
+	// marked as every other command's, and the list below has them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd(args...)
 	if len(args) == 0 {
 		// No command: the list of them, as bad input.
-		root.InitDefaultHelpCmd()
-		root.InitDefaultCompletionCmd()
 		fmt.Fprint(root.ErrOrStderr(), root.UsageString())
 		return exitError{exitBadInput, errors.New("tfolab: no command given; see `tfolab --help`")}
 	}
