@@ -15,6 +15,17 @@ import (
 	"github.com/tfolab/tfolab/scenarios"
 )
 
+// TestMain runs the test binary as the command line itself when
+// asCLI is set: how bash calls it in TestBashCompletesScenarioNames.
+func TestMain(m *testing.M) {
+	if os.Getenv(asCLI) == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+const asCLI = "TFOLAB_TEST_AS_CLI"
+
 // tfolab runs the command line args as a user would, without a lab or
 // root, and returns what it wrote (stdout and stderr) and its exit code.
 func tfolab(t *testing.T, args ...string) (string, int) {
@@ -293,5 +304,53 @@ func TestSingleDashLongFlags(t *testing.T) {
 	out, code := tfolab(t, "key", "-sysctl-d")
 	if code != exitPass || !strings.HasPrefix(out, "net.ipv4.tcp_fastopen_key = ") {
 		t.Errorf("key -sysctl-d: exit %d, %q", code, out)
+	}
+}
+
+// bash itself, with the script `tfolab completion bash` prints, completes
+// `tfolab run baseline/routed/ipv6/s` to the catalogue's three names. The
+// bash-completion package's _get_comp_words_by_ref is stubbed: the test
+// needs bash only.
+func TestBashCompletesScenarioNames(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	wrapper := "#!/bin/sh\n" + asCLI + "=1 exec '" + self + "' \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "tfolab"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script, code := tfolab(t, "completion", "bash")
+	if code != exitPass {
+		t.Fatalf("completion bash: exit %d", code)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tfolab.bash"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const line = "tfolab run baseline/routed/ipv6/s"
+	cmd := exec.Command(bash, "-c", `
+_get_comp_words_by_ref() { cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; }
+source "$1"
+COMP_LINE=$2; COMP_POINT=${#COMP_LINE}; COMP_WORDS=($COMP_LINE); COMP_CWORD=2; COMP_TYPE=9
+__start_tfolab tfolab "${COMP_WORDS[2]}" tfolab 2>/dev/null
+printf '%s\n' "${COMPREPLY[@]}"`, "bash", filepath.Join(dir, "tfolab.bash"), line)
+	cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	got := strings.Fields(string(out))
+	want := []string{
+		"baseline/routed/ipv6/sendto/cookie-then-data",
+		"baseline/routed/ipv6/sendto/server-tfo-off",
+		"baseline/routed/ipv6/sendto/no-cookie",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("bash completes %q to %q, want %q", line, got, want)
 	}
 }
