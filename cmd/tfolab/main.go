@@ -5,7 +5,7 @@
 //
 // Each command lives in a file of its own as a func newXCmd() *cobra.Command
 // that newRootCmd adds. Every command shares one set of exit codes
-// (exitPass, exitFailed, exitBadInput), set in one place: run.
+// (exitPass, exitFailed, exitBadInput), told apart in one place: execute.
 package main
 
 import (
