@@ -317,6 +317,7 @@ var _ = Describe("diagnose reproducers", Label("diagnose", "firewall"), func() {
 	want := map[string]firewall.Kind{
 		"drop-syn-data":             firewall.RTO,
 		"reset-syn-data":            firewall.Refused,
+		"reject-syn-data":           firewall.Refused,
 		"drop-cookie-request":       firewall.RTO,
 		"strip-tfo-option":          firewall.Lost,
 		"drop-tfo-synack":           firewall.Stall,

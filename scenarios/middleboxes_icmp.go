@@ -1,7 +1,9 @@
 package scenarios
 
 import (
+	"context"
 	"strings"
+	"time"
 
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/diagnose"
@@ -45,6 +47,14 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 		FailedWith(rejectErrno(fam), lab.InitialRTO),
 		SynDataAcked(false),
 	}
+	// After the RTO a plain connection: the path is open to SYNs without
+	// data, and the captures go on past the second the kernel would have
+	// waited to retransmit: no retransmission of the refused SYNs came.
+	s.Timeline = thenPlainAfterRTO
+	s.Timeout = 3*DefaultConnTimeout + lab.InitialRTO + DefaultConnTimeout
+	plain := Conn(3,
+		Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload(), ServerSYNACK().WithoutFastOpen()),
+		Responded())
 	var icmp []CounterDelta
 	if fam == topology.IPv4 {
 		// /proc/net/snmp's Icmp line; IPv6 counts in snmp6, which the lab
@@ -52,14 +62,33 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 		icmp = []CounterDelta{Delta("Icmp.InDestUnreachs", 2)}
 	}
 	s.Expect = threeConns(cookieLearned(), rejected,
+		plain,
 		MiddleboxMatched(2),
 		clientTFO(0, 0, 0, icmp...),
 		serverTFO(0, 1),
 		CookieCached(topology.Client, true))
-	// A TCP capture shows data SYNs that got no TCP answer and were given
-	// up before any retransmission: the ICMP error is what dropped them.
+	// A TCP capture shows data SYNs that got no TCP answer and were never
+	// retransmitted though the capture went on past the RTO: the ICMP
+	// error (not in a TCP capture) is what dropped them.
 	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
 	return s
+}
+
+// thenPlainAfterRTO is the sequential timeline, then, once the first
+// SYN retransmission timeout has passed, one plain connection.
+func thenPlainAfterRTO(ctx context.Context, env *Env) error {
+	if err := Sequential(ctx, env); err != nil {
+		return err
+	}
+	t := time.NewTimer(lab.InitialRTO + 250*time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	env.Dial(ctx, Dial{Label: "plain-after-rto", Plain: true, Timeout: DefaultConnTimeout})
+	return ctx.Err()
 }
 
 // lowMTUPayload is a request too big for a LowMTUBytes hop when it rides
