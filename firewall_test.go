@@ -279,9 +279,9 @@ func firewallMutants() ([]scenarios.Mutant, error) {
 		use(p)
 	}
 
-	wrongPort := exampleInput("reject-syn-data", "v4.rules")
+	wrongPort := exampleInput("reset-syn-data", "v4.rules")
 	wrongPort.Port = scenarios.ServicePort + 1
-	mutant(fmt.Sprintf("reject-syn-data (rules for port %d) checked with PORT=%d: its rules guard nothing the lab sends, so its refused verdict must not hold", scenarios.ServicePort, scenarios.ServicePort+1),
+	mutant(fmt.Sprintf("reset-syn-data (rules for port %d) checked with PORT=%d: its rules guard nothing the lab sends, so its refused verdict must not hold", scenarios.ServicePort, scenarios.ServicePort+1),
 		wrongPort, v4change, firewall.Refused, nil)
 	edited("stateful", "v6.rules", func(s string) string {
 		return strings.Replace(s, "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n", "", 1)
@@ -316,6 +316,7 @@ var _ = Describe("diagnose reproducers", Label("diagnose", "firewall"), func() {
 	// diagnose names for that middlebox, on the path below.
 	want := map[string]firewall.Kind{
 		"drop-syn-data":             firewall.RTO,
+		"reset-syn-data":            firewall.Refused,
 		"reject-syn-data":           firewall.Refused,
 		"drop-cookie-request":       firewall.RTO,
 		"strip-tfo-option":          firewall.Lost,

@@ -542,6 +542,8 @@ func (c *conn) classify() outcome {
 		} else {
 			o.kind, o.ev = KindRefused, c.ev(c.evFirst, c.evRST)
 		}
+	case givenUp(c):
+		o.kind, o.ev = KindGivenUp, c.ev(c.evFirst)
 	case c.nSynack == 0 && c.endedBy == "capture end" && c.endT.Sub(c.lastSYNt) < unfinishedWithin && !c.gaveUp:
 		o.kind, o.ev = KindUnfinished, c.ev(c.evFirst)
 	case c.nSynack == 0:

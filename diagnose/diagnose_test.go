@@ -149,7 +149,7 @@ func TestSynDataReset(t *testing.T) {
 	s.flow(bumpPort(cli, 1), srv, 600).syn(time.Second, ptr(tfoOpt(cookieA, false)), 19).rst(time.Second + rtt)
 	rep := run(t, s.write(t, t.TempDir(), "c.pcap", capOpts{}))
 	r := wantVerdict(t, rep, srv, SynDataDropped)
-	if r.Reproduce.Middlebox != "reject-syn-data" || !strings.Contains(r.Reproduce.Rules, "REJECT --reject-with tcp-reset") {
+	if r.Reproduce.Middlebox != "reset-syn-data" || !strings.Contains(r.Reproduce.Rules, "REJECT --reject-with tcp-reset") {
 		t.Errorf("reproducer %+v", r.Reproduce)
 	}
 	if !strings.Contains(r.Reason, "RST") {

@@ -38,8 +38,9 @@ var Scenarios = map[string][2]string{
 	string(ServerNoTFO):                  {"baseline/routed/ipv4/sendto/server-tfo-off", "baseline/routed/ipv6/sendto/server-tfo-off"},
 	"server-no-tfo/part-of-pool":         {"pool/probe/server-tfo-off/n3/ipv4", ""},
 	string(SynDataDropped):               {"middlebox/drop-syn-data/router/ipv4/sendto", "middlebox/drop-syn-data/router/ipv6/sendto"},
-	"syn-data-dropped/reset":             {"middlebox/reject-syn-data/router/ipv4/sendto", "middlebox/reject-syn-data/router/ipv6/sendto"},
+	"syn-data-dropped/reset":             {"middlebox/reset-syn-data/router/ipv4/sendto", "middlebox/reset-syn-data/router/ipv6/sendto"},
 	"syn-data-dropped/option":            {"middlebox/drop-cookie-request/router/ipv4/sendto", "middlebox/drop-cookie-request/router/ipv6/sendto"},
+	"syn-data-dropped/icmp":              {"middlebox/reject-syn-data/router/ipv4/sendto", "middlebox/reject-syn-data/router/ipv6/sendto"},
 	string(OptionStripped):               {"middlebox/strip-tfo-option/router/ipv4/sendto", "middlebox/strip-tfo-option/router/ipv6/sendto"},
 	string(SynackLost):                   {"middlebox/drop-tfo-synack/router/ipv4/sendto", "middlebox/drop-tfo-synack/router/ipv6/sendto"},
 	string(DataBlackholed):               {"middlebox/blackhole-after-handshake/router/ipv4/sendto", "middlebox/blackhole-after-handshake/router/ipv6/sendto"},
@@ -54,8 +55,9 @@ var Scenarios = map[string][2]string{
 // firewallOf names the lab middlebox behind each firewall case.
 var firewallOf = map[string]string{
 	string(SynDataDropped):    "drop-syn-data",
-	"syn-data-dropped/reset":  "reject-syn-data",
+	"syn-data-dropped/reset":  "reset-syn-data",
 	"syn-data-dropped/option": "drop-cookie-request",
+	"syn-data-dropped/icmp":   "reject-syn-data",
 	string(OptionStripped):    "strip-tfo-option",
 	string(SynackLost):        "drop-tfo-synack",
 	string(DataBlackholed):    "blackhole-after-handshake",
@@ -134,8 +136,14 @@ func middleboxRules(name string, v6 bool, port uint16) []ruleSpec {
 	switch name {
 	case "drop-syn-data":
 		return []ruleSpec{{"filter", "FORWARD", with("-m", "bpf", "--bytecode", bpf, "-j", "DROP")}}
-	case "reject-syn-data":
+	case "reset-syn-data":
 		return []ruleSpec{{"filter", "FORWARD", with("-m", "bpf", "--bytecode", bpf, "-j", "REJECT", "--reject-with", "tcp-reset")}}
+	case "reject-syn-data":
+		icmp := "icmp-admin-prohibited"
+		if v6 {
+			icmp = "icmp6-adm-prohibited"
+		}
+		return []ruleSpec{{"filter", "FORWARD", with("-m", "bpf", "--bytecode", bpf, "-j", "REJECT", "--reject-with", icmp)}}
 	case "strip-tfo-option":
 		return []ruleSpec{{"mangle", "FORWARD", with("-j", "TCPOPTSTRIP", "--strip-options", "34,254")}}
 	case "drop-cookie-request":

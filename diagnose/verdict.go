@@ -43,6 +43,7 @@ const (
 	KindCookieNotOffered              // server side: plain SYN from a client this server gave a cookie
 	KindUnfinished                    // unanswered SYN less than an RTO before the capture ended
 	KindCookieReasked                 // cookie request, granted, from a client the server had already given one (same SYN)
+	KindGivenUp                       // data SYN never answered nor retransmitted though the capture went on past its RTO: dropped at once (an ICMP error)
 
 	// After the handshake (post.go): what became of a TFO connection's
 	// data. These refine a connection already counted by its handshake
@@ -58,7 +59,7 @@ var kindNames = [numKinds]string{
 	"no-cookie", "fallback", "option-dropped", "dropped", "reset", "stripped", "refused-no-option",
 	"stripped-suspect", "refused-by-server", "rejected", "refused-same-cookie", "no-cookie-refused",
 	"stalled-tfo", "synack-unacked", "synack-lost", "stalled-plain", "refused", "one-direction",
-	"cookie-not-offered", "unfinished", "cookie-reasked", "server-data-lost", "client-data-lost", "no-answer",
+	"cookie-not-offered", "unfinished", "cookie-reasked", "given-up", "server-data-lost", "client-data-lost", "no-answer",
 }
 
 func (k Kind) String() string {
@@ -454,9 +455,12 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	saidOff := g.dataBlackholed(problem, &notes)
 
 	// syn-data-dropped
-	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset, KindCookieNotOffered); n > 0 {
-		f := finding{verdict: SynDataDropped, kinds: []Kind{KindDropped, KindFallback, KindReset, KindOptionDropped, KindCookieNotOffered}, n: n}
+	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset, KindCookieNotOffered, KindGivenUp); n > 0 {
+		f := finding{verdict: SynDataDropped, kinds: []Kind{KindDropped, KindFallback, KindReset, KindGivenUp, KindOptionDropped, KindCookieNotOffered}, n: n}
 		switch {
+		case g.counts[KindGivenUp] > 0 && g.counts[KindGivenUp] >= g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset):
+			f.reason = givenUpReason(g.counts[KindGivenUp])
+			f.variant = "icmp"
 		case g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset) == 0:
 			f.reason = fmt.Sprintf("clients this server had given a cookie came back with %s carrying neither the cookie nor data: seen from the server, that is a Linux client's plain retransmission after its data SYN was lost upstream (or a TFO pause on the client, or an application there that does not use TFO; a client-side capture tells)", plural(n, "SYN", "SYNs"))
 		case g.counts[KindDropped] > 0:
@@ -541,7 +545,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		var parts []string
 		switch nc := g.counts[KindNoCookie]; {
 		case nc > 0 && works == 0:
-			parts = append(parts, fmt.Sprintf("%s answered without a cookie (%s): TFO is off on the server (or a middlebox strips the option on the way in)", plural(nc, "cookie request was", "cookie requests were"), forms))
+			parts = append(parts, fmt.Sprintf("%s answered without a cookie (%s): TFO is off on the server (or a middlebox strips the option on the way in, or the server accepts data without a cookie, tcp_fastopen 0x200, and since Linux 5.15 hands none out)", plural(nc, "cookie request was", "cookie requests were"), forms))
 		case nc > 0:
 			parts = append(parts, fmt.Sprintf("%s answered without a cookie while %d TFO exchanges worked: part of the servers behind this address have TFO off", plural(nc, "cookie request was", "cookie requests were"), works))
 			f.variant = "part-of-pool"
@@ -568,7 +572,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	// client-no-tfo although the server works: the same client asked
 	// again and again for a cookie it had been given, and never sent data.
 	reasked := g.counts[KindCookieReasked]
-	dataSYNs := g.sum(KindAccepted, KindAcceptedNoCookie, KindFallback, KindDropped, KindReset, KindStripped, KindRefusedNoOption,
+	dataSYNs := g.sum(KindAccepted, KindAcceptedNoCookie, KindFallback, KindDropped, KindReset, KindGivenUp, KindStripped, KindRefusedNoOption,
 		KindStrippedSuspect, KindRefusedByServer, KindRejected, KindRefusedSameCookie, KindNoCookieRefused)
 	neverData := reasked >= 2 && dataSYNs == 0
 	if neverData {

@@ -219,6 +219,7 @@ func Classify(obs *observation.Observation, v Variant) Finding {
 		f.judgeDetection(obs)
 	}
 	f.servedUnseen(obs)
+	f.refusedHow(obs)
 	f.Rules, f.NoMatch = ruleHits(obs)
 	f.Baseline = baseline
 	f.settle(obs)
@@ -437,6 +438,9 @@ func connFact(obs *observation.Observation, i int, cookieSeen bool) ConnFact {
 		if !c.Stalled {
 			fact.Note = c.Error
 		}
+	case tooBig(syns):
+		fact.Outcome = Lost
+		fact.Note = tooBigNote(syns)
 	case fact.SynRetrans > 0:
 		fact.Outcome = RTO
 	case len(syns) > 0 && syns[0].FastOpen != nil && syns[0].FastOpen.IsRequest() && syns[0].Length == 0:

@@ -230,7 +230,7 @@ func (b *builder) topology(f File) (topology.Spec, error) {
 					return spec, err
 				}
 			}
-			node.Routes = append(node.Routes, topology.Route{Dst: dst, Via: r.Via})
+			node.Routes = append(node.Routes, topology.Route{Dst: dst, Via: r.Via, FastOpenNoCookie: r.FastOpenNoCookie})
 		}
 		spec.Nodes = append(spec.Nodes, node)
 	}
@@ -315,7 +315,7 @@ func mapKeysS[V any](m map[string]V) func(func(string) bool) {
 // serviceFields are the keys each service kind takes beyond name, node,
 // addr, port and kind.
 var serviceFields = map[string][]string{
-	"listener": {"queue", "key", "reply", "reply-base64"},
+	"listener": {"queue", "key", "reply", "reply-base64", "no-cookie"},
 	"nginx":    {"queue", "config", "body", "body-base64"},
 	"haproxy":  {"config", "tfo", "backend", "body", "body-base64"},
 	"scripted": {"greeting", "cookie"},
@@ -329,6 +329,7 @@ func setServiceFields(s Service) []string {
 		}
 	}
 	add(s.Queue != nil, "queue")
+	add(s.NoCookie, "no-cookie")
 	add(s.Key != "", "key")
 	add(s.Reply != nil, "reply")
 	add(s.ReplyBase64 != "", "reply-base64")
@@ -377,6 +378,13 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 	}
 	switch kind {
 	case "listener":
+		if fs.NoCookie {
+			if fs.Key != "" || fs.Reply != nil || fs.ReplyBase64 != "" {
+				return svc, b.errAt(p("no-cookie"), "a no-cookie listener takes only a queue")
+			}
+			svc.Kind = scenarios.NoCookieListener{Queue: queue}
+			break
+		}
 		l := scenarios.Listener{Queue: queue}
 		if fs.Key != "" {
 			k, err := tfo.ParseKey(fs.Key)
@@ -491,7 +499,7 @@ func defaultServiceNode(nodes map[string]bool) string {
 }
 
 var clientFields = map[string][]string{
-	"lab":    {"mode"},
+	"lab":    {"mode", "no-cookie"},
 	"curl":   {"plain"},
 	"python": {"script"},
 }
@@ -519,8 +527,8 @@ func (b *builder) client(i int, fc Client, f File, services []scenarios.Service)
 	if !ok {
 		return c, b.errAt(p("kind"), "client kind %q: want lab, curl or python", fc.Kind)
 	}
-	set := map[string]bool{"mode": fc.Mode != "", "plain": fc.Plain, "script": fc.Script != ""}
-	for _, k := range []string{"mode", "plain", "script"} {
+	set := map[string]bool{"mode": fc.Mode != "", "plain": fc.Plain, "script": fc.Script != "", "no-cookie": fc.NoCookie}
+	for _, k := range []string{"mode", "plain", "script", "no-cookie"} {
 		if set[k] && !slices.Contains(allowed, k) {
 			return c, b.errAt(p(k), "%q does not apply to a %s client", k, kind)
 		}
@@ -532,6 +540,9 @@ func (b *builder) client(i int, fc Client, f File, services []scenarios.Service)
 			return c, b.errAt(p("mode"), "mode %q: want sendto, connect or plain", fc.Mode)
 		}
 		c.Kind = scenarios.LabClient{Mode: m}
+		if fc.NoCookie {
+			c.Kind = scenarios.NoCookieLabClient{Mode: m}
+		}
 	case "curl":
 		c.Kind = scenarios.Curl{Plain: fc.Plain}
 	case "python":

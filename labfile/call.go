@@ -47,6 +47,7 @@ var Constructors = map[string]any{
 	"FirstByteAfterSynRetransmissions": assertions.FirstByteAfterSynRetransmissions,
 	"Refused":                          assertions.Refused,
 	"Stalled":                          assertions.Stalled,
+	"FailedWith":                       assertions.FailedWith,
 	"HaveIncreasedBy":                  assertions.HaveIncreasedBy,
 	"HaveCounterDeltas":                assertions.HaveCounterDeltas,
 	"CountersOf":                       assertions.CountersOf,

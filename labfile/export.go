@@ -146,7 +146,7 @@ func (e *exporter) topology(f *File, t topology.Spec) {
 			fn.Loopback = append(fn.Loopback, a.String())
 		}
 		for _, r := range n.Routes {
-			fn.Routes = append(fn.Routes, Route{Dst: r.Dst.String(), Via: r.Via})
+			fn.Routes = append(fn.Routes, Route{Dst: r.Dst.String(), Via: r.Via, FastOpenNoCookie: r.FastOpenNoCookie})
 		}
 		f.Nodes = append(f.Nodes, fn)
 	}
@@ -196,6 +196,8 @@ func service(svc scenarios.Service) (Service, error) {
 				fs.Reply = &r
 			}
 		}
+	case scenarios.NoCookieListener:
+		fs.Kind, fs.Queue, fs.NoCookie = "listener", intp(k.Queue), true
 	case scenarios.Nginx:
 		fs.Kind, fs.Queue = "nginx", intp(k.FastOpen)
 		fs.Body, fs.BodyBase64 = bodyOf(k.Body)
@@ -239,9 +241,16 @@ func kindName(k interface{ Kind() string }) string {
 func client(c scenarios.Client) (Client, error) {
 	fc := Client{Name: c.Name, Node: c.Node, Service: c.Service, Count: c.Connections, Payload: string(c.Payload), Timeout: c.ConnTimeout}
 	switch k := c.Kind.(type) {
-	case scenarios.LabClient:
+	case scenarios.LabClient, scenarios.NoCookieLabClient:
 		fc.Kind = "lab"
-		switch k.Mode {
+		mode := tfo.Mode(0)
+		switch k := k.(type) {
+		case scenarios.LabClient:
+			mode = k.Mode
+		case scenarios.NoCookieLabClient:
+			mode, fc.NoCookie = k.Mode, true
+		}
+		switch mode {
 		case tfo.ModeSendto:
 			fc.Mode = "sendto"
 		case tfo.ModeConnect:
@@ -249,7 +258,7 @@ func client(c scenarios.Client) (Client, error) {
 		case tfo.ModePlain:
 			fc.Mode = "plain"
 		default:
-			return fc, fmt.Errorf("lab client mode %d", int(k.Mode))
+			return fc, fmt.Errorf("lab client mode %d", int(mode))
 		}
 	case scenarios.Curl:
 		fc.Kind, fc.Plain = "curl", k.Plain

@@ -74,6 +74,9 @@ type Node struct {
 type Route struct {
 	Dst string   `yaml:"dst,omitempty"`
 	Via []string `yaml:"via,omitempty"`
+	// FastOpenNoCookie sets the route's fastopen_no_cookie metric: TFO
+	// without a cookie to and from Dst.
+	FastOpenNoCookie bool `yaml:"fastopen-no-cookie,omitempty"`
 }
 
 // Service is a server: kind listener, nginx, haproxy or scripted.
@@ -85,6 +88,8 @@ type Service struct {
 	Kind string `yaml:"kind,omitempty"`
 	// listener, nginx (fastopen), haproxy (tfo): the TFO queue.
 	Queue *int `yaml:"queue,omitempty"`
+	// listener: TCP_FASTOPEN_NO_COOKIE on the listening socket.
+	NoCookie bool `yaml:"no-cookie,omitempty"`
 	// listener: its own TCP_FASTOPEN_KEY and its reply (default: echo
 	// the request; "" replies nothing; reply-base64 for bytes that are
 	// not text).
@@ -118,16 +123,18 @@ type Backend struct {
 // Client is a client: kind lab (mode sendto, connect or plain), curl or
 // python.
 type Client struct {
-	Name    string        `yaml:"name,omitempty"`
-	Node    string        `yaml:"node,omitempty"`
-	Kind    string        `yaml:"kind,omitempty"`
-	Mode    string        `yaml:"mode,omitempty"`
-	Plain   bool          `yaml:"plain,omitempty"`
-	Script  string        `yaml:"script,omitempty"`
-	Service string        `yaml:"service,omitempty"`
-	Count   int           `yaml:"count,omitempty"`
-	Payload string        `yaml:"payload,omitempty"`
-	Timeout time.Duration `yaml:"timeout,omitempty"`
+	Name string `yaml:"name,omitempty"`
+	Node string `yaml:"node,omitempty"`
+	Kind string `yaml:"kind,omitempty"`
+	Mode string `yaml:"mode,omitempty"`
+	// NoCookie sets TCP_FASTOPEN_NO_COOKIE on a lab client's socket.
+	NoCookie bool          `yaml:"no-cookie,omitempty"`
+	Plain    bool          `yaml:"plain,omitempty"`
+	Script   string        `yaml:"script,omitempty"`
+	Service  string        `yaml:"service,omitempty"`
+	Count    int           `yaml:"count,omitempty"`
+	Payload  string        `yaml:"payload,omitempty"`
+	Timeout  time.Duration `yaml:"timeout,omitempty"`
 }
 
 // Middlebox is a behaviour of the catalogue by name, or the user's own

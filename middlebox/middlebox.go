@@ -270,9 +270,9 @@ var DropSynData = Middlebox{
 	}),
 }
 
-// RejectSynData: see its Description.
-var RejectSynData = Middlebox{
-	Name: "reject-syn-data",
+// ResetSynData: see its Description.
+var ResetSynData = Middlebox{
+	Name: "reset-syn-data",
 	Description: "Like drop-syn-data, but answers a SYN with payload with a TCP RST " +
 		"(REJECT --reject-with tcp-reset) instead of silently dropping it.",
 	Rules: builder(func(s spec) []Rule {
@@ -375,7 +375,7 @@ var DropSynAckData = Middlebox{
 }
 
 // catalogue is the registry, in a stable order.
-var catalogue = []Middlebox{DropSynData, RejectSynData, StripTFOOption, DropCookieRequest, DropTFOSynAck, BlackholeAfterHandshake, DropTFOReplies, DropSynAckData, DropTFOClientData, DropTFOServerDataAndFIN}
+var catalogue = []Middlebox{DropSynData, ResetSynData, RejectSynData, LowMTU, StripTFOOption, DropCookieRequest, DropTFOSynAck, BlackholeAfterHandshake, DropTFOReplies, DropSynAckData, DropTFOClientData, DropTFOServerDataAndFIN}
 
 // Catalogue returns the built-in middleboxes in a stable order.
 func Catalogue() []Middlebox {

@@ -35,6 +35,11 @@ type Behaviour struct {
 	Counters  map[string]map[string]int64 `json:"counters_moved,omitempty"`
 	Blackhole Blackhole                   `json:"blackhole"`
 	Conns     []Conn                      `json:"connections_detail"`
+	// CookielessData counts connections whose first SYN carried data
+	// without a TFO option and had it acknowledged; DatalessChildren the
+	// accepted sockets that are TFO children without SYN data (nocookie.go).
+	CookielessData   int `json:"cookieless_data,omitempty"`
+	DatalessChildren int `json:"dataless_tfo_children,omitempty"`
 }
 
 // Spread is a min/median/max.
@@ -194,6 +199,7 @@ func behaviourOf(o *observation.Observation, rtt time.Duration, clientNode strin
 		}
 	}
 	b.Blackhole = blackholeOf(o, clientNode)
+	noCookieOf(&b, o)
 	return b
 }
 

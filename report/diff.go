@@ -240,6 +240,7 @@ func behaviourChanges(b, k Scenario) []string {
 	if bs, ks := blackholeSentence(b), blackholeSentence(k); blackholeMoved(bb.Blackhole, kb.Blackhole) && ks != "" {
 		out = append(out, fmt.Sprintf("%s; baseline: %s", ks, strings.TrimPrefix(bs, "blackhole detection ")))
 	}
+	out = append(out, noCookieChanges(bb, kb)...)
 	if cw := counterChanges(bb, kb); cw != "" {
 		out = append(out, "counters: "+cw)
 	}

@@ -33,6 +33,7 @@ func Markdown(r *Report) string {
 	writeProfiles(&b, r)
 	writeSysctls(&b, r)
 	writeBehaviour(&b, r)
+	writeNoCookie(&b, r)
 	writeFailures(&b, r)
 	return b.String()
 }

@@ -35,7 +35,9 @@ func Middleboxes() []Scenario {
 		for _, mode := range modes {
 			out = append(out,
 				DropSynData(fam, mode, middlebox.Router),
+				ResetSynData(fam, mode),
 				RejectSynData(fam, mode),
+				LowMTU(fam, mode),
 				StripTFOOption(fam, mode),
 				DropCookieRequest(fam, mode),
 			)
@@ -140,12 +142,12 @@ func DropSynData(fam topology.Family, mode tfo.Mode, pl middlebox.Placement) Sce
 	return s
 }
 
-// RejectSynData: the firewall answers a SYN with payload with a RST. The
+// ResetSynData: the firewall answers a SYN with payload with a RST. The
 // kernel does not fall back: the RST ends the connection and the
 // application gets ECONNREFUSED, on every connection, since the cookie stays
 // cached and nothing is counted against TFO.
-func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
-	s := middleboxScenario(middlebox.RejectSynData, middlebox.Router, fam, mode,
+func ResetSynData(fam topology.Family, mode tfo.Mode) Scenario {
+	s := middleboxScenario(middlebox.ResetSynData, middlebox.Router, fam, mode,
 		"SYNs with payload answered with RST: every TFO connection is refused, no fallback")
 	refused := []ConnCheck{
 		Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen)),

@@ -58,6 +58,10 @@ type Node struct {
 type Route struct {
 	Dst netip.Prefix
 	Via []string
+	// FastOpenNoCookie sets the route's fastopen_no_cookie metric
+	// (RTAX_FASTOPEN_NO_COOKIE in RTA_METRICS; systemd-networkd's
+	// FastOpenNoCookie=): TFO without a cookie to and from Dst only.
+	FastOpenNoCookie bool
 }
 
 // Link is a veth pair between two nodes.
@@ -481,7 +485,7 @@ func (t *Topology) addRoutes() error {
 					continue
 				}
 				for _, f := range []Family{IPv4, IPv6} {
-					if err := t.addRoute(ns, n.Name, netip.Prefix{}, []Endpoint{peer}, self, f); err != nil {
+					if err := t.addRoute(ns, n.Name, netip.Prefix{}, []Endpoint{peer}, self, f, false); err != nil {
 						return err
 					}
 				}
@@ -502,7 +506,7 @@ func (t *Topology) addRoutes() error {
 					}
 				}
 			}
-			if err := t.addRoute(ns, n.Name, r.Dst, via, self, f); err != nil {
+			if err := t.addRoute(ns, n.Name, r.Dst, via, self, f, r.FastOpenNoCookie); err != nil {
 				return err
 			}
 		}
@@ -514,7 +518,8 @@ func (t *Topology) addRoutes() error {
 // neighbours' addresses in family f; several make a multipath route.
 // Equivalent to: ip -n NS route add DST via GW, or
 // ip -n NS route add DST nexthop via GW1 dev IF1 nexthop via GW2 dev IF2 ...
-func (t *Topology) addRoute(ns *lab.Namespace, node string, dst netip.Prefix, via []Endpoint, self Endpoint, f Family) error {
+// (noCookie adds fastopen_no_cookie 1).
+func (t *Topology) addRoute(ns *lab.Namespace, node string, dst netip.Prefix, via []Endpoint, self Endpoint, f Family, noCookie bool) error {
 	linkIndex := func(ifname string) (int, error) {
 		link, err := ns.Netlink().LinkByName(ifname)
 		if err != nil {
@@ -547,6 +552,9 @@ func (t *Topology) addRoute(ns *lab.Namespace, node string, dst netip.Prefix, vi
 		r.Family = netlink.FAMILY_V6
 	} else {
 		r.Family = netlink.FAMILY_V4
+	}
+	if noCookie {
+		r.FastOpenNoCookie = 1
 	}
 	if err := ns.Netlink().RouteAdd(r); err != nil {
 		what := "default"

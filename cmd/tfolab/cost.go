@@ -4,31 +4,49 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/lab/cost"
 )
 
-func init() {
-	register("cost", "cost [out/junit.xml | out/report/report.json]", runCost)
+func newCostCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "cost [FILE]",
+		Short:   "Print a run's CPU by program and by label",
+		GroupID: groupResults,
+		Long: `Print where a run's CPU went, by program and by label: from the suite's JUnit report
+(each spec's cpu property; default out/junit.xml) or from a behaviour report's JSON
+(out/report/report.json). No root needed.`,
+		Example: `  tfolab cost
+  tfolab cost out/report/report.json`,
+		Args: argsBetween(0, 1, "at most one FILE (out/junit.xml or out/report/report.json)"),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return []cobra.Completion{"xml", "json"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			path := "out/junit.xml"
+			if len(args) == 1 {
+				path = args[0]
+			}
+			return runCost(c.OutOrStdout(), path)
+		},
+	}
 }
 
 // runCost prints a run's CPU by program and by label: from the suite's
 // JUnit report (each spec's "cpu" property) or from a behaviour report's
 // JSON (each scenario's programs).
-func runCost(args []string) error {
-	path := "out/junit.xml"
-	if len(args) > 1 {
-		return badInput("usage: tfolab %s", commands["cost"].usage)
-	}
-	if len(args) == 1 {
-		path = args[0]
-	}
+func runCost(w io.Writer, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return badInput("cost: %v", err)
@@ -52,7 +70,7 @@ func runCost(args []string) error {
 	if len(items) == 0 {
 		return badInput("cost: %s holds no CPU figures (written by a run older than the cost accounting?)", path)
 	}
-	fmt.Print(cost.Summarize(items).Markdown(run.Machine))
+	fmt.Fprint(w, cost.Summarize(items).Markdown(run.Machine))
 	return nil
 }
 

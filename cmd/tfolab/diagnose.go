@@ -12,12 +12,49 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/diagnose"
 )
 
-const diagnoseUsage = "diagnose FILE.pcap [FILE2.pcap] [--server ADDR:PORT] [--json FILE] [--md FILE] [--rules DIR]"
+func newDiagnoseCmd() *cobra.Command {
+	var o diagnoseFlags
+	c := &cobra.Command{
+		Use:     "diagnose FILE.pcap [FILE2.pcap]",
+		Short:   "Give each server in a capture a TFO verdict, with evidence and a reproducer",
+		GroupID: groupResults,
+		Long: `Read a tcpdump capture (pcap or pcapng) taken at one end, or two taken at both ends
+of the same traffic, and give each server in it a TFO verdict from the packets alone:
+tfo-works, client-no-tfo, server-no-tfo, syn-data-dropped, option-stripped, synack-lost,
+data-blackholed, blackhole-paused, cookie-rejected or inconclusive, with its cost per
+connection, its evidence in tcpdump's format, the catalogue scenario that reproduces it
+and, where a firewall is to blame, a ruleset for tfolab firewall. Markdown goes to
+stdout (or --md FILE), JSON to --json FILE. Exit 0 when no server has a TFO problem,
+1 when one has. Warnings go to stderr. No root needed.`,
+		Example: `  tfolab diagnose client.pcap
+  tfolab diagnose client.pcap server.pcap --server 10.0.0.2:443 --json out.json --rules rules/`,
+		Args: argsBetween(1, 2, "one or two capture files"),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) >= 2 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return []cobra.Completion{"pcap", "pcapng", "cap"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(c *cobra.Command, args []string) error { return runDiagnose(c, args, o) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.server, "server", "", "only this server (ADDR:PORT, [v6]:PORT)")
+	f.StringVar(&o.json, "json", "", "write the JSON report to FILE (- for stdout)")
+	f.StringVar(&o.md, "md", "", "write the Markdown report to FILE instead of stdout")
+	f.StringVar(&o.rules, "rules", "", "write each firewall verdict's iptables-save ruleset into DIR")
+	flagCompletion(c, "server", completeWords())
+	flagCompletion(c, "json", completeFiles("json"))
+	flagCompletion(c, "md", completeFiles("md"))
+	flagCompletion(c, "rules", completeDirs)
+	return c
+}
 
-func init() { register("diagnose", diagnoseUsage, runDiagnose) }
+// diagnoseFlags are the flags of `tfolab diagnose`.
+type diagnoseFlags struct{ server, json, md, rules string }
 
 // runDiagnose is `tfolab diagnose`: one capture (client or server side) or
 // two (both sides of the same traffic) in, a TFO verdict per server out, as
@@ -27,35 +64,12 @@ func init() { register("diagnose", diagnoseUsage, runDiagnose) }
 // input: a missing file, one that is not a capture or holds no TCP.
 // Warnings (a truncated capture, two captures that share no connection) go
 // to stderr, one line each.
-func runDiagnose(args []string) error {
-	fs := newFlags("diagnose")
-	server := fs.String("server", "", "only this server (ADDR:PORT, [v6]:PORT)")
-	jsonOut := fs.String("json", "", "write the JSON report to FILE (- for stdout)")
-	mdOut := fs.String("md", "", "write the Markdown report to FILE instead of stdout")
-	rulesDir := fs.String("rules", "", "write each firewall verdict's iptables-save ruleset into DIR")
-	usageErr := func(format string, a ...any) error {
-		return badInput("tfolab diagnose: %s\nusage: tfolab %s", fmt.Sprintf(format, a...), diagnoseUsage)
-	}
-	// Flags may come before, between or after the files.
-	var files []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return usageErr("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if len(files) == 0 || len(files) > 2 {
-		return usageErr("want one or two capture files, got %d", len(files))
-	}
+func runDiagnose(c *cobra.Command, files []string, o diagnoseFlags) error {
 	var opt diagnose.Options
-	if *server != "" {
-		ap, err := netip.ParseAddrPort(*server)
+	if o.server != "" {
+		ap, err := netip.ParseAddrPort(o.server)
 		if err != nil {
-			return usageErr("--server %q: want ADDR:PORT, e.g. 10.0.0.2:80 or [2001:db8::1]:443", *server)
+			return badUsage(c, "--server %q: want ADDR:PORT, e.g. 10.0.0.2:80 or [2001:db8::1]:443", o.server)
 		}
 		opt.Server = ap
 	}
@@ -82,21 +96,21 @@ func runDiagnose(args []string) error {
 			}
 		}
 	}
-	if *rulesDir != "" {
-		if err := writeRules(*rulesDir, rep); err != nil {
+	if o.rules != "" {
+		if err := writeRules(o.rules, rep); err != nil {
 			return err
 		}
 	}
-	if *jsonOut != "" {
-		if err := writeReport(*jsonOut, func(w io.Writer) error { return diagnose.WriteJSON(w, rep) }); err != nil {
+	if o.json != "" {
+		if err := writeReport(o.json, func(w io.Writer) error { return diagnose.WriteJSON(w, rep) }); err != nil {
 			return err
 		}
 	}
-	if *mdOut != "" {
-		if err := writeReport(*mdOut, func(w io.Writer) error { return diagnose.WriteMarkdown(w, rep) }); err != nil {
+	if o.md != "" {
+		if err := writeReport(o.md, func(w io.Writer) error { return diagnose.WriteMarkdown(w, rep) }); err != nil {
 			return err
 		}
-	} else if *jsonOut != "-" {
+	} else if o.json != "-" {
 		if err := diagnose.WriteMarkdown(os.Stdout, rep); err != nil {
 			return err
 		}
@@ -108,7 +122,7 @@ func runDiagnose(args []string) error {
 		}
 	}
 	if len(bad) > 0 {
-		return exitError{1, fmt.Errorf("tfolab diagnose: TFO problem: %s", strings.Join(bad, ", "))}
+		return failed("tfolab diagnose: TFO problem: %s", strings.Join(bad, ", "))
 	}
 	return nil
 }

@@ -4,42 +4,43 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/report"
 )
 
-const diffUsage = "diff BASELINE.json CANDIDATE.json [--out FILE.md]"
-
-func init() { register("diff", diffUsage, runDiff) }
-
-// runDiff compares two reports (two profiles, two machines, two kernels)
-// and exits 1 when an expectation that held under the baseline fails
-// under the candidate: the rollout gate.
-func runDiff(args []string) error {
+func newDiffCmd() *cobra.Command {
 	var out string
-	var pos []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--out" || a == "-out":
-			if i+1 >= len(args) {
-				return badInput("usage: tfolab %s", diffUsage)
+	c := &cobra.Command{
+		Use:     "diff BASELINE.json CANDIDATE.json",
+		Short:   "Compare two behaviour reports; exit 1 on a regression",
+		GroupID: groupResults,
+		Long: `Compare two report.json files written by tfolab report (two profiles, two hosts, two
+kernels): what the candidate changes, then per scenario the expectations that held under
+the baseline and fail under the candidate (regressions) and the behaviour that moved.
+Exit 1 when there is a regression: the rollout gate. No root needed.`,
+		Example: `  tfolab diff baseline/report.json candidate/report.json --out diff.md`,
+		Args:    argsBetween(2, 2, "BASELINE.json and CANDIDATE.json"),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) >= 2 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
-			out, i = args[i+1], i+1
-		default:
-			pos = append(pos, a)
-		}
+			return []cobra.Completion{"json"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			base, err := report.Read(args[0])
+			if err != nil {
+				return badInput("tfolab diff: %v", err)
+			}
+			cand, err := report.Read(args[1])
+			if err != nil {
+				return badInput("tfolab diff: %v", err)
+			}
+			return writeDiff(base, cand, out)
+		},
 	}
-	if len(pos) != 2 {
-		return badInput("usage: tfolab %s", diffUsage)
-	}
-	base, err := report.Read(pos[0])
-	if err != nil {
-		return badInput("tfolab diff: %v", err)
-	}
-	cand, err := report.Read(pos[1])
-	if err != nil {
-		return badInput("tfolab diff: %v", err)
-	}
-	return writeDiff(base, cand, out)
+	c.Flags().StringVar(&out, "out", "", "also write the comparison to FILE.md")
+	flagCompletion(c, "out", completeFiles("md"))
+	return c
 }
 
 // writeDiff prints the comparison, writes it to path, and gates.
@@ -54,7 +55,7 @@ func writeDiff(base, cand *report.Report, path string) error {
 		fmt.Printf("written to %s\n", path)
 	}
 	if c.Regressed() > 0 {
-		return exitError{1, fmt.Errorf("%s", c.Verdict())}
+		return failed("%s", c.Verdict())
 	}
 	return nil
 }

@@ -10,41 +10,59 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/firewall"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/scenarios"
 )
 
-const firewallUsage = "firewall [--rules v4.rules] [--rules6 v6.rules] [--nft ruleset.nft] [--port P] [--place router|server|client] [--out DIR]"
-
-func init() { register("firewall", firewallUsage, runFirewall) }
+func newFirewallCmd() *cobra.Command {
+	var in firewall.Input
+	var port, place, out string
+	c := &cobra.Command{
+		Use:     "firewall",
+		Short:   "Check a firewall ruleset for TFO safety, path by path",
+		GroupID: groupScenarios,
+		Long: `Apply your ruleset (an iptables-save file, an ip6tables-save file and/or an nft
+ruleset) where --place says, and run both client modes through every phase (first
+contact, a firewall change after a cookie was learned, blackhole detection off and
+on), each in its own lab, for each family given. The verdict per path is tfo-safe,
+tfo-lost, rto, refused, stall, paused or no-rules, with the rules that did it and
+their packet counts; --out holds firewall.md, firewall.json and the pcaps.
+Exit 0 when every tested path is TFO-safe, 1 when any is not. Needs root.`,
+		Example: `  sudo tfolab firewall --rules v4.rules --port 443
+  sudo tfolab firewall --rules v4.rules --rules6 v6.rules --nft ruleset.nft --place server --out out/firewall`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runFirewall(c, in, port, place, out) },
+	}
+	f := c.Flags()
+	f.StringVar(&in.Rules, "rules", "", "iptables-save file (IPv4)")
+	f.StringVar(&in.Rules6, "rules6", "", "ip6tables-save file (IPv6)")
+	f.StringVar(&in.NFT, "nft", "", "nft list ruleset file")
+	f.StringVar(&port, "port", strconv.Itoa(scenarios.ServicePort), "service port the lab's server listens on")
+	f.StringVar(&place, "place", "router", "where the ruleset sits: router (in the path), server or client (on that host)")
+	f.StringVar(&out, "out", filepath.Join("out", "firewall"), "folder for the report, observations and pcaps")
+	for _, name := range []string{"rules", "rules6", "nft"} {
+		flagCompletion(c, name, completeFiles())
+	}
+	flagCompletion(c, "port", completeWords())
+	flagCompletion(c, "place", completeWords("router", "server", "client"))
+	flagCompletion(c, "out", completeDirs)
+	return c
+}
 
 // runFirewall is `tfolab firewall`: a user's ruleset in, a TFO-safety
 // verdict per family × mode × phase out. Exit 0 when every tested path is
 // TFO-safe, 1 when any is not (or the lab failed), 2 for bad input, which
 // is found before any lab is built.
-func runFirewall(args []string) error {
-	fs := newFlags("firewall")
-	var in firewall.Input
-	fs.StringVar(&in.Rules, "rules", "", "iptables-save file (IPv4)")
-	fs.StringVar(&in.Rules6, "rules6", "", "ip6tables-save file (IPv6)")
-	fs.StringVar(&in.NFT, "nft", "", "nft list ruleset file")
-	port := fs.String("port", strconv.Itoa(scenarios.ServicePort), "service port the lab's server listens on")
-	place := fs.String("place", "router", "where the ruleset sits: router (in the path), server or client (on that host)")
-	out := fs.String("out", filepath.Join("out", "firewall"), "folder for the report, observations and pcaps")
-	if err := fs.Parse(args); err != nil {
-		return badInput("tfolab firewall: %v\nusage: tfolab %s", err, firewallUsage)
-	}
-	if fs.NArg() > 0 {
-		return badInput("tfolab firewall: unexpected %q\nusage: tfolab %s", fs.Arg(0), firewallUsage)
-	}
-	p, err := strconv.ParseUint(*port, 10, 16)
+func runFirewall(c *cobra.Command, in firewall.Input, port, place, out string) error {
+	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 {
-		return badInput("tfolab firewall: port %q: want 1 to 65535", *port)
+		return badUsage(c, "--port %q: want 1 to 65535", port)
 	}
 	in.Port = uint16(p)
-	if in.Place, err = firewall.ParsePlace(*place); err != nil {
-		return badInput("tfolab firewall: %v", err)
+	if in.Place, err = firewall.ParsePlace(place); err != nil {
+		return badUsage(c, "--%v", err)
 	}
 	check, err := firewall.Load(in)
 	if err != nil {
@@ -67,23 +85,23 @@ func runFirewall(args []string) error {
 	}
 	fmt.Printf("tfolab firewall: %s\n", check.Describe())
 	fmt.Printf("running %d paths at once (families × modes × phases × detection), each in its own lab...\n", len(check.Variants()))
-	report, err := check.Run(ctx, firewall.Options{Out: *out})
+	report, err := check.Run(ctx, firewall.Options{Out: out})
 	if report == nil {
 		return fmt.Errorf("tfolab firewall: %w", err)
 	}
 	fmt.Print(report.Table())
 	fmt.Print(report.Details())
 	fmt.Println(report.Summary())
-	files, werr := report.Write(*out)
+	files, werr := report.Write(out)
 	for _, f := range files {
 		fmt.Println("report:", f)
 	}
-	fmt.Printf("observations and pcaps: %s/firewall_<family>_<mode>_<phase>_<detection>/\n", *out)
+	fmt.Printf("observations and pcaps: %s/firewall_<family>_<mode>_<phase>_<detection>/\n", out)
 	if err = errors.Join(err, werr); err != nil {
 		return fmt.Errorf("tfolab firewall: %w", err)
 	}
 	if !report.Safe() {
-		return exitError{1, errors.New("tfolab firewall: not TFO-safe on every path")}
+		return failed("tfolab firewall: not TFO-safe on every path")
 	}
 	fmt.Println("tfolab firewall: TFO-safe on every tested path")
 	return nil

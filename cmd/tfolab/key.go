@@ -2,49 +2,61 @@ package main
 
 import (
 	"fmt"
+	"io"
 
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/lab/tfo"
 )
 
 // `tfolab key` makes TFO keys for a fleet: the sysctl's own format, drawn
 // from crypto/rand (lab/tfo.RandomKey), printed and nothing else. It never
 // writes /etc or any sysctl: rolling a key out is the operator's step.
-func init() {
-	register("key", "key [--sysctl-d] [--backup OLD | --rotate OLD]", keyCommand)
+func newKeyCmd() *cobra.Command {
+	var sysctlD bool
+	var backup, rotate string
+	c := &cobra.Command{
+		Use:     "key",
+		Short:   "Print a fresh TFO key (net.ipv4.tcp_fastopen_key), for a server pool",
+		GroupID: groupResults,
+		Long: `Print a fresh net.ipv4.tcp_fastopen_key value (crypto/rand), e.g. for every server
+of a pool. It writes no sysctl and no file: rolling the key out is yours to do.
+  --backup OLD  prints "new,OLD": the new key issues cookies, OLD's are still accepted
+  --rotate OLD  prints the three values of a rolling rotation from OLD (docs/pools.md):
+                1 "OLD,new" on every server, 2 "new,OLD" on every server, 3 "new"
+OLD is the current value of net.ipv4.tcp_fastopen_key; with a backup key in it, its
+primary is used. No root needed.`,
+		Example: `  tfolab key --sysctl-d
+  tfolab key --rotate "$(sysctl -n net.ipv4.tcp_fastopen_key)"`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return printKey(c.OutOrStdout(), sysctlD, backup, rotate)
+		},
+	}
+	c.Flags().BoolVar(&sysctlD, "sysctl-d", false, "print a sysctl.d line: net.ipv4.tcp_fastopen_key = ...")
+	c.Flags().StringVar(&backup, "backup", "", "the key being replaced: print \"new,OLD\"")
+	c.Flags().StringVar(&rotate, "rotate", "", "the key being replaced: print the three steps of a rotation")
+	c.MarkFlagsMutuallyExclusive("backup", "rotate")
+	flagCompletion(c, "backup", completeWords())
+	flagCompletion(c, "rotate", completeWords())
+	return c
 }
 
-const keyUsage = `usage: tfolab key [--sysctl-d] [--backup OLD | --rotate OLD]
-  prints a fresh net.ipv4.tcp_fastopen_key value (crypto/rand), e.g. for every server of a pool
-  --sysctl-d    print it as a sysctl.d line: net.ipv4.tcp_fastopen_key = ...
-  --backup OLD  print "new,OLD": the new key issues cookies, OLD's are still accepted
-  --rotate OLD  print the three values of a rolling rotation from OLD (docs/pools.md):
-                1 "OLD,new" on every server, 2 "new,OLD" on every server, 3 "new"
-OLD is the current value of net.ipv4.tcp_fastopen_key; with a backup key in it, its primary is used.`
-
-func keyCommand(args []string) error {
-	fs := newFlags("key")
-	sysctlD := fs.Bool("sysctl-d", false, "print a sysctl.d line")
-	backup := fs.String("backup", "", "the key being replaced")
-	rotate := fs.String("rotate", "", "the key being replaced, for the three steps of a rotation")
-	if err := fs.Parse(args); err != nil {
-		return badInput("tfolab key: %v\n%s", err, keyUsage)
-	}
-	if fs.NArg() != 0 || (*backup != "" && *rotate != "") {
-		return badInput("%s", keyUsage)
-	}
+// printKey is `tfolab key`: a fresh key, or the values that replace old
+// (backup or rotate, at most one of them set) with it.
+func printKey(w io.Writer, sysctlD bool, backup, rotate string) error {
 	fresh, err := tfo.RandomKey()
 	if err != nil {
 		return fmt.Errorf("tfolab key: %w", err)
 	}
 	line := func(v string) string {
-		if *sysctlD {
+		if sysctlD {
 			return "net.ipv4.tcp_fastopen_key = " + v
 		}
 		return v
 	}
-	old := *backup + *rotate
+	old := backup + rotate
 	if old == "" {
-		fmt.Println(line(fresh.String()))
+		fmt.Fprintln(w, line(fresh.String()))
 		return nil
 	}
 	prev, err := tfo.ParseKey(old)
@@ -60,8 +72,8 @@ func keyCommand(args []string) error {
 		primary.Backup = &b
 		return primary.String()
 	}
-	if *backup != "" {
-		fmt.Println(line(withBackup(fresh, prev)))
+	if backup != "" {
+		fmt.Fprintln(w, line(withBackup(fresh, prev)))
 		return nil
 	}
 	steps := []struct{ value, when string }{
@@ -70,7 +82,7 @@ func keyCommand(args []string) error {
 		{fresh.String(), "on every server: a client that slept through step 2 fails once, then has the new cookie"},
 	}
 	for i, s := range steps {
-		fmt.Printf("# step %d: %s\n%s\n", i+1, s.when, line(s.value))
+		fmt.Fprintf(w, "# step %d: %s\n%s\n", i+1, s.when, line(s.value))
 	}
 	return nil
 }

@@ -1,46 +1,27 @@
 package main
 
-// `tfolab run -f FILE [--keep] [--out DIR]`: a lab written as a scenario
-// file (package labfile, docs/labfile.md), run through the one harness
-// like a catalogue scenario.
+// Scenario files (package labfile, docs/labfile.md): `tfolab run -f FILE
+// [--keep]` runs the lab a file describes through the one harness, and
+// `tfolab export NAME` writes a catalogue scenario as such a file.
 
 import (
 	"fmt"
-	"os"
-	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/labfile"
 )
 
-const runFileUsage = "usage: tfolab run -f FILE [--keep] [--out DIR]"
-
-// fileArg reports whether run's arguments name a scenario file (-f).
-func fileArg(args []string) bool {
-	for _, a := range args {
-		if a == "-f" || a == "--f" || a == "--file" || a == "-file" || strings.HasPrefix(a, "-f=") || strings.HasPrefix(a, "--file=") {
-			return true
-		}
+// runFileCmd is `tfolab run -f FILE`: a mistake in the file is bad input
+// (exit 2), one line naming file:line, before any namespace exists.
+func runFileCmd(c *cobra.Command, args []string, file string, keep bool, out string) error {
+	switch {
+	case file == "":
+		return badUsage(c, "want one scenario NAME, got 0 arguments (or -f FILE)")
+	case len(args) > 0:
+		return badUsage(c, "a scenario NAME or -f FILE, not both")
 	}
-	return false
-}
-
-// runFile loads a scenario file and runs it. A mistake in the file is
-// bad input (exit 2): one line naming file:line, before any namespace
-// exists.
-func runFile(args []string) error {
-	fs := newFlags("run")
-	file := fs.String("f", "", "the scenario file")
-	fs.StringVar(file, "file", "", "the scenario file")
-	keep := fs.Bool("keep", false, "keep the lab alive after the timeline until Ctrl-C or SIGTERM")
-	out := fs.String("out", "out", "folder for the observation, verdicts and pcaps")
-	if err := fs.Parse(args); err != nil {
-		return badInput("tfolab run: %v\n%s", err, runFileUsage)
-	}
-	if *file == "" || fs.NArg() != 0 {
-		return badInput("%s", runFileUsage)
-	}
-	s, err := labfile.Load(*file)
+	s, err := labfile.Load(file)
 	if err != nil {
 		return badInput("%v", err)
 	}
@@ -49,10 +30,10 @@ func runFile(args []string) error {
 		return err
 	}
 	defer stop()
-	fmt.Printf("tfolab run: %s (%s)\n  %s\n", s.Name, *file, s.Description)
-	live := harness.Start(signalled, s, harness.Options{Out: *out, Artefacts: harness.Always})
+	fmt.Printf("tfolab run: %s (%s)\n  %s\n", s.Name, file, s.Description)
+	live := harness.Start(signalled, s, harness.Options{Out: out, Artefacts: harness.Always})
 	printResult(live.Result)
-	if *keep && live.Running != nil {
+	if keep && live.Running != nil {
 		printKeep(live)
 		fmt.Println(ReadyLine + " (Ctrl-C or SIGTERM tears the lab down)")
 		<-signalled.Done()
@@ -61,34 +42,40 @@ func runFile(args []string) error {
 	if err := live.Close(); err != nil {
 		return fmt.Errorf("tfolab run: teardown: %w", err)
 	}
-	if *keep {
+	if keep {
 		fmt.Println("tfolab: lab torn down, nothing left")
 	}
 	if !live.Result.Passed() {
-		return exitError{1, fmt.Errorf("tfolab run: %s: FAIL", s.Name)}
+		return failed("tfolab run: %s: FAIL", s.Name)
 	}
 	return nil
 }
 
-func init() {
-	register("export", "export NAME", exportScenario)
-}
-
-// exportScenario prints a catalogue scenario (or "self-check: BREAKAGE")
-// as a scenario file: `tfolab export NAME > lab.yaml`, edit, `tfolab run
-// -f lab.yaml`.
-func exportScenario(args []string) error {
-	if len(args) != 1 {
-		return badInput("usage: tfolab export NAME (`tfolab list` shows the catalogue) > lab.yaml")
+func newExportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "export NAME",
+		Short:   "Write a catalogue scenario as a scenario file (run it with run -f)",
+		GroupID: groupScenarios,
+		Long: `Write catalogue scenario NAME (or a self-check: "self-check: BREAKAGE") as a
+scenario file on stdout: its topology, sysctls, services, clients and middleboxes
+as data, its timeline and expectations written in Go as checked references to the
+catalogue. Edit it, then run it with tfolab run -f FILE (docs/labfile.md). No root
+needed.`,
+		Example: `  tfolab export middlebox/drop-syn-data/router/ipv4/sendto > lab.yaml
+  sudo tfolab run -f lab.yaml --keep`,
+		Args:              argsBetween(1, 1, "one scenario NAME"),
+		ValidArgsFunction: completeScenario,
+		RunE: func(c *cobra.Command, args []string) error {
+			s, ok := labfile.Lookup(args[0])
+			if !ok {
+				return badInput("tfolab export: no scenario %q (`tfolab list` shows the catalogue; a self-check is %q and its breakage)", args[0], labfile.SelfCheckPrefix)
+			}
+			out, err := labfile.ExportAs(s, args[0])
+			if err != nil {
+				return fmt.Errorf("tfolab export: %w", err)
+			}
+			_, err = c.OutOrStdout().Write(out)
+			return err
+		},
 	}
-	s, ok := labfile.Lookup(args[0])
-	if !ok {
-		return badInput("tfolab export: no scenario %q (`tfolab list` shows the catalogue; a self-check is %q and its breakage)", args[0], labfile.SelfCheckPrefix)
-	}
-	out, err := labfile.ExportAs(s, args[0])
-	if err != nil {
-		return fmt.Errorf("tfolab export: %w", err)
-	}
-	_, err = os.Stdout.Write(out)
-	return err
 }

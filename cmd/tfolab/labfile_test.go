@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,18 +15,41 @@ func TestRunFileRefusesAMalformedFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("services: [{kind: listener}]\nclients:\n  - {count: 3, node: clinet}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	err := run([]string{"run", "-f", path, "--keep"})
-	took := time.Since(start)
-	var ee exitError
-	if !errors.As(err, &ee) || ee.code != 2 {
-		t.Fatalf("want bad input (exit 2), got %v", err)
+	for _, args := range [][]string{{"run", "-f", path, "--keep"}, {"run", "--file", path}} {
+		start := time.Now()
+		out, code := tfolab(t, args...)
+		took := time.Since(start)
+		if code != exitBadInput {
+			t.Fatalf("%v: exit %d, want %d:\n%s", args, code, exitBadInput, out)
+		}
+		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], path+":3: ") {
+			t.Errorf("%v: want one line at %s:3, got %q", args, path, out)
+		}
+		if took > 500*time.Millisecond {
+			t.Errorf("%v: took %v", args, took)
+		}
+		t.Logf("refused in %v: %s", took, strings.TrimSpace(out))
 	}
-	if msg := err.Error(); strings.Contains(msg, "\n") || !strings.HasPrefix(msg, path+":3: ") {
-		t.Errorf("want one line at %s:3, got %q", path, msg)
+}
+
+// run takes a NAME or -f FILE, not both, and not neither.
+func TestRunNameOrFile(t *testing.T) {
+	for _, args := range [][]string{{"run"}, {"run", "baseline/routed/ipv4/sendto/cookie-then-data", "-f", "x.yaml"}} {
+		out, code := tfolab(t, args...)
+		if code != exitBadInput || strings.Count(strings.TrimSpace(out), "\n") > 1 {
+			t.Errorf("%v: exit %d:\n%s", args, code, out)
+		}
 	}
-	if took > 500*time.Millisecond {
-		t.Errorf("took %v", took)
+}
+
+// `tfolab export NAME` writes a file that loads; an unknown NAME is bad
+// input.
+func TestExport(t *testing.T) {
+	out, code := tfolab(t, "export", "middlebox/drop-syn-data/router/ipv4/sendto")
+	if code != exitPass || !strings.Contains(out, "behaviour: drop-syn-data") {
+		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	t.Logf("refused in %v: %v", took, err)
+	if out, code := tfolab(t, "export", "no/such/scenario"); code != exitBadInput {
+		t.Errorf("unknown scenario: exit %d:\n%s", code, out)
+	}
 }

@@ -1,229 +1,248 @@
-// Command tfolab is the lab's command-line front end:
+// Command tfolab is the lab's command line. `tfolab --help` lists its
+// commands, one line each; `tfolab CMD --help` shows a command's flags and
+// an example; `tfolab completion bash|zsh|fish` prints a shell completion
+// script that knows the catalogue's scenario names and labels.
 //
-//	tfolab list [LABEL]         list the catalogue's scenarios (with LABEL only)
-//	tfolab run NAME [--keep]    run one scenario: verdicts, observation, JSON and pcaps
-//	tfolab key [--sysctl-d]     print a fresh TFO key (--backup OLD, --rotate OLD)
-//	tfolab probe [NAME]         build a scenario's lab and probe its service for TFO
-//	tfolab preflight            check root, iptables and kernel TFO support
-//	tfolab sweep [-all]         remove namespaces left by killed runs (make clean)
-//	tfolab namespaces           list lab namespaces on this host
-//	tfolab host-state           print the root namespace's network state (for diffs)
-//	tfolab check-labels EXPR    check a Ginkgo label filter's syntax (make test LABELS=...)
-//	tfolab junit-summary F      print "suite: N passed, N failed, N skipped" from a JUnit file
+// Each command lives in a file of its own as a func newXCmd() *cobra.Command
+// that newRootCmd adds. Every command shares one set of exit codes
+// (exitPass, exitFailed, exitBadInput), told apart in one place: execute.
 package main
 
 import (
-	"context"
-	"encoding/xml"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"maps"
 	"os"
 	"regexp"
-	"slices"
 	"strings"
 
-	"github.com/onsi/ginkgo/v2/types"
-	"github.com/tfolab/tfolab/lab"
+	"github.com/spf13/cobra"
 )
 
-// fullUsage lists every subcommand.
-func fullUsage() string {
-	var b strings.Builder
-	b.WriteString(usage)
-	for _, n := range slices.Sorted(maps.Keys(commands)) {
-		b.WriteString(" | " + commands[n].usage)
-	}
-	return b.String()
-}
+// The exit codes of every command.
+const (
+	exitPass     = 0 // every expectation held, every path is TFO-safe, nothing wrong found
+	exitFailed   = 1 // a verdict failed, or no verdict could be reached
+	exitBadInput = 2 // bad input, found before any lab exists
+)
 
-const usage = "usage: tfolab list [LABEL] | run NAME [--keep] [--out DIR] | preflight | sweep [-all] | namespaces | host-state | check-labels EXPR | junit-summary FILE"
+// exitCodesHelp closes `tfolab --help`: the one place the codes are
+// explained on the command line (README.md's "Exit codes" says the same).
+const exitCodesHelp = `
+Exit codes (the same for every command):
+  0  passed: every expectation held (run), every scenario ran (report), every tested
+     path is TFO-safe (firewall), the server offers TFO (probe), no regression (diff),
+     no server in the capture has a TFO problem (diagnose)
+  1  a verdict failed (a scenario, a path, a probe, a diff, a capture), or no verdict
+     could be reached (not root, a lab that could not be built or torn down)
+  2  bad input: an unknown command or flag, a wrong number of arguments, a bad value,
+     a missing or unreadable file; one line names it, before any lab exists
+`
 
-// exitError carries an exit code: 1 for a failed verdict, 2 for bad input.
+// exitError carries an exit code: exitFailed for a failed verdict,
+// exitBadInput for bad input. An error without one is exitFailed when a
+// command's RunE returned it, exitBadInput when cobra did (a flag or an
+// argument it refused before the command ran).
 type exitError struct {
 	code int
 	err  error
 }
 
 func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
 
+// badInput is bad input that its own message explains in one line.
 func badInput(format string, args ...any) error {
-	return exitError{2, fmt.Errorf(format, args...)}
+	return exitError{exitBadInput, fmt.Errorf(format, args...)}
 }
 
-// newFlags is the flag set of command name: a parse error comes back to
-// the command, which reports it as bad input with its usage; the flag
-// package prints nothing.
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
+// failed is a failed verdict.
+func failed(format string, args ...any) error {
+	return exitError{exitFailed, fmt.Errorf(format, args...)}
+}
+
+// badUsage is bad input in how command c was called: one line naming the
+// problem, then where to read how to call it.
+func badUsage(c *cobra.Command, format string, args ...any) error {
+	return exitError{exitBadInput, fmt.Errorf("%s: %s\nsee `%s --help`", c.CommandPath(), fmt.Sprintf(format, args...), c.CommandPath())}
+}
+
+// exitCode is the process's exit status for what run returned.
+func exitCode(err error) int {
+	if err == nil {
+		return exitPass
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitFailed
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		var ee exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		os.Exit(1)
-	}
-}
-
-// commands are subcommands other files of this package add in an init
-// func, each with its one-line usage.
-var commands = map[string]command{}
-
-type command struct {
-	usage string
-	run   func(args []string) error
-}
-
-func register(name, usage string, run func(args []string) error) {
-	commands[name] = command{usage, run}
-}
-
-func run(args []string) error {
-	if len(args) == 0 {
-		return badInput("%s", fullUsage())
-	}
-	if c, ok := commands[args[0]]; ok {
-		return c.run(args[1:])
-	}
-	switch args[0] {
-	case "run":
-		return runScenario(args[1:])
-	case "list":
-		return listScenarios(args[1:])
-	case "check-labels":
-		return checkLabels(args[1:])
-	case "preflight":
-		if err := lab.Preflight(); err != nil {
-			return err
-		}
-		fmt.Println("tfolab preflight: ok")
-		return nil
-	case "sweep":
-		fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
-		all := fs.Bool("all", false, "also remove namespaces of runs that are still alive")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		res, err := lab.Sweep(*all)
-		for _, n := range res.Removed {
-			fmt.Println("removed", n)
-		}
-		for _, k := range res.Kept {
-			if k.Alive {
-				fmt.Printf("kept %s: %s (its run is alive; -all removes it)\n", k.Name, k.Reason)
-			} else {
-				fmt.Printf("NOT removed %s: %s\n", k.Name, k.Reason)
-			}
-		}
-		if len(res.Killed) > 0 {
-			fmt.Println("killed leftover processes:", res.Killed)
-		}
-		if err != nil {
-			return fmt.Errorf("tfolab sweep: %w", err)
-		}
-		fmt.Printf("tfolab sweep: removed %d, kept %d\n", len(res.Removed), len(res.Kept))
-		return nil
-	case "namespaces":
-		names, err := lab.ListNamespaces()
-		if err != nil {
-			return err
-		}
-		for _, n := range names {
-			fmt.Println(n)
-		}
-		return nil
-	case "host-state":
-		s, err := lab.SnapshotHost(context.Background())
-		fmt.Print(s.String())
-		return err
-	case "junit-summary":
-		if len(args) != 2 {
-			return fmt.Errorf("usage: tfolab junit-summary FILE")
-		}
-		return junitSummary(args[1])
-	}
-	return badInput("tfolab: unknown command %q\n%s", args[0], fullUsage())
-}
-
-// junitSummary prints the plain closing line CI systems read. It counts
-// specs ([It] test cases) by their status; Ginkgo's JUnit also lists the
-// suite-level setup nodes of every parallel process, which are not specs,
-// but a failed one still counts as a failure.
-func junitSummary(path string) error {
-	b, err := os.ReadFile(path)
+	err := run(os.Args[1:])
 	if err != nil {
-		return fmt.Errorf("junit-summary: %w", err)
+		fmt.Fprintln(os.Stderr, err)
 	}
-	var doc struct {
-		Suites []struct {
-			Cases []struct {
-				Name   string `xml:"name,attr"`
-				Status string `xml:"status,attr"`
-			} `xml:"testcase"`
-		} `xml:"testsuite"`
-	}
-	if err := xml.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("junit-summary: parse %s: %w", path, err)
-	}
-	var passed, failed, skipped int
-	for _, s := range doc.Suites {
-		for _, c := range s.Cases {
-			spec := strings.HasPrefix(c.Name, "[It]")
-			switch {
-			case c.Status == "passed" && spec:
-				passed++
-			case c.Status == "skipped" || c.Status == "pending":
-				if spec {
-					skipped++
-				}
-			case c.Status != "passed":
-				failed++ // failed, panicked, interrupted, timedout, aborted
-			}
-		}
-	}
-	if passed+failed+skipped == 0 {
-		return fmt.Errorf("junit-summary: %s lists no spec", path)
-	}
-	if passed+failed == 0 {
-		fmt.Printf("suite: 0 passed, 0 failed, %d skipped\n", skipped)
-		return fmt.Errorf("junit-summary: no spec ran: the label filter matched none of the %d specs", skipped)
-	}
-	fmt.Printf("suite: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
-	if failed > 0 {
-		return fmt.Errorf("junit-summary: %d failed", failed)
-	}
-	return nil
+	os.Exit(exitCode(err))
 }
 
-// checkLabels parses a Ginkgo label filter the way the suite will, so a
-// syntax error is one line before anything is built or run.
-var ginkgoMarkup = regexp.MustCompile(`\{\{/?[a-z-]*\}\}`)
+// run runs the command line args (without the program name).
+func run(args []string) error {
+	return execute(newRootCmd(), args)
+}
 
-func checkLabels(args []string) error {
-	if len(args) != 1 {
-		return badInput("usage: tfolab check-labels EXPR")
+// Command groups of `tfolab --help`.
+const (
+	groupScenarios = "scenarios"
+	groupResults   = "results"
+	groupHost      = "host"
+)
+
+// newRootCmd is the whole command tree.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "tfolab",
+		Short: "An integration-test lab for TCP Fast Open on Linux",
+		Long: `tfolab builds network-namespace topologies on this kernel, runs real TCP Fast Open
+clients and servers across them, and judges what happened from the packets, the
+kernel's counters, the client's cookie cache and what each socket saw. It never
+touches the host's own network. Commands that build labs need root.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	if strings.TrimSpace(args[0]) == "" {
+	root.SetHelpTemplate(root.HelpTemplate() + `{{if not .HasParent}}` + exitCodesHelp + `{{end}}`)
+	root.AddGroup(
+		&cobra.Group{ID: groupScenarios, Title: "Scenarios and labs:"},
+		&cobra.Group{ID: groupResults, Title: "Reports, captures and keys (no lab):"},
+		&cobra.Group{ID: groupHost, Title: "The host, and helpers make runs:"},
+	)
+	root.SetHelpCommandGroupID(groupHost)
+	root.SetCompletionCommandGroupID(groupHost)
+	root.AddCommand(
+		newListCmd(),
+		newRunCmd(),
+		newExportCmd(),
+		newReportCmd(),
+		newFirewallCmd(),
+		newProbeCmd(),
+		newKeyCmd(),
+		newDiffCmd(),
+		newDiagnoseCmd(),
+		newCostCmd(),
+		newPreflightCmd(),
+		newSweepCmd(),
+		newNamespacesCmd(),
+		newHostStateCmd(),
+		newCheckLabelsCmd(),
+		newJUnitSummaryCmd(),
+	)
+	return root
+}
+
+// execute runs args against root and returns an error carrying the exit
+// code (exitCode reads it). The one place that tells bad input from a
+// failed command: an error a command's RunE returns is the command's
+// (exitFailed unless it says otherwise); one cobra returns before any RunE
+// ran (an unknown command or flag, a wrong number of arguments, a flag
+// group broken) is bad input, as one line naming it and a hint.
+func execute(root *cobra.Command, args []string) error {
+	// cobra adds these two when it executes; added now, their RunE are
+	// marked as every other command's, and the list below has them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd(args...)
+	if len(args) == 0 {
+		// No command: the list of them, as bad input.
+		fmt.Fprint(root.ErrOrStderr(), root.UsageString())
+		return exitError{exitBadInput, errors.New("tfolab: no command given; see `tfolab --help`")}
+	}
+	ran := false
+	markRuns(root, &ran)
+	root.SetArgs(normalizeFlags(root, args))
+	c, err := root.ExecuteC()
+	if err == nil || ran {
+		return err
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	if c == nil {
+		c = root
+	}
+	return badUsage(c, "%s", oneLine(err.Error(), c))
+}
+
+// markRuns wraps the RunE of every command under c to set *ran first.
+func markRuns(c *cobra.Command, ran *bool) {
+	if runE := c.RunE; runE != nil {
+		c.RunE = func(c *cobra.Command, args []string) error {
+			*ran = true
+			return runE(c, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRuns(sub, ran)
+	}
+}
+
+// oneLine folds cobra's multi-line messages ("unknown command "rn" for
+// "tfolab"\n\nDid you mean this?\n\trun") into one line.
+func oneLine(msg string, c *cobra.Command) string {
+	first, rest, _ := strings.Cut(msg, "\n")
+	first = strings.Replace(first, fmt.Sprintf(" for %q", c.CommandPath()), "", 1)
+	var suggestions []string
+	for _, l := range strings.Split(rest, "\n") {
+		if strings.HasPrefix(l, "\t") {
+			suggestions = append(suggestions, strings.TrimSpace(l))
+		}
+	}
+	if len(suggestions) > 0 {
+		first += "; did you mean " + strings.Join(suggestions, " or ") + "?"
+	}
+	return first
+}
+
+// singleDashLong is "-name" or "-name=value" with a name of two letters or
+// more: the form Go's flag package read, which pflag reads as shorthands.
+var singleDashLong = regexp.MustCompile(`^-([a-z][a-z0-9-]+)(=.*)?$`)
+
+// normalizeFlags rewrites the single-dash long flags the command line
+// accepted before it moved to pflag (`tfolab sweep -all`, `run NAME
+// -keep`) to their double-dash form, for the flags the command args name
+// really has; anything else is left for pflag to judge.
+func normalizeFlags(root *cobra.Command, args []string) []string {
+	c, _, err := root.Find(args)
+	if err != nil || c == nil {
+		return args
+	}
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if m := singleDashLong.FindStringSubmatch(a); m != nil && (m[1] == "help" || c.Flags().Lookup(m[1]) != nil || c.InheritedFlags().Lookup(m[1]) != nil) {
+			a = "-" + a
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// argsBetween accepts min to max positional arguments; what names them
+// in the error ("NAME", "FILE [FILE2]").
+func argsBetween(min, max int, what string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		switch {
+		case len(args) > max && max == 0:
+			return fmt.Errorf("unexpected argument %q: this command takes none", args[0])
+		case len(args) > max:
+			return fmt.Errorf("want %s, got %d arguments (unexpected %q)", what, len(args), args[max])
+		case len(args) < min:
+			return fmt.Errorf("want %s, got %d arguments", what, len(args))
+		}
 		return nil
 	}
-	if _, err := types.ParseLabelFilter(args[0]); err != nil {
-		msg := err.Error()
-		var ge types.GinkgoError
-		if errors.As(err, &ge) {
-			msg = strings.Join(strings.Fields(ge.Message), " ")
-		}
-		// Ginkgo marks the offending spot up for its own terminal
-		// formatter ("{{red}}{{bold}}({{/}}"); a plain line has no use for it.
-		msg = ginkgoMarkup.ReplaceAllString(msg, "")
-		return badInput("LABELS=%q is not a label filter: %s", args[0], msg)
-	}
-	return nil
 }
+
+// noArgs accepts no positional argument.
+var noArgs = argsBetween(0, 0, "")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/lab/probe"
@@ -17,48 +18,56 @@ import (
 // client's node with lab/probe, and says yes or no: the cookie, or why not,
 // told from the captures on both ends (a server with TFO off, or an option
 // stripped on the way).
-func init() {
-	register("probe", "probe [NAME] [--experimental] [--out DIR]", probeCommand)
-}
 
 // defaultProbeScenario is a pool of three servers with one key.
 const defaultProbeScenario = "pool/sync-keys/sysctl/n3/ipv4"
 
-const probeUsage = `usage: tfolab probe [NAME] [--experimental] [--out DIR]
-  builds the lab of scenario NAME (default ` + defaultProbeScenario + `), starts its services and
-  middleboxes, and probes its main service from the client: a SYN with a cookie request (option 34,
-  or 254/0xF989 with --experimental), the SYN-ACK read, an RST. Exit status 0: the server offers a
-  TFO cookie; 1: it does not (or the lab failed); 2: bad input.
-  --out DIR     also write the observation (probe result, captures) under DIR/<NAME>/`
+func newProbeCmd() *cobra.Command {
+	var experimental bool
+	var out string
+	c := &cobra.Command{
+		Use:     "probe [NAME]",
+		Short:   "Build a scenario's lab and probe its service for a TFO cookie",
+		GroupID: groupScenarios,
+		Long: `Build the lab of catalogue scenario NAME (default ` + defaultProbeScenario + `), start
+its services and middleboxes, and probe its main service once from the client: a SYN
+with a cookie request (option 34, or 254/0xF989 with --experimental), the SYN-ACK read,
+an RST. Says yes with the cookie, or no and why (a server with TFO off, an option
+stripped on the way), told from the captures on both ends.
+Exit 0 when the server offers a TFO cookie, 1 when it does not. Needs root.`,
+		Example: `  sudo tfolab probe
+  sudo tfolab probe middlebox/strip-tfo-option/router/ipv4/sendto --experimental --out out/probe`,
+		Args:              argsBetween(0, 1, "at most one scenario NAME"),
+		ValidArgsFunction: completeScenario,
+		RunE: func(_ *cobra.Command, args []string) error {
+			name := defaultProbeScenario
+			if len(args) == 1 {
+				name = args[0]
+			}
+			return probeScenario(name, experimental, out)
+		},
+	}
+	c.Flags().BoolVar(&experimental, "experimental", false, "ask in the experimental form (kind 254, magic 0xF989)")
+	c.Flags().StringVar(&out, "out", "", "also write the observation (probe result, captures) under DIR/<NAME>/")
+	flagCompletion(c, "out", completeDirs)
+	return c
+}
 
-func probeCommand(args []string) error {
-	fs := newFlags("probe")
-	experimental := fs.Bool("experimental", false, "ask in the experimental form (kind 254, magic 0xF989)")
-	out := fs.String("out", "", "folder for the observation and pcaps")
-	if err := fs.Parse(splitFlags(args)); err != nil {
-		return badInput("tfolab probe: %v\n%s", err, probeUsage)
-	}
-	name := defaultProbeScenario
-	switch fs.NArg() {
-	case 0:
-	case 1:
-		name = fs.Arg(0)
-	default:
-		return badInput("%s", probeUsage)
-	}
+// probeScenario is `tfolab probe NAME`.
+func probeScenario(name string, experimental bool, out string) error {
 	s, err := findScenario(name)
 	if err != nil {
 		return err
 	}
-	s = probeOnly(s, probe.Options{Experimental: *experimental})
+	s = probeOnly(s, probe.Options{Experimental: experimental})
 	// harness.Start applies the run's budget.
 	ctx, stop, err := readyToRun("probe", s)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	opts := harness.Options{Out: *out, Artefacts: harness.Never}
-	if *out != "" {
+	opts := harness.Options{Out: out, Artefacts: harness.Never}
+	if out != "" {
 		opts.Artefacts = harness.Always
 	}
 	live := harness.Start(ctx, s, opts)
@@ -84,7 +93,7 @@ func probeCommand(args []string) error {
 		return nil
 	}
 	fmt.Printf("no: %s\n  probe: %s\n  answered by %s\n", cause, r.Reason, server)
-	return exitError{1, fmt.Errorf("tfolab probe: %s does not offer TFO", r.Target)}
+	return failed("tfolab probe: %s does not offer TFO", r.Target)
 }
 
 // probeOnly is s with a timeline that only probes its main service: every

@@ -13,71 +13,92 @@ import (
 	"time"
 
 	"github.com/onsi/ginkgo/v2/types"
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/profile"
 	"github.com/tfolab/tfolab/report"
 	"github.com/tfolab/tfolab/scenarios"
 )
 
-const reportUsage = "report [--profile F]... [--client-profile F]... [--server-profile F]... [--rtt 50ms] [--out DIR] [--baseline-profile F]... [--labels EXPR] [--parallel N]"
+func newReportCmd() *cobra.Command {
+	var o reportFlags
+	c := &cobra.Command{
+		Use:     "report",
+		Short:   "Run the catalogue under a sysctl profile: the behaviour report",
+		GroupID: groupScenarios,
+		Long: `Run every scenario of the catalogue (or those --labels selects) under a sysctl
+profile (the embedded default, or sysctl.d files of yours, applied only inside the
+lab's namespaces) and write report.md, report.json, junit.xml and every scenario's
+artefacts under --out. Failed expectations are the report's findings, not a failure.
+With --baseline-profile the catalogue runs twice, baseline then candidate, and the
+two are diffed into diff.md: exit 1 when an expectation that held under the baseline
+fails under the candidate. Needs root.`,
+		Example: `  sudo tfolab report
+  sudo tfolab report --profile candidate.conf --rtt 50ms
+  sudo tfolab report --baseline-profile fleet.conf --profile candidate.conf --out out/report`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runReport(c, o) },
+	}
+	f := c.Flags()
+	f.StringArrayVar(&o.all, "profile", nil, "sysctl.d file or directory for every node (repeatable; default: the embedded default.conf)")
+	f.StringArrayVar(&o.client, "client-profile", nil, "sysctl.d file or directory for the client nodes (repeatable)")
+	f.StringArrayVar(&o.server, "server-profile", nil, "sysctl.d file or directory for the service nodes (repeatable)")
+	f.StringArrayVar(&o.baseline, "baseline-profile", nil, "run this profile first as the baseline and diff (repeatable)")
+	f.DurationVar(&o.rtt, "rtt", 0, "round trip to emulate on every router (0: none; at least 10ms)")
+	f.StringVar(&o.out, "out", filepath.Join("out", "report"), "folder for the report and the artefacts")
+	f.StringVar(&o.labels, "labels", "", "only scenarios matching this Ginkgo label filter")
+	f.IntVar(&o.parallel, "parallel", report.DefaultParallel, "scenarios at a time")
+	for _, name := range []string{"profile", "client-profile", "server-profile", "baseline-profile"} {
+		flagCompletion(c, name, completeFiles())
+	}
+	flagCompletion(c, "out", completeDirs)
+	flagCompletion(c, "labels", completeLabelFlag)
+	flagCompletion(c, "rtt", completeWords("0", "10ms", "50ms", "100ms"))
+	flagCompletion(c, "parallel", completeWords())
+	return c
+}
 
-func init() { register("report", reportUsage, runReport) }
-
-// files is a repeatable flag: profile files or sysctl.d directories.
-type files []string
-
-func (f *files) String() string     { return strings.Join(*f, " ") }
-func (f *files) Set(v string) error { *f = append(*f, v); return nil }
+// reportFlags are the flags of `tfolab report`.
+type reportFlags struct {
+	all, client, server, baseline []string
+	rtt                           time.Duration
+	out, labels                   string
+	parallel                      int
+}
 
 // runReport runs the catalogue under a profile (the embedded default when
 // none is given) and writes report.md, report.json, junit.xml and every
 // scenario's artefacts under --out. With --baseline-profile it runs the
 // catalogue twice, baseline then candidate, and diffs the two: the exit
 // code is then the gate's.
-func runReport(args []string) error {
-	fs := newFlags("report")
-	var all, client, server, baseline files
-	fs.Var(&all, "profile", "sysctl.d file or directory for every node (repeatable; default: the embedded default.conf)")
-	fs.Var(&client, "client-profile", "sysctl.d file or directory for the client nodes (repeatable)")
-	fs.Var(&server, "server-profile", "sysctl.d file or directory for the service nodes (repeatable)")
-	fs.Var(&baseline, "baseline-profile", "run this profile first as the baseline and diff (repeatable)")
-	rtt := fs.Duration("rtt", 0, "round trip to emulate on every router (0: none; at least 10ms)")
-	out := fs.String("out", filepath.Join("out", "report"), "folder for the report and the artefacts")
-	labels := fs.String("labels", "", "only scenarios matching this Ginkgo label filter")
-	parallel := fs.Int("parallel", report.DefaultParallel, "scenarios at a time")
-	if err := fs.Parse(args); err != nil {
-		return badInput("tfolab report: %v\nusage: tfolab %s", err, reportUsage)
+func runReport(c *cobra.Command, o reportFlags) error {
+	if o.rtt != 0 && o.rtt < report.MinRTT {
+		return badUsage(c, "--rtt %v: want 0 (none) or at least %v (the saving must be measurable)", o.rtt, report.MinRTT)
 	}
-	if fs.NArg() > 0 {
-		return badInput("tfolab report: unexpected argument %q\nusage: tfolab %s", fs.Arg(0), reportUsage)
+	if o.parallel < 1 {
+		return badUsage(c, "--parallel %d: want 1 or more", o.parallel)
 	}
-	if *rtt != 0 && *rtt < report.MinRTT {
-		return badInput("tfolab report: --rtt %v: want 0 (none) or at least %v (the saving must be measurable)", *rtt, report.MinRTT)
-	}
-	if *parallel < 1 {
-		return badInput("tfolab report: --parallel %d: want 1 or more", *parallel)
-	}
-	sel, err := labelSelector(*labels)
+	sel, err := labelSelector(o.labels)
 	if err != nil {
 		return err
 	}
 	// Profiles first: a file that does not parse, or a key the lab must
 	// not apply, is refused before anything is built.
-	candAll, err := loadProfile("--profile", all, true)
+	candAll, err := loadProfile("--profile", o.all, true)
 	if err != nil {
 		return err
 	}
-	candClient, err := loadProfile("--client-profile", client, false)
+	candClient, err := loadProfile("--client-profile", o.client, false)
 	if err != nil {
 		return err
 	}
-	candServer, err := loadProfile("--server-profile", server, false)
+	candServer, err := loadProfile("--server-profile", o.server, false)
 	if err != nil {
 		return err
 	}
 	var baseAll *profile.Profile
-	if len(baseline) > 0 {
-		if baseAll, err = loadProfile("--baseline-profile", baseline, false); err != nil {
+	if len(o.baseline) > 0 {
+		if baseAll, err = loadProfile("--baseline-profile", o.baseline, false); err != nil {
 			return err
 		}
 	}
@@ -91,10 +112,10 @@ func runReport(args []string) error {
 	// tick), and the kernel's scheduler alone decides, as it would for a
 	// process per lab. Measured: the control's 50 ms RTT read 107 ms with
 	// 2 Ps beside 12 other scenarios, 53 ms with 16.
-	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 4*(*parallel)))
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 4*o.parallel))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := report.Options{RTT: *rtt, Parallel: *parallel, Select: sel, Progress: report.NewProgress(os.Stdout)}
+	opts := report.Options{RTT: o.rtt, Parallel: o.parallel, Select: sel, Progress: report.NewProgress(os.Stdout)}
 	resolve := func(p *profile.Profile) (*profile.Plan, error) {
 		if p == nil {
 			return nil, nil
@@ -117,7 +138,7 @@ func runReport(args []string) error {
 		return err
 	}
 	if baseAll == nil {
-		opts.All, opts.Out = candPlan, *out
+		opts.All, opts.Out = candPlan, o.out
 		rep, err := runOneReport(ctx, opts)
 		if err != nil {
 			return err
@@ -129,19 +150,19 @@ func runReport(args []string) error {
 		return err
 	}
 	baseOpts := opts
-	baseOpts.All, baseOpts.Client, baseOpts.Server, baseOpts.Out = basePlan, nil, nil, filepath.Join(*out, "baseline")
+	baseOpts.All, baseOpts.Client, baseOpts.Server, baseOpts.Out = basePlan, nil, nil, filepath.Join(o.out, "baseline")
 	fmt.Printf("tfolab report: baseline (%s)\n", baseAll.Names())
 	base, err := runOneReport(ctx, baseOpts)
 	if err != nil {
 		return err
 	}
-	opts.All, opts.Out = candPlan, filepath.Join(*out, "candidate")
+	opts.All, opts.Out = candPlan, filepath.Join(o.out, "candidate")
 	fmt.Printf("tfolab report: candidate (%s)\n", candAll.Names())
 	cand, err := runOneReport(ctx, opts)
 	if err != nil {
 		return err
 	}
-	return writeDiff(base, cand, filepath.Join(*out, "diff.md"))
+	return writeDiff(base, cand, filepath.Join(o.out, "diff.md"))
 }
 
 // loadProfile parses a scope's files (the embedded default for --profile
@@ -199,7 +220,7 @@ func runFailures(rep *report.Report) error {
 		}
 	}
 	if len(broken) > 0 {
-		return exitError{1, fmt.Errorf("tfolab report: %d scenarios did not run cleanly: %s", len(broken), strings.Join(broken, ", "))}
+		return failed("tfolab report: %d scenarios did not run cleanly: %s", len(broken), strings.Join(broken, ", "))
 	}
 	if n := rep.Failed(); n > 0 {
 		fmt.Printf("  %d scenarios have failing expectations: see the report (a profile may change what they assert)\n", n)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/scenarios"
@@ -18,20 +19,6 @@ import (
 // ReadyLine is what `tfolab run --keep` prints once the lab is up for a
 // person (or a test) to use; everything needed is printed before it.
 const ReadyLine = "tfolab: ready"
-
-// listScenarios prints the catalogue, one scenario a line.
-func listScenarios(args []string) error {
-	if len(args) > 1 {
-		return badInput("usage: tfolab list [LABEL]")
-	}
-	for _, s := range scenarios.Catalogue() {
-		if len(args) == 1 && !s.HasLabel(args[0]) {
-			continue
-		}
-		fmt.Printf("%-62s %s\n", s.Name, strings.Join(s.Labels, ","))
-	}
-	return nil
-}
 
 // findScenario looks a catalogue scenario up by name.
 func findScenario(name string) (scenarios.Scenario, error) {
@@ -51,29 +38,6 @@ func findScenario(name string) (scenarios.Scenario, error) {
 	return scenarios.Scenario{}, badInput("tfolab run: no scenario %q; %s", name, hint)
 }
 
-// splitFlags puts flags before positional arguments, so that
-// `run NAME --keep` parses like `run --keep NAME`.
-func splitFlags(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			pos = append(pos, args[i+1:]...)
-			i = len(args)
-		case strings.HasPrefix(a, "-"):
-			flags = append(flags, a)
-			if (a == "--out" || a == "-out") && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			pos = append(pos, a)
-		}
-	}
-	return append(flags, pos...)
-}
-
 // readyToRun checks scenario s (bad input when it is invalid) and this
 // machine for `tfolab cmd` to run it, and returns a context that Ctrl-C or
 // SIGTERM ends, with its stop.
@@ -88,20 +52,40 @@ func readyToRun(cmd string, s scenarios.Scenario) (context.Context, context.Canc
 	return ctx, stop, nil
 }
 
-func runScenario(args []string) error {
-	if fileArg(args) {
-		return runFile(args) // a scenario file: labfile.go
+func newRunCmd() *cobra.Command {
+	var keep bool
+	var out, file string
+	c := &cobra.Command{
+		Use:     "run NAME",
+		Short:   "Run one scenario: its verdicts, observation, JSON and pcaps",
+		GroupID: groupScenarios,
+		Long: `Run catalogue scenario NAME (tfolab list shows them) in a fresh lab: print each
+expectation's verdict, the connections and the counters that moved, and write the
+observation, the verdicts and the pcaps under --out. With --keep the lab stays up
+after the timeline, its services answering, with commands to poke it printed,
+until Ctrl-C or SIGTERM tears it down. Needs root.`,
+		Example: `  sudo tfolab run baseline/routed/ipv4/sendto/cookie-then-data
+  sudo tfolab run baseline/routed/ipv4/sendto/cookie-then-data --keep --out /tmp/tfo`,
+		Args:              argsBetween(0, 1, "one scenario NAME"),
+		ValidArgsFunction: completeScenario,
+		RunE: func(c *cobra.Command, args []string) error {
+			if file != "" || len(args) == 0 {
+				return runFileCmd(c, args, file, keep, out) // a scenario file: labfile.go
+			}
+			return runScenario(args[0], keep, out)
+		},
 	}
-	fs := newFlags("run")
-	keep := fs.Bool("keep", false, "keep the lab alive after the timeline until Ctrl-C or SIGTERM")
-	out := fs.String("out", "out", "folder for the observation, verdicts and pcaps")
-	if err := fs.Parse(splitFlags(args)); err != nil {
-		return badInput("tfolab run: %v\nusage: tfolab run NAME [--keep] [--out DIR]", err)
-	}
-	if fs.NArg() != 1 {
-		return badInput("usage: tfolab run NAME [--keep] [--out DIR]")
-	}
-	s, err := findScenario(fs.Arg(0))
+	c.Flags().BoolVar(&keep, "keep", false, "keep the lab alive after the timeline until Ctrl-C or SIGTERM")
+	c.Flags().StringVar(&out, "out", "out", "folder for the observation, verdicts and pcaps")
+	flagCompletion(c, "out", completeDirs)
+	c.Flags().StringVarP(&file, "file", "f", "", "run the lab a scenario file describes instead (docs/labfile.md)")
+	flagCompletion(c, "file", completeFiles("yaml", "yml"))
+	return c
+}
+
+// runScenario is `tfolab run NAME`.
+func runScenario(name string, keep bool, out string) error {
+	s, err := findScenario(name)
 	if err != nil {
 		return err
 	}
@@ -113,10 +97,10 @@ func runScenario(args []string) error {
 	}
 	defer stop()
 	fmt.Printf("tfolab run: %s\n  %s\n", s.Name, s.Description)
-	live := harness.Start(signalled, s, harness.Options{Out: *out, Artefacts: harness.Always})
+	live := harness.Start(signalled, s, harness.Options{Out: out, Artefacts: harness.Always})
 	res := live.Result
 	printResult(res)
-	if *keep && live.Running != nil {
+	if keep && live.Running != nil {
 		printKeep(live)
 		fmt.Println(ReadyLine + " (Ctrl-C or SIGTERM tears the lab down)")
 		<-signalled.Done()
@@ -125,11 +109,11 @@ func runScenario(args []string) error {
 	if err := live.Close(); err != nil {
 		return fmt.Errorf("tfolab run: teardown: %w", err)
 	}
-	if *keep {
+	if keep {
 		fmt.Println("tfolab: lab torn down, nothing left")
 	}
 	if !live.Result.Passed() {
-		return exitError{1, fmt.Errorf("tfolab run: %s: FAIL", s.Name)}
+		return failed("tfolab run: %s: FAIL", s.Name)
 	}
 	return nil
 }

@@ -72,6 +72,10 @@ type DialOptions struct {
 	// says when a SYN gives up). It must be a whole number of milliseconds
 	// from 1 ms to math.MaxInt32 ms; 0 leaves the option unset.
 	UserTimeout time.Duration
+	// NoCookie sets TCP_FASTOPEN_NO_COOKIE before the first packet: in
+	// sendto and connect mode the SYN carries the data without a cookie
+	// (see nocookie.go).
+	NoCookie bool
 }
 
 // Result describes one client connection. All durations are measured from
@@ -252,6 +256,9 @@ func (c *client) do() {
 			if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, userTimeoutMS); err != nil {
 				return fmt.Errorf("setsockopt TCP_USER_TIMEOUT %d ms: %w", userTimeoutMS, err)
 			}
+		}
+		if err := c.opts.clientNoCookie(fd); err != nil {
+			return err
 		}
 		if c.opts.Mode == ModeConnect {
 			if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN_CONNECT, 1); err != nil {
