@@ -130,7 +130,7 @@ func SavesOneRTT(plain, tfo int) obsMatcher {
 			}
 			return true, msg
 		},
-	}
+	}.by("SavesOneRTT", plain, tfo)
 }
 
 // BlackholeTimeoutKey is the sysctl that turns blackhole detection on.
@@ -223,5 +223,5 @@ func PausesFollowSysctl(node string, maxGap time.Duration) obsMatcher {
 			}
 			return true, fmt.Sprintf("timeout %v: %d detections\n%s", T, marks, strings.Join(measured, "\n"))
 		},
-	}
+	}.by("PausesFollowSysctl", node, maxGap)
 }

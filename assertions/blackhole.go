@@ -37,7 +37,7 @@ func Labelled(label string, checks ...ConnCheck) obsMatcher {
 			}
 			return true, strings.Join(all, "\n")
 		},
-	}
+	}.by("Labelled", label, checks)
 }
 
 // packetTimes returns the capture times of pkts.
@@ -139,7 +139,7 @@ func PauseLasted(k int, want, maxGap time.Duration) obsMatcher {
 			return true, fmt.Sprintf("detection %d: pause of %v expected; it ended between %v and %v after the stamp's witness (stamp no earlier than %v before it; %d probes)",
 				k, want, lo.Round(time.Millisecond), hi.Round(time.Millisecond), stamp.Sub(earliest).Round(time.Millisecond), probes)
 		},
-	}
+	}.by("PauseLasted", k, want, maxGap)
 }
 
 // Completed expects the connection to have ended cleanly (no error), whatever
@@ -153,5 +153,5 @@ func Completed() ConnCheck {
 			}
 			return true, ""
 		},
-	}
+	}.by("Completed")
 }

@@ -15,6 +15,7 @@ import (
 type ConnCheck struct {
 	desc  string
 	check func(o *observation.Observation, i int) (bool, string)
+	call  *Call // how it was built (call.go)
 }
 
 // wantDesc describes a check of something that should hold (want) or
@@ -66,7 +67,7 @@ func Conn(i int, checks ...ConnCheck) obsMatcher {
 			}
 			return true, strings.Join(measured, "\n")
 		},
-	}
+	}.by("Conn", i, checks)
 }
 
 // EveryConn applies checks to every connection of the workload.
@@ -90,7 +91,7 @@ func EveryConn(checks ...ConnCheck) obsMatcher {
 			}
 			return true, strings.Join(all, "\n")
 		},
-	}
+	}.by("EveryConn", checks)
 }
 
 // Responded expects the connection to have completed and the reply to be
@@ -101,7 +102,7 @@ func Responded() ConnCheck {
 		check: func(o *observation.Observation, i int) (bool, string) {
 			return replied(o.Conns[i], o.Conns[i].Request)
 		},
-	}
+	}.by("Responded")
 }
 
 // RepliedWith expects the connection to have completed with exactly want
@@ -113,7 +114,7 @@ func RepliedWith(want []byte) ConnCheck {
 		check: func(o *observation.Observation, i int) (bool, string) {
 			return replied(o.Conns[i], want)
 		},
-	}
+	}.by("RepliedWith", want)
 }
 
 // replied checks that c completed with exactly want as its response.
@@ -142,7 +143,7 @@ func SynDataAcked(want bool) ConnCheck {
 			}
 			return false, fmt.Sprintf("tcpi SYN_DATA=%t, tcpi_fastopen_client_fail=%s", got, o.Conns[i].ClientFail)
 		},
-	}
+	}.by("SynDataAcked", want)
 }
 
 // ClientFail expects tcpi_fastopen_client_fail to be want.
@@ -155,7 +156,7 @@ func ClientFail(want tfo.ClientFail) ConnCheck {
 			}
 			return true, ""
 		},
-	}
+	}.by("ClientFail", want)
 }
 
 // ServerAcceptedSynData expects the server's accepted socket to report
@@ -184,7 +185,7 @@ func ServerAcceptedSynData(want bool) ConnCheck {
 			}
 			return false, fmt.Sprintf("no server has a record of a connection from %s", c.Local)
 		},
-	}
+	}.by("ServerAcceptedSynData", want)
 }
 
 // FirstByteAfterSynRetransmissions expects the first response byte after
@@ -217,7 +218,7 @@ func FirstByteAfterSynRetransmissions(n int) ConnCheck {
 			}
 			return true, fmt.Sprintf("first byte at %v, after %d SYN retransmission(s): the fallback's cost (window [%v, %v))", c.FirstByte.Round(time.Millisecond), n, lo, hi)
 		},
-	}
+	}.by("FirstByteAfterSynRetransmissions", n)
 }
 
 // Refused expects the connection to have failed with ECONNREFUSED: an RST
@@ -235,7 +236,7 @@ func Refused() ConnCheck {
 			}
 			return false, fmt.Sprintf("failed otherwise: %v", c.Error)
 		},
-	}
+	}.by("Refused")
 }
 
 // Stalled expects the connection to have hit the workload's bound without a
@@ -253,5 +254,5 @@ func Stalled() ConnCheck {
 			}
 			return false, fmt.Sprintf("stalled=%t, %d response bytes, error %v", c.Stalled, len(c.Response), c.Error)
 		},
-	}
+	}.by("Stalled")
 }

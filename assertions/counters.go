@@ -94,7 +94,7 @@ func CountersOf(node string, m types.GomegaMatcher) types.GomegaMatcher {
 			}
 			return false, m.FailureMessage(c)
 		},
-	}
+	}.by("CountersOf", node, m)
 }
 
 // Counter is shorthand for CountersOf(role, HaveIncreasedBy(name, delta)).

@@ -54,7 +54,7 @@ func DiagnosedAs(clientSide, bothSides, clientLink, serverLink string) types.Gom
 			}
 		}
 		return diagnosisHolds(clientSide, bothSides, paths)
-	}}
+	}}.by("DiagnosedAs", clientSide, bothSides, clientLink, serverLink)
 }
 
 // FilesDiagnosedAs is DiagnosedAs over capture files written by another
@@ -67,7 +67,7 @@ func FilesDiagnosedAs(clientSide, bothSides, clientPcap, serverPcap string) type
 	}
 	return obsMatcher{name: "diagnosis", desc: desc, check: func(*observation.Observation) (bool, string) {
 		return diagnosisHolds(clientSide, bothSides, [2]string{clientPcap, serverPcap})
-	}}
+	}}.by("FilesDiagnosedAs", clientSide, bothSides, clientPcap, serverPcap)
 }
 
 // diagnosisHolds diagnoses paths[0] alone, and with paths[1] when

@@ -58,6 +58,7 @@ type Step struct {
 	experimental *bool
 	payload      *int
 	ack          ackWant
+	call         *Call // how it was built (call.go)
 }
 
 type ackWant int
@@ -69,42 +70,42 @@ const (
 )
 
 // ClientSYN is the next SYN the client sends.
-func ClientSYN() Step { return Step{fromClient: true, kind: KindSYN} }
+func ClientSYN() Step { return Step{fromClient: true, kind: KindSYN}.by("ClientSYN") }
 
 // ServerSYNACK is the next SYN-ACK the server sends.
-func ServerSYNACK() Step { return Step{kind: KindSYNACK} }
+func ServerSYNACK() Step { return Step{kind: KindSYNACK}.by("ServerSYNACK") }
 
 // ClientData is the next segment with payload the client sends after its SYN.
-func ClientData() Step { return Step{fromClient: true, kind: KindData} }
+func ClientData() Step { return Step{fromClient: true, kind: KindData}.by("ClientData") }
 
 // ServerData is the next segment with payload the server sends.
-func ServerData() Step { return Step{kind: KindData} }
+func ServerData() Step { return Step{kind: KindData}.by("ServerData") }
 
 // WithCookieRequest: option 34 (or 254/0xF989) with no cookie. RFC 7413 §4.1.1.
-func (s Step) WithCookieRequest() Step { s.tfo = tfoRequest; return s }
+func (s Step) WithCookieRequest() Step { s.tfo = tfoRequest; return s.then("WithCookieRequest") }
 
 // WithCookie: a TFO option carrying a cookie of 4..16 bytes.
-func (s Step) WithCookie() Step { s.tfo = tfoCookie; return s }
+func (s Step) WithCookie() Step { s.tfo = tfoCookie; return s.then("WithCookie") }
 
 // WithoutFastOpen: no TFO option at all.
-func (s Step) WithoutFastOpen() Step { s.tfo = tfoNone; return s }
+func (s Step) WithoutFastOpen() Step { s.tfo = tfoNone; return s.then("WithoutFastOpen") }
 
 // Experimental: the TFO option is (true) or is not (false) the experimental
 // kind 254 with magic 0xF989.
-func (s Step) Experimental(b bool) Step { s.experimental = &b; return s }
+func (s Step) Experimental(b bool) Step { s.experimental = &b; return s.then("Experimental", b) }
 
 // WithPayload: exactly n bytes of TCP payload.
-func (s Step) WithPayload(n int) Step { s.payload = &n; return s }
+func (s Step) WithPayload(n int) Step { s.payload = &n; return s.then("WithPayload", n) }
 
 // WithoutPayload: no TCP payload.
 func (s Step) WithoutPayload() Step { return s.WithPayload(0) }
 
 // AckingSYNData: a SYN-ACK whose ack number is ISN+1+len, i.e. the server
 // accepted the data in the client's first SYN (RFC 7413 §4.2.2).
-func (s Step) AckingSYNData() Step { s.ack = ackSYNData; return s }
+func (s Step) AckingSYNData() Step { s.ack = ackSYNData; return s.then("AckingSYNData") }
 
 // AckingSYNOnly: a SYN-ACK whose ack number is ISN+1 (any SYN data refused).
-func (s Step) AckingSYNOnly() Step { s.ack = ackSYNOnly; return s }
+func (s Step) AckingSYNOnly() Step { s.ack = ackSYNOnly; return s.then("AckingSYNOnly") }
 
 func (s Step) String() string {
 	who := "server"
@@ -233,7 +234,7 @@ func Dialogue(side Side, steps ...Step) ConnCheck {
 			at = found + 1
 		}
 		return true, ""
-	})
+	}).by("Dialogue", side, steps)
 }
 
 // NoPacket expects that the connection sent no packet of step's kind and
@@ -247,7 +248,7 @@ func NoPacket(side Side, s Step) ConnCheck {
 			}
 		}
 		return true, ""
-	})
+	}).by("NoPacket", side, s)
 }
 
 // onSide is a check of connection i's packets on side, captured on link,

@@ -27,5 +27,5 @@ func FailedWith(errno string, within time.Duration) ConnCheck {
 			}
 			return true, fmt.Sprintf("%s after %v", errno, c.FailedAt.Round(time.Microsecond))
 		},
-	}
+	}.by("FailedWith", errno, within)
 }

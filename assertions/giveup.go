@@ -56,7 +56,7 @@ func GaveUp(userTimeout time.Duration) ConnCheck {
 			}
 			return true, fmt.Sprintf("gave up at %v after %d SYN retransmission(s); the model: %v", c.FailedAt.Round(time.Millisecond), len(s.At), s.GiveUp)
 		},
-	}
+	}.by("GaveUp", userTimeout)
 }
 
 // DetectedAtGiveUp expects blackhole detection k to have been seen where a
@@ -91,7 +91,7 @@ func DetectedAtGiveUp(k int, userTimeout time.Duration) obsMatcher {
 			}
 			return true, fmt.Sprintf("detection seen %v after the detecting SYN; the model's give-up: %v", at.Round(time.Millisecond), s.GiveUp)
 		},
-	}
+	}.by("DetectedAtGiveUp", k, userTimeout)
 }
 
 // DataRetransmittedBeforeDetection expects the connection's first data
@@ -135,5 +135,5 @@ func DataRetransmittedBeforeDetection(k, min, max int) ConnCheck {
 			}
 			return true, figures
 		},
-	}
+	}.by("DataRetransmittedBeforeDetection", k, min, max)
 }

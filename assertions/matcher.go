@@ -25,6 +25,7 @@ type obsMatcher struct {
 	name  string // short and unique within a scenario, e.g. "connection 1"
 	desc  string
 	check func(o *observation.Observation) (bool, string)
+	call  *Call // how it was built (call.go)
 }
 
 // Name is the expectation's short name, for verdict tables.
@@ -85,7 +86,7 @@ func Describe(m types.GomegaMatcher) string {
 // Named gives an expectation another short name.
 func Named(name string, m types.GomegaMatcher) types.GomegaMatcher {
 	if om, ok := m.(obsMatcher); ok {
-		om.name = name
+		om.name, om.call = name, called("Named", name, m)
 		return om
 	}
 	return namedMatcher{m, name}

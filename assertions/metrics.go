@@ -23,7 +23,7 @@ func CookieCached(role string, want bool) obsMatcher {
 			}
 			return false, "Expected: " + desc + "\n" + o.MetricsSummary()
 		},
-	}
+	}.by("CookieCached", role, want)
 }
 
 // SynDropsCached expects role's tcp_metrics fo_syn_drops for the server to
@@ -39,7 +39,7 @@ func SynDropsCached(role string, n uint16) obsMatcher {
 			}
 			return false, o.MetricsSummary()
 		},
-	}
+	}.by("SynDropsCached", role, n)
 }
 
 func metricsFor(o *observation.Observation, role string) (tcpmetrics.Entry, bool) {
@@ -58,7 +58,7 @@ func metricsFor(o *observation.Observation, role string) (tcpmetrics.Entry, bool
 // in all: the firewall, not something else, caused what the other
 // expectations see.
 func MiddleboxMatched(n uint64) obsMatcher {
-	return middleboxMatched(n, n)
+	return middleboxMatched(n, n).by("MiddleboxMatched", n)
 }
 
 // MiddleboxMatchedAtLeast is MiddleboxMatched for a firewall whose packet
@@ -67,7 +67,7 @@ func MiddleboxMatched(n uint64) obsMatcher {
 func MiddleboxMatchedAtLeast(n uint64) obsMatcher {
 	m := middleboxMatched(n, ^uint64(0))
 	m.desc = fmt.Sprintf("the middlebox's rules matched at least %d packet(s)", n)
-	return m
+	return m.by("MiddleboxMatchedAtLeast", n)
 }
 
 func middleboxMatched(lo, hi uint64) obsMatcher {

@@ -40,7 +40,7 @@ func ServedFile(body []byte) ConnCheck {
 			}
 			return servedFile(c.Response, body)
 		},
-	}
+	}.by("ServedFile", body)
 }
 
 func servedFile(resp, want []byte) (bool, string) {
@@ -123,7 +123,7 @@ func DissectorAgrees(name, filter string, d Dissector) obsMatcher {
 			}
 			return item.compare(selected, 0)
 		},
-	}
+	}.by("DissectorAgrees", name, filter, d)
 }
 
 // Option34SYNs returns the 1-based positions of the packets with the SYN
@@ -240,7 +240,7 @@ func EveryBackend(service string, n int, checks ...ConnCheck) obsMatcher {
 			}
 			return true, ""
 		},
-	}
+	}.by("EveryBackend", service, n, checks)
 }
 
 // ProbesAgree expects every server TFO probe of the observation (lab/probe
@@ -290,7 +290,7 @@ func ProbesAgree(want bool) obsMatcher {
 			}
 			return false, fmt.Sprintf("connection 0 got no SYN-ACK\n%s", listPackets(pkts, -1, o.LinkOf(0, AtClient)))
 		},
-	}
+	}.by("ProbesAgree", want)
 }
 
 // StrayGuard is the name of the observer a peers scenario puts on a
@@ -342,7 +342,7 @@ func NoStrayTraffic(node string) obsMatcher {
 			}
 			return true, ""
 		},
-	}
+	}.by("NoStrayTraffic", node)
 }
 
 // ToolVersion expects the observation to have been made with tool at a
@@ -363,5 +363,5 @@ func ToolVersion(tool, prefix string) obsMatcher {
 			}
 			return true, ""
 		},
-	}
+	}.by("ToolVersion", tool, prefix)
 }

@@ -76,7 +76,7 @@ func PoolServerAccepted(want bool) ConnCheck {
 			}
 			return true, ""
 		}),
-	}
+	}.by("PoolServerAccepted", want)
 }
 
 // ServerTFOChild expects the served connection's accepted socket to carry
@@ -91,7 +91,7 @@ func ServerTFOChild(want bool) ConnCheck {
 			}
 			return true, ""
 		}),
-	}
+	}.by("ServerTFOChild", want)
 }
 
 // onLanded is a check of the record the server the connection landed on
@@ -135,7 +135,7 @@ func ConnsFrom(first int, checks ...ConnCheck) obsMatcher {
 			}
 			return true, ""
 		},
-	}
+	}.by("ConnsFrom", first, checks)
 }
 
 // LandedOn expects the connections to have landed on at least n distinct
@@ -157,7 +157,7 @@ func LandedOn(n int) obsMatcher {
 			}
 			return true, ""
 		},
-	}
+	}.by("LandedOn", n)
 }
 
 // Share is how a pool served a run's connections: per server, how many
@@ -242,7 +242,7 @@ func PoolOutcomes(keys *tfocookie.Schedule) obsMatcher {
 			}
 			return true, ""
 		}),
-	}
+	}.by("PoolOutcomes", keys)
 }
 
 // withModel is a check of the pool model's predictions for the
@@ -367,7 +367,7 @@ func PoolCounters(keys *tfocookie.Schedule) obsMatcher {
 			}
 			return false, fmt.Sprintf("counters off the model:\n%s\n%s%s", strings.Join(bad, "\n"), poolTable(o, model, -1), o.CounterSummary())
 		}),
-	}
+	}.by("PoolCounters", keys)
 }
 
 // PoolCounterTotal expects counter name to have moved by want in all over
@@ -392,7 +392,7 @@ func PoolCounterTotal(nodes []string, name string, want int64) obsMatcher {
 			}
 			return true, ""
 		},
-	}
+	}.by("PoolCounterTotal", nodes, name, want)
 }
 
 // ListenOverflow expects the connections labelled label (a burst whose
@@ -464,5 +464,5 @@ func ListenOverflow(label string, queue int) obsMatcher {
 			}
 			return true, ""
 		},
-	}
+	}.by("ListenOverflow", label, queue)
 }

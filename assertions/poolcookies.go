@@ -60,7 +60,7 @@ func CookiesIssued(keys *tfocookie.Schedule) obsMatcher {
 			}
 			return true, ""
 		},
-	}
+	}.by("CookiesIssued", keys)
 }
 
 // CookieCachePerDestination expects each client to behave as one cookie
@@ -110,7 +110,7 @@ func CookieCachePerDestination() obsMatcher {
 			}
 			return ""
 		}),
-	}
+	}.by("CookieCachePerDestination")
 }
 
 // AcceptedIffIssuer expects, client by client, every connection whose SYN
@@ -139,7 +139,7 @@ func AcceptedIffIssuer() obsMatcher {
 			}
 			return ""
 		}),
-	}
+	}.by("AcceptedIffIssuer")
 }
 
 // perClient is a check made client by client: check gets each client node

@@ -118,7 +118,7 @@ func ProbeSaid(i int, want bool, cause ProbeCause) obsMatcher {
 			}
 			return true, ""
 		}),
-	}
+	}.by("ProbeSaid", i, want, cause)
 }
 
 // ProbeCookie expects probe i's cookie to be the one key makes for the
@@ -134,7 +134,7 @@ func ProbeCookie(i int, key tfo.Key) obsMatcher {
 			}
 			return true, ""
 		}),
-	}
+	}.by("ProbeCookie", i, key)
 }
 
 // ProbeReset expects the server that got probe i's SYN to have seen an RST
@@ -156,7 +156,7 @@ func ProbeReset(i int) obsMatcher {
 			}
 			return false, fmt.Sprintf("no RST from %s reached %s after its SYN-ACK\n%s", r.Source, server.node, listPackets(server.packets, -1, server.link))
 		}),
-	}
+	}.by("ProbeReset", i)
 }
 
 // onProbe is a check of probe i of the timeline (its i-th lab/probe

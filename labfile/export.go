@@ -111,6 +111,10 @@ func (e *exporter) file(s scenarios.Scenario) (File, error) {
 		f.TimelineFrom, f.Timeout = e.ref, s.Timeout
 	}
 	for i, m := range s.Expect {
+		if call, err := asCall(m); err == nil {
+			f.Expect = append(f.Expect, Expectation{Call: call})
+			continue
+		}
 		cat, err := e.catalogue()
 		if err != nil {
 			return f, fmt.Errorf("expectation %d (%s): %w", i, assertions.NameOf(m), err)
