@@ -126,3 +126,29 @@ func exprString(e ast.Expr) string {
 	}
 	return ""
 }
+
+// Every callable constructor records its call, so that an export writes
+// its expectations as data: its result ends in .by("Name", ...). Named,
+// Counter and the counter deltas are recorded from their data instead.
+func TestEveryConstructorRecordsItsCall(t *testing.T) {
+	var src strings.Builder
+	files, _ := filepath.Glob("../assertions/*.go")
+	for _, f := range files {
+		if !strings.HasSuffix(f, "_test.go") {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.Write(b)
+		}
+	}
+	fromData := []string{"Named", "Counter", "HaveIncreasedBy", "HaveCounterDeltas", "Delta"}
+	for name := range Constructors {
+		if slices.Contains(fromData, name) {
+			continue
+		}
+		if !strings.Contains(src.String(), `.by("`+name+`"`) {
+			t.Errorf("assertions.%s does not record its call: end what it returns with .by(%q, its parameters...)", name, name)
+		}
+	}
+}
