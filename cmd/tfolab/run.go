@@ -63,9 +63,11 @@ func newRunCmd() *cobra.Command {
 expectation's verdict, the connections and the counters that moved, and write the
 observation, the verdicts and the pcaps under --out. With --keep the lab stays up
 after the timeline, its services answering, with commands to poke it printed,
-until Ctrl-C or SIGTERM tears it down. Needs root.`,
+until Ctrl-C or SIGTERM tears it down. With -f, the lab a scenario file describes
+(docs/labfile.md); a mistake in the file is one line naming file:line. Needs root.`,
 		Example: `  sudo tfolab run baseline/routed/ipv4/sendto/cookie-then-data
-  sudo tfolab run baseline/routed/ipv4/sendto/cookie-then-data --keep --out /tmp/tfo`,
+  sudo tfolab run baseline/routed/ipv4/sendto/cookie-then-data --keep --out /tmp/tfo
+  sudo tfolab run -f examples/labs/nat-pool/lab.yaml`,
 		Args:              argsBetween(0, 1, "one scenario NAME"),
 		ValidArgsFunction: completeScenario,
 		RunE: func(c *cobra.Command, args []string) error {
