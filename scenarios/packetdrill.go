@@ -1,0 +1,339 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/onsi/gomega/types"
+	"github.com/tfolab/tfolab/diagnose"
+	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/topology"
+	"golang.org/x/sys/unix"
+
+	. "github.com/tfolab/tfolab/assertions"
+)
+
+// Packetdrill parity (issue 23; docs/packetdrill.md maps every script of
+// google/packetdrill's gtests/net/tcp/fastopen to the scenarios here and
+// elsewhere in the catalogue). Packetdrill fakes the peer; here both ends
+// are real Linux sockets, and the calls each end makes are recorded with
+// their results (observation.Conn.Calls).
+
+func init() {
+	register(PacketdrillScenarios)
+	registerMutants(packetdrillMutants)
+}
+
+// Ports of the lifecycle scenario's other listeners, on the service's
+// address (the client's cookie is per address, so it is good for them all).
+const (
+	plainPort    = 7003 // a listener without TCP_FASTOPEN
+	closingPort  = 7004 // a TFO listener the timeline closes with a child queued
+	silentPort   = 7006 // SYNs dropped: a connection stays in SYN-SENT
+	refusingPort = 7009 // nothing listens: the kernel answers with an RST
+)
+
+// pdPayload is what the lifecycle's clients put in their SYN: 10 bytes,
+// as packetdrill's server scripts do.
+const pdPayload = "tfolab-pd\n"
+
+// TFO option forms of the lifecycle scenario: option 34 (RFC 7413), or
+// the experimental kind 254 with magic 0xF989 that a Linux client falls
+// back to after an unanswered request, and a Linux server answers in kind.
+const (
+	formOpt34 = "opt34"
+	formExp   = "exp"
+)
+
+// PacketdrillScenarios is the parity part of the catalogue.
+func PacketdrillScenarios() []Scenario {
+	var out []Scenario
+	for _, fam := range []topology.Family{topology.IPv4, topology.IPv6} {
+		for _, form := range []string{formOpt34, formExp} {
+			out = append(out, ChildLifecycle(form, fam))
+		}
+	}
+	return out
+}
+
+func pdLabels(fam topology.Family, more ...string) []string {
+	return append([]string{"packetdrill", "direct", strings.ToLower(fam.String())}, more...)
+}
+
+// ChildLifecycle is the server scripts' TFO child, with a real client: a
+// SYN with a cookie and data makes a child that sits in the accept queue
+// with the data; what the acceptor gets after an RST, a FIN, an ICMP-less
+// close, a close of the listener, a zero-byte SYN; a cookie sent to a
+// listener without TCP_FASTOPEN; and an ordinary socket reset before
+// accept. In the exp form the client learns its cookie in the
+// experimental option (the server's TFO is off for its first, option-34
+// request), and every SYN after carries kind 254.
+func ChildLifecycle(form string, fam topology.Family) Scenario {
+	main := newScriptedListener(serverQueue, 0)
+	closing := newScriptedListener(serverQueue, 0)
+	plain := newScriptedListener(0, 0)
+	server := tfoServer
+	if form == formExp {
+		server = tfoClient // off for the first request; on after it
+	}
+	s := Scenario{
+		Name:        fmt.Sprintf("packetdrill/server/child-lifecycle/%s/%s", form, strings.ToLower(fam.String())),
+		Description: "the TFO child's lifecycle before and after accept, real client, cookie in the " + form + " form",
+		Labels:      pdLabels(fam, "server"),
+		Topology:    topology.Direct(),
+		Family:      fam,
+		Sysctls:     tfoSysctls(tfoClient, server),
+		Services: []Service{
+			{Kind: main},
+			{Name: "plain", Port: plainPort, Kind: plain},
+			{Name: "closing", Port: closingPort, Kind: closing},
+		},
+		Clients: []Client{{Kind: LabClient{Mode: tfo.ModeSendto}}},
+		Timeout: 10 * time.Second,
+	}
+	s.Timeline = func(ctx context.Context, env *Env) error {
+		return lifecycleTimeline(ctx, env, form, main.slot, plain.slot, closing.slot)
+	}
+	exp := form == formExp
+	tfoSYN := func() Step { return ClientSYN().WithCookie().Experimental(exp).WithPayload(len(pdPayload)) }
+	data := []ConnCheck{
+		Dialogue(AtServer, tfoSYN(), ServerSYNACK().AckingSYNData()),
+		OptionsHave("server", "tcp_info at accept", tcpiOptSynData|tcpiOptTFOChild, true),
+	}
+	s.Expect = []types.GomegaMatcher{
+		// reset-before-accept.pkt: the child stays queued; the acceptor
+		// reads the SYN's data, then the reset.
+		Labelled("reset-before-accept", append(data,
+			Dialogue(AtServer, tfoSYN(), ClientRST()),
+			Reported("server", "tcp_info at accept", "CLOSE"),
+			Returned("server", "read", len(pdPayload)),
+			FailedWith("server", "read again", "ECONNRESET"))...),
+		// reset-after-accept.pkt: the same, the RST after accept.
+		Labelled("reset-after-accept", append(data,
+			Reported("server", "tcp_info at accept", "ESTABLISHED"),
+			Returned("server", "read", len(pdPayload)),
+			FailedWith("server", "read again", "ECONNRESET"))...),
+		// reset-close-with-unread-data.pkt: write fails, close sends no RST.
+		Labelled("reset-close-with-unread-data", append(data,
+			FailedWith("server", "write", "ECONNRESET"),
+			Returned("server", "close", 0),
+			NoPacket(AtServer, ServerRST()))...),
+		// unread-data-closed-trigger-rst.pkt: close with the SYN's data
+		// unread resets the connection.
+		Labelled("unread-data-closed-trigger-rst", append(data,
+			Dialogue(AtClient, ServerSYNACK(), ServerRST()),
+			FailedWith("client", "read", "ECONNRESET"))...),
+		// fin-close-socket.pkt: a FIN before accept; the child is in
+		// CLOSE_WAIT, the data and then EOF read, close sends the FIN.
+		Labelled("fin-close-socket", append(data,
+			Reported("server", "tcp_info at accept", "CLOSE_WAIT"),
+			Returned("server", "read", len(pdPayload)),
+			Returned("server", "read again", 0),
+			Dialogue(AtServer, ClientFIN(), ServerFIN()),
+			Returned("client", "read", 0))...),
+		// basic-zero-payload.pkt: a cookie without data still makes a
+		// TFO child, writable at once; read waits for the data.
+		Labelled("zero-payload",
+			FailedWith("client", "sendto", "EINPROGRESS"),
+			Dialogue(AtServer, ClientSYN().WithCookie().Experimental(exp).WithoutPayload(), ServerSYNACK().AckingSYNOnly()),
+			OptionsHave("server", "tcp_info at accept", tcpiOptTFOChild, true),
+			OptionsHave("server", "tcp_info at accept", tcpiOptSynData, false),
+			Returned("server", "write", 100),
+			FailedWith("server", "read before data", "EAGAIN"),
+			Returned("server", "read", len(pdPayload))),
+		// listener-closed-trigger-rst.pkt: closing the listener resets
+		// every child it never accepted.
+		Labelled("listener-closed-trigger-rst",
+			Dialogue(AtServer, tfoSYN(), ServerSYNACK().AckingSYNData(), ServerRST()),
+			FailedWith("client", "read", "ECONNRESET")),
+		// basic-non-tfo-listener.pkt: a listener without TCP_FASTOPEN
+		// ignores the cookie and the data; the client sends it again.
+		Labelled("non-tfo-listener",
+			Returned("client", "sendto", len(pdPayload)),
+			Dialogue(AtServer, tfoSYN(), ServerSYNACK().WithoutFastOpen().AckingSYNOnly(), ClientData().WithPayload(len(pdPayload))),
+			OptionsHave("server", "tcp_info at accept", tcpiOptSynData|tcpiOptTFOChild, false),
+			Returned("server", "read", len(pdPayload))),
+		// reset-non-tfo-socket.pkt: an ordinary established socket reset
+		// before accept: queued in CLOSE, write fails, the data then EOF.
+		Labelled("reset-non-tfo-socket",
+			Dialogue(AtServer, ClientSYN().WithoutFastOpen().WithoutPayload(), ServerSYNACK().AckingSYNOnly(), ClientData().WithPayload(len(pdPayload)), ClientRST()),
+			Reported("server", "tcp_info at accept", "CLOSE"),
+			OptionsHave("server", "tcp_info at accept", tcpiOptSynData|tcpiOptTFOChild, false),
+			FailedWith("server", "write", "ECONNRESET"),
+			Returned("server", "read", len(pdPayload)),
+			Returned("server", "read again", 0)),
+		// Seven TFO children, counted as such.
+		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 7), Delta(lab.TCPFastOpenPassiveFail, 0))),
+	}
+	// The listener without TCP_FASTOPEN is the worst the diagnoser finds:
+	// from the client alone, cookie and data answered by a SYN-ACK without
+	// option look like a stripped option; with the server's capture, like
+	// a server without TFO, which it is.
+	s.Diagnosis = Diagnosis{ClientSide: diagnose.OptionStripped, BothSides: diagnose.ServerNoTFO}
+	return s
+}
+
+// learnCookieAPI makes the connection that learns the cookie: the
+// client's sendto of nothing sends the request; in the exp form the first
+// (option 34) goes unanswered, the server's TFO comes on, and the second
+// request is in the experimental form.
+func learnCookieAPI(ctx context.Context, env *Env, form string, slot *listenerSlot) error {
+	if form == formExp {
+		learnOnce(env, "learn-34", slot)
+		if err := env.WriteSysctl(topology.Server, "net.ipv4.tcp_fastopen", tfoServer); err != nil {
+			return err
+		}
+	}
+	learnOnce(env, "learn", slot)
+	return ctx.Err()
+}
+
+func learnOnce(env *Env, label string, slot *listenerSlot) {
+	c := env.newAPIConn(label, "", 0, slot, false)
+	c.client(func(s *tfo.Sock) tfo.CallResult {
+		return s.Sendto("sendto", nil, unix.MSG_FASTOPEN, c.remote)
+	})
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+	c.accept()
+	c.done()
+}
+
+// settle is how long the timeline lets a packet the client just sent
+// reach the server's socket before the server's next call: the veth hands
+// it over in the sender's own softirq, so this is ample.
+const settle = 30 * time.Millisecond
+
+func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, closing *listenerSlot) error {
+	if err := learnCookieAPI(ctx, env, form, main); err != nil {
+		return err
+	}
+	payload := []byte(pdPayload)
+	sendSYNData := func(c *apiConn) {
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, c.remote) })
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+	}
+	reset := func(c *apiConn) {
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Linger0("SO_LINGER 0") })
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Close("close") })
+	}
+	srvRead := func(c *apiConn, op string) {
+		c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.Read(op, 512); return r })
+	}
+
+	// reset-before-accept
+	c := env.newAPIConn("reset-before-accept", "", 0, main, false)
+	sendSYNData(c)
+	reset(c)
+	_ = sleepCtx(ctx, settle)
+	c.accept()
+	srvRead(c, "read")
+	srvRead(c, "read again")
+	c.done()
+
+	// reset-after-accept
+	c = env.newAPIConn("reset-after-accept", "", 0, main, false)
+	sendSYNData(c)
+	c.accept()
+	reset(c)
+	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLRDHUP, time.Second) })
+	srvRead(c, "read")
+	srvRead(c, "read again")
+	c.done()
+
+	// reset-close-with-unread-data
+	c = env.newAPIConn("reset-close-with-unread-data", "", 0, main, false)
+	sendSYNData(c)
+	c.accept()
+	reset(c)
+	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLRDHUP, time.Second) })
+	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", make([]byte, 100)) })
+	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Close("close") })
+	_ = sleepCtx(ctx, settle)
+	c.done()
+
+	// unread-data-closed-trigger-rst
+	c = env.newAPIConn("unread-data-closed-trigger-rst", "", 0, main, false)
+	sendSYNData(c)
+	c.accept()
+	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Close("close") })
+	c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
+	c.done()
+
+	// fin-close-socket
+	c = env.newAPIConn("fin-close-socket", "", 0, main, false)
+	sendSYNData(c)
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Shutdown("shutdown(SHUT_WR)", unix.SHUT_WR) })
+	_ = sleepCtx(ctx, settle)
+	c.accept()
+	srvRead(c, "read")
+	srvRead(c, "read again")
+	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Close("close") })
+	c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
+	c.done()
+
+	// zero-payload
+	c = env.newAPIConn("zero-payload", "", 0, main, false)
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", nil, unix.MSG_FASTOPEN, c.remote) })
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+	c.accept()
+	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", make([]byte, 100)) })
+	c.server(func(s *tfo.Sock) tfo.CallResult {
+		r, _ := s.ReadWait("read before data", 512, settle)
+		return r
+	})
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", payload) })
+	c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
+	c.done()
+
+	// non-tfo-listener
+	c = env.newAPIConn("non-tfo-listener", "plain", 0, plain, false)
+	sendSYNData(c)
+	c.accept()
+	c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
+	c.done()
+
+	// reset-non-tfo-socket: an ordinary connect, data after the handshake
+	c = env.newAPIConn("reset-non-tfo-socket", "", 0, main, false)
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Connect("connect", c.remote) })
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", payload) })
+	_ = sleepCtx(ctx, settle)
+	reset(c)
+	_ = sleepCtx(ctx, settle)
+	c.accept()
+	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", make([]byte, 100)) })
+	srvRead(c, "read")
+	srvRead(c, "read again")
+	c.done()
+
+	// listener-closed-trigger-rst: a child queued, the listener closed
+	c = env.newAPIConn("listener-closed-trigger-rst", "closing", 0, closing, false)
+	sendSYNData(c)
+	if ln, err := closing.listener(); err == nil {
+		c.add("server", ln.Close("close listener"))
+	}
+	c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
+	c.done()
+	return ctx.Err()
+}
+
+// packetdrillMutants are the parity scenarios' self-checks.
+func packetdrillMutants() []Mutant {
+	noQueue := ChildLifecycle(formOpt34, topology.IPv4)
+	noQueue.Services[0].Kind = newScriptedListener(0, 0)
+	// The timeline drives the listener in its slot: rebuild it around the
+	// new one.
+	ml := noQueue.Services[0].Kind.(ScriptedListener)
+	pl := noQueue.Services[1].Kind.(ScriptedListener)
+	cl := noQueue.Services[2].Kind.(ScriptedListener)
+	noQueue.Timeline = func(ctx context.Context, env *Env) error {
+		return lifecycleTimeline(ctx, env, formOpt34, ml.slot, pl.slot, cl.slot)
+	}
+	return []Mutant{
+		mutant("child-lifecycle: the main listener without TCP_FASTOPEN (no TFO child)", noQueue,
+			`"reset-before-accept" connections`, `"zero-payload" connections`, "server counters"),
+	}
+}
