@@ -55,6 +55,9 @@ func PacketdrillScenarios() []Scenario {
 		for _, form := range []string{formOpt34, formExp} {
 			out = append(out, ChildLifecycle(form, fam))
 		}
+		for _, mode := range []tfo.Mode{tfo.ModeSendto, tfo.ModeConnect} {
+			out = append(out, ClientAPI(fam, mode))
+		}
 	}
 	return out
 }
@@ -332,7 +335,10 @@ func packetdrillMutants() []Mutant {
 	noQueue.Timeline = func(ctx context.Context, env *Env) error {
 		return lifecycleTimeline(ctx, env, formOpt34, ml.slot, pl.slot, cl.slot)
 	}
+	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
 	return []Mutant{
+		mutant("client api: the server advertises its full MSS (no TCP_MAXSEG 940): the SYN carries 1420 bytes, not 900", noMSS,
+			`"mss" connections`, `"multi-iov" connections`, `"blocking" connections`),
 		mutant("child-lifecycle: the main listener without TCP_FASTOPEN (no TFO child)", noQueue,
 			`"reset-before-accept" connections`, `"zero-payload" connections`, "server counters"),
 	}

@@ -40,9 +40,14 @@ type CallResult struct {
 }
 
 // ErrnoName is the errno's symbolic name ("EINPROGRESS"), "" for none.
+// Linux's ENOTSUP and EOPNOTSUPP are one number; a socket call's is named
+// EOPNOTSUPP, as the socket API (and packetdrill) names it.
 func (c CallResult) ErrnoName() string {
-	if c.Errno == 0 {
+	switch c.Errno {
+	case 0:
 		return ""
+	case unix.EOPNOTSUPP:
+		return "EOPNOTSUPP"
 	}
 	return unix.ErrnoName(c.Errno)
 }
