@@ -58,6 +58,7 @@ func PacketdrillScenarios() []Scenario {
 		for _, mode := range []tfo.Mode{tfo.ModeSendto, tfo.ModeConnect} {
 			out = append(out, ClientAPI(fam, mode))
 		}
+		out = append(out, PureSynData(fam))
 	}
 	return out
 }
@@ -336,10 +337,68 @@ func packetdrillMutants() []Mutant {
 		return lifecycleTimeline(ctx, env, formOpt34, ml.slot, pl.slot, cl.slot)
 	}
 	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
+	cookieNotReqd := pureSynData(topology.IPv4, tfoServerNoCookie)
 	return []Mutant{
+		mutant("pure-syn-data: the server takes data without a cookie (0x202)", cookieNotReqd,
+			`"server-0x2" connections`, "server counters"),
 		mutant("client api: the server advertises its full MSS (no TCP_MAXSEG 940): the SYN carries 1420 bytes, not 900", noMSS,
 			`"mss" connections`, `"multi-iov" connections`, `"blocking" connections`),
 		mutant("child-lifecycle: the main listener without TCP_FASTOPEN (no TFO child)", noQueue,
 			`"reset-before-accept" connections`, `"zero-payload" connections`, "server counters"),
 	}
+}
+
+// PureSynData is pure-syn-data.pkt with a real client: a SYN with data
+// and no TFO option at all (the client in no-cookie mode, 0x5) to a TFO
+// server that requires cookies, by setsockopt (0x2) or on every listener
+// (0x402), or with its TFO off (0x1). Each time the SYN-ACK carries no TFO
+// option and acks only the SYN; the client sends its data again.
+func PureSynData(fam topology.Family) Scenario {
+	return pureSynData(fam, tfoServer)
+}
+
+// pureSynDataSteps are the server's sysctl for each connection, by label.
+var pureSynDataSteps = []struct{ label, sysctl string }{
+	{"server-0x2", ""}, // the scenario's own
+	{"server-0x402", "1026"},
+	{"server-off", tfoClient},
+}
+
+func pureSynData(fam topology.Family, server string) Scenario {
+	s := Scenario{
+		Name:        fmt.Sprintf("packetdrill/server/pure-syn-data/%s", strings.ToLower(fam.String())),
+		Description: "a SYN with data and no TFO option to a server that requires cookies (0x2, 0x402) or has TFO off: a plain SYN-ACK, the data again after it",
+		Labels:      pdLabels(fam, "server"),
+		Topology:    topology.Direct(),
+		Family:      fam,
+		Sysctls:     tfoSysctls(tfoClientNoCookie, server),
+		Services:    []Service{listener(serverQueue)},
+		Clients:     []Client{labClient(tfo.ModeSendto, 0)},
+		Timeout:     3 * DefaultConnTimeout,
+	}
+	s.Timeline = func(ctx context.Context, env *Env) error {
+		for _, st := range pureSynDataSteps {
+			if st.sysctl != "" {
+				if err := env.WriteSysctl(topology.Server, "net.ipv4.tcp_fastopen", st.sysctl); err != nil {
+					return err
+				}
+			}
+			env.Dial(ctx, Dial{Label: st.label, Timeout: DefaultConnTimeout})
+		}
+		return ctx.Err()
+	}
+	for _, st := range pureSynDataSteps {
+		s.Expect = append(s.Expect, Labelled(st.label,
+			Dialogue(AtServer,
+				ClientSYN().WithoutFastOpen().WithPayload(payloadLen),
+				ServerSYNACK().WithoutFastOpen().AckingSYNOnly(),
+				ClientData().WithPayload(payloadLen)),
+			SynDataAcked(false),
+			ServerAcceptedSynData(false),
+			Responded(),
+			FirstByteAfterSynRetransmissions(0)))
+	}
+	s.Expect = append(s.Expect, serverTFO(0, 0, Delta(lab.TCPFastOpenPassiveFail, 0)))
+	s.Diagnosis = diagnosed(diagnose.CookieRejected)
+	return s
 }
