@@ -1,0 +1,194 @@
+package scenarios
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// upstreamFastOpenScripts is every script under google/packetdrill's
+// gtests/net/tcp/fastopen (commit 2c4001c, March 2026), relative to it.
+var upstreamFastOpenScripts = []string{
+	"client/blocking-connect-bypass-errno.pkt",
+	"client/blocking-connect-bypass.pkt",
+	"client/blocking-sendmsg-multi-iov.pkt",
+	"client/blocking-sendto-errnos.pkt",
+	"client/blocking-sendto.pkt",
+	"client/cookie-less-sendto.pkt",
+	"client/cookie-req-timeout.pkt",
+	"client/fallback-exp-opt.pkt",
+	"client/fastopen-connect-keepalive.pkt",
+	"client/nonblocking-connect-bypass-errno.pkt",
+	"client/nonblocking-connect-bypass.pkt",
+	"client/nonblocking-sendmsg-multi-iov.pkt",
+	"client/nonblocking-sendto-empty-buf.pkt",
+	"client/nonblocking-sendto-errnos.pkt",
+	"client/nonblocking-sendto-over-mss.pkt",
+	"client/nonblocking-sendto.pkt",
+	"client/poll.pkt",
+	"client/sendto-af-unspec.pkt",
+	"client/simultaneous-fast-open.pkt",
+	"client/syn-data-icmp-unreach-frag-needed-with-seq-ipv6.pkt",
+	"client/syn-data-icmp-unreach-frag-needed-with-seq.pkt",
+	"client/syn-data-icmp-unreach-frag-needed.pkt",
+	"client/syn-data-mss.pkt",
+	"client/syn-data-only-syn-acked.pkt",
+	"client/syn-data-partial-or-over-ack.pkt",
+	"client/syn-data-rtt-from-syn-data.pkt",
+	"client/syn-data-timeout.pkt",
+	"client/synack-data.pkt",
+	"client/valid-cookie-format.pkt",
+	"server/basic-cookie-not-reqd.pkt",
+	"server/basic-non-tfo-listener.pkt",
+	"server/basic-rw.pkt",
+	"server/basic-zero-payload.pkt",
+	"server/client-ack-dropped-then-recovery-ms-timestamps.pkt",
+	"server/fin-close-socket.pkt",
+	"server/icmp-baseline.pkt",
+	"server/icmp-before-accept.pkt",
+	"server/listener-closed-trigger-rst.pkt",
+	"server/opt34/basic-cookie-not-reqd.pkt",
+	"server/opt34/basic-non-tfo-listener.pkt",
+	"server/opt34/basic-rw.pkt",
+	"server/opt34/basic-zero-payload.pkt",
+	"server/opt34/fin-close-socket.pkt",
+	"server/opt34/icmp-before-accept.pkt",
+	"server/opt34/listener-closed-trigger-rst.pkt",
+	"server/opt34/pure-syn-data.pkt",
+	"server/opt34/reset-after-accept.pkt",
+	"server/opt34/reset-before-accept.pkt",
+	"server/opt34/reset-close-with-unread-data.pkt",
+	"server/opt34/reset-non-tfo-socket.pkt",
+	"server/opt34/simple1.pkt",
+	"server/opt34/simple2.pkt",
+	"server/opt34/simple3.pkt",
+	"server/opt34/unread-data-closed-trigger-rst.pkt",
+	"server/pure-syn-data.pkt",
+	"server/reset-after-accept.pkt",
+	"server/reset-before-accept.pkt",
+	"server/reset-close-with-unread-data.pkt",
+	"server/reset-non-tfo-socket.pkt",
+	"server/simple1.pkt",
+	"server/simple2.pkt",
+	"server/simple3.pkt",
+	"server/sockopt-fastopen-key.pkt",
+	"server/unread-data-closed-trigger-rst.pkt",
+}
+
+// minMapped is how many scripts must map to at least one scenario that
+// is in the catalogue now (names pending merge do not count).
+const minMapped = 45
+
+// pendingMerge marks a scenario another branch adds; the check of its
+// name waits for the merge.
+const pendingMerge = "(pending merge)"
+
+type parityRow struct {
+	script    string
+	scenarios []string // names in the catalogue's part of the row
+	pending   []string // names marked pendingMerge
+}
+
+// readParityTable parses docs/packetdrill.md's rows: the script in the
+// first column, the scenarios (backquoted, braces expanded) in the second.
+func readParityTable(t *testing.T) []parityRow {
+	t.Helper()
+	b, err := os.ReadFile("../docs/packetdrill.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile("`([^`]+)`( \\(pending merge\\))?")
+	var rows []parityRow
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cols := strings.Split(line, " | ")
+		if len(cols) < 3 {
+			t.Errorf("row with %d columns: %s", len(cols), line)
+			continue
+		}
+		r := parityRow{script: strings.Trim(strings.TrimPrefix(cols[0], "| "), "`")}
+		for _, m := range name.FindAllStringSubmatch(cols[1], -1) {
+			for _, n := range expandBraces(m[1]) {
+				if m[2] != "" {
+					r.pending = append(r.pending, n)
+				} else {
+					r.scenarios = append(r.scenarios, n)
+				}
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// expandBraces expands one or more {a,b} groups: x/{a,b}/{c,d} is four
+// names.
+func expandBraces(s string) []string {
+	i := strings.IndexByte(s, '{')
+	if i < 0 {
+		return []string{s}
+	}
+	j := strings.IndexByte(s[i:], '}')
+	if j < 0 {
+		return []string{s}
+	}
+	var out []string
+	for _, alt := range strings.Split(s[i+1:i+j], ",") {
+		out = append(out, expandBraces(s[:i]+alt+s[i+j+1:])...)
+	}
+	return out
+}
+
+// Every upstream TFO script has one row, every scenario a row names is in
+// the catalogue (or marked as pending a merge), and enough scripts map to
+// scenarios of the catalogue.
+func TestPacketdrillParityTable(t *testing.T) {
+	rows := readParityTable(t)
+	if len(rows) != len(upstreamFastOpenScripts) {
+		t.Errorf("%d rows, want one per upstream script: %d", len(rows), len(upstreamFastOpenScripts))
+	}
+	catalogue := map[string]bool{}
+	for _, s := range Catalogue() {
+		catalogue[s.Name] = true
+	}
+	seen := map[string]bool{}
+	mapped := 0
+	for _, r := range rows {
+		if seen[r.script] {
+			t.Errorf("%s: two rows", r.script)
+		}
+		seen[r.script] = true
+		if !slices.Contains(upstreamFastOpenScripts, r.script) {
+			t.Errorf("%s: not an upstream script", r.script)
+		}
+		for _, n := range r.scenarios {
+			if !catalogue[n] {
+				t.Errorf("%s: scenario %q is not in the catalogue", r.script, n)
+			}
+		}
+		if len(r.scenarios) > 0 {
+			mapped++
+		}
+	}
+	for _, s := range upstreamFastOpenScripts {
+		if !seen[s] {
+			t.Errorf("%s: no row", s)
+		}
+	}
+	if mapped < minMapped {
+		t.Errorf("%d scripts map to catalogue scenarios, want at least %d", mapped, minMapped)
+	}
+	t.Logf("%d of %d scripts map to catalogue scenarios", mapped, len(rows))
+}
+
+func TestExpandBraces(t *testing.T) {
+	got := expandBraces("p/{a,b}/x/{c,d}")
+	want := []string{"p/a/x/c", "p/a/x/d", "p/b/x/c", "p/b/x/d"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
