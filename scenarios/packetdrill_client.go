@@ -239,7 +239,9 @@ func clientAPITimeline(ctx context.Context, env *Env, mode tfo.Mode, slot *liste
 	} else {
 		open(c, 0) // connect() itself sends the cookie request
 	}
-	call(c, func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto again", buf(1000), unix.MSG_FASTOPEN, remote(c)) })
+	call(c, func(s *tfo.Sock) tfo.CallResult {
+		return s.Sendto("sendto again", buf(1000), unix.MSG_FASTOPEN, remote(c))
+	})
 	call(c, func(s *tfo.Sock) tfo.CallResult { return s.Write("write", buf(1000)) })
 	call(c, func(s *tfo.Sock) tfo.CallResult { r, _ := s.Read("read", 1000); return r })
 	poll(c, 0)
@@ -261,7 +263,9 @@ func clientAPITimeline(ctx context.Context, env *Env, mode tfo.Mode, slot *liste
 		poll(c, 0)
 		call(c, func(s *tfo.Sock) tfo.CallResult { return s.Write("write", buf(800)) })
 	}
-	call(c, func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto again", buf(1000), unix.MSG_FASTOPEN, remote(c)) })
+	call(c, func(s *tfo.Sock) tfo.CallResult {
+		return s.Sendto("sendto again", buf(1000), unix.MSG_FASTOPEN, remote(c))
+	})
 	call(c, func(s *tfo.Sock) tfo.CallResult { return s.Write("write again", buf(1000)) })
 	if !sendto {
 		call(c, func(s *tfo.Sock) tfo.CallResult { return s.Connect("connect again", c.remote) })
