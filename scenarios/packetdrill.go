@@ -3,6 +3,8 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
 	"golang.org/x/sys/unix"
 
@@ -32,6 +35,7 @@ func init() {
 const (
 	plainPort    = 7003 // a listener without TCP_FASTOPEN
 	closingPort  = 7004 // a TFO listener the timeline closes with a child queued
+	icmpPort     = 7005 // a TFO listener whose SYN-ACKs the server's own firewall rejects with an ICMP error
 	silentPort   = 7006 // SYNs dropped: a connection stays in SYN-SENT
 	refusingPort = 7009 // nothing listens: the kernel answers with an RST
 )
@@ -79,6 +83,7 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 	main := newScriptedListener(serverQueue, 0)
 	closing := newScriptedListener(serverQueue, 0)
 	plain := newScriptedListener(0, 0)
+	icmp := newScriptedListener(serverQueue, 0)
 	server := tfoServer
 	if form == formExp {
 		server = tfoClient // off for the first request; on after it
@@ -94,12 +99,14 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 			{Kind: main},
 			{Name: "plain", Port: plainPort, Kind: plain},
 			{Name: "closing", Port: closingPort, Kind: closing},
+			{Name: "icmp", Port: icmpPort, Kind: icmp},
 		},
-		Clients: []Client{{Kind: LabClient{Mode: tfo.ModeSendto}}},
-		Timeout: 10 * time.Second,
+		Clients:     []Client{{Kind: LabClient{Mode: tfo.ModeSendto}}},
+		Middleboxes: []MiddleboxSpec{{Box: rejectSynAckBox, Placement: middlebox.ServerSide, Port: icmpPort}},
+		Timeout:     10 * time.Second,
 	}
 	s.Timeline = func(ctx context.Context, env *Env) error {
-		return lifecycleTimeline(ctx, env, form, main.slot, plain.slot, closing.slot)
+		return lifecycleTimeline(ctx, env, form, main.slot, plain.slot, closing.slot, icmp.slot)
 	}
 	exp := form == formExp
 	tfoSYN := func() Step { return ClientSYN().WithCookie().Experimental(exp).WithPayload(len(pdPayload)) }
@@ -169,8 +176,20 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 			FailedWith("server", "write", "ECONNRESET"),
 			Returned("server", "read", len(pdPayload)),
 			Returned("server", "read again", 0)),
-		// Seven TFO children, counted as such.
-		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 7), Delta(lab.TCPFastOpenPassiveFail, 0))),
+		// icmp-before-accept.pkt: an ICMP error for the child's SYN-ACK
+		// closes it, but it stays queued: the acceptor reads the SYN's
+		// data, then the error; the socket is no longer writable.
+		Labelled("icmp-before-accept",
+			Returned("client", "sendto", len(pdPayload)),
+			Dialogue(AtServer, tfoSYN()),
+			NoPacket(AtClient, ServerSYNACK()),
+			OptionsHave("server", "tcp_info at accept", tcpiOptSynData|tcpiOptTFOChild, true),
+			Reported("server", "tcp_info at accept", "CLOSE"),
+			Returned("server", "read", len(pdPayload)),
+			FailedWith("server", "read again", "EHOSTUNREACH"),
+			FailedWith("server", "write", "EPIPE")),
+		// Eight TFO children, counted as such.
+		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 8), Delta(lab.TCPFastOpenPassiveFail, 0))),
 	}
 	// The listener without TCP_FASTOPEN is the worst the diagnoser finds:
 	// from the client alone, cookie and data answered by a SYN-ACK without
@@ -210,7 +229,24 @@ func learnOnce(env *Env, label string, slot *listenerSlot) {
 // it over in the sender's own softirq, so this is ample.
 const settle = 30 * time.Millisecond
 
-func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, closing *listenerSlot) error {
+// rejectSynAckBox is the server's own firewall answering its SYN-ACKs
+// from the guarded port with an ICMP host (IPv6: address) unreachable,
+// delivered to the server's own stack: icmp-before-accept.pkt's ICMP
+// error, from a real stack.
+var rejectSynAckBox = middlebox.Middlebox{
+	Name:        "reject-own-synack",
+	Description: "rejects the server's own SYN-ACKs from the guarded port (OUTPUT, REJECT with ICMP host/address unreachable): the ICMP error goes to the server's socket",
+	Rules: func(f lab.Family, p middlebox.Params) ([]middlebox.Rule, error) {
+		with := "icmp-host-unreachable"
+		if f == lab.IPv6 {
+			with = "icmp6-addr-unreachable"
+		}
+		return []middlebox.Rule{{Table: "filter", Chain: "OUTPUT", Spec: []string{"-p", "tcp", "--sport", strconv.Itoa(int(p.ServicePort)),
+			"--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "REJECT", "--reject-with", with}}}, nil
+	},
+}
+
+func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, closing, icmp *listenerSlot) error {
 	if err := learnCookieAPI(ctx, env, form, main); err != nil {
 		return err
 	}
@@ -321,6 +357,20 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	}
 	c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
 	c.done()
+
+	// icmp-before-accept: the SYN-ACK is answered by an ICMP error; the
+	// client, which never sees it, is closed before its SYN timer fires.
+	c = env.newAPIConn("icmp-before-accept", "icmp", 0, icmp, false)
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, c.remote) })
+	_ = sleepCtx(ctx, settle)
+	c.accept()
+	srvRead(c, "read")
+	srvRead(c, "read again")
+	c.server(func(s *tfo.Sock) tfo.CallResult {
+		return s.Sendto("write", make([]byte, 100), unix.MSG_NOSIGNAL, netip.AddrPort{})
+	})
+	reset(c)
+	c.done()
 	return ctx.Err()
 }
 
@@ -333,8 +383,9 @@ func packetdrillMutants() []Mutant {
 	ml := noQueue.Services[0].Kind.(ScriptedListener)
 	pl := noQueue.Services[1].Kind.(ScriptedListener)
 	cl := noQueue.Services[2].Kind.(ScriptedListener)
+	il := noQueue.Services[3].Kind.(ScriptedListener)
 	noQueue.Timeline = func(ctx context.Context, env *Env) error {
-		return lifecycleTimeline(ctx, env, formOpt34, ml.slot, pl.slot, cl.slot)
+		return lifecycleTimeline(ctx, env, formOpt34, ml.slot, pl.slot, cl.slot, il.slot)
 	}
 	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
 	cookieNotReqd := pureSynData(topology.IPv4, tfoServerNoCookie)
