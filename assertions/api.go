@@ -114,3 +114,11 @@ func NoPackets(side Side) ConnCheck {
 		return false, listPackets(pkts, 0, link)
 	})
 }
+
+// ServerSYN is the next SYN (without ACK) the server's end sends: a
+// simultaneous open's crossing SYN.
+func ServerSYN() Step { return Step{kind: KindSYN} }
+
+// ClientSYNACK is the next SYN-ACK the client's end sends (simultaneous
+// open).
+func ClientSYNACK() Step { return Step{fromClient: true, kind: KindSYNACK} }

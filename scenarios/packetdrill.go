@@ -62,7 +62,7 @@ func PacketdrillScenarios() []Scenario {
 		for _, mode := range []tfo.Mode{tfo.ModeSendto, tfo.ModeConnect} {
 			out = append(out, ClientAPI(fam, mode))
 		}
-		out = append(out, PureSynData(fam))
+		out = append(out, PureSynData(fam), SimultaneousFastOpen(fam))
 	}
 	return out
 }
@@ -390,6 +390,8 @@ func packetdrillMutants() []Mutant {
 	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
 	cookieNotReqd := pureSynData(topology.IPv4, tfoServerNoCookie)
 	return []Mutant{
+		mutant("simultaneous open without the router's hold: the SYNs do not cross, the first meets a closed port",
+			simultaneousFastOpen(topology.IPv4, false), `"simultaneous" connections`),
 		mutant("pure-syn-data: the server takes data without a cookie (0x202)", cookieNotReqd,
 			`"server-0x2" connections`, "server counters"),
 		mutant("client api: the server advertises its full MSS (no TCP_MAXSEG 940): the SYN carries 1420 bytes, not 900", noMSS,

@@ -333,3 +333,8 @@ func (s *Sock) Close(op string) CallResult {
 func (s *Sock) Shutdown(op string, how int) CallResult {
 	return s.result(op, 0, unix.Shutdown(s.fd, how))
 }
+
+// Bind calls bind(ap).
+func (s *Sock) Bind(op string, ap netip.AddrPort) CallResult {
+	return s.result(op, 0, unix.Bind(s.fd, sockaddr(ap.Addr().Unmap(), ap.Port(), 0)))
+}
