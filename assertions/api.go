@@ -122,3 +122,11 @@ func ServerSYN() Step { return Step{kind: KindSYN} }
 // ClientSYNACK is the next SYN-ACK the client's end sends (simultaneous
 // open).
 func ClientSYNACK() Step { return Step{fromClient: true, kind: KindSYNACK} }
+
+// ReturnedWithin expects the call op at side to have returned a value in
+// [lo, hi] without an error (tcpi_rtt in microseconds, a byte count).
+func ReturnedWithin(side, op string, lo, hi int) ConnCheck {
+	return callCheck(side, op, fmt.Sprintf("returned a value in [%d, %d]", lo, hi), func(k observation.Call) bool {
+		return k.Errno == "" && k.Ret >= lo && k.Ret <= hi
+	})
+}

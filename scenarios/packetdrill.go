@@ -62,7 +62,7 @@ func PacketdrillScenarios() []Scenario {
 		for _, mode := range []tfo.Mode{tfo.ModeSendto, tfo.ModeConnect} {
 			out = append(out, ClientAPI(fam, mode))
 		}
-		out = append(out, PureSynData(fam), SimultaneousFastOpen(fam))
+		out = append(out, PureSynData(fam), SimultaneousFastOpen(fam), RTTFromSynData(fam))
 	}
 	return out
 }
@@ -390,6 +390,8 @@ func packetdrillMutants() []Mutant {
 	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
 	cookieNotReqd := pureSynData(topology.IPv4, tfoServerNoCookie)
 	return []Mutant{
+		mutant("rtt-from-syn-data: the router holds packets 30 ms each way, not 15: the sample is twice the RTT expected",
+			rttFromSynData(topology.IPv4, 2*rttOneWay), `"data-acked" connections`, `"syn-acked" connections`),
 		mutant("simultaneous open without the router's hold: the SYNs do not cross, the first meets a closed port",
 			simultaneousFastOpen(topology.IPv4, false), `"simultaneous" connections`),
 		mutant("pure-syn-data: the server takes data without a cookie (0x202)", cookieNotReqd,

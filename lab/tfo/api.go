@@ -338,3 +338,12 @@ func (s *Sock) Shutdown(op string, how int) CallResult {
 func (s *Sock) Bind(op string, ap netip.AddrPort) CallResult {
 	return s.result(op, 0, unix.Bind(s.fd, sockaddr(ap.Addr().Unmap(), ap.Port(), 0)))
 }
+
+// TCPInfoRTT reads tcp_info: Ret is tcpi_rtt in microseconds (the
+// smoothed RTT; after one sample, that sample), Detail the state's name.
+func (s *Sock) TCPInfoRTT(op string) CallResult {
+	ti, err := readTCPInfo(uintptr(s.fd))
+	r := s.result(op, int(ti.RTT/time.Microsecond), err)
+	r.Detail = TCPStateName(ti.State)
+	return r
+}
