@@ -29,6 +29,10 @@ import (
 // cookie and bounds the next SYN's data by it.
 const apiMSS = 940
 
+// userMSS is the client's own TCP_MAXSEG in "user-mss", below the cached
+// MSS.
+const userMSS = 800
+
 // synDataSpace is what the SYN then carries of a larger write: the cached
 // MSS less the 40 bytes of option space the kernel keeps free for
 // middleboxes that add options (tcp_send_syn_data).
@@ -112,6 +116,12 @@ func clientAPI(fam topology.Family, mode tfo.Mode, maxseg int) Scenario {
 			OptionsHave("client", "tcp_info", tcpiOptSynData, true),
 			Returned("client", "write rest", 2000-synDataSpace),
 			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(synDataSpace), ServerSYNACK().AckingSYNData(), ClientData().WithPayload(2000-synDataSpace))),
+		// syn-data-mss: the socket's own TCP_MAXSEG bounds the SYN's data
+		// too (min of it and the cached MSS, less 40).
+		Labelled("user-mss",
+			Returned("client", "TCP_MAXSEG", 0),
+			Returned("client", wantOp(sendto, "sendto", "write"), userMSS-40),
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(userMSS-40), ServerSYNACK().AckingSYNData())),
 		// nonblocking-sendmsg-multi-iov: three iovecs, the SYN's share.
 		Labelled("multi-iov",
 			Returned("client", "sendmsg", synDataSpace),
@@ -292,6 +302,15 @@ func clientAPITimeline(ctx context.Context, env *Env, mode tfo.Mode, slot *liste
 	info(c)
 	call(c, func(s *tfo.Sock) tfo.CallResult { return s.Write("write rest", buf(2000-synDataSpace)) })
 	_ = sleepCtx(ctx, settle)
+	c.done()
+
+	// user-mss
+	c = mk("user-mss", 0, false)
+	call(c, func(s *tfo.Sock) tfo.CallResult {
+		return s.SetsockoptInt("TCP_MAXSEG", unix.IPPROTO_TCP, unix.TCP_MAXSEG, userMSS)
+	})
+	open(c, 2000)
+	poll(c, time.Second)
 	c.done()
 
 	// multi-iov
