@@ -259,6 +259,13 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Linger0("SO_LINGER 0") })
 		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Close("close") })
 	}
+	// resetReached resets the connection and waits until the server's
+	// established socket has taken the RST (Tcp.EstabResets moves).
+	resetReached := func(c *apiConn) {
+		base := env.serverCounter("Tcp.EstabResets")
+		reset(c)
+		waitFor(ctx, time.Second, func() bool { return env.serverCounter("Tcp.EstabResets") > base })
+	}
 	srvRead := func(c *apiConn, op string) {
 		c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.Read(op, 512); return r })
 	}
@@ -266,8 +273,7 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	// reset-before-accept
 	c := env.newAPIConn("reset-before-accept", "", 0, main, false)
 	sendSYNData(c)
-	reset(c)
-	_ = sleepCtx(ctx, settle)
+	resetReached(c)
 	c.accept()
 	srvRead(c, "read")
 	srvRead(c, "read again")
@@ -306,7 +312,9 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	c = env.newAPIConn("fin-close-socket", "", 0, main, false)
 	sendSYNData(c)
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Shutdown("shutdown(SHUT_WR)", unix.SHUT_WR) })
-	_ = sleepCtx(ctx, settle)
+	// The server has the FIN once it has acked it: the client is then in
+	// FIN_WAIT2.
+	waitFor(ctx, time.Second, func() bool { return c.clientState() == "FIN_WAIT2" })
 	c.accept()
 	srvRead(c, "read")
 	srvRead(c, "read again")
@@ -340,9 +348,7 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Connect("connect", c.remote) })
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", payload) })
-	_ = sleepCtx(ctx, settle)
-	reset(c)
-	_ = sleepCtx(ctx, settle)
+	resetReached(c)
 	c.accept()
 	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", make([]byte, 100)) })
 	srvRead(c, "read")
@@ -361,8 +367,13 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	// icmp-before-accept: the SYN-ACK is answered by an ICMP error; the
 	// client, which never sees it, is closed before its SYN timer fires.
 	c = env.newAPIConn("icmp-before-accept", "icmp", 0, icmp, false)
+	unreach := env.serverCounter("Icmp.InDestUnreachs")
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, c.remote) })
-	_ = sleepCtx(ctx, settle)
+	if env.site.Family == topology.IPv4 {
+		waitFor(ctx, time.Second, func() bool { return env.serverCounter("Icmp.InDestUnreachs") > unreach })
+	} else {
+		_ = sleepCtx(ctx, settle) // ICMPv6's counters are in snmp6, which the lab does not read
+	}
 	c.accept()
 	srvRead(c, "read")
 	srvRead(c, "read again")

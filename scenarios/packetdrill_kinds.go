@@ -206,3 +206,35 @@ func (c *apiConn) done() observation.Conn {
 	c.env.record(cl, c.service, conn)
 	return conn
 }
+
+// waitFor polls cond every 2 ms until it holds or timeout passes; it
+// reports whether it held. A timeline waits for the kernel's own evidence
+// (a counter, a socket state) that a packet has arrived, rather than for
+// a fixed time that a loaded machine may overrun.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !cond() {
+		if sleepCtx(ctx, 2*time.Millisecond) != nil {
+			return cond()
+		}
+	}
+	return true
+}
+
+// serverCounter reads a counter of the server node now (-1 if it cannot).
+func (e *Env) serverCounter(name string) int64 {
+	v, err := e.site.Topo.Namespace(e.scen.Services[0].node()).Counter(name)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// clientState is the client socket's TCP state now, not recorded.
+func (c *apiConn) clientState() string {
+	if c.cli == nil {
+		return ""
+	}
+	return c.cli.TCPInfo("").Detail
+}
