@@ -148,6 +148,12 @@ func clientAPI(fam topology.Family, mode tfo.Mode, maxseg int) Scenario {
 			Reported("client", "poll", "POLLIN|POLLOUT|POLLERR|POLLHUP"),
 			Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload(), ServerRST())),
 		CookieCached(topology.Client, true),
+		// Four SYNs' data acked (mss, user-mss, multi-iov, blocking); the
+		// refused one and those left in SYN-SENT are no failure of TFO's.
+		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenActive, 4), Delta(lab.TCPFastOpenActiveFail, 0))),
+		// Those four and empty-buf's cookie without data made TFO
+		// children; one cookie request reached the server.
+		serverTFO(5, 1),
 	}
 	if !sendto {
 		// fastopen-connect-keepalive, nonblocking-connect-bypass-errno: a
