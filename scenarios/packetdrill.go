@@ -33,11 +33,12 @@ func init() {
 // Ports of the lifecycle scenario's other listeners, on the service's
 // address (the client's cookie is per address, so it is good for them all).
 const (
-	plainPort    = 7003 // a listener without TCP_FASTOPEN
-	closingPort  = 7004 // a TFO listener the timeline closes with a child queued
-	icmpPort     = 7005 // a TFO listener whose SYN-ACKs the server's own firewall rejects with an ICMP error
-	silentPort   = 7006 // SYNs dropped: a connection stays in SYN-SENT
-	refusingPort = 7009 // nothing listens: the kernel answers with an RST
+	plainPort     = 7003 // a listener without TCP_FASTOPEN
+	closingPort   = 7004 // a TFO listener the timeline closes with a child queued
+	icmpPort      = 7005 // a TFO listener whose SYN-ACKs the server's own firewall rejects with an ICMP error
+	icmpPlainPort = 7007 // the same without TCP_FASTOPEN
+	silentPort    = 7006 // SYNs dropped: a connection stays in SYN-SENT
+	refusingPort  = 7009 // nothing listens: the kernel answers with an RST
 )
 
 // pdPayload is what the lifecycle's clients put in their SYN: 10 bytes,
@@ -84,6 +85,7 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 	closing := newScriptedListener(serverQueue, 0)
 	plain := newScriptedListener(0, 0)
 	icmp := newScriptedListener(serverQueue, 0)
+	icmpPlain := newScriptedListener(0, 0)
 	server := tfoServer
 	if form == formExp {
 		server = tfoClient // off for the first request; on after it
@@ -100,13 +102,17 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 			{Name: "plain", Port: plainPort, Kind: plain},
 			{Name: "closing", Port: closingPort, Kind: closing},
 			{Name: "icmp", Port: icmpPort, Kind: icmp},
+			{Name: "icmp-plain", Port: icmpPlainPort, Kind: icmpPlain},
 		},
-		Clients:     []Client{{Kind: LabClient{Mode: tfo.ModeSendto}}},
-		Middleboxes: []MiddleboxSpec{{Box: rejectSynAckBox, Placement: middlebox.ServerSide, Port: icmpPort}},
-		Timeout:     10 * time.Second,
+		Clients: []Client{{Kind: LabClient{Mode: tfo.ModeSendto}}},
+		Middleboxes: []MiddleboxSpec{
+			{Box: rejectSynAckBox, Placement: middlebox.ServerSide, Port: icmpPort},
+			{Box: rejectSynAckFatalBox, Placement: middlebox.ServerSide, Port: icmpPlainPort},
+		},
+		Timeout: 10 * time.Second,
 	}
 	s.Timeline = func(ctx context.Context, env *Env) error {
-		return lifecycleTimeline(ctx, env, form, main.slot, plain.slot, closing.slot, icmp.slot)
+		return lifecycleTimeline(ctx, env, form, main.slot, plain.slot, closing.slot, icmp.slot, icmpPlain.slot)
 	}
 	exp := form == formExp
 	tfoSYN := func() Step { return ClientSYN().WithCookie().Experimental(exp).WithPayload(len(pdPayload)) }
@@ -188,8 +194,16 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 			Returned("server", "read", len(pdPayload)),
 			FailedWith("server", "read again", "EHOSTUNREACH"),
 			FailedWith("server", "write", "EPIPE")),
-		// Eight TFO children, counted as such.
-		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 8), Delta(lab.TCPFastOpenPassiveFail, 0))),
+		// icmp-baseline.pkt: the same ICMP error for an ordinary request's
+		// SYN-ACK drops the request (counted as a listen drop): nothing
+		// to accept.
+		Labelled("icmp-baseline",
+			Returned("client", "sendto", len(pdPayload)),
+			Dialogue(AtServer, tfoSYN()),
+			NoPacket(AtClient, ServerSYNACK()),
+			FailedWith("server", "accept", "EAGAIN")),
+		// Eight TFO children, counted as such; one request dropped.
+		CountersOf(topology.Server, HaveCounterDeltas(Delta(lab.TCPFastOpenPassive, 8), Delta(lab.TCPFastOpenPassiveFail, 0), Delta("ListenDrops", 1))),
 	}
 	// The listener without TCP_FASTOPEN is the worst the diagnoser finds:
 	// from the client alone, cookie and data answered by a SYN-ACK without
@@ -233,20 +247,30 @@ const settle = 30 * time.Millisecond
 // from the guarded port with an ICMP host (IPv6: address) unreachable,
 // delivered to the server's own stack: icmp-before-accept.pkt's ICMP
 // error, from a real stack.
-var rejectSynAckBox = middlebox.Middlebox{
-	Name:        "reject-own-synack",
-	Description: "rejects the server's own SYN-ACKs from the guarded port (OUTPUT, REJECT with ICMP host/address unreachable): the ICMP error goes to the server's socket",
-	Rules: func(f lab.Family, p middlebox.Params) ([]middlebox.Rule, error) {
-		with := "icmp-host-unreachable"
-		if f == lab.IPv6 {
-			with = "icmp6-addr-unreachable"
-		}
-		return []middlebox.Rule{{Table: "filter", Chain: "OUTPUT", Spec: []string{"-p", "tcp", "--sport", strconv.Itoa(int(p.ServicePort)),
-			"--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "REJECT", "--reject-with", with}}}, nil
-	},
+var rejectSynAckBox = rejectOwnSynAck("reject-own-synack", "icmp6-addr-unreachable")
+
+// rejectSynAckFatalBox is rejectSynAckBox with, for IPv6, an error that is
+// fatal to a request socket (administratively prohibited): an address
+// unreachable is not (icmpv6_err_convert), so it would not drop the
+// request that icmp-baseline shows dropped.
+var rejectSynAckFatalBox = rejectOwnSynAck("reject-own-synack-fatal", "icmp6-adm-prohibited")
+
+func rejectOwnSynAck(name, v6 string) middlebox.Middlebox {
+	return middlebox.Middlebox{
+		Name:        name,
+		Description: "rejects the server's own SYN-ACKs from the guarded port (OUTPUT, REJECT with ICMP host unreachable, IPv6 " + v6 + "): the ICMP error goes to the server's socket",
+		Rules: func(f lab.Family, p middlebox.Params) ([]middlebox.Rule, error) {
+			with := "icmp-host-unreachable"
+			if f == lab.IPv6 {
+				with = v6
+			}
+			return []middlebox.Rule{{Table: "filter", Chain: "OUTPUT", Spec: []string{"-p", "tcp", "--sport", strconv.Itoa(int(p.ServicePort)),
+				"--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "REJECT", "--reject-with", with}}}, nil
+		},
+	}
 }
 
-func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, closing, icmp *listenerSlot) error {
+func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, closing, icmp, icmpPlain *listenerSlot) error {
 	if err := learnCookieAPI(ctx, env, form, main); err != nil {
 		return err
 	}
@@ -343,8 +367,11 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
 	c.done()
 
-	// reset-non-tfo-socket: an ordinary connect, data after the handshake
-	c = env.newAPIConn("reset-non-tfo-socket", "", 0, main, false)
+	// reset-non-tfo-socket: an ordinary connect, data after the handshake,
+	// to the listener that never hands out cookies: a plain SYN from a
+	// client holding a cookie of the main port would read, in its
+	// capture, as a fallback after a lost data SYN.
+	c = env.newAPIConn("reset-non-tfo-socket", "plain", 0, plain, false)
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Connect("connect", c.remote) })
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", payload) })
@@ -382,6 +409,16 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	})
 	reset(c)
 	c.done()
+
+	// icmp-baseline: the same to a listener without TCP_FASTOPEN; the
+	// request is gone once ListenDrops moves.
+	c = env.newAPIConn("icmp-baseline", "icmp-plain", 0, icmpPlain, false)
+	drops := env.serverCounter("ListenDrops")
+	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, c.remote) })
+	waitFor(ctx, time.Second, func() bool { return env.serverCounter("ListenDrops") > drops })
+	c.acceptWithin(settle)
+	reset(c)
+	c.done()
 	return ctx.Err()
 }
 
@@ -395,8 +432,9 @@ func packetdrillMutants() []Mutant {
 	pl := noQueue.Services[1].Kind.(ScriptedListener)
 	cl := noQueue.Services[2].Kind.(ScriptedListener)
 	il := noQueue.Services[3].Kind.(ScriptedListener)
+	ipl := noQueue.Services[4].Kind.(ScriptedListener)
 	noQueue.Timeline = func(ctx context.Context, env *Env) error {
-		return lifecycleTimeline(ctx, env, formOpt34, ml.slot, pl.slot, cl.slot, il.slot)
+		return lifecycleTimeline(ctx, env, formOpt34, ml.slot, pl.slot, cl.slot, il.slot, ipl.slot)
 	}
 	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
 	cookieNotReqd := pureSynData(topology.IPv4, tfoServerNoCookie)

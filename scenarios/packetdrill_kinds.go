@@ -159,7 +159,10 @@ func (c *apiConn) server(call func(s *tfo.Sock) tfo.CallResult) tfo.CallResult {
 
 // accept takes the next connection off the listener and records it as
 // the service's.
-func (c *apiConn) accept() {
+func (c *apiConn) accept() { c.acceptWithin(time.Second) }
+
+// acceptWithin is accept, giving up (EAGAIN) after d.
+func (c *apiConn) acceptWithin(d time.Duration) {
 	if c.slot == nil || c.cli == nil {
 		return
 	}
@@ -168,7 +171,7 @@ func (c *apiConn) accept() {
 		c.err = errors.Join(c.err, err)
 		return
 	}
-	r, child := ln.Accept("accept", time.Second)
+	r, child := ln.Accept("accept", d)
 	if child != nil {
 		r.Ret = 0 // the fd number says nothing
 	}
