@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -91,38 +92,76 @@ type parityRow struct {
 	pending   []string // names marked pendingMerge
 }
 
-// readParityTable parses docs/packetdrill.md's rows: the script in the
-// first column, the scenarios (backquoted, braces expanded) in the second.
+// readParityTable parses docs/packetdrill.md's mapping table.
 func readParityTable(t *testing.T) []parityRow {
 	t.Helper()
 	b, err := os.ReadFile("../docs/packetdrill.md")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return parseParityTable(string(b))
+}
+
+// parseParityTable parses the mapping table's rows: the script in the
+// first column, the scenarios (backquoted, braces expanded) in the second.
+func parseParityTable(doc string) []parityRow {
 	name := regexp.MustCompile("`([^`]+)`( \\(pending merge\\))?")
+	// The mapping table's rows, and only they, start with a script's path.
+	row := regexp.MustCompile("^\\| `(client|server)/[^`]*\\.pkt` \\|")
 	var rows []parityRow
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, "| `") {
+	for _, line := range strings.Split(doc, "\n") {
+		if !row.MatchString(line) {
 			continue
 		}
 		cols := strings.Split(line, " | ")
-		if len(cols) < 3 {
-			t.Errorf("row with %d columns: %s", len(cols), line)
-			continue
-		}
 		r := parityRow{script: strings.Trim(strings.TrimPrefix(cols[0], "| "), "`")}
-		for _, m := range name.FindAllStringSubmatch(cols[1], -1) {
-			for _, n := range expandBraces(m[1]) {
-				if m[2] != "" {
-					r.pending = append(r.pending, n)
-				} else {
-					r.scenarios = append(r.scenarios, n)
+		if len(cols) > 1 {
+			for _, m := range name.FindAllStringSubmatch(cols[1], -1) {
+				for _, n := range expandBraces(m[1]) {
+					if m[2] != "" {
+						r.pending = append(r.pending, n)
+					} else {
+						r.scenarios = append(r.scenarios, n)
+					}
 				}
 			}
 		}
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// checkParityTable returns what is wrong with rows against the upstream
+// scripts and the catalogue's names, and how many scripts map to
+// catalogue scenarios.
+func checkParityTable(rows []parityRow, scripts []string, catalogue map[string]bool) (problems []string, mapped int) {
+	if len(rows) != len(scripts) {
+		problems = append(problems, fmt.Sprintf("%d rows, want one per upstream script: %d", len(rows), len(scripts)))
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if seen[r.script] {
+			problems = append(problems, r.script+": two rows")
+		}
+		seen[r.script] = true
+		if !slices.Contains(scripts, r.script) {
+			problems = append(problems, r.script+": not an upstream script")
+		}
+		for _, n := range r.scenarios {
+			if !catalogue[n] {
+				problems = append(problems, fmt.Sprintf("%s: scenario %q is not in the catalogue", r.script, n))
+			}
+		}
+		if len(r.scenarios) > 0 {
+			mapped++
+		}
+	}
+	for _, s := range scripts {
+		if !seen[s] {
+			problems = append(problems, s+": no row")
+		}
+	}
+	return problems, mapped
 }
 
 // expandBraces expands one or more {a,b} groups: x/{a,b}/{c,d} is four
@@ -147,42 +186,47 @@ func expandBraces(s string) []string {
 // the catalogue (or marked as pending a merge), and enough scripts map to
 // scenarios of the catalogue.
 func TestPacketdrillParityTable(t *testing.T) {
-	rows := readParityTable(t)
-	if len(rows) != len(upstreamFastOpenScripts) {
-		t.Errorf("%d rows, want one per upstream script: %d", len(rows), len(upstreamFastOpenScripts))
-	}
 	catalogue := map[string]bool{}
 	for _, s := range Catalogue() {
 		catalogue[s.Name] = true
 	}
-	seen := map[string]bool{}
-	mapped := 0
-	for _, r := range rows {
-		if seen[r.script] {
-			t.Errorf("%s: two rows", r.script)
-		}
-		seen[r.script] = true
-		if !slices.Contains(upstreamFastOpenScripts, r.script) {
-			t.Errorf("%s: not an upstream script", r.script)
-		}
-		for _, n := range r.scenarios {
-			if !catalogue[n] {
-				t.Errorf("%s: scenario %q is not in the catalogue", r.script, n)
-			}
-		}
-		if len(r.scenarios) > 0 {
-			mapped++
-		}
-	}
-	for _, s := range upstreamFastOpenScripts {
-		if !seen[s] {
-			t.Errorf("%s: no row", s)
-		}
+	problems, mapped := checkParityTable(readParityTable(t), upstreamFastOpenScripts, catalogue)
+	for _, p := range problems {
+		t.Error(p)
 	}
 	if mapped < minMapped {
 		t.Errorf("%d scripts map to catalogue scenarios, want at least %d", mapped, minMapped)
 	}
-	t.Logf("%d of %d scripts map to catalogue scenarios", mapped, len(rows))
+	t.Logf("%d of %d scripts map to catalogue scenarios", mapped, len(upstreamFastOpenScripts))
+}
+
+// The check finds each way a table goes wrong.
+func TestCheckParityTableFindsMistakes(t *testing.T) {
+	doc := strings.Join([]string{
+		"| script | scenario(s) | why |",
+		"| `client/a.pkt` | `x/{1,2}`, `y` (pending merge) | ok |",
+		"| `client/a.pkt` | `x/3` | twice, and x/3 is unknown |",
+		"| `server/c.pkt` | — | not upstream |",
+		"| `notes` | `x/9` | not a row |",
+	}, "\n")
+	rows := parseParityTable(doc)
+	if len(rows) != 3 || !slices.Equal(rows[0].scenarios, []string{"x/1", "x/2"}) || !slices.Equal(rows[0].pending, []string{"y"}) {
+		t.Fatalf("parsed %+v", rows)
+	}
+	problems, mapped := checkParityTable(rows, []string{"client/a.pkt", "client/b.pkt"}, map[string]bool{"x/1": true, "x/2": true})
+	want := []string{
+		"3 rows, want one per upstream script: 2",
+		"client/a.pkt: two rows",
+		`client/a.pkt: scenario "x/3" is not in the catalogue`,
+		"server/c.pkt: not an upstream script",
+		"client/b.pkt: no row",
+	}
+	if !slices.Equal(problems, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(problems, "\n"), strings.Join(want, "\n"))
+	}
+	if mapped != 2 {
+		t.Errorf("mapped %d, want 2", mapped)
+	}
 }
 
 func TestExpandBraces(t *testing.T) {
