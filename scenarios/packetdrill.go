@@ -176,7 +176,7 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 		// reset-non-tfo-socket.pkt: an ordinary established socket reset
 		// before accept: queued in CLOSE, write fails, the data then EOF.
 		Labelled("reset-non-tfo-socket",
-			Dialogue(AtServer, ClientSYN().WithoutFastOpen().WithoutPayload(), ServerSYNACK().AckingSYNOnly(), ClientData().WithPayload(len(pdPayload)), ClientRST()),
+			Dialogue(AtServer, tfoSYN(), ServerSYNACK().WithoutFastOpen().AckingSYNOnly(), ClientData().WithPayload(len(pdPayload)), ClientRST()),
 			Reported("server", "tcp_info at accept", "CLOSE"),
 			OptionsHave("server", "tcp_info at accept", tcpiOptSynData|tcpiOptTFOChild, false),
 			FailedWith("server", "write", "ECONNRESET"),
@@ -367,14 +367,13 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
 	c.done()
 
-	// reset-non-tfo-socket: an ordinary connect, data after the handshake,
-	// to the listener that never hands out cookies: a plain SYN from a
-	// client holding a cookie of the main port would read, in its
-	// capture, as a fallback after a lost data SYN.
+	// reset-non-tfo-socket: as the script, a SYN whose data the server
+	// does not take (here the listener without TCP_FASTOPEN), the data
+	// after the handshake, then the RST. (A plain connect would do, but a
+	// plain SYN from a client that holds a cookie for the address reads,
+	// in the client's capture, as a fallback after a lost data SYN.)
 	c = env.newAPIConn("reset-non-tfo-socket", "plain", 0, plain, false)
-	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Connect("connect", c.remote) })
-	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
-	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", payload) })
+	sendSYNData(c)
 	resetReached(c)
 	c.accept()
 	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", make([]byte, 100)) })
