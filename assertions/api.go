@@ -130,3 +130,19 @@ func ReturnedWithin(side, op string, lo, hi int) ConnCheck {
 		return k.Errno == "" && k.Ret >= lo && k.Ret <= hi
 	})
 }
+
+// SynAckAcked expects the connection's SYN-ACK, on side, to acknowledge
+// exactly n bytes of the client's SYN data (ack = ISN+1+n): a part of it,
+// all of it, or none (n = 0).
+func SynAckAcked(side Side, n int) ConnCheck {
+	return onSide(side, fmt.Sprintf("the SYN-ACK acks %d bytes of the SYN's data", n), func(o *observation.Observation, i int, pkts []capture.Packet, link string) (bool, string) {
+		syn, synack := o.Handshake(i, pkts)
+		if syn == nil || synack == nil {
+			return false, "no SYN and SYN-ACK captured\n" + listPackets(pkts, -1, link)
+		}
+		if got := int(synack.Ack - syn.Seq - 1); got != n {
+			return false, fmt.Sprintf("it acks %d of the SYN's %d bytes\n%s", got, syn.Length, listPackets(pkts, -1, link))
+		}
+		return true, ""
+	})
+}

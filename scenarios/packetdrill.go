@@ -63,7 +63,7 @@ func PacketdrillScenarios() []Scenario {
 		for _, mode := range []tfo.Mode{tfo.ModeSendto, tfo.ModeConnect} {
 			out = append(out, ClientAPI(fam, mode))
 		}
-		out = append(out, PureSynData(fam), SimultaneousFastOpen(fam), RTTFromSynData(fam))
+		out = append(out, PureSynData(fam), SimultaneousFastOpen(fam), RTTFromSynData(fam), SynDataPartlyAcked(fam))
 	}
 	return out
 }
@@ -438,6 +438,8 @@ func packetdrillMutants() []Mutant {
 	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
 	cookieNotReqd := pureSynData(topology.IPv4, tfoServerNoCookie)
 	return []Mutant{
+		mutant("syn-data-partial-ack: the scripted server acks all of the SYN's data", synDataPartlyAcked(topology.IPv4, 0),
+			`"partial" connections`, "client counters"),
 		mutant("rtt-from-syn-data: the router holds packets 30 ms each way, not 15: the sample is twice the RTT expected",
 			rttFromSynData(topology.IPv4, 2*rttOneWay), `"data-acked" connections`, `"syn-acked" connections`),
 		mutant("simultaneous open without the router's hold: the SYNs do not cross, the first meets a closed port",

@@ -78,6 +78,10 @@ type Options struct {
 	// client ISN+1+len), as a TFO server that accepted it would. By default
 	// (false) SYN data is never acknowledged and the client must resend it.
 	AckSynData bool
+	// AckSynDataBytes, with AckSynData, acknowledges only the first that
+	// many bytes of the SYN's payload (0: all of it), as a stack that took
+	// part of it would: the client must resend the rest.
+	AckSynDataBytes int
 	// SynAckDataOnlyForTFO puts SynAckData in the SYN-ACK only when the
 	// connection's SYN carried a TFO option (a cookie or a request): a
 	// plain SYN gets a plain SYN-ACK and the same bytes follow the
@@ -187,6 +191,7 @@ func Start(ctx context.Context, opts Options) (*Peer, error) {
 			synAckData:     append([]byte(nil), opts.SynAckData...),
 			cookie:         append([]byte(nil), opts.Cookie...),
 			ackSynData:     opts.AckSynData,
+			ackSynDataN:    opts.AckSynDataBytes,
 			dataOnlyForTFO: opts.SynAckDataOnlyForTFO,
 			isn:            rand.Uint32,
 		},
