@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -65,7 +66,8 @@ func PacketdrillScenarios() []Scenario {
 		}
 		out = append(out, PureSynData(fam), SimultaneousFastOpen(fam), RTTFromSynData(fam), SynDataPartlyAcked(fam))
 	}
-	return out
+	// One family is enough to show a cookie's length checked.
+	return append(out, InvalidCookie(topology.IPv4))
 }
 
 func pdLabels(fam topology.Family, more ...string) []string {
@@ -438,6 +440,8 @@ func packetdrillMutants() []Mutant {
 	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
 	cookieNotReqd := pureSynData(topology.IPv4, tfoServerNoCookie)
 	return []Mutant{
+		mutant("invalid-cookie: the scripted server's cookie is a valid 16 bytes", invalidCookie(topology.IPv4, bytes.Repeat([]byte{0xc0, 0x0c}, 8)),
+			`"again" connections`, "client cookie cache"),
 		mutant("syn-data-partial-ack: the scripted server acks all of the SYN's data", synDataPartlyAcked(topology.IPv4, 0),
 			`"partial" connections`, "client counters"),
 		mutant("rtt-from-syn-data: the router holds packets 30 ms each way, not 15: the sample is twice the RTT expected",

@@ -74,6 +74,9 @@ type Options struct {
 	// Cookie is the TFO cookie (4 to 16 bytes, an even number) handed out
 	// when a SYN carries a cookie request; nil never sends a TFO option.
 	Cookie []byte
+	// AnyCookieLength lets Cookie be of a length RFC 7413 forbids (a
+	// client must ignore it), for the tests of that.
+	AnyCookieLength bool
 	// AckSynData makes the SYN-ACK acknowledge the SYN's payload (ack =
 	// client ISN+1+len), as a TFO server that accepted it would. By default
 	// (false) SYN data is never acknowledged and the client must resend it.
@@ -120,7 +123,7 @@ func Start(ctx context.Context, opts Options) (*Peer, error) {
 	if opts.Interface == "" {
 		return nil, errors.New("rawpeer: no interface")
 	}
-	if n := len(opts.Cookie); opts.Cookie != nil && (n < 4 || n > 16 || n%2 != 0) {
+	if n := len(opts.Cookie); opts.Cookie != nil && !opts.AnyCookieLength && (n < 4 || n > 16 || n%2 != 0) {
 		return nil, fmt.Errorf("rawpeer: cookie of %d bytes, want an even number from 4 to 16", n)
 	}
 	if err := ctx.Err(); err != nil {
