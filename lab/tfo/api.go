@@ -241,7 +241,8 @@ func (s *Sock) Poll(op string, events int16, timeout time.Duration) CallResult {
 	fds := []unix.PollFd{{Fd: int32(s.fd), Events: events}}
 	deadline := time.Now().Add(timeout)
 	for {
-		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
+		// Never a negative timeout: poll would wait for ever.
+		n, err := unix.Poll(fds, int(max(0, time.Until(deadline).Milliseconds())))
 		if err == unix.EINTR && time.Now().Before(deadline) {
 			continue
 		}
