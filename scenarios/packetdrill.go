@@ -70,8 +70,12 @@ func PacketdrillScenarios() []Scenario {
 	return append(out, InvalidCookie(topology.IPv4))
 }
 
+// pdLabels are the parity scenarios' labels. They all run on Routed: the
+// router's TTL decrement is what tells the diagnoser which end a capture
+// was taken at; on Direct it falls back to the handshake's timing, which
+// a loaded machine can tip.
 func pdLabels(fam topology.Family, more ...string) []string {
-	return append([]string{"packetdrill", "direct", strings.ToLower(fam.String())}, more...)
+	return append([]string{"packetdrill", "routed", strings.ToLower(fam.String())}, more...)
 }
 
 // ChildLifecycle is the server scripts' TFO child, with a real client: a
@@ -96,7 +100,7 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 		Name:        fmt.Sprintf("packetdrill/server/child-lifecycle/%s/%s", form, strings.ToLower(fam.String())),
 		Description: "the TFO child's lifecycle before and after accept, real client, cookie in the " + form + " form",
 		Labels:      pdLabels(fam, "server"),
-		Topology:    topology.Direct(),
+		Topology:    topology.Routed(),
 		Family:      fam,
 		Sysctls:     tfoSysctls(tfoClient, server),
 		Services: []Service{
@@ -478,7 +482,7 @@ func pureSynData(fam topology.Family, server string) Scenario {
 		Name:        fmt.Sprintf("packetdrill/server/pure-syn-data/%s", strings.ToLower(fam.String())),
 		Description: "a SYN with data and no TFO option to a server that requires cookies (0x2, 0x402) or has TFO off: a plain SYN-ACK, the data again after it",
 		Labels:      pdLabels(fam, "server"),
-		Topology:    topology.Direct(),
+		Topology:    topology.Routed(),
 		Family:      fam,
 		Sysctls:     tfoSysctls(tfoClientNoCookie, server),
 		Services:    []Service{listener(serverQueue)},

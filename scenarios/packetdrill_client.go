@@ -61,7 +61,7 @@ func clientAPI(fam topology.Family, mode tfo.Mode, maxseg int) Scenario {
 		Name:        fmt.Sprintf("packetdrill/client/api/%s/%s", strings.ToLower(fam.String()), mode),
 		Description: "the TFO client's socket API contracts (errnos, poll, SYN-data size, sendmsg) against a real server advertising MSS 940",
 		Labels:      pdLabels(fam, "client"),
-		Topology:    topology.Direct(),
+		Topology:    topology.Routed(),
 		Family:      fam,
 		Sysctls:     tfoSysctls(tfoClient, tfoServer),
 		Services:    []Service{{Kind: main}},
