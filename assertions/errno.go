@@ -7,11 +7,11 @@ import (
 	"github.com/tfolab/tfolab/observation"
 )
 
-// FailedWith expects the connection to have ended with the system error
+// ConnFailedWith expects the connection to have ended with the system error
 // errno ("EHOSTUNREACH", "EACCES") before within: an ICMP error that the
 // kernel took as fatal in SYN-SENT, answered at once rather than after a
 // retransmission timeout.
-func FailedWith(errno string, within time.Duration) ConnCheck {
+func ConnFailedWith(errno string, within time.Duration) ConnCheck {
 	return ConnCheck{
 		desc: fmt.Sprintf("failed with %s within %v (no fallback, no retransmission)", errno, within),
 		check: func(o *observation.Observation, i int) (bool, string) {

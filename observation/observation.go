@@ -155,6 +155,25 @@ type Conn struct {
 	ClientLink string `json:"client_link,omitempty"`
 	ServerLink string `json:"server_link,omitempty"`
 	Served     string `json:"served,omitempty"`
+	// Calls are the socket calls a scripted timeline made on this
+	// connection, at either end, with what each returned (the API
+	// contracts: errnos, poll events, tcp_info states).
+	Calls []Call `json:"calls,omitempty"`
+}
+
+// Call is one socket call of a scripted connection and its result.
+type Call struct {
+	// Side is "client" or "server"; Op names the call uniquely within
+	// the connection ("sendto 2", "read after reset").
+	Side string `json:"side"`
+	Op   string `json:"op"`
+	// Ret is the return value (-1 on error, with Errno its name); Detail
+	// is what else the call reported (poll's revents, a tcp_info state).
+	Ret    int    `json:"ret"`
+	Errno  string `json:"errno,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	// At is when the call returned, from the connection's Start.
+	At time.Duration `json:"at_ns"`
 }
 
 // Failed reports whether the connection ended in an error.

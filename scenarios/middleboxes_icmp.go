@@ -44,7 +44,7 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 		NoPacket(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload()),
 		NoPacket(AtClient, ServerSYNACK()),
 		NoPacket(AtServer, ClientSYN().WithPayload(payloadLen)),
-		FailedWith(rejectErrno(fam), lab.InitialRTO),
+		ConnFailedWith(rejectErrno(fam), lab.InitialRTO),
 		SynDataAcked(false),
 	}
 	// After the RTO a plain connection: the path is open to SYNs without

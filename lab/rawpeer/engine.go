@@ -145,6 +145,8 @@ type engine struct {
 	synAckData []byte
 	cookie     []byte
 	ackSynData bool
+	// ackSynDataN bounds what ackSynData acknowledges (0: everything).
+	ackSynDataN int
 	// dataOnlyForTFO keeps synAckData out of the SYN-ACK of a plain SYN.
 	dataOnlyForTFO bool
 	isn            func() uint32
@@ -358,9 +360,13 @@ func (e *engine) newConn(p capture.Packet, peerMAC net.HardwareAddr, now time.Ti
 		}
 	}
 	if e.ackSynData && len(p.Payload) > 0 {
-		c.rec.Received = bytes.Clone(p.Payload)
+		n := len(p.Payload)
+		if e.ackSynDataN > 0 && e.ackSynDataN < n {
+			n = e.ackSynDataN
+		}
+		c.rec.Received = bytes.Clone(p.Payload[:n])
 		c.rec.FirstDataTime = now
-		c.rcvNxt += uint32(len(p.Payload))
+		c.rcvNxt += uint32(n)
 	}
 	c.iss = e.isn()
 	c.rec.ServerISN = c.iss

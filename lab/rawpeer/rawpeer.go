@@ -74,10 +74,17 @@ type Options struct {
 	// Cookie is the TFO cookie (4 to 16 bytes, an even number) handed out
 	// when a SYN carries a cookie request; nil never sends a TFO option.
 	Cookie []byte
+	// AnyCookieLength lets Cookie be of a length RFC 7413 forbids (a
+	// client must ignore it), for the tests of that.
+	AnyCookieLength bool
 	// AckSynData makes the SYN-ACK acknowledge the SYN's payload (ack =
 	// client ISN+1+len), as a TFO server that accepted it would. By default
 	// (false) SYN data is never acknowledged and the client must resend it.
 	AckSynData bool
+	// AckSynDataBytes, with AckSynData, acknowledges only the first that
+	// many bytes of the SYN's payload (0: all of it), as a stack that took
+	// part of it would: the client must resend the rest.
+	AckSynDataBytes int
 	// SynAckDataOnlyForTFO puts SynAckData in the SYN-ACK only when the
 	// connection's SYN carried a TFO option (a cookie or a request): a
 	// plain SYN gets a plain SYN-ACK and the same bytes follow the
@@ -116,7 +123,7 @@ func Start(ctx context.Context, opts Options) (*Peer, error) {
 	if opts.Interface == "" {
 		return nil, errors.New("rawpeer: no interface")
 	}
-	if n := len(opts.Cookie); opts.Cookie != nil && (n < 4 || n > 16 || n%2 != 0) {
+	if n := len(opts.Cookie); opts.Cookie != nil && !opts.AnyCookieLength && (n < 4 || n > 16 || n%2 != 0) {
 		return nil, fmt.Errorf("rawpeer: cookie of %d bytes, want an even number from 4 to 16", n)
 	}
 	if err := ctx.Err(); err != nil {
@@ -187,6 +194,7 @@ func Start(ctx context.Context, opts Options) (*Peer, error) {
 			synAckData:     append([]byte(nil), opts.SynAckData...),
 			cookie:         append([]byte(nil), opts.Cookie...),
 			ackSynData:     opts.AckSynData,
+			ackSynDataN:    opts.AckSynDataBytes,
 			dataOnlyForTFO: opts.SynAckDataOnlyForTFO,
 			isn:            rand.Uint32,
 		},

@@ -1,0 +1,148 @@
+package assertions
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tfolab/tfolab/lab/capture"
+	"github.com/tfolab/tfolab/observation"
+)
+
+// Checks of the socket API a scripted connection used (observation.Call):
+// what each call returned, its errno, poll's events, tcp_info's state, as
+// packetdrill scripts state them ("sendto(...) = -1 EINPROGRESS").
+
+// ClientRST is the next RST the client sends.
+func ClientRST() Step { return Step{fromClient: true, kind: KindRST} }
+
+// ServerRST is the next RST the server sends.
+func ServerRST() Step { return Step{kind: KindRST} }
+
+// ClientFIN is the next FIN the client sends.
+func ClientFIN() Step { return Step{fromClient: true, kind: KindFIN} }
+
+// ServerFIN is the next FIN the server sends.
+func ServerFIN() Step { return Step{kind: KindFIN} }
+
+// findCall is the connection's call op made at side.
+func findCall(c observation.Conn, side, op string) (observation.Call, bool) {
+	for _, k := range c.Calls {
+		if k.Side == side && k.Op == op {
+			return k, true
+		}
+	}
+	return observation.Call{}, false
+}
+
+// listCalls prints the connection's calls, the evidence of a failure.
+func listCalls(c observation.Conn) string {
+	var b strings.Builder
+	b.WriteString("the connection's calls:\n")
+	if len(c.Calls) == 0 {
+		b.WriteString("  (none recorded)\n")
+	}
+	for _, k := range c.Calls {
+		fmt.Fprintf(&b, "  %8.1f ms %s: %s = %d", float64(k.At.Microseconds())/1000, k.Side, k.Op, k.Ret)
+		if k.Errno != "" {
+			b.WriteString(" " + k.Errno)
+		}
+		if k.Detail != "" {
+			b.WriteString(" (" + k.Detail + ")")
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// callCheck is a check of the call op made at side.
+func callCheck(side, op, desc string, ok func(k observation.Call) bool) ConnCheck {
+	return ConnCheck{
+		desc: fmt.Sprintf("%s %s %s", side, op, desc),
+		check: func(o *observation.Observation, i int) (bool, string) {
+			c := o.Conns[i]
+			k, found := findCall(c, side, op)
+			if !found {
+				return false, fmt.Sprintf("no call %q at the %s\n%s", op, side, listCalls(c))
+			}
+			if !ok(k) {
+				return false, fmt.Sprintf("got %d %s %s\n%s", k.Ret, k.Errno, k.Detail, listCalls(c))
+			}
+			return true, ""
+		},
+	}
+}
+
+// Returned expects the call op at side ("client" or "server") to have
+// returned ret without an error.
+func Returned(side, op string, ret int) ConnCheck {
+	return callCheck(side, op, fmt.Sprintf("returned %d", ret), func(k observation.Call) bool {
+		return k.Errno == "" && k.Ret == ret
+	})
+}
+
+// FailedWith expects the call op at side to have failed with errno
+// ("EINPROGRESS").
+func FailedWith(side, op, errno string) ConnCheck {
+	return callCheck(side, op, "failed with "+errno, func(k observation.Call) bool {
+		return k.Ret == -1 && k.Errno == errno
+	})
+}
+
+// Reported expects the call op at side to have succeeded and reported
+// detail: poll's revents ("POLLOUT"), tcp_info's state ("CLOSE").
+func Reported(side, op, detail string) ConnCheck {
+	return callCheck(side, op, "reported "+detail, func(k observation.Call) bool {
+		return k.Errno == "" && k.Detail == detail
+	})
+}
+
+// OptionsHave expects the tcp_info call op at side to report tcpi_options
+// with every bit of mask set (want) or none of them (!want).
+func OptionsHave(side, op string, mask int, want bool) ConnCheck {
+	return callCheck(side, op, fmt.Sprintf("tcpi_options %s 0x%x", wantDesc(want, "has", "lacks"), mask), func(k observation.Call) bool {
+		return k.Errno == "" && (k.Ret&mask == mask) == want && (want || k.Ret&mask == 0)
+	})
+}
+
+// NoPackets expects the connection to have put no packet at all on the
+// wire on side (a deferred connect that was never written to).
+func NoPackets(side Side) ConnCheck {
+	return onSide(side, "no packet at all", func(o *observation.Observation, i int, pkts []capture.Packet, link string) (bool, string) {
+		if len(pkts) == 0 {
+			return true, ""
+		}
+		return false, listPackets(pkts, 0, link)
+	})
+}
+
+// ServerSYN is the next SYN (without ACK) the server's end sends: a
+// simultaneous open's crossing SYN.
+func ServerSYN() Step { return Step{kind: KindSYN} }
+
+// ClientSYNACK is the next SYN-ACK the client's end sends (simultaneous
+// open).
+func ClientSYNACK() Step { return Step{fromClient: true, kind: KindSYNACK} }
+
+// ReturnedWithin expects the call op at side to have returned a value in
+// [lo, hi] without an error (tcpi_rtt in microseconds, a byte count).
+func ReturnedWithin(side, op string, lo, hi int) ConnCheck {
+	return callCheck(side, op, fmt.Sprintf("returned a value in [%d, %d]", lo, hi), func(k observation.Call) bool {
+		return k.Errno == "" && k.Ret >= lo && k.Ret <= hi
+	})
+}
+
+// SynAckAcked expects the connection's SYN-ACK, on side, to acknowledge
+// exactly n bytes of the client's SYN data (ack = ISN+1+n): a part of it,
+// all of it, or none (n = 0).
+func SynAckAcked(side Side, n int) ConnCheck {
+	return onSide(side, fmt.Sprintf("the SYN-ACK acks %d bytes of the SYN's data", n), func(o *observation.Observation, i int, pkts []capture.Packet, link string) (bool, string) {
+		syn, synack := o.Handshake(i, pkts)
+		if syn == nil || synack == nil {
+			return false, "no SYN and SYN-ACK captured\n" + listPackets(pkts, -1, link)
+		}
+		if got := int(synack.Ack - syn.Seq - 1); got != n {
+			return false, fmt.Sprintf("it acks %d of the SYN's %d bytes\n%s", got, syn.Length, listPackets(pkts, -1, link))
+		}
+		return true, ""
+	})
+}
