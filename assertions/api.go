@@ -13,16 +13,16 @@ import (
 // packetdrill scripts state them ("sendto(...) = -1 EINPROGRESS").
 
 // ClientRST is the next RST the client sends.
-func ClientRST() Step { return Step{fromClient: true, kind: KindRST} }
+func ClientRST() Step { return Step{fromClient: true, kind: KindRST}.by("ClientRST") }
 
 // ServerRST is the next RST the server sends.
-func ServerRST() Step { return Step{kind: KindRST} }
+func ServerRST() Step { return Step{kind: KindRST}.by("ServerRST") }
 
 // ClientFIN is the next FIN the client sends.
-func ClientFIN() Step { return Step{fromClient: true, kind: KindFIN} }
+func ClientFIN() Step { return Step{fromClient: true, kind: KindFIN}.by("ClientFIN") }
 
 // ServerFIN is the next FIN the server sends.
-func ServerFIN() Step { return Step{kind: KindFIN} }
+func ServerFIN() Step { return Step{kind: KindFIN}.by("ServerFIN") }
 
 // findCall is the connection's call op made at side.
 func findCall(c observation.Conn, side, op string) (observation.Call, bool) {
@@ -77,7 +77,7 @@ func callCheck(side, op, desc string, ok func(k observation.Call) bool) ConnChec
 func Returned(side, op string, ret int) ConnCheck {
 	return callCheck(side, op, fmt.Sprintf("returned %d", ret), func(k observation.Call) bool {
 		return k.Errno == "" && k.Ret == ret
-	})
+	}).by("Returned", side, op, ret)
 }
 
 // FailedWith expects the call op at side to have failed with errno
@@ -85,7 +85,7 @@ func Returned(side, op string, ret int) ConnCheck {
 func FailedWith(side, op, errno string) ConnCheck {
 	return callCheck(side, op, "failed with "+errno, func(k observation.Call) bool {
 		return k.Ret == -1 && k.Errno == errno
-	})
+	}).by("FailedWith", side, op, errno)
 }
 
 // Reported expects the call op at side to have succeeded and reported
@@ -93,7 +93,7 @@ func FailedWith(side, op, errno string) ConnCheck {
 func Reported(side, op, detail string) ConnCheck {
 	return callCheck(side, op, "reported "+detail, func(k observation.Call) bool {
 		return k.Errno == "" && k.Detail == detail
-	})
+	}).by("Reported", side, op, detail)
 }
 
 // OptionsHave expects the tcp_info call op at side to report tcpi_options
@@ -101,7 +101,7 @@ func Reported(side, op, detail string) ConnCheck {
 func OptionsHave(side, op string, mask int, want bool) ConnCheck {
 	return callCheck(side, op, fmt.Sprintf("tcpi_options %s 0x%x", wantDesc(want, "has", "lacks"), mask), func(k observation.Call) bool {
 		return k.Errno == "" && (k.Ret&mask == mask) == want && (want || k.Ret&mask == 0)
-	})
+	}).by("OptionsHave", side, op, mask, want)
 }
 
 // NoPackets expects the connection to have put no packet at all on the
@@ -112,23 +112,23 @@ func NoPackets(side Side) ConnCheck {
 			return true, ""
 		}
 		return false, listPackets(pkts, 0, link)
-	})
+	}).by("NoPackets", side)
 }
 
 // ServerSYN is the next SYN (without ACK) the server's end sends: a
 // simultaneous open's crossing SYN.
-func ServerSYN() Step { return Step{kind: KindSYN} }
+func ServerSYN() Step { return Step{kind: KindSYN}.by("ServerSYN") }
 
 // ClientSYNACK is the next SYN-ACK the client's end sends (simultaneous
 // open).
-func ClientSYNACK() Step { return Step{fromClient: true, kind: KindSYNACK} }
+func ClientSYNACK() Step { return Step{fromClient: true, kind: KindSYNACK}.by("ClientSYNACK") }
 
 // ReturnedWithin expects the call op at side to have returned a value in
 // [lo, hi] without an error (tcpi_rtt in microseconds, a byte count).
 func ReturnedWithin(side, op string, lo, hi int) ConnCheck {
 	return callCheck(side, op, fmt.Sprintf("returned a value in [%d, %d]", lo, hi), func(k observation.Call) bool {
 		return k.Errno == "" && k.Ret >= lo && k.Ret <= hi
-	})
+	}).by("ReturnedWithin", side, op, lo, hi)
 }
 
 // SynAckAcked expects the connection's SYN-ACK, on side, to acknowledge
@@ -144,5 +144,5 @@ func SynAckAcked(side Side, n int) ConnCheck {
 			return false, fmt.Sprintf("it acks %d of the SYN's %d bytes\n%s", got, syn.Length, listPackets(pkts, -1, link))
 		}
 		return true, ""
-	})
+	}).by("SynAckAcked", side, n)
 }

@@ -27,5 +27,5 @@ func ConnFailedWith(errno string, within time.Duration) ConnCheck {
 			}
 			return true, fmt.Sprintf("%s after %v", errno, c.FailedAt.Round(time.Microsecond))
 		},
-	}.by("FailedWith", errno, within)
+	}.by("ConnFailedWith", errno, within)
 }

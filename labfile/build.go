@@ -315,10 +315,11 @@ func mapKeysS[V any](m map[string]V) func(func(string) bool) {
 // serviceFields are the keys each service kind takes beyond name, node,
 // addr, port and kind.
 var serviceFields = map[string][]string{
-	"listener": {"queue", "key", "reply", "reply-base64", "no-cookie"},
-	"nginx":    {"queue", "config", "body", "body-base64"},
-	"haproxy":  {"config", "tfo", "backend", "body", "body-base64"},
-	"scripted": {"greeting", "cookie"},
+	"listener":    {"queue", "key", "reply", "reply-base64", "no-cookie"},
+	"nginx":       {"queue", "config", "body", "body-base64"},
+	"haproxy":     {"config", "tfo", "backend", "body", "body-base64"},
+	"scripted":    {"greeting", "cookie"},
+	"partial-ack": {"ack-bytes", "cookie", "any-cookie-length"},
 }
 
 func setServiceFields(s Service) []string {
@@ -340,6 +341,8 @@ func setServiceFields(s Service) []string {
 	add(s.Backend != nil, "backend")
 	add(s.Greeting != "", "greeting")
 	add(s.Cookie != "", "cookie")
+	add(s.AckBytes != nil, "ack-bytes")
+	add(s.AnyCookieLength, "any-cookie-length")
 	return out
 }
 
@@ -362,10 +365,24 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 		}
 		svc.Addr = a
 	}
+	if fs.From != nil {
+		if fs.Kind != "" || len(setServiceFields(fs)) > 0 {
+			return svc, b.errAt(p("from"), "a service from the catalogue takes name, node, addr and port only")
+		}
+		ref, err := b.catalogue(p("from", "scenario"), fs.From.Scenario)
+		if err != nil {
+			return svc, err
+		}
+		if fs.From.Index < 0 || fs.From.Index >= len(ref.Services) || ref.Services[fs.From.Index].Kind.Kind() != fs.From.Name {
+			return svc, b.errAt(p("from"), "scenario %q has no service %d of kind %q", fs.From.Scenario, fs.From.Index, fs.From.Name)
+		}
+		svc.Kind = ref.Services[fs.From.Index].Kind
+		return svc, nil
+	}
 	kind := cmp.Or(fs.Kind, "listener")
 	allowed, ok := serviceFields[kind]
 	if !ok {
-		return svc, b.errAt(p("kind"), "service kind %q: want listener, nginx, haproxy or scripted", fs.Kind)
+		return svc, b.errAt(p("kind"), "service kind %q: want listener, nginx, haproxy, scripted or partial-ack", fs.Kind)
 	}
 	for _, k := range setServiceFields(fs) {
 		if !slices.Contains(allowed, k) {
@@ -472,6 +489,19 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 			sp.Cookie = c
 		}
 		svc.Kind = sp
+	case "partial-ack":
+		pp := scenarios.PartialAckPeer{AnyCookieLength: fs.AnyCookieLength}
+		if fs.AckBytes != nil {
+			pp.AckBytes = *fs.AckBytes
+		}
+		if fs.Cookie != "" {
+			c, err := hex.DecodeString(fs.Cookie)
+			if err != nil {
+				return svc, b.errAt(p("cookie"), "cookie %q: want hex digits", fs.Cookie)
+			}
+			pp.Cookie = c
+		}
+		svc.Kind = pp
 	}
 	if err := svc.Kind.Validate(); err != nil {
 		return svc, b.errAt(p("kind"), "%v", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -77,6 +78,9 @@ func (e *exporter) file(s scenarios.Scenario) (File, error) {
 	f.Sysctls = s.Sysctls
 	for i, svc := range s.Services {
 		fs, err := service(svc)
+		if errors.Is(err, errGoState) {
+			fs, err = e.serviceRef(i, svc)
+		}
 		if err != nil {
 			return f, fmt.Errorf("service %d: %w", i, err)
 		}
@@ -222,6 +226,13 @@ func service(svc scenarios.Service) (Service, error) {
 		}
 	case scenarios.HAProxyConfig:
 		fs.Kind, fs.Config = "haproxy", k.Path
+	case scenarios.PartialAckPeer:
+		fs.Kind, fs.AckBytes, fs.AnyCookieLength = "partial-ack", intp(k.AckBytes), k.AnyCookieLength
+		if k.Cookie != nil {
+			fs.Cookie = fmt.Sprintf("%x", k.Cookie)
+		}
+	case scenarios.ScriptedListener:
+		return fs, fmt.Errorf("%T: %w", k, errGoState)
 	case scenarios.ScriptedPeer:
 		fs.Kind, fs.Greeting = "scripted", string(k.Greeting)
 		if k.Cookie != nil {
@@ -328,4 +339,25 @@ func sameBehaviour(box, m middlebox.Middlebox, fam topology.Family, p middlebox.
 	want, werr := box.Rules(fam, p)
 	got, gerr := m.Rules(fam, p)
 	return werr == nil && gerr == nil && reflect.DeepEqual(want, got)
+}
+
+// errGoState is a kind that shares Go state with its scenario's timeline
+// (a listener the timeline accepts on): it travels as a reference.
+var errGoState = errors.New("a kind that shares state with its timeline")
+
+// serviceRef is service i as a reference to the catalogue's.
+func (e *exporter) serviceRef(i int, svc scenarios.Service) (Service, error) {
+	fs := Service{Name: svc.Name, Node: svc.Node, Port: svc.Port}
+	if svc.Addr.IsValid() {
+		fs.Addr = svc.Addr.String()
+	}
+	cat, err := e.catalogue()
+	if err != nil {
+		return fs, fmt.Errorf("service kind %s: %w", svc.Kind.Kind(), err)
+	}
+	if i >= len(cat.Services) || cat.Services[i].Kind.Kind() != svc.Kind.Kind() {
+		return fs, fmt.Errorf("service kind %s is not the catalogue scenario's service %d", svc.Kind.Kind(), i)
+	}
+	fs.From = &Ref{Scenario: e.ref, Index: i, Name: svc.Kind.Kind()}
+	return fs, nil
 }

@@ -31,7 +31,9 @@ func sameLab(a, b scenarios.Scenario) string {
 		return plain{s.Name, s.Description, s.Labels, s.Topology, s.Family, s.Sysctls, s.Services, s.Clients, s.Timeline != nil, s.Timeout}
 	}
 	pa, pb := strip(a), strip(b)
-	opts := cmp.Options{cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{})}
+	opts := cmp.Options{cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{}),
+		// Its state is shared with its own build's timeline, which comes with it.
+		cmpopts.IgnoreUnexported(scenarios.ScriptedListener{})}
 	if d := cmp.Diff(pa, pb, opts); d != "" {
 		return fmt.Sprintf("the loaded lab differs (-want +got):\n%s", d)
 	}

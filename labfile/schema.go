@@ -79,8 +79,11 @@ type Route struct {
 	FastOpenNoCookie bool `yaml:"fastopen-no-cookie,omitempty"`
 }
 
-// Service is a server: kind listener, nginx, haproxy or scripted.
+// Service is a server: kind listener, nginx, haproxy, scripted or
+// partial-ack, or From a catalogue scenario (a kind that shares Go state
+// with its scenario's timeline).
 type Service struct {
+	From *Ref   `yaml:"from,omitempty"`
 	Name string `yaml:"name,omitempty"`
 	Node string `yaml:"node,omitempty"`
 	Addr string `yaml:"addr,omitempty"`
@@ -109,6 +112,11 @@ type Service struct {
 	// scripted: what it puts in its SYN-ACK, and the cookie it grants.
 	Greeting string `yaml:"greeting,omitempty"`
 	Cookie   string `yaml:"cookie,omitempty"`
+	// partial-ack: a scripted peer that acknowledges only AckBytes of
+	// the SYN's data, granting Cookie (of any length with
+	// any-cookie-length).
+	AckBytes        *int `yaml:"ack-bytes,omitempty"`
+	AnyCookieLength bool `yaml:"any-cookie-length,omitempty"`
 }
 
 // Backend is where a built-in HAProxy proxy forwards.
