@@ -173,6 +173,13 @@ func TestWithCounter(t *testing.T) {
 	if len(got) != 3 || string(got[1]) != `{"counter":null}` || string(got[2]) != `{"accept":null}` {
 		t.Errorf("counter not before the verdict: %s", got)
 	}
+	// NAT ends a rule as a verdict does: a counter after it is refused.
+	for _, nat := range []string{`{"snat":{"addr":"10.34.9.1"}}`, `{"masquerade":null}`, `{"redirect":{"port":8080}}`, `{"dnat":{"addr":"10.34.0.34"}}`} {
+		got := withCounter(nftRuleJSON{Expr: raws(`{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":"tcp"}}`, nat)})
+		if len(got) != 3 || string(got[1]) != `{"counter":null}` || string(got[2]) != nat {
+			t.Errorf("counter not before %s: %s", nat, got)
+		}
+	}
 	noVerdict := nftRuleJSON{Expr: raws(`{"reset":{"tcp option":{"name":"fastopen"}}}`)}
 	if got := withCounter(noVerdict); len(got) != 2 || string(got[1]) != `{"counter":null}` {
 		t.Errorf("counter not appended: %s", got)

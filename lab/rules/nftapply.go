@@ -209,7 +209,13 @@ func exprKey(raw json.RawMessage) (string, json.RawMessage) {
 	return "", nil
 }
 
-var nftVerdicts = map[string]bool{"accept": true, "drop": true, "reject": true, "jump": true, "goto": true, "return": true, "continue": true, "queue": true}
+// nftVerdicts are the statements that end a rule: nothing may follow
+// them ("Statement after terminal statement has no effect"), so the
+// lab's counter goes before them. NAT and redirection are terminal too.
+var nftVerdicts = map[string]bool{
+	"accept": true, "drop": true, "reject": true, "jump": true, "goto": true, "return": true, "continue": true, "queue": true,
+	"snat": true, "dnat": true, "masquerade": true, "redirect": true, "tproxy": true, "synproxy": true, "fwd": true,
+}
 
 // anonymousCounter returns the packets of a rule's own counter
 // ({"counter": {"packets": N, ...}}); a named counter does not count.
