@@ -18,7 +18,9 @@ import (
 func viaFile(s scenarios.Scenario, ref string) scenarios.Scenario {
 	data, err := labfile.ExportAs(s, ref)
 	Expect(err).NotTo(HaveOccurred(), "export %s", ref)
-	loaded, err := labfile.Decode(ref+".yaml", data)
+	// Its references name s itself: resolve them to s rather than build
+	// the catalogue again in every spec.
+	loaded, err := labfile.DecodeWith(ref+".yaml", data, map[string]scenarios.Scenario{ref: s})
 	Expect(err).NotTo(HaveOccurred(), "load the export of %s:\n%s", ref, data)
 	return loaded
 }

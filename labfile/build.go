@@ -35,6 +35,7 @@ type builder struct {
 	tree      *ast.File
 	nodes     map[string]bool
 	cat       map[string]scenarios.Scenario
+	known     map[string]scenarios.Scenario // DecodeWith's, looked up before cat
 }
 
 // errAt is an *Error at the value path names.
@@ -716,6 +717,9 @@ func (b *builder) bytes(p func(k ...pathElem) []pathElem, key, text, b64 string)
 // catalogue finds the catalogue scenario (or "self-check: BREAKAGE")
 // a reference names, building the catalogue once per file.
 func (b *builder) catalogue(path []pathElem, name string) (scenarios.Scenario, error) {
+	if s, ok := b.known[name]; ok {
+		return s, nil
+	}
 	if b.cat == nil {
 		b.cat = map[string]scenarios.Scenario{}
 		for _, s := range scenarios.Catalogue() {
