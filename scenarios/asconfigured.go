@@ -93,7 +93,7 @@ func BlackholeAsConfigured() Scenario {
 	s := blackholeScenario("as-configured/drop-tfo-replies",
 		"behind drop-tfo-replies with the client's own blackhole timeout (none set here: a profile's, or the default 0): "+
 			"off, every connection stalls; T, TFO pauses T, 2T, 4T",
-		"0", middlebox.DropTFOReplies, asConfigured(false), asConfiguredBudget)
+		"0", middlebox.DropTFOReplies, AsConfiguredTimeline(false), asConfiguredBudget)
 	delete(s.Sysctls[topology.Client], BlackholeTimeoutKey)
 	s.Labels = append(s.Labels, "profile")
 	s.Expect = []types.GomegaMatcher{
@@ -107,11 +107,11 @@ func BlackholeAsConfigured() Scenario {
 	return s
 }
 
-// asConfigured is the timeline. rewrite writes the sysctl again right
-// after each detection (the self-check's break: that ends the pause at
-// once).
-func asConfigured(rewrite bool) Timeline {
-	return func(ctx context.Context, env *Env) error {
+// AsConfiguredTimeline is BlackholeAsConfigured's. rewrite writes the
+// sysctl again right after each detection (the self-check's break: that
+// ends the pause at once).
+func AsConfiguredTimeline(rewrite bool) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
 		start := time.Now()
 		learnCookie(ctx, env)
 		v, err := env.Client().Sysctl(BlackholeTimeoutKey)
@@ -161,7 +161,7 @@ func asConfigured(rewrite bool) Timeline {
 			}
 		}
 		return nil
-	}
+	}, "AsConfiguredTimeline", rewrite)
 }
 
 func asConfiguredMutants() []Mutant {
@@ -169,7 +169,7 @@ func asConfiguredMutants() []Mutant {
 	wrongPort.Middlebox().Port = ServicePort + 9
 	rewrite := BlackholeAsConfigured()
 	rewrite.Sysctls[topology.Client][BlackholeTimeoutKey] = seconds(BlackholeTimeout)
-	rewrite.Timeline = asConfigured(true)
+	rewrite.Script(AsConfiguredTimeline(true))
 	noDelay := PlainVsTFO()
 	noDelay.Middleboxes = nil
 	serverOff := PlainVsTFO()

@@ -246,7 +246,7 @@ func coreMutants() []Mutant {
 	// The pause timing must be able to fail: without the exchange that
 	// re-arms the backoff, the second pause is 2 s, not the 1 s expected.
 	noRearm := BlackholeRearmBySuccess()
-	noRearm.Timeline = pauseExchangePause(nil, BlackholeTimeout)
+	noRearm.Script(PauseExchangePause(nil, BlackholeTimeout))
 	out = append(out, mutant("blackhole re-arm scenario without its re-arming TFO exchange", noRearm, "pause 2"))
 	custom := CustomRules(topology.IPv4, tfo.ModeSendto)
 	custom.Middlebox().Box = middlebox.Custom(nil)

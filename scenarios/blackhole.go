@@ -80,10 +80,10 @@ func Blackhole() []Scenario {
 	}
 }
 
-func blackholeScenario(name, desc string, timeout string, box middlebox.Middlebox, script Timeline, budget time.Duration) Scenario {
+func blackholeScenario(name, desc string, timeout string, box middlebox.Middlebox, script Scripted, budget time.Duration) Scenario {
 	sysctls := tfoSysctls(tfoClient, tfoServer)
 	sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = timeout
-	return Scenario{
+	s := Scenario{
 		Name:        "blackhole/" + name,
 		Description: desc,
 		Labels:      []string{"blackhole", "slow", "routed", "ipv4"},
@@ -99,10 +99,11 @@ func blackholeScenario(name, desc string, timeout string, box middlebox.Middlebo
 		},
 		Clients:     []Client{labClient(tfo.ModeSendto, 0)},
 		Middleboxes: []MiddleboxSpec{{Box: box}},
-		Timeline:    script,
 		Timeout:     budget,
 		Diagnosis:   diagnosed(diagnose.BlackholePaused),
 	}
+	s.Script(script)
+	return s
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%d", int(d/time.Second)) }
@@ -288,15 +289,7 @@ func BlackholeBackoff() Scenario {
 	s := blackholeScenario("backoff-1x-2x-4x",
 		"timeout 1 s behind drop-tfo-replies: each detection at the 3rd SYN RTO pauses TFO for 1 s, 2 s, 4 s",
 		seconds(T), middlebox.DropTFOReplies,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			for k := 1; k <= 3; k++ {
-				if ok, err := detectAndPause(ctx, env, k, T<<(k-1)); err != nil || !ok {
-					return err
-				}
-			}
-			return nil
-		}, 3*5*time.Second+7*T+4*time.Second)
+		BackoffTimeline(T), 3*5*time.Second+7*T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		PauseLasted(1, T, MaxProbeGap),
 		PauseLasted(2, 2*T, MaxProbeGap),
@@ -304,6 +297,20 @@ func BlackholeBackoff() Scenario {
 		blackholesCounted(3, Delta(lab.TCPFastOpenActiveFail, 3)),
 	)
 	return s
+}
+
+// BackoffTimeline is BlackholeBackoff's: a cookie, then three
+// detections, each watched pausing T, 2T, 4T.
+func BackoffTimeline(T time.Duration) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		for k := 1; k <= 3; k++ {
+			if ok, err := detectAndPause(ctx, env, k, T<<(k-1)); err != nil || !ok {
+				return err
+			}
+		}
+		return nil
+	}, "BackoffTimeline", T)
 }
 
 // BlackholeRearmBySuccess: after the first pause, a TFO connection that
@@ -314,7 +321,7 @@ func BlackholeRearmBySuccess() Scenario {
 	s := blackholeScenario("rearm-by-success",
 		"a TFO exchange with data after the pause resets the backoff: the second pause is 1 s again, not 2 s",
 		seconds(T), middlebox.DropTFOReplies,
-		pauseExchangePause(&rearmExchange, T), 2*5*time.Second+3*T+4*time.Second)
+		PauseExchangePause(&rearmExchange, T), 2*5*time.Second+3*T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		tfoUsedAgain("rearm", Responded()),
 		PauseLasted(1, T, MaxProbeGap),
@@ -336,21 +343,7 @@ func BlackholeServerDataRearms() Scenario {
 	s := blackholeScenario("drop-tfo-synack-server-data-rearms",
 		"behind drop-tfo-synack the server's early reply reaches the client: closing the 2nd detecting socket ends its 2 s pause at once",
 		seconds(T), middlebox.DropTFOSynAck,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			at, ok, err := detect(ctx, env, 1)
-			if err != nil || !ok {
-				return err
-			}
-			if err := watchPause(ctx, env, 1, at, T); err != nil {
-				return err
-			}
-			if _, ok, err = detect(ctx, env, 2); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "after-close", Service: "silent", Timeout: lab.InitialRTO})
-			return nil
-		}, 2*5*time.Second+T+4*time.Second)
+		ServerDataRearmsTimeline(T), 2*5*time.Second+T+4*time.Second)
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("detect",
@@ -368,6 +361,27 @@ func BlackholeServerDataRearms() Scenario {
 	return s
 }
 
+// ServerDataRearmsTimeline is BlackholeServerDataRearms's: a cookie, the
+// first detection and its pause (T), the second detection, then one
+// connection once its socket is closed.
+func ServerDataRearmsTimeline(T time.Duration) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		at, ok, err := detect(ctx, env, 1)
+		if err != nil || !ok {
+			return err
+		}
+		if err := watchPause(ctx, env, 1, at, T); err != nil {
+			return err
+		}
+		if _, ok, err = detect(ctx, env, 2); err != nil || !ok {
+			return err
+		}
+		env.Dial(ctx, Dial{Label: "after-close", Service: "silent", Timeout: lab.InitialRTO})
+		return nil
+	}, "ServerDataRearmsTimeline", T)
+}
+
 // BlackholeRearmBySysctl: any write to the sysctl, even of the same value,
 // resets the backoff count to 0, which also ends the running pause at once.
 func BlackholeRearmBySysctl() Scenario {
@@ -375,20 +389,7 @@ func BlackholeRearmBySysctl() Scenario {
 	s := blackholeScenario("rearm-by-sysctl-write",
 		"writing the same timeout again ends the pause at once and resets the backoff: the next pause is 1 s",
 		seconds(T), middlebox.DropTFOReplies,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			_, ok, err := detect(ctx, env, 1)
-			if err != nil || !ok {
-				return err
-			}
-			if err := env.Client().SetSysctl("net.ipv4.tcp_fastopen_blackhole_timeout_sec", seconds(T)); err != nil {
-				return err
-			}
-			env.Mark("sysctl written", 0)
-			env.Dial(ctx, Dial{Label: "after-write", Service: "silent", Timeout: lab.InitialRTO})
-			_, err = detectAndPause(ctx, env, 2, T)
-			return err
-		}, 2*5*time.Second+T+4*time.Second)
+		RearmBySysctlTimeline(T), 2*5*time.Second+T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		Labelled("after-write",
 			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen)),
@@ -400,6 +401,26 @@ func BlackholeRearmBySysctl() Scenario {
 	return s
 }
 
+// RearmBySysctlTimeline is BlackholeRearmBySysctl's: a cookie, the first
+// detection, the timeout T written again, one connection, then the second
+// detection watched pausing T.
+func RearmBySysctlTimeline(T time.Duration) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		_, ok, err := detect(ctx, env, 1)
+		if err != nil || !ok {
+			return err
+		}
+		if err := env.Client().SetSysctl("net.ipv4.tcp_fastopen_blackhole_timeout_sec", seconds(T)); err != nil {
+			return err
+		}
+		env.Mark("sysctl written", 0)
+		env.Dial(ctx, Dial{Label: "after-write", Service: "silent", Timeout: lab.InitialRTO})
+		_, err = detectAndPause(ctx, env, 2, T)
+		return err
+	}, "RearmBySysctlTimeline", T)
+}
+
 // BlackholeDetectionOff: the default, 0. Every connection to the service
 // tries TFO again and stalls in the hole; the 3rd SYN timeout counts
 // TCPFastOpenActiveFail but pauses nothing. Left alone, each connection
@@ -409,13 +430,7 @@ func BlackholeDetectionOff() Scenario {
 	s := blackholeScenario("detection-off",
 		"timeout 0 (default) behind drop-tfo-replies: every connection tries TFO and stalls, nothing is paused",
 		"0", middlebox.DropTFOReplies,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			for k := 1; k <= 2; k++ {
-				env.Dial(ctx, Dial{Label: "stall", Round: k, Timeout: stallBound(env)})
-			}
-			return nil
-		}, 2*5*time.Second+2*time.Second)
+		StallTwiceTimeline(), 2*5*time.Second+2*time.Second)
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("stall",
@@ -425,6 +440,18 @@ func BlackholeDetectionOff() Scenario {
 	}
 	s.Diagnosis = diagnosed(diagnose.SynackLost)
 	return s
+}
+
+// StallTwiceTimeline is BlackholeDetectionOff's: a cookie, then two
+// connections into the hole, each kept past where detection would fire.
+func StallTwiceTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		for k := 1; k <= 2; k++ {
+			env.Dial(ctx, Dial{Label: "stall", Round: k, Timeout: stallBound(env)})
+		}
+		return nil
+	}, "StallTwiceTimeline")
 }
 
 func deadServer() middlebox.Middlebox {
@@ -439,12 +466,7 @@ func BlackholeNoFalsePositive() Scenario {
 	s := blackholeScenario("no-false-positive",
 		"a plain connection to a dead server times out 3 times: no blackhole counted, TFO stays on",
 		seconds(BlackholeTimeout), deadServer(),
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			env.Dial(ctx, Dial{Label: "dead", Port: DeadPort, Plain: true, Timeout: stallBound(env)})
-			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-			return nil
-		}, 5*time.Second+2*time.Second)
+		DeadPlainTimeline(), 5*time.Second+2*time.Second)
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("dead",
@@ -461,6 +483,17 @@ func BlackholeNoFalsePositive() Scenario {
 	return s
 }
 
+// DeadPlainTimeline is BlackholeNoFalsePositive's: a cookie, a plain
+// connection to the dead port, then one to the live service.
+func DeadPlainTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		env.Dial(ctx, Dial{Label: "dead", Port: DeadPort, Plain: true, Timeout: stallBound(env)})
+		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+		return nil
+	}, "DeadPlainTimeline")
+}
+
 // BlackholeDeadServerWithTFO: the same dead server, but the client holds a
 // cookie for its address (the cookie cache is per IP, not per port), so its
 // SYN carries cookie and data: three timeouts of a TFO SYN are, to the
@@ -470,14 +503,7 @@ func BlackholeDeadServerWithTFO() Scenario {
 	s := blackholeScenario("dead-server-with-cookie",
 		"a TFO SYN to a dead port of a server the client has a cookie for: detected as a blackhole, TFO paused for everyone",
 		seconds(HeldPause), deadServer(),
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			if _, ok, err := detectOn(ctx, env, Dial{Label: "dead", Port: DeadPort}, 1); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "during", Timeout: lab.InitialRTO})
-			return nil
-		}, 5*time.Second+2*time.Second)
+		DeadTFOTimeline(), 5*time.Second+2*time.Second)
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("dead",
@@ -486,6 +512,19 @@ func BlackholeDeadServerWithTFO() Scenario {
 		blackholesCounted(1, Delta(lab.TCPFastOpenActiveFail, 1)),
 	}
 	return s
+}
+
+// DeadTFOTimeline is BlackholeDeadServerWithTFO's: a cookie, a TFO
+// connection to the dead port until detection, then one in the pause.
+func DeadTFOTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		if _, ok, err := detectOn(ctx, env, Dial{Label: "dead", Port: DeadPort}, 1); err != nil || !ok {
+			return err
+		}
+		env.Dial(ctx, Dial{Label: "during", Timeout: lab.InitialRTO})
+		return nil
+	}, "DeadTFOTimeline")
 }
 
 // BlackholeOFOFIN: the kernel's other trigger. blackhole-after-handshake
@@ -502,19 +541,7 @@ func BlackholeOFOFIN(abort bool) Scenario {
 		name, desc = "ofo-fin/normal-close", "server data dropped, FIN passes: a normal close of the stalled socket detects a blackhole too"
 	}
 	s := blackholeScenario(name, desc, seconds(HeldPause), middlebox.BlackholeAfterHandshake,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			if err := env.Moment(cookieLearnedMoment); err != nil {
-				return err
-			}
-			c := env.Dial(ctx, Dial{Label: "ofo", Abort: abort, Timeout: StallBound})
-			if err := closedFully(ctx, env, c.Remote); err != nil {
-				return err
-			}
-			env.Mark("closed", 0)
-			env.Dial(ctx, Dial{Label: "next", Abort: true, Timeout: StallBound})
-			return nil
-		}, 2*StallBound+2*time.Second)
+		OFOFINTimeline(abort), 2*StallBound+2*time.Second)
 	s.Middlebox().When = cookieLearnedMoment
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
@@ -525,6 +552,25 @@ func BlackholeOFOFIN(abort bool) Scenario {
 		// The OFO-FIN path counts only the blackhole, not ActiveFail.
 		blackholesCounted(1, Delta(lab.TCPFastOpenActiveFail, 0)))
 	return s
+}
+
+// OFOFINTimeline is BlackholeOFOFIN's: a cookie, the moment the box goes
+// in, a connection closed (abortively or not) once stalled and waited for
+// until fully closed, then the next one.
+func OFOFINTimeline(abort bool) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		if err := env.Moment(cookieLearnedMoment); err != nil {
+			return err
+		}
+		c := env.Dial(ctx, Dial{Label: "ofo", Abort: abort, Timeout: StallBound})
+		if err := closedFully(ctx, env, c.Remote); err != nil {
+			return err
+		}
+		env.Mark("closed", 0)
+		env.Dial(ctx, Dial{Label: "next", Abort: true, Timeout: StallBound})
+		return nil
+	}, "OFOFINTimeline", abort)
 }
 
 // BlackholeDropSynDataUndetected: drop-syn-data costs one RTO per
@@ -588,12 +634,12 @@ const cookieLearnedMoment = "cookie learned"
 // pause: data comes back over a real link, which re-arms the backoff.
 var rearmExchange = Dial{Label: "rearm", Service: "echo", Timeout: lab.InitialRTO}
 
-// pauseExchangePause is the timeline of the re-arm scenarios: a cookie, a
+// PauseExchangePause is the timeline of the re-arm scenarios: a cookie, a
 // first detection and its pause (T), then exchange (nil: none), then a
 // second detection whose pause must last second.
-func pauseExchangePause(exchange *Dial, second time.Duration) Timeline {
+func PauseExchangePause(exchange *Dial, second time.Duration) Scripted {
 	T := BlackholeTimeout
-	return func(ctx context.Context, env *Env) error {
+	return scripted(func(ctx context.Context, env *Env) error {
 		learnCookie(ctx, env)
 		if ok, err := detectAndPause(ctx, env, 1, T); err != nil || !ok {
 			return err
@@ -603,7 +649,7 @@ func pauseExchangePause(exchange *Dial, second time.Duration) Timeline {
 		}
 		_, err := detectAndPause(ctx, env, 2, second)
 		return err
-	}
+	}, "PauseExchangePause", exchange, second)
 }
 
 // detectAndPause makes detection k, one connection ("during", round k)

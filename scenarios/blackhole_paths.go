@@ -62,7 +62,7 @@ func blackholePathMutants() []Mutant {
 	rearms := BlackholeNoRearmWithoutData()
 	echoed := silentExchange
 	echoed.Service = "echo"
-	rearms.Timeline = pauseExchangePause(&echoed, 2*BlackholeTimeout)
+	rearms.Script(PauseExchangePause(&echoed, 2*BlackholeTimeout))
 	return []Mutant{
 		mutant("give-up scenario whose socket has TCP_USER_TIMEOUT 2500 ms where 1500 ms is expected", wrongUT,
 			`"detect" connections`, "detection 1 at the give-up"),
@@ -140,17 +140,23 @@ func giveUpChecks(userTimeout time.Duration) []types.GomegaMatcher {
 // expectations predict (giveUpChecks).
 func giveUpScenario(name, desc string, expect, dial time.Duration) Scenario {
 	s := blackholeScenario(name, desc, seconds(HeldPause), middlebox.DropTFOReplies,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			if ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial}); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-			return nil
-		}, 8*time.Second)
+		GiveUpTimeline(dial), 8*time.Second)
 	s.Expect = giveUpChecks(expect)
 	s.Diagnosis = diagnosed(diagnose.BlackholePaused)
 	return s
+}
+
+// GiveUpTimeline is giveUpScenario's: a cookie, a detecting connection
+// (TCP_USER_TIMEOUT dial, 0 for none) run to its give-up, then one more.
+func GiveUpTimeline(dial time.Duration) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		if ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial}); err != nil || !ok {
+			return err
+		}
+		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+		return nil
+	}, "GiveUpTimeline", dial)
 }
 
 // BlackholeGiveUpSynRetries: tcp_syn_retries 1 and no linear timeouts, so
@@ -187,19 +193,10 @@ func BlackholeGiveUpUserTimeout(expect, dial time.Duration) Scenario {
 // third RTO (icsk_retransmits == 2) the ESTABLISHED TFO socket detects a
 // blackhole, and the next connection goes out plain.
 func BlackholeClientDataDropped() Scenario {
-	big := []byte(strings.Repeat("x", 3000) + "\n") // more than one MSS: some of it follows the handshake
 	s := blackholeScenario("client-data-dropped-after-handshake",
 		"the TFO handshake passes, the client's data after it is dropped: detection at its third RTO, the next connection plain",
 		seconds(HeldPause), middlebox.DropTFOClientData,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			d := Dial{Label: observation.RoleDetect, Round: 1, Payload: big, Abort: true, Timeout: 3 * lab.InitialRTO}
-			if ok, err := awaitDetection(ctx, env, d); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-			return nil
-		}, 8*time.Second)
+		ClientDataDroppedTimeline(3000), 8*time.Second)
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled(observation.RoleDetect,
@@ -219,6 +216,23 @@ func BlackholeClientDataDropped() Scenario {
 	return s
 }
 
+// ClientDataDroppedTimeline is BlackholeClientDataDropped's: a cookie, a
+// connection whose request (size bytes of x and a newline: more than one
+// MSS, so some of it follows the handshake) is dropped after the
+// handshake, until detection, then the next one.
+func ClientDataDroppedTimeline(size int) Scripted {
+	big := []byte(strings.Repeat("x", size) + "\n")
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		d := Dial{Label: observation.RoleDetect, Round: 1, Payload: big, Abort: true, Timeout: 3 * lab.InitialRTO}
+		if ok, err := awaitDetection(ctx, env, d); err != nil || !ok {
+			return err
+		}
+		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+		return nil
+	}, "ClientDataDroppedTimeline", size)
+}
+
 // BlackholeServerDataNoFIN: the server's data of a TFO flow is dropped and
 // so is its FIN. The client has nothing outstanding, so no timer of its own
 // runs, and no lone FIN reaches it: nothing detects, and the next
@@ -228,15 +242,7 @@ func BlackholeServerDataNoFIN() Scenario {
 	s := blackholeScenario("server-data-and-fin-dropped",
 		"the server's data and FIN of a TFO flow dropped: no detection at all, the next connection tries TFO again",
 		seconds(BlackholeTimeout), middlebox.DropTFOServerDataAndFIN,
-		func(ctx context.Context, env *Env) error {
-			learnCookie(ctx, env)
-			if err := env.Moment(cookieLearnedMoment); err != nil {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "stall", Abort: true, Timeout: StallBound})
-			env.Dial(ctx, Dial{Label: "next", Abort: true, Timeout: lab.InitialRTO})
-			return nil
-		}, StallBound+2*time.Second)
+		StallThenNextTimeline(), StallBound+2*time.Second)
 	s.Middlebox().When = cookieLearnedMoment
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
@@ -254,6 +260,20 @@ func BlackholeServerDataNoFIN() Scenario {
 	return s
 }
 
+// StallThenNextTimeline is BlackholeServerDataNoFIN's: a cookie, the
+// moment the box goes in, a connection that stalls, then the next one.
+func StallThenNextTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		if err := env.Moment(cookieLearnedMoment); err != nil {
+			return err
+		}
+		env.Dial(ctx, Dial{Label: "stall", Abort: true, Timeout: StallBound})
+		env.Dial(ctx, Dial{Label: "next", Abort: true, Timeout: lab.InitialRTO})
+		return nil
+	}, "StallThenNextTimeline")
+}
+
 // BlackholeCookieRequestToDeadServer: with no cookie cached, the first
 // SYN only asks for one (an empty option 34), yet tcp_syn_options sets
 // syn_fastopen for it, so three timeouts of a cookie request to a server
@@ -263,13 +283,7 @@ func BlackholeCookieRequestToDeadServer() Scenario {
 	s := blackholeScenario("cookie-request-to-dead-server",
 		"no cookie yet, a cookie request to a dead server times out three times: detected as a blackhole all the same",
 		seconds(HeldPause), deadServer(),
-		func(ctx context.Context, env *Env) error {
-			if _, ok, err := detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: 1, Port: DeadPort}, 1); err != nil || !ok {
-				return err
-			}
-			env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-			return nil
-		}, 5*time.Second+2*time.Second)
+		CookieRequestToDeadTimeline(), 5*time.Second+2*time.Second)
 	s.Expect = []types.GomegaMatcher{
 		Labelled(observation.RoleDetect,
 			Dialogue(AtClient,
@@ -287,6 +301,19 @@ func BlackholeCookieRequestToDeadServer() Scenario {
 	return s
 }
 
+// CookieRequestToDeadTimeline is BlackholeCookieRequestToDeadServer's: a
+// cookie request to the dead port until detection, then one more
+// connection.
+func CookieRequestToDeadTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		if _, ok, err := detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: 1, Port: DeadPort}, 1); err != nil || !ok {
+			return err
+		}
+		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+		return nil
+	}, "CookieRequestToDeadTimeline")
+}
+
 // BlackholeNoRearmWithoutData: after the first pause a TFO connection goes
 // through (its SYN data is acked) but gets no data back (the silent
 // server): that does not re-arm the backoff (tcp_fastopen_active_disable_
@@ -298,7 +325,7 @@ func BlackholeNoRearmWithoutData() Scenario {
 	s := blackholeScenario("no-rearm-without-data",
 		"a TFO exchange after the pause that gets no data back does not reset the backoff: the second pause is 2 s",
 		seconds(T), middlebox.DropTFOReplies,
-		pauseExchangePause(&silentExchange, 2*T), 2*5*time.Second+3*T+4*time.Second)
+		PauseExchangePause(&silentExchange, 2*T), 2*5*time.Second+3*T+4*time.Second)
 	s.Expect = append(pauseChecks(),
 		tfoUsedAgain("silent-exchange", Completed()),
 		PauseLasted(1, T, MaxProbeGap),

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 
@@ -57,6 +58,33 @@ func TestCatalogueStatesItsDiagnosis(t *testing.T) {
 		}
 		if !slices.Contains(s.Labels, "diagnose") || assertions.NameOf(s.Expect[len(s.Expect)-1]) != "diagnosis" {
 			t.Errorf("%s: the catalogue did not make its diagnosis an expectation", s.Name)
+		}
+	}
+}
+
+// Every scripted timeline of the catalogue and its self-checks records
+// the call that built it, by a constructor of Timelines under its own
+// name: a scenario file writes that call.
+func TestTimelinesAreRegistered(t *testing.T) {
+	all := Catalogue()
+	for _, m := range Mutants() {
+		all = append(all, m.Scenario)
+	}
+	for _, s := range all {
+		if s.Timeline == nil {
+			continue
+		}
+		if s.TimelineCall == nil {
+			t.Errorf("%s: a scripted timeline that records no call: build it with a constructor of Timelines (Scenario.Script)", s.Name)
+			continue
+		}
+		fn, ok := Timelines[s.TimelineCall.Fn]
+		if !ok {
+			t.Errorf("%s: timeline %s is not in scenarios.Timelines", s.Name, s.TimelineCall.Fn)
+			continue
+		}
+		if n := reflect.TypeOf(fn).NumIn(); n != len(s.TimelineCall.Args) {
+			t.Errorf("%s: timeline %s takes %d arguments, recorded %d", s.Name, s.TimelineCall.Fn, n, len(s.TimelineCall.Args))
 		}
 	}
 }

@@ -135,12 +135,12 @@ const (
 	markSwitched = "every server switched to B"
 )
 
-// keyTimeline runs a key plan: each client learns a cookie, then makes
+// KeyTimeline runs a key plan: each client learns a cookie, then makes
 // rotationPerStep connections under the start keys and under each change,
 // the clients taking turns; a change writes net.ipv4.tcp_fastopen_key on
 // the servers it names and then marks its moment.
-func keyTimeline(plan KeyPlan) Timeline {
-	return func(ctx context.Context, env *Env) error {
+func KeyTimeline(plan KeyPlan) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
 		ctx, cancel := context.WithTimeout(ctx, poolTimeout)
 		defer cancel()
 		dialAll := func(label string) error {
@@ -175,5 +175,5 @@ func keyTimeline(plan KeyPlan) Timeline {
 			}
 		}
 		return nil
-	}
+	}, "KeyTimeline", plan)
 }

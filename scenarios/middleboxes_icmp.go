@@ -50,7 +50,7 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 	// After the RTO a plain connection: the path is open to SYNs without
 	// data, and the captures go on past the second the kernel would have
 	// waited to retransmit: no retransmission of the refused SYNs came.
-	s.Timeline = thenPlainAfterRTO
+	s.Script(ThenPlainAfterRTO())
 	s.Timeout = 3*DefaultConnTimeout + lab.InitialRTO + DefaultConnTimeout
 	plain := Conn(3,
 		Dialogue(AtClient, ClientSYN().WithoutFastOpen().WithoutPayload(), ServerSYNACK().WithoutFastOpen()),
@@ -74,21 +74,23 @@ func RejectSynData(fam topology.Family, mode tfo.Mode) Scenario {
 	return s
 }
 
-// thenPlainAfterRTO is the sequential timeline, then, once the first
+// ThenPlainAfterRTO is the sequential timeline, then, once the first
 // SYN retransmission timeout has passed, one plain connection.
-func thenPlainAfterRTO(ctx context.Context, env *Env) error {
-	if err := Sequential(ctx, env); err != nil {
-		return err
-	}
-	t := time.NewTimer(lab.InitialRTO + 250*time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+func ThenPlainAfterRTO() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		if err := Sequential(ctx, env); err != nil {
+			return err
+		}
+		t := time.NewTimer(lab.InitialRTO + 250*time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		env.Dial(ctx, Dial{Label: "plain-after-rto", Plain: true, Timeout: DefaultConnTimeout})
 		return ctx.Err()
-	case <-t.C:
-	}
-	env.Dial(ctx, Dial{Label: "plain-after-rto", Plain: true, Timeout: DefaultConnTimeout})
-	return ctx.Err()
+	}, "ThenPlainAfterRTO")
 }
 
 // lowMTUPayload is a request too big for a LowMTUBytes hop when it rides

@@ -117,9 +117,7 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 		},
 		Timeout: 10 * time.Second,
 	}
-	s.Timeline = func(ctx context.Context, env *Env) error {
-		return lifecycleTimeline(ctx, env, form, main.slot, plain.slot, closing.slot, icmp.slot, icmpPlain.slot)
-	}
+	s.Script(ChildLifecycleTimeline(form))
 	exp := form == formExp
 	tfoSYN := func() Step { return ClientSYN().WithCookie().Experimental(exp).WithPayload(len(pdPayload)) }
 	data := []ConnCheck{
@@ -274,6 +272,23 @@ func rejectOwnSynAck(name, v6 string) middlebox.Middlebox {
 				"--tcp-flags", "SYN,ACK", "SYN,ACK", "-j", "REJECT", "--reject-with", with}}}, nil
 		},
 	}
+}
+
+// ChildLifecycleTimeline is ChildLifecycle's: it drives the scripted
+// listeners of the services "" (the main one), plain, closing, icmp and
+// icmp-plain, the client learning its cookie in form.
+func ChildLifecycleTimeline(form string) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		var slots []*listenerSlot
+		for _, name := range []string{"", "plain", "closing", "icmp", "icmp-plain"} {
+			slot, err := env.scriptedSlot(name)
+			if err != nil {
+				return err
+			}
+			slots = append(slots, slot)
+		}
+		return lifecycleTimeline(ctx, env, form, slots[0], slots[1], slots[2], slots[3], slots[4])
+	}, "ChildLifecycleTimeline", form)
 }
 
 func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, closing, icmp, icmpPlain *listenerSlot) error {
@@ -431,16 +446,8 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 func packetdrillMutants() []Mutant {
 	noQueue := ChildLifecycle(formOpt34, topology.IPv4)
 	noQueue.Services[0].Kind = newScriptedListener(0, 0)
-	// The timeline drives the listener in its slot: rebuild it around the
-	// new one.
-	ml := noQueue.Services[0].Kind.(ScriptedListener)
-	pl := noQueue.Services[1].Kind.(ScriptedListener)
-	cl := noQueue.Services[2].Kind.(ScriptedListener)
-	il := noQueue.Services[3].Kind.(ScriptedListener)
-	ipl := noQueue.Services[4].Kind.(ScriptedListener)
-	noQueue.Timeline = func(ctx context.Context, env *Env) error {
-		return lifecycleTimeline(ctx, env, formOpt34, ml.slot, pl.slot, cl.slot, il.slot, ipl.slot)
-	}
+	// The timeline takes each listener from its service by name: the new
+	// one too.
 	noMSS := clientAPI(topology.IPv4, tfo.ModeSendto, 0)
 	cookieNotReqd := pureSynData(topology.IPv4, tfoServerNoCookie)
 	return []Mutant{
@@ -489,17 +496,7 @@ func pureSynData(fam topology.Family, server string) Scenario {
 		Clients:     []Client{labClient(tfo.ModeSendto, 0)},
 		Timeout:     3 * DefaultConnTimeout,
 	}
-	s.Timeline = func(ctx context.Context, env *Env) error {
-		for _, st := range pureSynDataSteps {
-			if st.sysctl != "" {
-				if err := env.WriteSysctl(topology.Server, "net.ipv4.tcp_fastopen", st.sysctl); err != nil {
-					return err
-				}
-			}
-			env.Dial(ctx, Dial{Label: st.label, Timeout: DefaultConnTimeout})
-		}
-		return ctx.Err()
-	}
+	s.Script(PureSynDataTimeline())
 	for _, st := range pureSynDataSteps {
 		s.Expect = append(s.Expect, Labelled(st.label,
 			Dialogue(AtServer,
@@ -514,4 +511,20 @@ func pureSynData(fam topology.Family, server string) Scenario {
 	s.Expect = append(s.Expect, serverTFO(0, 0, Delta(lab.TCPFastOpenPassiveFail, 0)))
 	s.Diagnosis = diagnosed(diagnose.CookieRejected)
 	return s
+}
+
+// PureSynDataTimeline is PureSynData's: one connection per server
+// sysctl of pureSynDataSteps.
+func PureSynDataTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		for _, st := range pureSynDataSteps {
+			if st.sysctl != "" {
+				if err := env.WriteSysctl(topology.Server, "net.ipv4.tcp_fastopen", st.sysctl); err != nil {
+					return err
+				}
+			}
+			env.Dial(ctx, Dial{Label: st.label, Timeout: DefaultConnTimeout})
+		}
+		return ctx.Err()
+	}, "PureSynDataTimeline")
 }

@@ -69,7 +69,7 @@ func clientAPI(fam topology.Family, mode tfo.Mode, maxseg int) Scenario {
 		Middleboxes: []MiddleboxSpec{{Box: silentPortBox, Placement: middlebox.ServerSide, Port: silentPort}},
 		Timeout:     10 * time.Second,
 	}
-	s.Timeline = func(ctx context.Context, env *Env) error { return clientAPITimeline(ctx, env, mode, main.slot) }
+	s.Script(ClientAPITimeline(mode))
 	sendto := mode == tfo.ModeSendto
 	first := "sendto"
 	if !sendto {
@@ -194,6 +194,18 @@ func synSentCookie(sendto bool) []ConnCheck {
 		Returned("client", "write", 800),
 		FailedWith("client", "connect again", "EALREADY"),
 	}
+}
+
+// ClientAPITimeline is ClientAPI's in mode, against the main service's
+// scripted listener.
+func ClientAPITimeline(mode tfo.Mode) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		slot, err := env.scriptedSlot("")
+		if err != nil {
+			return err
+		}
+		return clientAPITimeline(ctx, env, mode, slot)
+	}, "ClientAPITimeline", mode)
 }
 
 func clientAPITimeline(ctx context.Context, env *Env, mode tfo.Mode, slot *listenerSlot) error {

@@ -43,6 +43,35 @@ func newScriptedListener(queue, maxseg int) ScriptedListener {
 	return ScriptedListener{Queue: queue, MaxSeg: maxseg, slot: &listenerSlot{}}
 }
 
+// NewScriptedListener is a ScriptedListener with its TCP_FASTOPEN queue
+// (0: none) and TCP_MAXSEG (0: none), ready for a timeline to take from
+// its service by name.
+func NewScriptedListener(queue, maxseg int) ScriptedListener {
+	return newScriptedListener(queue, maxseg)
+}
+
+// scriptedSlot is the slot of the scripted listener that serves service
+// ("" is the main one): where its timeline takes it from.
+func (e *Env) scriptedSlot(service string) (*listenerSlot, error) {
+	for i, svc := range e.scen.Services {
+		if (service == "" && i == 0) || svc.name() == service {
+			l, ok := svc.Kind.(ScriptedListener)
+			if !ok || l.slot == nil {
+				return nil, fmt.Errorf("service %s is a %s, not a scripted listener", svc.name(), kindName(svc.Kind))
+			}
+			return l.slot, nil
+		}
+	}
+	return nil, fmt.Errorf("no service %q for the timeline's scripted listener", service)
+}
+
+func kindName(k ServiceKind) string {
+	if k == nil {
+		return "nil"
+	}
+	return k.Kind()
+}
+
 func (ScriptedListener) Kind() string { return "scripted-listener" }
 
 func (l ScriptedListener) Validate() error {

@@ -95,21 +95,7 @@ func synDataPartlyAcked(fam topology.Family, acked int) Scenario {
 		Clients:     []Client{{Kind: LabClient{Mode: tfo.ModeSendto}}},
 		Timeout:     5 * time.Second,
 	}
-	s.Timeline = func(ctx context.Context, env *Env) error {
-		learnOnce(env, "learn", nil)
-		for _, label := range []string{"partial", "again"} {
-			c := env.newAPIConn(label, "", 0, nil, false)
-			c.client(func(s *tfo.Sock) tfo.CallResult {
-				return s.Sendto("sendto", []byte(partialPayload), unix.MSG_FASTOPEN, c.remote)
-			})
-			c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
-			c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
-			// The peer closes once it has the whole line.
-			c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
-			c.done()
-		}
-		return ctx.Err()
-	}
+	s.Script(PartialAckTimeline())
 	n := len(partialPayload)
 	partly := []ConnCheck{
 		Returned("client", "sendto", n),
@@ -150,16 +136,7 @@ func invalidCookie(fam topology.Family, cookie []byte) Scenario {
 		Clients:     []Client{{Kind: LabClient{Mode: tfo.ModeSendto}}},
 		Timeout:     5 * time.Second,
 	}
-	s.Timeline = func(ctx context.Context, env *Env) error {
-		learnOnce(env, "learn", nil)
-		c := env.newAPIConn("again", "", 0, nil, false)
-		c.client(func(s *tfo.Sock) tfo.CallResult {
-			return s.Sendto("sendto", []byte(partialPayload), unix.MSG_FASTOPEN, c.remote)
-		})
-		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
-		c.done()
-		return ctx.Err()
-	}
+	s.Script(InvalidCookieTimeline())
 	s.Expect = []types.GomegaMatcher{
 		Labelled("learn", Dialogue(AtClient, ClientSYN().WithCookieRequest().Experimental(false))),
 		Labelled("again",
@@ -171,4 +148,39 @@ func invalidCookie(fam topology.Family, cookie []byte) Scenario {
 	// where the client, rightly, took none.
 	s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	return s
+}
+
+// PartialAckTimeline is SynDataPartlyAcked's: a cookie, then two
+// connections whose SYN data the peer acks in part.
+func PartialAckTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnOnce(env, "learn", nil)
+		for _, label := range []string{"partial", "again"} {
+			c := env.newAPIConn(label, "", 0, nil, false)
+			c.client(func(s *tfo.Sock) tfo.CallResult {
+				return s.Sendto("sendto", []byte(partialPayload), unix.MSG_FASTOPEN, c.remote)
+			})
+			c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+			c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
+			// The peer closes once it has the whole line.
+			c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
+			c.done()
+		}
+		return ctx.Err()
+	}, "PartialAckTimeline")
+}
+
+// InvalidCookieTimeline is InvalidCookie's: a cookie request, then one
+// more connection.
+func InvalidCookieTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnOnce(env, "learn", nil)
+		c := env.newAPIConn("again", "", 0, nil, false)
+		c.client(func(s *tfo.Sock) tfo.CallResult {
+			return s.Sendto("sendto", []byte(partialPayload), unix.MSG_FASTOPEN, c.remote)
+		})
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+		c.done()
+		return ctx.Err()
+	}, "InvalidCookieTimeline")
 }

@@ -43,19 +43,7 @@ func rttFromSynData(fam topology.Family, oneWay time.Duration) Scenario {
 		Middleboxes: []MiddleboxSpec{{Box: middlebox.Delay(oneWay)}},
 		Timeout:     5 * time.Second,
 	}
-	s.Timeline = func(ctx context.Context, env *Env) error {
-		learnOnce(env, "learn", main.slot)
-		for _, d := range []struct{ label, service string }{{"data-acked", ""}, {"syn-acked", "plain"}} {
-			c := env.newAPIConn(d.label, d.service, 0, nil, false)
-			c.client(func(s *tfo.Sock) tfo.CallResult {
-				return s.Sendto("sendto", make([]byte, 700), unix.MSG_FASTOPEN, c.remote)
-			})
-			c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
-			c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfoRTT("tcpi_rtt") })
-			c.done()
-		}
-		return ctx.Err()
-	}
+	s.Script(RTTTimeline())
 	// The sample is the SYN-ACK's round trip: at least the hold (both
 	// ways), and not more than the hold plus a generous 10 ms of
 	// scheduling on a loaded machine.
@@ -75,4 +63,26 @@ func rttFromSynData(fam topology.Family, oneWay time.Duration) Scenario {
 	// as a stripped option from the client's side.
 	s.Diagnosis = Diagnosis{ClientSide: diagnose.OptionStripped, BothSides: diagnose.ServerNoTFO}
 	return s
+}
+
+// RTTTimeline is RTTFromSynData's: a cookie, then a SYN whose data is
+// acked and one whose data is not, each reading tcpi_rtt.
+func RTTTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		slot, err := env.scriptedSlot("")
+		if err != nil {
+			return err
+		}
+		learnOnce(env, "learn", slot)
+		for _, d := range []struct{ label, service string }{{"data-acked", ""}, {"syn-acked", "plain"}} {
+			c := env.newAPIConn(d.label, d.service, 0, nil, false)
+			c.client(func(s *tfo.Sock) tfo.CallResult {
+				return s.Sendto("sendto", make([]byte, 700), unix.MSG_FASTOPEN, c.remote)
+			})
+			c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+			c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfoRTT("tcpi_rtt") })
+			c.done()
+		}
+		return ctx.Err()
+	}, "RTTTimeline")
 }

@@ -53,7 +53,7 @@ func simultaneousFastOpen(fam topology.Family, delayed bool) Scenario {
 	if delayed {
 		s.Middleboxes = []MiddleboxSpec{{Box: middlebox.Delay(simOneWay)}}
 	}
-	s.Timeline = simultaneousTimeline
+	s.Script(SimultaneousTimeline())
 	n := len(pdPayload)
 	s.Expect = []types.GomegaMatcher{
 		Labelled("simultaneous",
@@ -79,36 +79,40 @@ func simultaneousFastOpen(fam topology.Family, delayed bool) Scenario {
 	return s
 }
 
-func simultaneousTimeline(ctx context.Context, env *Env) error {
-	topo, fam := env.site.Topo, env.site.Family
-	a, err := topo.Addr(topology.Client, fam)
-	if err != nil {
-		return err
-	}
-	b, err := topo.ServiceAddr(topology.Server, fam)
-	if err != nil {
-		return err
-	}
-	pa, pb := netip.AddrPortFrom(a, simClientPort), netip.AddrPortFrom(b, simServerPort)
-	c := &apiConn{env: env, label: "simultaneous", remote: pb, start: time.Now()}
-	if c.cli, err = tfo.NewSock(env.Client().Runner(), b, false); err != nil {
-		return err
-	}
-	if c.srv, err = tfo.NewSock(topo.Namespace(topology.Server).Runner(), a, false); err != nil {
-		c.cli.Close("close")
-		return err
-	}
-	payload := []byte(pdPayload)
-	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Bind("bind", pa) })
-	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Bind("bind", pb) })
-	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, pb) })
-	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, pa) })
-	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
-	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
-	c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, 2*time.Second); return r })
-	c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, 2*time.Second); return r })
-	c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
-	c.server(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
-	c.done()
-	return ctx.Err()
+// SimultaneousTimeline is SimultaneousFastOpen's: both ends connect to
+// each other at once.
+func SimultaneousTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		topo, fam := env.site.Topo, env.site.Family
+		a, err := topo.Addr(topology.Client, fam)
+		if err != nil {
+			return err
+		}
+		b, err := topo.ServiceAddr(topology.Server, fam)
+		if err != nil {
+			return err
+		}
+		pa, pb := netip.AddrPortFrom(a, simClientPort), netip.AddrPortFrom(b, simServerPort)
+		c := &apiConn{env: env, label: "simultaneous", remote: pb, start: time.Now()}
+		if c.cli, err = tfo.NewSock(env.Client().Runner(), b, false); err != nil {
+			return err
+		}
+		if c.srv, err = tfo.NewSock(topo.Namespace(topology.Server).Runner(), a, false); err != nil {
+			c.cli.Close("close")
+			return err
+		}
+		payload := []byte(pdPayload)
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Bind("bind", pa) })
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.Bind("bind", pb) })
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, pb) })
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, pa) })
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+		c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, 2*time.Second); return r })
+		c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, 2*time.Second); return r })
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
+		c.done()
+		return ctx.Err()
+	}, "SimultaneousTimeline")
 }

@@ -106,7 +106,8 @@ func peerScenario(p peerPair, what string, fam topology.Family, conns int, desc 
 		Services:    []Service{{Kind: p.service()}},
 		Clients:     []Client{{Kind: p.client(), Connections: conns, Payload: p.payload}},
 	}
-	s.Timeline, s.Timeout = peerTimeline{}.timeline(), peerTimeout(conns, false)
+	s.Script(PeerTimeline(false))
+	s.Timeout = peerTimeout(conns, false)
 	return s
 }
 
@@ -204,7 +205,8 @@ func HAProxyBackendScenario(fam topology.Family, box *middlebox.Middlebox) Scena
 		},
 		Clients: []Client{{Name: "front", Kind: Curl{Plain: true}, Service: "proxy", Connections: conns}},
 	}
-	s.Timeline, s.Timeout = peerTimeline{}.timeline(), peerTimeout(conns, false)
+	s.Script(PeerTimeline(false))
+	s.Timeout = peerTimeout(conns, false)
 	guard := MiddleboxSpec{Box: strayGuard, Placement: middlebox.ClientSide, Node: topology.Client}
 	s.Middleboxes = []MiddleboxSpec{guard}
 	hits := uint64(0)
@@ -288,7 +290,8 @@ func ScapyProbe(server string, svc func() ServiceKind, fam topology.Family, want
 		Services:    []Service{{Kind: svc()}},
 		Clients:     []Client{{Kind: Curl{}, Connections: 1}},
 	}
-	s.Timeline, s.Timeout = peerTimeline{probes: true}.timeline(), peerTimeout(1, true)
+	s.Script(PeerTimeline(true))
+	s.Timeout = peerTimeout(1, true)
 	s.Expect = []types.GomegaMatcher{
 		requiring{ProbesAgree(want), []Program{ProgPython, ProgScapy}},
 		Conn(0, Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), synack), ServedFile(DefaultBody())),
@@ -302,26 +305,21 @@ func ScapyProbe(server string, svc func() ServiceKind, fam topology.Family, want
 	return s
 }
 
-// peerTimeline is the peers' timeline: it records the dissector's
-// version, probes the main service (lab/probe and scapy) when asked, then
-// makes every client's connections as Sequential does.
-type peerTimeline struct {
-	// probes runs lab/probe and the scapy recipe before the connections.
-	probes bool
-}
-
-func (t peerTimeline) timeline() Timeline {
-	return func(ctx context.Context, env *Env) error {
+// PeerTimeline is the peers' timeline: it records the dissector's
+// version, probes the main service (lab/probe and scapy) when probes is
+// set, then makes every client's connections as Sequential does.
+func PeerTimeline(probes bool) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
 		if v := TsharkVersion(); v != "" {
 			recordTool(env, "tshark", v)
 		}
-		if t.probes {
+		if probes {
 			if err := probeBoth(ctx, env); err != nil {
 				return err
 			}
 		}
 		return Sequential(ctx, env)
-	}
+	}, "PeerTimeline", probes)
 }
 
 // A scapy probe costs about 0.45 s of CPU here (Python's imports, one SYN,

@@ -226,7 +226,7 @@ func PoolUnsyncKeys(n int, fam topology.Family) Scenario {
 	s := poolScenario(fmt.Sprintf("pool/unsync-keys/n%d/%s", n, famName(fam)),
 		fmt.Sprintf("%d servers, each with its own key: a cookie is accepted only by the server that issued it", n),
 		n, fam, &plan, "keys")
-	s.Timeline = poolSequential(1 + PoolConns)
+	s.Script(PoolSequential(1 + PoolConns))
 	s.Expect = append([]types.GomegaMatcher{
 		learned(),
 		LandedOn(2),
@@ -260,7 +260,7 @@ func PoolSyncKeys(fam topology.Family, listenerKey bool) Scenario {
 			s.Services[i].Kind = Listener{Queue: serverQueue, Key: &key}
 		}
 	}
-	s.Timeline = poolSequential(1 + PoolConns)
+	s.Script(PoolSequential(1 + PoolConns))
 	s.Expect = append([]types.GomegaMatcher{
 		learned(),
 		ConnsFrom(1, acceptedInSYN()...),
@@ -305,7 +305,7 @@ func PoolRotation(r rotation) Scenario {
 	for _, c := range s.Clients[1:] {
 		s.Sysctls[c.Node] = map[string]string{"net.ipv4.tcp_fastopen": tfoClient}
 	}
-	s.Timeline = keyTimeline(plan)
+	s.Script(KeyTimeline(plan))
 	s.Expect = append([]types.GomegaMatcher{learned(), EveryConn(Responded())}, modelChecks(plan)...)
 	switch r {
 	case rotationRight:
@@ -350,10 +350,10 @@ var rotationDesc = map[rotation]string{
 	rollingStaged:   "rolling rotation in three stages (\"A,B\", then \"B,A\", then \"B\", each one server at a time): no refusal at any step",
 }
 
-// poolSequential is the Sequential timeline of the first client, bounded
+// PoolSequential is the Sequential timeline of the first client, bounded
 // as a whole by poolTimeout: connections take milliseconds.
-func poolSequential(conns int) Timeline {
-	return func(ctx context.Context, env *Env) error {
+func PoolSequential(conns int) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
 		ctx, cancel := context.WithTimeout(ctx, poolTimeout)
 		defer cancel()
 		for i := range conns {
@@ -367,7 +367,7 @@ func poolSequential(conns int) Timeline {
 			}
 		}
 		return nil
-	}
+	}, "PoolSequential", conns)
 }
 
 // Listen-queue overflow: the hold middlebox drops everything but SYNs from
@@ -438,7 +438,7 @@ func PoolOverflow(n, queue, burst int) Scenario {
 		s.Services[i].Kind = Listener{Queue: queue}
 	}
 	s.Middleboxes = []MiddleboxSpec{{Box: HoldHandshakes, When: momentHold}, {Box: ReleaseHandshakes, When: momentRelease}}
-	s.Timeline = overflowTimeline(servers, burst)
+	s.Script(OverflowTimeline(servers, burst))
 	s.Timeout = burstBound + handledBound + drainBound + poolTimeout
 	s.Expect = []types.GomegaMatcher{
 		learned(),
@@ -453,12 +453,12 @@ func PoolOverflow(n, queue, burst int) Scenario {
 	return s
 }
 
-// overflowTimeline: learn a cookie; hold; fire the burst at once; once the
+// OverflowTimeline: learn a cookie; hold; fire the burst at once; once the
 // servers have handled every burst SYN (a child or an overflow each),
 // release; wait for the burst to finish and the queues to drain; then a
 // few connections that should fast-open again.
-func overflowTimeline(servers []string, burst int) Timeline {
-	return func(ctx context.Context, env *Env) error {
+func OverflowTimeline(servers []string, burst int) Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
 		env.Dial(ctx, Dial{Label: "learn", Timeout: poolConnTimeout})
 		handled := func() (int64, error) {
 			return env.sumCounters(servers, lab.TCPFastOpenPassive, lab.TCPFastOpenListenOverflow)
@@ -504,7 +504,7 @@ func overflowTimeline(servers []string, burst int) Timeline {
 			env.Dial(ctx, Dial{Label: "after", Timeout: poolConnTimeout})
 		}
 		return ctx.Err()
-	}
+	}, "OverflowTimeline", servers, burst)
 }
 
 // pollUntil polls cond every pollEvery until it holds, bound passes or ctx
@@ -632,7 +632,7 @@ func noCookiePool(variant string, fam topology.Family, client, server, desc stri
 	for _, srv := range poolServers(n) {
 		s.Sysctls[srv]["net.ipv4.tcp_fastopen"] = server
 	}
-	s.Timeline = poolSequential(PoolConns)
+	s.Script(PoolSequential(PoolConns))
 	s.Expect = []types.GomegaMatcher{
 		EveryConn(append(every, Responded())...),
 		LandedOn(2),
@@ -664,7 +664,7 @@ func PoolProbe(fam topology.Family, pc probeCase) Scenario {
 	plan := poolPlan(servers, func(string) string { return "K" })
 	what := [...]string{"tfo", "server-tfo-off", "strip-tfo-option"}[pc]
 	s := poolScenario(fmt.Sprintf("pool/probe/%s/n%d/%s", what, n, famName(fam)), "", n, fam, &plan, "probe")
-	s.Timeline = probeTimeline
+	s.Script(ProbeTimeline())
 	switch pc {
 	case probeTFO:
 		s.Description = "probe of a pool with one key: yes, with the cookie SipHash(key, client, service) every server issues"
@@ -692,10 +692,12 @@ func PoolProbe(fam topology.Family, pc probeCase) Scenario {
 	return s
 }
 
-// probeTimeline probes the main service once.
-func probeTimeline(ctx context.Context, env *Env) error {
-	_, err := env.Probe(ctx, "")
-	return err
+// ProbeTimeline probes the main service once.
+func ProbeTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		_, err := env.Probe(ctx, "")
+		return err
+	}, "ProbeTimeline")
 }
 
 // Probe runs the server TFO probe (lab/probe: a SYN with a cookie request
@@ -754,7 +756,7 @@ func poolMutants() []Mutant {
 	for n := range applied.Changes[0].Set {
 		applied.Changes[0].Set[n] = "B"
 	}
-	noOverlap.Timeline = keyTimeline(applied)
+	noOverlap.Script(KeyTimeline(applied))
 	bigQueue := PoolOverflow(1, 1, 6)
 	bigQueue.Services[0].Kind = Listener{Queue: 64}
 	serverNeedsCookie := PoolNoCookie(topology.IPv4)

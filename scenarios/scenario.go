@@ -67,6 +67,10 @@ type Scenario struct {
 	// Timeline drives the clients; nil is Sequential: every client makes
 	// its Connections in order.
 	Timeline Timeline
+	// TimelineCall is how Timeline was built, when a constructor of
+	// Timelines built it (Script sets both): a scenario file writes the
+	// call, and builds the timeline back from it.
+	TimelineCall *TimelineCall
 	// Timeout bounds a scripted timeline (harness adds setup and
 	// teardown); a sequential one's bound follows from its connections.
 	Timeout time.Duration

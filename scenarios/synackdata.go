@@ -172,17 +172,7 @@ func DropSynAckDataDetected() Scenario {
 	s.Labels = append(s.Labels, "blackhole")
 	s.Sysctls[topology.Client]["net.ipv4.tcp_fastopen_blackhole_timeout_sec"] = "60"
 	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynAckData, When: cookieLearnedMoment}}
-	s.Timeline = func(ctx context.Context, env *Env) error {
-		learnCookie(ctx, env)
-		if err := env.Moment(cookieLearnedMoment); err != nil {
-			return err
-		}
-		if _, ok, err := detect(ctx, env, 1); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-		return nil
-	}
+	s.Script(DetectThenPlainTimeline())
 	// The detection bound (4th SYN retransmission + 1 RTO) and two
 	// connections that take a round trip each.
 	s.Timeout = 5*time.Second + 2*lab.InitialRTO
@@ -206,4 +196,20 @@ func DropSynAckDataDetected() Scenario {
 	}
 	s.Diagnosis = diagnosed(diagnose.BlackholePaused)
 	return s
+}
+
+// DetectThenPlainTimeline is DropSynAckDataDetected's: a cookie, the
+// moment the box goes in, detection 1, then one connection.
+func DetectThenPlainTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnCookie(ctx, env)
+		if err := env.Moment(cookieLearnedMoment); err != nil {
+			return err
+		}
+		if _, ok, err := detect(ctx, env, 1); err != nil || !ok {
+			return err
+		}
+		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
+		return nil
+	}, "DetectThenPlainTimeline")
 }

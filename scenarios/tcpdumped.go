@@ -75,6 +75,8 @@ func tcpdumped(p peerPair, dir, what string, box *MiddleboxSpec, d Diagnosis) Sc
 	}
 	files := filepath.Join(dir, what)
 	s.Timeline = withTcpdump(s.Timeline, files)
+	// Wrapped in Go around the recorded timeline: no file form.
+	s.TimelineCall = nil
 	both := d.BothSides
 	if both == "" {
 		both = d.ClientSide

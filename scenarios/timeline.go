@@ -274,3 +274,63 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// TimelineCall is how a timeline was built: the name of a constructor in
+// Timelines and its arguments (a variadic parameter's as one slice), as
+// package labfile writes it (`timeline: {call: {Name: [arguments]}}`).
+type TimelineCall struct {
+	Fn   string
+	Args []any
+}
+
+// Scripted is a timeline and the call that built it: what every
+// constructor in Timelines returns.
+type Scripted struct {
+	Run  Timeline
+	Call TimelineCall
+}
+
+// scripted records that fn(args...) built run.
+func scripted(run Timeline, fn string, args ...any) Scripted {
+	return Scripted{Run: run, Call: TimelineCall{Fn: fn, Args: args}}
+}
+
+// Script makes sc the scenario's timeline, with the call that built it.
+func (s *Scenario) Script(sc Scripted) {
+	c := sc.Call
+	s.Timeline, s.TimelineCall = sc.Run, &c
+}
+
+// Timelines are the constructors of the catalogue's scripted timelines,
+// by the name each records (Scripted.Call.Fn): what a scenario file's
+// `timeline: {call: ...}` may call. A new one is one line here;
+// TestTimelinesAreRegistered names a catalogue timeline that is missing.
+var Timelines = map[string]any{
+	"AsConfiguredTimeline":        AsConfiguredTimeline,
+	"BackoffTimeline":             BackoffTimeline,
+	"ChildLifecycleTimeline":      ChildLifecycleTimeline,
+	"ClientAPITimeline":           ClientAPITimeline,
+	"ClientDataDroppedTimeline":   ClientDataDroppedTimeline,
+	"CookieRequestToDeadTimeline": CookieRequestToDeadTimeline,
+	"DeadPlainTimeline":           DeadPlainTimeline,
+	"DeadTFOTimeline":             DeadTFOTimeline,
+	"DetectThenPlainTimeline":     DetectThenPlainTimeline,
+	"GiveUpTimeline":              GiveUpTimeline,
+	"InvalidCookieTimeline":       InvalidCookieTimeline,
+	"KeyTimeline":                 KeyTimeline,
+	"OFOFINTimeline":              OFOFINTimeline,
+	"OverflowTimeline":            OverflowTimeline,
+	"PartialAckTimeline":          PartialAckTimeline,
+	"PauseExchangePause":          PauseExchangePause,
+	"PeerTimeline":                PeerTimeline,
+	"PoolSequential":              PoolSequential,
+	"ProbeTimeline":               ProbeTimeline,
+	"PureSynDataTimeline":         PureSynDataTimeline,
+	"RTTTimeline":                 RTTTimeline,
+	"RearmBySysctlTimeline":       RearmBySysctlTimeline,
+	"ServerDataRearmsTimeline":    ServerDataRearmsTimeline,
+	"SimultaneousTimeline":        SimultaneousTimeline,
+	"StallThenNextTimeline":       StallThenNextTimeline,
+	"StallTwiceTimeline":          StallTwiceTimeline,
+	"ThenPlainAfterRTO":           ThenPlainAfterRTO,
+}
