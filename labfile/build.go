@@ -144,11 +144,16 @@ func (b *builder) build(f File) (scenarios.Scenario, error) {
 		s.Timeline, s.Timeout = ref.Timeline, ref.Timeout
 	}
 	if len(f.Timeline) > 0 {
-		tl, timeout, err := b.timeline(f.Timeline, s, moments)
+		sc, timeout, err := b.timeline(f.Timeline, s, moments)
 		if err != nil {
 			return s, err
 		}
-		s.Timeline, s.Timeout = tl, timeout
+		if sc.Call.Fn != "" {
+			s.Script(sc)
+		} else {
+			s.Timeline = sc.Run
+		}
+		s.Timeout = timeout
 	}
 	if f.Timeout != 0 {
 		if s.Timeline == nil {
@@ -673,12 +678,12 @@ func (b *builder) middlebox(i int, fm Middlebox, f File, s scenarios.Scenario, m
 		m.When = scenarios.AtStart
 	case reAfter.MatchString(at):
 		n, _ := strconv.Atoi(reAfter.FindStringSubmatch(at)[1])
-		if s.Timeline != nil && f.TimelineFrom == "" {
+		if s.Timeline != nil && f.TimelineFrom == "" && !hasCall(f.Timeline) {
 			return m, b.errAt(p("at"), "%q is a moment of the sequential timeline; this file has a timeline: name one of its moments", at)
 		}
 		m.When = scenarios.AfterConnections(n)
 	default:
-		if s.Timeline == nil || (f.TimelineFrom == "" && !moments[at]) {
+		if s.Timeline == nil || (f.TimelineFrom == "" && !hasCall(f.Timeline) && !moments[at]) {
 			return m, b.errAt(p("at"), "moment %q: no timeline step names it (want start, \"after N connections\", or a timeline moment)", at)
 		}
 		m.When = at

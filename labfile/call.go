@@ -26,6 +26,7 @@ import (
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/scenarios"
 )
 
 // Constructors are the assertions constructors a file may call, by name.
@@ -108,9 +109,24 @@ var NotCallable = map[string]string{
 	"DissectorAgrees": "takes a Go function (a Dissector)",
 }
 
+// registry is a set of constructors a file may call by name: the
+// assertions constructors (expectations) or the catalogue's timelines.
+type registry struct {
+	fns map[string]any
+	// not are constructors that cannot be called, and why.
+	not map[string]string
+	// what names the list, for a name that is not in it.
+	what string
+}
+
+var (
+	expectations = registry{fns: Constructors, not: NotCallable, what: "labfile.Constructors"}
+	timelines    = registry{fns: scenarios.Timelines, what: "scenarios.Timelines"}
+)
+
 // callMatcher builds an expectation from a call.
 func callMatcher(v any) (types.GomegaMatcher, error) {
-	r, err := call(v)
+	r, err := expectations.call(v)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +137,35 @@ func callMatcher(v any) (types.GomegaMatcher, error) {
 	return m, nil
 }
 
+// callTimeline builds a timeline from a call of scenarios.Timelines.
+func callTimeline(v any) (scenarios.Scripted, error) {
+	r, err := timelines.call(v)
+	if err != nil {
+		return scenarios.Scripted{}, err
+	}
+	sc, ok := r.Interface().(scenarios.Scripted)
+	if !ok {
+		return sc, fmt.Errorf("%s is no timeline", r.Type())
+	}
+	return sc, nil
+}
+
+// isCall reports whether m is a call of one of r's constructors rather
+// than data (a struct's fields, a map).
+func (r registry) isCall(m map[string]any) bool {
+	for k := range m {
+		if k == "with" {
+			continue
+		}
+		if _, ok := r.fns[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // call evaluates one call: {Name: args, with: [methods]}.
-func call(v any) (reflect.Value, error) {
+func (r registry) call(v any) (reflect.Value, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return reflect.Value{}, fmt.Errorf("a call is a map {Constructor: [arguments]}, got %v", v)
@@ -136,14 +179,14 @@ func call(v any) (reflect.Value, error) {
 			name = k
 		}
 	}
-	fn, ok := Constructors[name]
+	fn, ok := r.fns[name]
 	if !ok {
-		if why, no := NotCallable[name]; no {
+		if why, no := r.not[name]; no {
 			return reflect.Value{}, fmt.Errorf("%s cannot be called from a file: it %s", name, why)
 		}
-		return reflect.Value{}, fmt.Errorf("no constructor %q (labfile.Constructors lists them)", name)
+		return reflect.Value{}, fmt.Errorf("no constructor %q (%s lists them)", name, r.what)
 	}
-	out, err := apply(name, reflect.ValueOf(fn), m[name])
+	out, err := r.apply(name, reflect.ValueOf(fn), m[name])
 	if err != nil {
 		return out, err
 	}
@@ -170,7 +213,7 @@ func call(v any) (reflect.Value, error) {
 		if !mv.IsValid() {
 			return out, fmt.Errorf("%s has no method %s", out.Type(), method)
 		}
-		if out, err = apply(name+"."+method, mv, args); err != nil {
+		if out, err = r.apply(name+"."+method, mv, args); err != nil {
 			return out, err
 		}
 	}
@@ -179,7 +222,7 @@ func call(v any) (reflect.Value, error) {
 
 // apply calls fn with args (a list, one value, or nothing) converted to
 // its parameters.
-func apply(name string, fn reflect.Value, args any) (reflect.Value, error) {
+func (r registry) apply(name string, fn reflect.Value, args any) (reflect.Value, error) {
 	var list []any
 	switch a := args.(type) {
 	case nil:
@@ -199,7 +242,7 @@ func apply(name string, fn reflect.Value, args any) (reflect.Value, error) {
 		if t.IsVariadic() && i >= n-1 {
 			pt = pt.Elem()
 		}
-		v, err := convert(a, pt)
+		v, err := r.convert(a, pt)
 		if err != nil {
 			return reflect.Value{}, fmt.Errorf("%s argument %d: %w", name, i+1, err)
 		}
@@ -231,9 +274,16 @@ var (
 )
 
 // convert turns a decoded YAML value into a value of type t.
-func convert(a any, t reflect.Type) (reflect.Value, error) {
-	if m, ok := a.(map[string]any); ok {
-		v, err := call(m)
+func (r registry) convert(a any, t reflect.Type) (reflect.Value, error) {
+	if a == nil {
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface:
+			return reflect.Zero(t), nil
+		}
+		return reflect.Value{}, fmt.Errorf("nothing where a %s goes", t)
+	}
+	if m, ok := a.(map[string]any); ok && (!isData(t) || r.isCall(m)) {
+		v, err := r.call(m)
 		if err != nil {
 			return v, err
 		}
@@ -305,16 +355,84 @@ func convert(a any, t reflect.Type) (reflect.Value, error) {
 			return v, fmt.Errorf("want a list for %s, got %v", t, a)
 		}
 		for i, x := range list {
-			e, err := convert(x, t.Elem())
+			e, err := r.convert(x, t.Elem())
 			if err != nil {
 				return v, fmt.Errorf("item %d: %w", i+1, err)
 			}
 			v = reflect.Append(v, e)
 		}
+	case reflect.Pointer:
+		e, err := r.convert(a, t.Elem())
+		if err != nil {
+			return v, err
+		}
+		p := reflect.New(t.Elem())
+		p.Elem().Set(e)
+		return p, nil
+	case reflect.Map:
+		m, ok := a.(map[string]any)
+		if !ok || t.Key().Kind() != reflect.String {
+			return v, fmt.Errorf("want a map for %s, got %v", t, a)
+		}
+		v = reflect.MakeMapWithSize(t, len(m))
+		for k, x := range m {
+			e, err := r.convert(x, t.Elem())
+			if err != nil {
+				return v, fmt.Errorf("%s: %w", k, err)
+			}
+			v.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), e)
+		}
+	case reflect.Struct:
+		m, ok := a.(map[string]any)
+		if !ok {
+			return v, fmt.Errorf("want a map of %s's fields, got %v", t, a)
+		}
+		for k, x := range m {
+			f, ok := t.FieldByName(k)
+			if !ok || !f.IsExported() {
+				return v, fmt.Errorf("%s has no field %s (%s)", t, k, fieldNames(t))
+			}
+			e, err := r.convert(x, f.Type)
+			if err != nil {
+				return v, fmt.Errorf("%s: %w", k, err)
+			}
+			v.FieldByIndex(f.Index).Set(e)
+		}
 	default:
 		return v, fmt.Errorf("a %s has no file form", t)
 	}
 	return v, nil
+}
+
+// isData reports whether a map in a file is the value of t itself (a
+// struct's exported fields, a map, a pointer to either) rather than a
+// call.
+func isData(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Map {
+		return true
+	}
+	if t.Kind() != reflect.Struct || t.NumField() == 0 {
+		return false
+	}
+	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			return false // built by its constructors only
+		}
+	}
+	return true
+}
+
+func fieldNames(t reflect.Type) string {
+	var out []string
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() {
+			out = append(out, f.Name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func integer(a any) (int64, bool) {

@@ -15,6 +15,7 @@ import (
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/scenarios"
 )
 
 // asCall is m as a call that builds it back, if it has one.
@@ -37,10 +38,31 @@ func asCall(m types.GomegaMatcher) (map[string]any, error) {
 	return enc, nil
 }
 
-func encodeCall(c assertions.Call) (map[string]any, error) {
-	fn, ok := Constructors[c.Fn]
+func encodeCall(c assertions.Call) (map[string]any, error) { return expectations.encode(c) }
+
+// asTimelineCall is the call that built a scripted timeline, checked to
+// build back a timeline that records the same call.
+func asTimelineCall(tc scenarios.TimelineCall) (map[string]any, error) {
+	enc, err := timelines.encode(assertions.Call{Fn: tc.Fn, Args: tc.Args})
+	if err != nil {
+		return nil, err
+	}
+	back, err := callTimeline(enc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the call does not build back: %w", tc.Fn, err)
+	}
+	again, err := timelines.encode(assertions.Call{Fn: back.Call.Fn, Args: back.Call.Args})
+	if err != nil || !reflect.DeepEqual(again, enc) {
+		return nil, fmt.Errorf("%s: the call builds back %v, not %v (%v)", tc.Fn, again, enc, err)
+	}
+	return enc, nil
+}
+
+// encode writes c, a call of one of r's constructors.
+func (r registry) encode(c assertions.Call) (map[string]any, error) {
+	fn, ok := r.fns[c.Fn]
 	if !ok {
-		return nil, fmt.Errorf("%s is not in labfile.Constructors", c.Fn)
+		return nil, fmt.Errorf("%s is not in %s", c.Fn, r.what)
 	}
 	ft := reflect.TypeOf(fn)
 	args := []any{}
@@ -114,6 +136,41 @@ func encodeArg(a any) (any, error) {
 	switch {
 	case !v.IsValid():
 		return nil, fmt.Errorf("a nil argument")
+	case v.Kind() == reflect.Pointer:
+		if v.IsNil() {
+			return nil, nil
+		}
+		return encodeArg(v.Elem().Interface())
+	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
+		out := map[string]any{}
+		for _, k := range v.MapKeys() {
+			e, err := encodeArg(v.MapIndex(k).Interface())
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k.String(), err)
+			}
+			out[k.String()] = e
+		}
+		return out, nil
+	case v.Kind() == reflect.Struct:
+		// Its exported fields that are set; a struct with unexported
+		// state has no file form.
+		out := map[string]any{}
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				return nil, fmt.Errorf("a %s has no file form (unexported %s)", t, f.Name)
+			}
+			if v.Field(i).IsZero() {
+				continue
+			}
+			e, err := encodeArg(v.Field(i).Interface())
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+			out[f.Name] = e
+		}
+		return out, nil
 	case v.CanInt():
 		return v.Int(), nil
 	case v.CanUint():

@@ -105,14 +105,14 @@ func (e *exporter) file(s scenarios.Scenario) (File, error) {
 		f.Middleboxes = append(f.Middleboxes, fm)
 	}
 	if s.Timeline != nil {
-		cat, err := e.catalogue()
+		if s.TimelineCall == nil {
+			return f, fmt.Errorf("timeline: a scripted timeline that records no call: build it with a constructor of scenarios.Timelines (Scenario.Script)")
+		}
+		call, err := asTimelineCall(*s.TimelineCall)
 		if err != nil {
 			return f, fmt.Errorf("timeline: %w", err)
 		}
-		if cat.Timeline == nil {
-			return f, fmt.Errorf("timeline: the catalogue's %q has none", e.ref)
-		}
-		f.TimelineFrom, f.Timeout = e.ref, s.Timeout
+		f.Timeline, f.Timeout = []Step{{Call: call}}, s.Timeout
 	}
 	for i, m := range s.Expect {
 		if call, err := asCall(m); err == nil {

@@ -165,7 +165,7 @@ type Middlebox struct {
 }
 
 // Step is one step of a timeline: exactly one of Connect, Moment, Wait,
-// Sysctl or Rounds.
+// Call, Sysctl, Rounds or Repeat.
 type Step struct {
 	// Connect makes this many connections from Client (default the
 	// first), labelled Label, each bounded by Timeout.
@@ -183,6 +183,9 @@ type Step struct {
 	Moment string `yaml:"moment,omitempty"`
 	// Wait sleeps.
 	Wait time.Duration `yaml:"wait,omitempty"`
+	// Call runs a scripted timeline of the catalogue, a call of a
+	// constructor of scenarios.Timelines: {PoolSequential: [6]}.
+	Call map[string]any `yaml:"call,omitempty"`
 	// Sysctl writes node's key (a key rotation mid-timeline).
 	Sysctl *SysctlWrite `yaml:"sysctl,omitempty"`
 	// UntilCounter ends each connection of a connect step as soon as

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -28,17 +29,26 @@ type step struct {
 	steps        []step
 	untilCounter string
 	timeout      time.Duration // a connection's bound, resolved
+	script       scenarios.Timeline
 }
 
 // timeline turns the file's steps into a scripted timeline and its bound,
-// and lists the moments it names.
-func (b *builder) timeline(fs []Step, s scenarios.Scenario, moments map[string]bool) (scenarios.Timeline, time.Duration, error) {
+// and lists the moments it names. A timeline that is one call of a
+// catalogue timeline is that timeline, with the call that built it.
+func (b *builder) timeline(fs []Step, s scenarios.Scenario, moments map[string]bool) (scenarios.Scripted, time.Duration, error) {
+	if len(fs) == 1 && fs[0].Call != nil && onlyCall(fs[0]) {
+		sc, err := callTimeline(fs[0].Call)
+		if err != nil {
+			return sc, 0, b.errAt(at("timeline", 0, "call"), "call: %v", err)
+		}
+		return sc, 0, nil
+	}
 	steps, bound, err := b.steps(at("timeline"), fs, s, moments)
 	if err != nil {
-		return nil, 0, err
+		return scenarios.Scripted{}, 0, err
 	}
 	tl := func(ctx context.Context, env *scenarios.Env) error { return run(ctx, env, steps, 0) }
-	return tl, bound + timelineSlack, nil
+	return scenarios.Scripted{Run: tl}, bound + timelineSlack, nil
 }
 
 func (b *builder) steps(base []pathElem, fs []Step, s scenarios.Scenario, moments map[string]bool) ([]step, time.Duration, error) {
@@ -47,13 +57,13 @@ func (b *builder) steps(base []pathElem, fs []Step, s scenarios.Scenario, moment
 	for i, f := range fs {
 		p := func(k ...pathElem) []pathElem { return append(append(slices.Clone(base), i), k...) }
 		var what []string
-		for k, set := range map[string]bool{"connect": f.Connect != 0, "moment": f.Moment != "", "wait": f.Wait != 0, "sysctl": f.Sysctl != nil, "rounds": f.Rounds != 0, "repeat": f.Repeat != 0} {
+		for k, set := range map[string]bool{"connect": f.Connect != 0, "moment": f.Moment != "", "wait": f.Wait != 0, "call": f.Call != nil, "sysctl": f.Sysctl != nil, "rounds": f.Rounds != 0, "repeat": f.Repeat != 0} {
 			if set {
 				what = append(what, k)
 			}
 		}
 		if len(what) != 1 {
-			return nil, 0, b.errAt(p(), "a timeline step is exactly one of connect, moment, wait, sysctl, rounds or repeat (got %s)", cmp.Or(strings.Join(what, ", "), "none"))
+			return nil, 0, b.errAt(p(), "a timeline step is exactly one of connect, moment, wait, call, sysctl, rounds or repeat (got %s)", cmp.Or(strings.Join(what, ", "), "none"))
 		}
 		connOnly := f.Client != "" || f.Service != "" || f.Port != 0 || f.Label != "" || f.Plain || f.Abort || f.UserTimeout != 0 || f.Payload != "" || f.Timeout != 0 || f.UntilCounter != ""
 		if connOnly && what[0] != "connect" {
@@ -104,6 +114,12 @@ func (b *builder) steps(base []pathElem, fs []Step, s scenarios.Scenario, moment
 			}
 			st.wait = f.Wait
 			bound += f.Wait
+		case "call":
+			sc, err := callTimeline(f.Call)
+			if err != nil {
+				return nil, 0, b.errAt(p("call"), "call: %v", err)
+			}
+			st.script = sc.Run
 		case "sysctl":
 			w := f.Sysctl
 			if err := b.node(p("sysctl", "node"), "sysctl", w.Node); err != nil {
@@ -164,6 +180,10 @@ func run(ctx context.Context, env *scenarios.Env, steps []step, round int) error
 				t.Stop()
 				return ctx.Err()
 			}
+		case st.script != nil:
+			if err := st.script(ctx, env); err != nil {
+				return fmt.Errorf("timeline: %w", err)
+			}
 		case st.sysctl != nil:
 			if err := env.WriteSysctl(st.sysctl.Node, st.sysctl.Key, st.sysctl.Value); err != nil {
 				return fmt.Errorf("timeline: sysctl %s on %s: %w", st.sysctl.Key, st.sysctl.Node, err)
@@ -203,4 +223,16 @@ func dialUntilCounter(ctx context.Context, env *scenarios.Env, d scenarios.Dial,
 		return fmt.Errorf("timeline: counter %s: %w", name, err)
 	}
 	return nil
+}
+
+// onlyCall reports whether f is a call step and nothing else.
+func onlyCall(f Step) bool {
+	f.Call = nil
+	return reflect.ValueOf(f).IsZero()
+}
+
+// hasCall reports whether a timeline calls a catalogue timeline, whose
+// moments the file cannot list.
+func hasCall(fs []Step) bool {
+	return slices.ContainsFunc(fs, func(f Step) bool { return f.Call != nil || hasCall(f.Steps) })
 }
