@@ -326,6 +326,9 @@ var serviceFields = map[string][]string{
 	"haproxy":     {"config", "tfo", "backend", "body", "body-base64"},
 	"scripted":    {"greeting", "cookie"},
 	"partial-ack": {"ack-bytes", "cookie", "any-cookie-length"},
+	// Its application is the timeline: a call of a catalogue timeline
+	// that drives it (packetdrill's).
+	"scripted-listener": {"queue", "max-seg"},
 }
 
 func setServiceFields(s Service) []string {
@@ -349,6 +352,7 @@ func setServiceFields(s Service) []string {
 	add(s.Cookie != "", "cookie")
 	add(s.AckBytes != nil, "ack-bytes")
 	add(s.AnyCookieLength, "any-cookie-length")
+	add(s.MaxSeg != 0, "max-seg")
 	return out
 }
 
@@ -388,7 +392,7 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 	kind := cmp.Or(fs.Kind, "listener")
 	allowed, ok := serviceFields[kind]
 	if !ok {
-		return svc, b.errAt(p("kind"), "service kind %q: want listener, nginx, haproxy, scripted or partial-ack", fs.Kind)
+		return svc, b.errAt(p("kind"), "service kind %q: want listener, nginx, haproxy, scripted, partial-ack or scripted-listener", fs.Kind)
 	}
 	for _, k := range setServiceFields(fs) {
 		if !slices.Contains(allowed, k) {
@@ -495,6 +499,12 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 			sp.Cookie = c
 		}
 		svc.Kind = sp
+	case "scripted-listener":
+		q := 0
+		if fs.Queue != nil {
+			q = *fs.Queue
+		}
+		svc.Kind = scenarios.NewScriptedListener(q, fs.MaxSeg)
 	case "partial-ack":
 		pp := scenarios.PartialAckPeer{AnyCookieLength: fs.AnyCookieLength}
 		if fs.AckBytes != nil {

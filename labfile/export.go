@@ -232,7 +232,7 @@ func service(svc scenarios.Service) (Service, error) {
 			fs.Cookie = fmt.Sprintf("%x", k.Cookie)
 		}
 	case scenarios.ScriptedListener:
-		return fs, fmt.Errorf("%T: %w", k, errGoState)
+		fs.Kind, fs.Queue, fs.MaxSeg = "scripted-listener", intp(k.Queue), k.MaxSeg
 	case scenarios.ScriptedPeer:
 		fs.Kind, fs.Greeting = "scripted", string(k.Greeting)
 		if k.Cookie != nil {

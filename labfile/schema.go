@@ -117,6 +117,11 @@ type Service struct {
 	// any-cookie-length).
 	AckBytes        *int `yaml:"ack-bytes,omitempty"`
 	AnyCookieLength bool `yaml:"any-cookie-length,omitempty"`
+	// scripted-listener: the kernel's listener (queue: its TCP_FASTOPEN
+	// queue, 0 for none) with no application; a catalogue timeline
+	// (packetdrill's) makes the application's calls. max-seg sets
+	// TCP_MAXSEG.
+	MaxSeg int `yaml:"max-seg,omitempty"`
 }
 
 // Backend is where a built-in HAProxy proxy forwards.
