@@ -36,6 +36,12 @@ func (s Step) then(method string, args ...any) Step {
 	return s
 }
 
+// Recorder is an expectation built outside this package (a wrapper of
+// package scenarios) that says how it was built.
+type Recorder interface {
+	RecordedCall() (Call, bool)
+}
+
 // CallOf says how v (an expectation, a ConnCheck, a Step or a
 // CounterDelta) was built, if it was built by a constructor of this
 // package that records it.
@@ -54,6 +60,8 @@ func CallOf(v any) (Call, bool) {
 		return Call{Fn: "HaveCounterDeltas", Args: []any{x.want}}, true
 	case CounterDelta:
 		return Call{Fn: "Delta", Args: []any{x.Name, x.Delta}}, true
+	case Recorder:
+		return x.RecordedCall()
 	}
 	if c == nil {
 		return Call{}, false

@@ -17,6 +17,7 @@ package labfile
 // "syn retransmitted"), and nested calls.
 
 import (
+	"encoding/base64"
 	"fmt"
 	"reflect"
 	"slices"
@@ -99,14 +100,20 @@ var Constructors = map[string]any{
 	"ProbeSaid":                        assertions.ProbeSaid,
 	"ProbeCookie":                      assertions.ProbeCookie,
 	"ProbeReset":                       assertions.ProbeReset,
+	// Expectations of package scenarios that need a program (tshark,
+	// scapy) the scenario then requires.
+	"TsharkAgrees":     scenarios.TsharkAgrees,
+	"ScapyProbesAgree": scenarios.ScapyProbesAgree,
+	// A key schedule is written as its fields: {Keys: {A: KEY}, Start:
+	// {server1: A}, Changes: [{Mark: M, Set: {server1: "B,A"}}]}.
+	"PoolOutcomes":  assertions.PoolOutcomes,
+	"PoolCounters":  assertions.PoolCounters,
+	"CookiesIssued": assertions.CookiesIssued,
 }
 
 // NotCallable are exported constructors a file cannot call, and why.
 var NotCallable = map[string]string{
-	"PoolOutcomes":    "takes a key schedule (*tfocookie.Schedule), Go data with no file form yet",
-	"PoolCounters":    "takes a key schedule (*tfocookie.Schedule)",
-	"CookiesIssued":   "takes a key schedule (*tfocookie.Schedule)",
-	"DissectorAgrees": "takes a Go function (a Dissector)",
+	"DissectorAgrees": "takes a Go function (a Dissector); TsharkAgrees is its form with tshark",
 }
 
 // registry is a set of constructors a file may call by name: the
@@ -281,6 +288,18 @@ func (r registry) convert(a any, t reflect.Type) (reflect.Value, error) {
 			return reflect.Zero(t), nil
 		}
 		return reflect.Value{}, fmt.Errorf("nothing where a %s goes", t)
+	}
+	if m, ok := a.(map[string]any); ok && t == bytesType {
+		// Bytes that are not text: {base64: ...}.
+		s, ok := m["base64"].(string)
+		if !ok || len(m) != 1 {
+			return reflect.Value{}, fmt.Errorf("want bytes as a string or {base64: ...}, got %v", a)
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return reflect.Value{}, fmt.Errorf("base64: %w", err)
+		}
+		return reflect.ValueOf(b), nil
 	}
 	if m, ok := a.(map[string]any); ok && (!isData(t) || r.isCall(m)) {
 		v, err := r.call(m)

@@ -7,6 +7,8 @@ package labfile
 // falls back to a reference otherwise.
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
 	"reflect"
 	"time"
@@ -118,8 +120,8 @@ func encodeArg(a any) (any, error) {
 	case time.Duration:
 		return x.String(), nil
 	case []byte:
-		if !utf8.Valid(x) {
-			return nil, fmt.Errorf("%d bytes that are not text", len(x))
+		if !utf8.Valid(x) || bytes.ContainsAny(x, "\x00") {
+			return map[string]any{"base64": base64.StdEncoding.EncodeToString(x)}, nil
 		}
 		return string(x), nil
 	case tfo.Key:

@@ -293,7 +293,7 @@ func ScapyProbe(server string, svc func() ServiceKind, fam topology.Family, want
 	s.Script(PeerTimeline(true))
 	s.Timeout = peerTimeout(1, true)
 	s.Expect = []types.GomegaMatcher{
-		requiring{ProbesAgree(want), []Program{ProgPython, ProgScapy}},
+		ScapyProbesAgree(want),
 		Conn(0, Dialogue(AtClient, ClientSYN().WithCookieRequest().WithoutPayload(), synack), ServedFile(DefaultBody())),
 		serverTFO(0, cookieReqs),
 		TsharkAgrees(),

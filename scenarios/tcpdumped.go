@@ -82,7 +82,7 @@ func tcpdumped(p peerPair, dir, what string, box *MiddleboxSpec, d Diagnosis) Sc
 		both = d.ClientSide
 	}
 	s.Expect = []types.GomegaMatcher{requiring{FilesDiagnosedAs(string(d.ClientSide), string(both),
-		filepath.Join(files, TcpdumpFiles[0]), filepath.Join(files, TcpdumpFiles[1])), []Program{ProgTcpdump}}}
+		filepath.Join(files, TcpdumpFiles[0]), filepath.Join(files, TcpdumpFiles[1])), []Program{ProgTcpdump}, nil}}
 	s.Diagnosis = d
 	return s
 }

@@ -80,13 +80,30 @@ func TsharkFrames(ctx context.Context, pcap string) ([]int, error) {
 // captured link (assertions.DissectorAgrees with TsharkFrames). It needs
 // tshark, which the scenario then requires.
 func TsharkAgrees() types.GomegaMatcher {
-	return requiring{assertions.DissectorAgrees("tshark agrees", "tshark -Y '"+TsharkFilter+"'", TsharkFrames), []Program{ProgTshark}}
+	return requiring{assertions.DissectorAgrees("tshark agrees", "tshark -Y '"+TsharkFilter+"'", TsharkFrames), []Program{ProgTshark},
+		&assertions.Call{Fn: "TsharkAgrees"}}
+}
+
+// ScapyProbesAgree is assertions.ProbesAgree(want), which needs python
+// and scapy: the scenario then requires them.
+func ScapyProbesAgree(want bool) types.GomegaMatcher {
+	return requiring{assertions.ProbesAgree(want), []Program{ProgPython, ProgScapy}, &assertions.Call{Fn: "ScapyProbesAgree", Args: []any{want}}}
 }
 
 // requiring is an expectation that runs external programs.
 type requiring struct {
 	types.GomegaMatcher
 	progs []Program
+	// call is how it was built, for a scenario file (nil: no file form).
+	call *assertions.Call
+}
+
+// RecordedCall is how the expectation was built (assertions.Recorder).
+func (r requiring) RecordedCall() (assertions.Call, bool) {
+	if r.call == nil {
+		return assertions.Call{}, false
+	}
+	return *r.call, true
 }
 
 func (r requiring) Requires() []Program { return r.progs }
