@@ -611,13 +611,13 @@ func (b *builder) middlebox(i int, fm Middlebox, f File, s scenarios.Scenario, m
 	p := func(k ...pathElem) []pathElem { return append(at("middleboxes", i), k...) }
 	var m scenarios.MiddleboxSpec
 	var kinds []string
-	for k, set := range map[string]bool{"behaviour": fm.Behaviour != "", "iptables": fm.Iptables != "", "nft": fm.Nft != "", "delay": fm.Delay != 0, "from": fm.From != nil} {
+	for k, set := range map[string]bool{"behaviour": fm.Behaviour != "", "iptables": fm.Iptables != "", "nft": fm.Nft != "", "delay": fm.Delay != 0, "call": fm.Call != nil, "from": fm.From != nil} {
 		if set {
 			kinds = append(kinds, k)
 		}
 	}
 	if len(kinds) != 1 {
-		return m, b.errAt(p(), "a middlebox is exactly one of behaviour, iptables, nft, delay or from (got %d)", len(kinds))
+		return m, b.errAt(p(), "a middlebox is exactly one of behaviour, iptables, nft, delay or call (got %d)", len(kinds))
 	}
 	switch {
 	case fm.From != nil:
@@ -629,11 +629,17 @@ func (b *builder) middlebox(i int, fm Middlebox, f File, s scenarios.Scenario, m
 			return m, b.errAt(p("from"), "scenario %q has no middlebox %d named %q", fm.From.Scenario, fm.From.Index, fm.From.Name)
 		}
 		m.Box = ref.Middleboxes[fm.From.Index].Box
+	case fm.Call != nil:
+		box, err := callMiddlebox(fm.Call)
+		if err != nil {
+			return m, b.errAt(p("call"), "call: %v", err)
+		}
+		m.Box = box
 	case fm.Behaviour != "":
-		box, ok := middlebox.ByName(fm.Behaviour)
+		box, ok := scenarios.BoxByName(fm.Behaviour)
 		if !ok {
 			var names []string
-			for _, c := range middlebox.Catalogue() {
+			for _, c := range append(middlebox.Catalogue(), scenarios.Boxes()...) {
 				names = append(names, c.Name)
 			}
 			return m, b.errAt(p("behaviour"), "no behaviour %q in the catalogue (%s)", fm.Behaviour, strings.Join(names, ", "))

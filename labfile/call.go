@@ -27,6 +27,7 @@ import (
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/scenarios"
 )
 
@@ -129,7 +130,31 @@ type registry struct {
 var (
 	expectations = registry{fns: Constructors, not: NotCallable, what: "labfile.Constructors"}
 	timelines    = registry{fns: scenarios.Timelines, what: "scenarios.Timelines"}
+	boxes        = registry{fns: Middleboxes, what: "labfile.Middleboxes"}
 )
+
+// Middleboxes are the middlebox constructors with arguments a file may
+// call (`call:` on a middlebox): Custom takes iptables rules as
+// {Table, Chain, Spec}; Delay a one-way hold, which `delay:` says too.
+var Middleboxes = map[string]any{
+	"Custom": middlebox.Custom,
+	"Delay":  middlebox.Delay,
+	// A behaviour by name with its rules taken away (a self-check).
+	"Emptied": scenarios.Emptied,
+}
+
+// callMiddlebox builds a middlebox from a call of Middleboxes.
+func callMiddlebox(v any) (middlebox.Middlebox, error) {
+	r, err := boxes.call(v)
+	if err != nil {
+		return middlebox.Middlebox{}, err
+	}
+	m, ok := r.Interface().(middlebox.Middlebox)
+	if !ok {
+		return m, fmt.Errorf("%s is no middlebox", r.Type())
+	}
+	return m, nil
+}
 
 // callMatcher builds an expectation from a call.
 func callMatcher(v any) (types.GomegaMatcher, error) {

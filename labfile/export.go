@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -299,12 +300,25 @@ func (e *exporter) middlebox(i int, m scenarios.MiddleboxSpec, fam topology.Fami
 	default:
 		return fm, fmt.Errorf("placement %v", m.Placement)
 	}
-	if box, ok := middlebox.ByName(m.Box.Name); ok && sameBehaviour(box, m.Box, fam, params) {
+	if box, ok := scenarios.BoxByName(m.Box.Name); ok && sameBehaviour(box, m.Box, fam, params) {
 		fm.Behaviour = m.Box.Name
 		return fm, nil
 	}
-	// Built in Go (a user's rules, a delay, a scenario's own guard): a
-	// reference to the catalogue's.
+	if made := m.Box.Made; made != nil {
+		if made.Fn == "Delay" && len(made.Args) == 1 {
+			if d, ok := made.Args[0].(time.Duration); ok && d > 0 {
+				fm.Delay = d
+				return fm, nil
+			}
+		}
+		call, err := asMiddleboxCall(m.Box, fam, params)
+		if err != nil {
+			return fm, fmt.Errorf("%s: %w", m.Box.Name, err)
+		}
+		fm.Call = call
+		return fm, nil
+	}
+	// Built in Go with no file form: a reference to the catalogue's.
 	cat, err := e.catalogue()
 	if err != nil {
 		return fm, fmt.Errorf("%s is no behaviour of the catalogue: %w", m.Box.Name, err)
@@ -330,15 +344,53 @@ func quoteControl(s string) ([]byte, error) {
 // rules for the scenario's family and knobs (a self-check that keeps a
 // behaviour's name but empties its rules is not that behaviour).
 func sameBehaviour(box, m middlebox.Middlebox, fam topology.Family, p middlebox.Params) bool {
-	if box.Description != m.Description || (box.Install == nil) != (m.Install == nil) || (box.Rules == nil) != (m.Rules == nil) {
+	if box.Description != m.Description || (box.Install == nil) != (m.Install == nil) || (box.Rules == nil) != (m.Rules == nil) || m.Made != nil {
 		return false
 	}
-	if m.Install != nil || m.Rules == nil {
+	if m.Install != nil {
+		// The very installer (a package-level box's).
+		return m.Rules == nil && samePointer(box.Install, m.Install) && samePointer(box.Check, m.Check)
+	}
+	if m.Rules == nil {
 		return false
 	}
 	want, werr := box.Rules(fam, p)
 	got, gerr := m.Rules(fam, p)
 	return werr == nil && gerr == nil && reflect.DeepEqual(want, got)
+}
+
+// samePointer reports whether two funcs are the same function value
+// (nil or not).
+func samePointer(a, b any) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if va.IsNil() || vb.IsNil() {
+		return va.IsNil() == vb.IsNil()
+	}
+	return va.Pointer() == vb.Pointer()
+}
+
+// asMiddleboxCall is the call that built box (Custom's rules), checked
+// to build back the same rules.
+func asMiddleboxCall(box middlebox.Middlebox, fam topology.Family, p middlebox.Params) (map[string]any, error) {
+	enc, err := boxes.encode(assertions.Call{Fn: box.Made.Fn, Args: box.Made.Args})
+	if err != nil {
+		return nil, err
+	}
+	back, err := callMiddlebox(enc)
+	if err != nil {
+		return nil, fmt.Errorf("the call does not build back: %w", err)
+	}
+	if back.Name != box.Name || back.Description != box.Description {
+		return nil, fmt.Errorf("the call builds %s (%s), not %s (%s)", back.Name, back.Description, box.Name, box.Description)
+	}
+	if box.Rules != nil {
+		want, werr := box.Rules(fam, p)
+		got, gerr := back.Rules(fam, p)
+		if werr != nil || gerr != nil || !reflect.DeepEqual(want, got) {
+			return nil, fmt.Errorf("the call builds other rules: %v, not %v", got, want)
+		}
+	}
+	return enc, nil
 }
 
 // errGoState is a kind that shares Go state with its scenario's timeline

@@ -159,10 +159,13 @@ type Middlebox struct {
 	Iptables string `yaml:"iptables,omitempty"`
 	Nft      string `yaml:"nft,omitempty"`
 	// Delay is a one-way delay per packet (an NFQUEUE reader).
-	Delay     time.Duration `yaml:"delay,omitempty"`
-	Placement string        `yaml:"placement,omitempty"`
-	Node      string        `yaml:"node,omitempty"`
-	Port      uint16        `yaml:"port,omitempty"`
+	Delay time.Duration `yaml:"delay,omitempty"`
+	// Call is a call of a middlebox constructor (labfile.Middleboxes):
+	// {Custom: [[{Table: filter, Chain: FORWARD, Spec: [-p, tcp, ...]}]]}.
+	Call      map[string]any `yaml:"call,omitempty"`
+	Placement string         `yaml:"placement,omitempty"`
+	Node      string         `yaml:"node,omitempty"`
+	Port      uint16         `yaml:"port,omitempty"`
 	// At is the moment it is installed at: start (the default), "after N
 	// connections" of the sequential timeline, or a moment a timeline
 	// step names.

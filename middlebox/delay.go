@@ -59,6 +59,7 @@ func Delay(oneWay time.Duration) Middlebox {
 			}
 			return installedDelay{}, nil
 		},
+		Made: &Made{Fn: "Delay", Args: []any{oneWay}},
 	}
 }
 

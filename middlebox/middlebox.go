@@ -108,6 +108,16 @@ type Middlebox struct {
 	// Check, with Install, validates (f, p) and the behaviour's own input
 	// before any namespace exists, as building Rules does for the others.
 	Check func(f lab.Family, p Params) error
+	// Made is how a constructor with arguments built it (Custom's rules,
+	// Delay's hold), for a scenario file to write it; nil for a
+	// behaviour that goes by its name.
+	Made *Made
+}
+
+// Made is a middlebox constructor's name and its arguments.
+type Made struct {
+	Fn   string
+	Args []any
 }
 
 // Installed is a middlebox in place.
@@ -406,5 +416,6 @@ func Custom(rules []Rule) Middlebox {
 			}
 			return append([]Rule(nil), rs...), nil
 		},
+		Made: &Made{Fn: "Custom", Args: []any{append([]Rule(nil), rs...)}},
 	}
 }

@@ -234,7 +234,7 @@ func coreMutants() []Mutant {
 	clientOff.Client().Kind = LabClient{Mode: tfo.ModeConnect}
 	clientOff.Sysctls[topology.Client]["net.ipv4.tcp_fastopen"] = "0"
 	noRule := DropSynData(topology.IPv4, tfo.ModeSendto, middlebox.Router)
-	noRule.Middlebox().Box.Rules = func(lab.Family, middlebox.Params) ([]middlebox.Rule, error) { return nil, nil }
+	noRule.Middlebox().Box = Emptied(middlebox.DropSynData.Name)
 	out := []Mutant{
 		mutant("drop-syn-data middlebox without its rule", noRule, "connection 1", "client counters"),
 		mutant("server sysctl left at 1 (TFO server off)", serverOff, "connection 0", "connection 1", "server counters", "client cookie cache"),

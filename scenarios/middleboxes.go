@@ -334,3 +334,37 @@ func LoadRules(name string) ([]middlebox.Rule, error) {
 	}
 	return rules, nil
 }
+
+// Boxes are the middleboxes the catalogue builds beside middlebox's
+// behaviours, each going by its name, as a behaviour does: the server's
+// own drop of a silent port and rejections of its SYN-ACKs (packetdrill),
+// the pool's hold and release of handshakes, a peer's stray-traffic
+// guard, and a path of low MTU.
+func Boxes() []middlebox.Middlebox {
+	return []middlebox.Middlebox{silentPortBox, rejectSynAckBox, rejectSynAckFatalBox, HoldHandshakes, ReleaseHandshakes, strayGuard, middlebox.LowMTU}
+}
+
+// BoxByName finds a behaviour of package middlebox or one of Boxes.
+func BoxByName(name string) (middlebox.Middlebox, bool) {
+	if b, ok := middlebox.ByName(name); ok {
+		return b, true
+	}
+	for _, b := range Boxes() {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return middlebox.Middlebox{}, false
+}
+
+// Emptied is the box of that name (BoxByName) with its rules taken away,
+// for a self-check: the same name and description, nothing installed.
+func Emptied(name string) middlebox.Middlebox {
+	b, ok := BoxByName(name)
+	if !ok {
+		b.Name = name
+	}
+	b.Rules = func(lab.Family, middlebox.Params) ([]middlebox.Rule, error) { return nil, nil }
+	b.Made = &middlebox.Made{Fn: "Emptied", Args: []any{name}}
+	return b
+}
