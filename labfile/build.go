@@ -35,7 +35,6 @@ type builder struct {
 	tree      *ast.File
 	nodes     map[string]bool
 	cat       map[string]scenarios.Scenario
-	known     map[string]scenarios.Scenario // DecodeWith's, looked up before cat
 }
 
 // errAt is an *Error at the value path names.
@@ -130,19 +129,6 @@ func (b *builder) build(f File) (scenarios.Scenario, error) {
 		s.Clients = append(s.Clients, c)
 	}
 	moments := map[string]bool{}
-	if f.TimelineFrom != "" {
-		if len(f.Timeline) > 0 {
-			return s, b.errAt(at("timeline-from"), "timeline and timeline-from: choose one")
-		}
-		ref, err := b.catalogue(at("timeline-from"), f.TimelineFrom)
-		if err != nil {
-			return s, err
-		}
-		if ref.Timeline == nil {
-			return s, b.errAt(at("timeline-from"), "scenario %q has the sequential timeline: leave timeline-from out", f.TimelineFrom)
-		}
-		s.Timeline, s.Timeout = ref.Timeline, ref.Timeout
-	}
 	if len(f.Timeline) > 0 {
 		sc, timeout, err := b.timeline(f.Timeline, s, moments)
 		if err != nil {
@@ -375,20 +361,6 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 		}
 		svc.Addr = a
 	}
-	if fs.From != nil {
-		if fs.Kind != "" || len(setServiceFields(fs)) > 0 {
-			return svc, b.errAt(p("from"), "a service from the catalogue takes name, node, addr and port only")
-		}
-		ref, err := b.catalogue(p("from", "scenario"), fs.From.Scenario)
-		if err != nil {
-			return svc, err
-		}
-		if fs.From.Index < 0 || fs.From.Index >= len(ref.Services) || ref.Services[fs.From.Index].Kind.Kind() != fs.From.Name {
-			return svc, b.errAt(p("from"), "scenario %q has no service %d of kind %q", fs.From.Scenario, fs.From.Index, fs.From.Name)
-		}
-		svc.Kind = ref.Services[fs.From.Index].Kind
-		return svc, nil
-	}
 	kind := cmp.Or(fs.Kind, "listener")
 	allowed, ok := serviceFields[kind]
 	if !ok {
@@ -562,7 +534,7 @@ func (b *builder) client(i int, fc Client, f File, services []scenarios.Service)
 	if fc.Payload != "" {
 		c.Payload = []byte(fc.Payload)
 	}
-	if c.Connections == 0 && len(f.Timeline) == 0 && f.TimelineFrom == "" {
+	if c.Connections == 0 && len(f.Timeline) == 0 {
 		c.Connections = 1
 	}
 	if c.Connections < 0 {
@@ -611,7 +583,7 @@ func (b *builder) middlebox(i int, fm Middlebox, f File, s scenarios.Scenario, m
 	p := func(k ...pathElem) []pathElem { return append(at("middleboxes", i), k...) }
 	var m scenarios.MiddleboxSpec
 	var kinds []string
-	for k, set := range map[string]bool{"behaviour": fm.Behaviour != "", "iptables": fm.Iptables != "", "nft": fm.Nft != "", "delay": fm.Delay != 0, "call": fm.Call != nil, "from": fm.From != nil} {
+	for k, set := range map[string]bool{"behaviour": fm.Behaviour != "", "iptables": fm.Iptables != "", "nft": fm.Nft != "", "delay": fm.Delay != 0, "call": fm.Call != nil} {
 		if set {
 			kinds = append(kinds, k)
 		}
@@ -620,15 +592,6 @@ func (b *builder) middlebox(i int, fm Middlebox, f File, s scenarios.Scenario, m
 		return m, b.errAt(p(), "a middlebox is exactly one of behaviour, iptables, nft, delay or call (got %d)", len(kinds))
 	}
 	switch {
-	case fm.From != nil:
-		ref, err := b.catalogue(p("from", "scenario"), fm.From.Scenario)
-		if err != nil {
-			return m, err
-		}
-		if fm.From.Index < 0 || fm.From.Index >= len(ref.Middleboxes) || ref.Middleboxes[fm.From.Index].Box.Name != fm.From.Name {
-			return m, b.errAt(p("from"), "scenario %q has no middlebox %d named %q", fm.From.Scenario, fm.From.Index, fm.From.Name)
-		}
-		m.Box = ref.Middleboxes[fm.From.Index].Box
 	case fm.Call != nil:
 		box, err := callMiddlebox(fm.Call)
 		if err != nil {
@@ -694,12 +657,12 @@ func (b *builder) middlebox(i int, fm Middlebox, f File, s scenarios.Scenario, m
 		m.When = scenarios.AtStart
 	case reAfter.MatchString(at):
 		n, _ := strconv.Atoi(reAfter.FindStringSubmatch(at)[1])
-		if s.Timeline != nil && f.TimelineFrom == "" && !hasCall(f.Timeline) {
+		if s.Timeline != nil && !hasCall(f.Timeline) {
 			return m, b.errAt(p("at"), "%q is a moment of the sequential timeline; this file has a timeline: name one of its moments", at)
 		}
 		m.When = scenarios.AfterConnections(n)
 	default:
-		if s.Timeline == nil || (f.TimelineFrom == "" && !hasCall(f.Timeline) && !moments[at]) {
+		if s.Timeline == nil || (!hasCall(f.Timeline) && !moments[at]) {
 			return m, b.errAt(p("at"), "moment %q: no timeline step names it (want start, \"after N connections\", or a timeline moment)", at)
 		}
 		m.When = at
@@ -736,11 +699,8 @@ func (b *builder) bytes(p func(k ...pathElem) []pathElem, key, text, b64 string)
 }
 
 // catalogue finds the catalogue scenario (or "self-check: BREAKAGE")
-// a reference names, building the catalogue once per file.
+// of that name, building the catalogue once.
 func (b *builder) catalogue(path []pathElem, name string) (scenarios.Scenario, error) {
-	if s, ok := b.known[name]; ok {
-		return s, nil
-	}
 	if b.cat == nil {
 		b.cat = map[string]scenarios.Scenario{}
 		for _, s := range scenarios.Catalogue() {
@@ -757,8 +717,8 @@ func (b *builder) catalogue(path []pathElem, name string) (scenarios.Scenario, e
 	return s, nil
 }
 
-// SelfCheckPrefix names a self-check in a reference: "self-check: " and
-// its breakage.
+// SelfCheckPrefix names a self-check (tfolab export, Lookup): "self-check: "
+// and its breakage.
 const SelfCheckPrefix = "self-check: "
 
 // Lookup finds a catalogue scenario by name, or a self-check by

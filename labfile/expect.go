@@ -104,7 +104,7 @@ func (b *builder) expectations(fe []Expectation, s scenarios.Scenario) ([]types.
 	for i, e := range fe {
 		p := func(k ...pathElem) []pathElem { return append(at("expect", i), k...) }
 		n := 0
-		for _, set := range []bool{e.From != nil, e.Call != nil, e.TFOAccepted != nil, e.TFONotAccepted != nil, e.TFOAtLeast != "", e.FallbackCostBelow != 0,
+		for _, set := range []bool{e.Call != nil, e.TFOAccepted != nil, e.TFONotAccepted != nil, e.TFOAtLeast != "", e.FallbackCostBelow != 0,
 			e.Counters != nil, e.CookieCached != "", e.NoCookieCached != "", e.NoStall, e.Completed, e.Pause != nil,
 			e.Diagnosis != "", e.MiddleboxMatched != nil, e.MiddleboxMatchedAtLeast != nil} {
 			if set {
@@ -115,15 +115,6 @@ func (b *builder) expectations(fe []Expectation, s scenarios.Scenario) ([]types.
 			return nil, b.errAt(p(), "an expectation is exactly one claim of the vocabulary (docs/labfile.md), got %d", n)
 		}
 		switch {
-		case e.From != nil:
-			ref, err := b.catalogue(p("from", "scenario"), e.From.Scenario)
-			if err != nil {
-				return nil, err
-			}
-			if e.From.Index < 0 || e.From.Index >= len(ref.Expect) || assertions.NameOf(ref.Expect[e.From.Index]) != e.From.Name {
-				return nil, b.errAt(p("from"), "scenario %q has no expectation %d named %q", e.From.Scenario, e.From.Index, e.From.Name)
-			}
-			out = append(out, ref.Expect[e.From.Index])
 		case e.Call != nil:
 			m, err := callMatcher(e.Call)
 			if err != nil {

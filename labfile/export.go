@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -22,18 +21,20 @@ import (
 	"github.com/tfolab/tfolab/topology"
 )
 
-// Export writes a catalogue scenario as a scenario file: its topology,
-// sysctls, services, clients and middleboxes as data, and the parts that
-// are Go code (a scripted timeline, the expectations, a middlebox built in
-// Go) as references to the catalogue scenario by name, index and name of
-// the part, which Load checks. The file loads into a scenario that runs
-// to the same verdicts, and exports again to the same bytes.
+// Export writes a catalogue scenario as a scenario file, all of it data:
+// its topology, sysctls, services, clients and middleboxes (by name, or as
+// a call of a middlebox constructor), its scripted timeline as a call of
+// its constructor (scenarios.Timelines), and its expectations as calls of
+// the assertions constructors. Each call is checked to build back what it
+// stands for. The file loads into a scenario that runs to the same
+// verdicts, and exports again to the same bytes. A part with no file form
+// is an error naming it: nothing travels as a reference to Go.
 func Export(s scenarios.Scenario) ([]byte, error) { return ExportAs(s, s.Name) }
 
-// ExportAs is Export with the catalogue entry the references name: a
-// scenario's name, or SelfCheckPrefix and a self-check's breakage.
+// ExportAs is Export under the name the header gives: a scenario's name,
+// or SelfCheckPrefix and a self-check's breakage.
 func ExportAs(s scenarios.Scenario, ref string) ([]byte, error) {
-	e := exporter{ref: ref}
+	e := exporter{}
 	f, err := e.file(s)
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", ref, err)
@@ -42,33 +43,11 @@ func ExportAs(s scenarios.Scenario, ref string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export %s: %w", ref, err)
 	}
-	header := fmt.Sprintf("# tfolab export of %s\n# Parts written in Go are referenced by scenario, index and name.\n", ref)
+	header := fmt.Sprintf("# tfolab export of %s\n# Timelines, expectations and built middleboxes are calls of their Go constructors.\n", ref)
 	return append([]byte(header), out...), nil
 }
 
-// cached is the catalogue Export compares with: names and statements
-// only, so one build serves every export.
-var cached = &builder{}
-
-type exporter struct {
-	ref string
-	// cat is the catalogue entry the references point into, found lazily.
-	cat *scenarios.Scenario
-}
-
-// catalogue is the scenario ref names: a part written in Go must be the
-// catalogue's own.
-func (e *exporter) catalogue() (scenarios.Scenario, error) {
-	if e.cat != nil {
-		return *e.cat, nil
-	}
-	s, err := cached.catalogue(nil, e.ref)
-	if err != nil {
-		return s, fmt.Errorf("%q is not in the catalogue, and its Go-written parts (timeline, expectations) can only be exported as references to it", e.ref)
-	}
-	e.cat = &s
-	return s, nil
-}
+type exporter struct{}
 
 func (e *exporter) file(s scenarios.Scenario) (File, error) {
 	f := File{Name: s.Name, Description: s.Description, Labels: s.Labels, Family: "ipv4"}
@@ -79,9 +58,6 @@ func (e *exporter) file(s scenarios.Scenario) (File, error) {
 	f.Sysctls = s.Sysctls
 	for i, svc := range s.Services {
 		fs, err := service(svc)
-		if errors.Is(err, errGoState) {
-			fs, err = e.serviceRef(i, svc)
-		}
 		if err != nil {
 			return f, fmt.Errorf("service %d: %w", i, err)
 		}
@@ -99,7 +75,7 @@ func (e *exporter) file(s scenarios.Scenario) (File, error) {
 		if port == 0 && len(s.Services) > 0 {
 			port = cmp.Or(s.Services[0].Port, scenarios.ServicePort)
 		}
-		fm, err := e.middlebox(i, m, s.Family, middlebox.Params{ServicePort: port, Placement: m.Placement})
+		fm, err := e.middlebox(m, s.Family, middlebox.Params{ServicePort: port, Placement: m.Placement})
 		if err != nil {
 			return f, fmt.Errorf("middlebox %d: %w", i, err)
 		}
@@ -116,18 +92,11 @@ func (e *exporter) file(s scenarios.Scenario) (File, error) {
 		f.Timeline, f.Timeout = []Step{{Call: call}}, s.Timeout
 	}
 	for i, m := range s.Expect {
-		if call, err := asCall(m); err == nil {
-			f.Expect = append(f.Expect, Expectation{Call: call})
-			continue
-		}
-		cat, err := e.catalogue()
+		call, err := asCall(m)
 		if err != nil {
-			return f, fmt.Errorf("expectation %d (%s): %w", i, assertions.NameOf(m), err)
+			return f, fmt.Errorf("expectation %d (%s: %s) has no file form: %w", i, assertions.NameOf(m), assertions.Describe(m), err)
 		}
-		if i >= len(cat.Expect) || assertions.NameOf(cat.Expect[i]) != assertions.NameOf(m) || assertions.Describe(cat.Expect[i]) != assertions.Describe(m) {
-			return f, fmt.Errorf("expectation %d (%s: %s) is not the catalogue's own expectation %d", i, assertions.NameOf(m), assertions.Describe(m), i)
-		}
-		f.Expect = append(f.Expect, Expectation{From: &Ref{Scenario: e.ref, Index: i, Name: assertions.NameOf(m), Says: assertions.Describe(m)}})
+		f.Expect = append(f.Expect, Expectation{Call: call})
 	}
 	return f, nil
 }
@@ -289,7 +258,7 @@ func client(c scenarios.Client) (Client, error) {
 	return fc, nil
 }
 
-func (e *exporter) middlebox(i int, m scenarios.MiddleboxSpec, fam topology.Family, params middlebox.Params) (Middlebox, error) {
+func (e *exporter) middlebox(m scenarios.MiddleboxSpec, fam topology.Family, params middlebox.Params) (Middlebox, error) {
 	fm := Middlebox{Node: m.Node, Port: m.Port, At: m.When}
 	switch m.Placement {
 	case middlebox.Router:
@@ -318,16 +287,7 @@ func (e *exporter) middlebox(i int, m scenarios.MiddleboxSpec, fam topology.Fami
 		fm.Call = call
 		return fm, nil
 	}
-	// Built in Go with no file form: a reference to the catalogue's.
-	cat, err := e.catalogue()
-	if err != nil {
-		return fm, fmt.Errorf("%s is no behaviour of the catalogue: %w", m.Box.Name, err)
-	}
-	if i >= len(cat.Middleboxes) || cat.Middleboxes[i].Box.Name != m.Box.Name {
-		return fm, fmt.Errorf("%s is neither a behaviour of the catalogue nor the catalogue scenario's middlebox %d", m.Box.Name, i)
-	}
-	fm.From = &Ref{Scenario: e.ref, Index: i, Name: m.Box.Name}
-	return fm, nil
+	return fm, fmt.Errorf("%s has no file form: neither a behaviour by name (scenarios.BoxByName) nor built by a constructor of labfile.Middleboxes (middlebox.Made)", m.Box.Name)
 }
 
 // quoteControl writes a string with control characters (a greeting's
@@ -391,25 +351,4 @@ func asMiddleboxCall(box middlebox.Middlebox, fam topology.Family, p middlebox.P
 		}
 	}
 	return enc, nil
-}
-
-// errGoState is a kind that shares Go state with its scenario's timeline
-// (a listener the timeline accepts on): it travels as a reference.
-var errGoState = errors.New("a kind that shares state with its timeline")
-
-// serviceRef is service i as a reference to the catalogue's.
-func (e *exporter) serviceRef(i int, svc scenarios.Service) (Service, error) {
-	fs := Service{Name: svc.Name, Node: svc.Node, Port: svc.Port}
-	if svc.Addr.IsValid() {
-		fs.Addr = svc.Addr.String()
-	}
-	cat, err := e.catalogue()
-	if err != nil {
-		return fs, fmt.Errorf("service kind %s: %w", svc.Kind.Kind(), err)
-	}
-	if i >= len(cat.Services) || cat.Services[i].Kind.Kind() != svc.Kind.Kind() {
-		return fs, fmt.Errorf("service kind %s is not the catalogue scenario's service %d", svc.Kind.Kind(), i)
-	}
-	fs.From = &Ref{Scenario: e.ref, Index: i, Name: svc.Kind.Kind()}
-	return fs, nil
 }

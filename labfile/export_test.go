@@ -2,19 +2,23 @@ package labfile
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/goccy/go-yaml"
 	"github.com/tfolab/tfolab/assertions"
 	"github.com/tfolab/tfolab/scenarios"
 )
 
 // Every scenario of the catalogue, and every self-check, can be written as
-// a scenario file: Export → Load → Export is a fixpoint, and the loaded
-// scenario states the same expectations (names and statements) over the
-// same lab. A failure names the scenario and the part (kind, middlebox,
-// expectation) that has no form in the file.
+// a scenario file, all of it data: no part refers back to the Go
+// catalogue (a timeline, an expectation, a middlebox or a service kind
+// with no file form fails the export, naming the scenario and the part,
+// and no exported file holds a reference key). Export → Load → Export is
+// a fixpoint, and the loaded scenario states the same expectations (names
+// and statements) over the same lab and the same timeline call.
 func TestCatalogueRoundTrips(t *testing.T) {
 	type entry struct {
 		ref string
@@ -28,7 +32,7 @@ func TestCatalogueRoundTrips(t *testing.T) {
 		all = append(all, entry{SelfCheckPrefix + m.Breakage, m.Scenario})
 	}
 	dir := t.TempDir()
-	n := 0
+	n, timelines, expectations := 0, 0, 0
 	for i, e := range all {
 		first, err := ExportAs(e.s, e.ref)
 		if err != nil {
@@ -49,6 +53,10 @@ func TestCatalogueRoundTrips(t *testing.T) {
 			t.Errorf("%s: the loaded scenario does not export: %v", e.ref, err)
 			continue
 		}
+		if key := referenceKey(t, first); key != "" {
+			t.Errorf("%s: the export refers to the catalogue (%s): every part must be data", e.ref, key)
+			continue
+		}
 		if !bytes.Equal(first, second) {
 			t.Errorf("%s: export → load → export is no fixpoint:\n--- first\n%s\n--- second\n%s", e.ref, first, second)
 			continue
@@ -67,8 +75,47 @@ func TestCatalogueRoundTrips(t *testing.T) {
 			t.Errorf("%s: %s", e.ref, err)
 			continue
 		}
+		if (e.s.TimelineCall == nil) != (loaded.TimelineCall == nil) || (e.s.TimelineCall != nil && e.s.TimelineCall.Fn != loaded.TimelineCall.Fn) {
+			t.Errorf("%s: timeline call %v, want %v", e.ref, loaded.TimelineCall, e.s.TimelineCall)
+			continue
+		}
+		if e.s.TimelineCall != nil {
+			timelines++
+		}
+		expectations += len(e.s.Expect)
 		n++
 		_ = i
 	}
-	t.Logf("%d of %d scenarios and self-checks round-trip", n, len(all))
+	t.Logf("%d of %d scenarios and self-checks round-trip, all data: %d timelines and %d expectations as calls", n, len(all), timelines, expectations)
+}
+
+// referenceKey is the first key of the file that refers to a part of
+// the catalogue written in Go ("from", "timeline-from"), or "".
+func referenceKey(t *testing.T, data []byte) string {
+	var v any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatalf("the export is no YAML: %v", err)
+	}
+	var walk func(v any, path string) string
+	walk = func(v any, path string) string {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if k == "from" || k == "timeline-from" {
+					return path + "." + k
+				}
+				if p := walk(e, path+"."+k); p != "" {
+					return p
+				}
+			}
+		case []any:
+			for i, e := range x {
+				if p := walk(e, fmt.Sprintf("%s[%d]", path, i)); p != "" {
+					return p
+				}
+			}
+		}
+		return ""
+	}
+	return walk(v, "")
 }

@@ -44,15 +44,6 @@ func Load(path string) (scenarios.Scenario, error) {
 // Decode builds the scenario written in data, read from path (which
 // names it in errors and anchors its relative paths).
 func Decode(path string, data []byte) (scenarios.Scenario, error) {
-	return DecodeWith(path, data, nil)
-}
-
-// DecodeWith is Decode with the catalogue scenarios its references may
-// name already at hand (by name, or SelfCheckPrefix and breakage): a
-// reference to one of them takes its parts from there instead of building
-// the whole catalogue (about 10 ms). Any other reference still finds the
-// catalogue.
-func DecodeWith(path string, data []byte, known map[string]scenarios.Scenario) (scenarios.Scenario, error) {
 	var f File
 	if err := yaml.UnmarshalWithOptions(data, &f, yaml.Strict()); err != nil {
 		return scenarios.Scenario{}, decodeError(path, data, err)
@@ -61,7 +52,7 @@ func DecodeWith(path string, data []byte, known map[string]scenarios.Scenario) (
 	if err != nil {
 		return scenarios.Scenario{}, decodeError(path, data, err)
 	}
-	b := &builder{file: path, dir: filepath.Dir(path), tree: tree, known: known}
+	b := &builder{file: path, dir: filepath.Dir(path), tree: tree}
 	return b.build(f)
 }
 

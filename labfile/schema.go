@@ -36,26 +36,11 @@ type File struct {
 	// Timeline is a list of steps; empty is the sequential timeline
 	// (each client makes its count of connections in order).
 	Timeline []Step `yaml:"timeline,omitempty"`
-	// TimelineFrom takes the timeline of a scenario of the catalogue
-	// (its name, or "self-check: BREAKAGE"), written in Go; Timeout
-	// bounds a timeline (default: its steps' own bounds).
-	TimelineFrom string        `yaml:"timeline-from,omitempty"`
-	Timeout      time.Duration `yaml:"timeout,omitempty"`
+	// Timeout bounds a timeline (default: its steps' own bounds).
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 	// Expect are the claims; empty is the lab's own verdict (the
 	// diagnosis of the client's capture must say TFO works).
 	Expect []Expectation `yaml:"expect,omitempty"`
-}
-
-// Ref names a part of a catalogue scenario that is Go code (a
-// timeline, an expectation, a middlebox built in Go): the scenario (its
-// name, or "self-check: BREAKAGE" for a self-check), the part's index in
-// its list, and the part's name, which must still match when the file is
-// loaded. Says is the expectation's statement, for the reader.
-type Ref struct {
-	Scenario string `yaml:"scenario"`
-	Index    int    `yaml:"index"`
-	Name     string `yaml:"name"`
-	Says     string `yaml:"says,omitempty"`
 }
 
 // Node is one node of a topology of one's own.
@@ -79,11 +64,9 @@ type Route struct {
 	FastOpenNoCookie bool `yaml:"fastopen-no-cookie,omitempty"`
 }
 
-// Service is a server: kind listener, nginx, haproxy, scripted or
-// partial-ack, or From a catalogue scenario (a kind that shares Go state
-// with its scenario's timeline).
+// Service is a server: kind listener, nginx, haproxy, scripted,
+// partial-ack or scripted-listener.
 type Service struct {
-	From *Ref   `yaml:"from,omitempty"`
 	Name string `yaml:"name,omitempty"`
 	Node string `yaml:"node,omitempty"`
 	Addr string `yaml:"addr,omitempty"`
@@ -154,10 +137,8 @@ type Client struct {
 // iptables-save or nft ruleset, placed on a node at a moment.
 type Middlebox struct {
 	Behaviour string `yaml:"behaviour,omitempty"`
-	// From is a middlebox a catalogue scenario builds in Go.
-	From     *Ref   `yaml:"from,omitempty"`
-	Iptables string `yaml:"iptables,omitempty"`
-	Nft      string `yaml:"nft,omitempty"`
+	Iptables  string `yaml:"iptables,omitempty"`
+	Nft       string `yaml:"nft,omitempty"`
 	// Delay is a one-way delay per packet (an NFQUEUE reader).
 	Delay time.Duration `yaml:"delay,omitempty"`
 	// Call is a call of a middlebox constructor (labfile.Middleboxes):
@@ -216,8 +197,6 @@ type SysctlWrite struct {
 
 // Expectation is one claim: exactly one field set.
 type Expectation struct {
-	// From is an expectation of a catalogue scenario, written in Go.
-	From *Ref `yaml:"from,omitempty"`
 	// Call is a call of an assertions constructor (call.go).
 	Call map[string]any `yaml:"call,omitempty"`
 	// TFOAccepted: the SYN's data was acknowledged by the server's
