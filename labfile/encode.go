@@ -4,7 +4,8 @@ package labfile
 // package assertions built (assertions.CallOf) is written as a call
 // (call.go) when its arguments have a file form; the exporter checks that
 // the call builds back the same expectation (name and statement), and
-// falls back to a reference otherwise.
+// fails naming it otherwise. Timelines (scenarios.Timelines) and
+// middleboxes built from arguments (Middleboxes) are encoded the same way.
 
 import (
 	"bytes"

@@ -133,8 +133,9 @@ type Client struct {
 	Timeout  time.Duration `yaml:"timeout,omitempty"`
 }
 
-// Middlebox is a behaviour of the catalogue by name, or the user's own
-// iptables-save or nft ruleset, placed on a node at a moment.
+// Middlebox is a behaviour of the catalogue by name (scenarios.BoxByName),
+// the user's own iptables-save or nft ruleset, a delay, or a call of a
+// middlebox constructor, placed on a node at a moment.
 type Middlebox struct {
 	Behaviour string `yaml:"behaviour,omitempty"`
 	Iptables  string `yaml:"iptables,omitempty"`

@@ -57,9 +57,10 @@ func newExportCmd() *cobra.Command {
 		Short:   "Write a catalogue scenario as a scenario file (run it with run -f)",
 		GroupID: groupScenarios,
 		Long: `Write catalogue scenario NAME (or a self-check: "self-check: BREAKAGE") as a
-scenario file on stdout: its topology, sysctls, services, clients and middleboxes
-as data, its timeline and expectations written in Go as checked references to the
-catalogue. Edit it, then run it with tfolab run -f FILE (docs/labfile.md). No root
+scenario file on stdout, all of it data: its topology, sysctls, services, clients
+and middleboxes, its scripted timeline as a call of its constructor and its
+expectations as calls of the assertions constructors, each checked to build back
+the same. Edit it, then run it with tfolab run -f FILE (docs/labfile.md). No root
 needed.`,
 		Example: `  tfolab export middlebox/drop-syn-data/router/ipv4/sendto > lab.yaml
   sudo tfolab run -f lab.yaml --keep`,
