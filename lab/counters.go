@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The TFO counters of TcpExt (/proc/net/netstat), by the names the kernel
@@ -119,14 +119,12 @@ func (c Counters) table(others bool, names []string) string {
 // ParseSNMP parses the two-line-per-group format of /proc/net/netstat and
 // /proc/net/snmp ("TcpExt: A B C" followed by "TcpExt: 1 2 3") into dst.
 func ParseSNMP(data []byte, dst Counters) error {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	var header []string
+	var keys []string // the header's "Group.Name" keys, awaiting values
 	var group string
 	line := 0
-	for sc.Scan() {
+	for raw := range bytes.Lines(data) {
 		line++
-		fields := strings.Fields(sc.Text())
+		fields := strings.Fields(string(raw))
 		if len(fields) == 0 {
 			continue
 		}
@@ -134,33 +132,46 @@ func ParseSNMP(data []byte, dst Counters) error {
 		if !ok {
 			return fmt.Errorf("line %d: want \"Group:\" first, got %q", line, fields[0])
 		}
-		if header == nil {
-			header, group = fields[1:], g
+		if keys == nil {
+			group, keys = g, headerKeys(raw, g, fields[1:])
 			continue
 		}
 		if g != group {
 			return fmt.Errorf("line %d: values for group %q follow header of %q", line, g, group)
 		}
 		vals := fields[1:]
-		if len(vals) != len(header) {
-			return fmt.Errorf("line %d: group %s has %d names but %d values", line, g, len(header), len(vals))
+		if len(vals) != len(keys) {
+			return fmt.Errorf("line %d: group %s has %d names but %d values", line, g, len(keys), len(vals))
 		}
-		for i, name := range header {
+		for i, key := range keys {
 			v, err := strconv.ParseInt(vals[i], 10, 64)
 			if err != nil {
-				return fmt.Errorf("line %d: %s.%s: %w", line, g, name, err)
+				return fmt.Errorf("line %d: %s: %w", line, key, err)
 			}
-			dst[g+"."+name] = v
+			dst[key] = v
 		}
-		header = nil
+		keys = nil
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	if header != nil {
+	if keys != nil {
 		return fmt.Errorf("group %s: header without values", group)
 	}
 	return nil
+}
+
+// headerKeysSeen holds each header line's "Group.Name" keys: a kernel's
+// header lines never change, and every lab reads them a dozen times.
+var headerKeysSeen sync.Map // header line -> []string
+
+func headerKeys(raw []byte, group string, names []string) []string {
+	if k, ok := headerKeysSeen.Load(string(raw)); ok {
+		return k.([]string)
+	}
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = group + "." + n
+	}
+	headerKeysSeen.Store(string(raw), keys)
+	return keys
 }
 
 // Counter reads one counter now (bare TcpExt names, or Group.Name), cheaply
