@@ -16,6 +16,9 @@ func Markdown(r *Report) string {
 	w("# TFO behaviour report\n\n")
 	w("**%d scenarios, %d hold every expectation** · Linux %s · tfolab %s · %s\n\n",
 		len(r.Scenarios), pass, r.Kernel, r.LabVersion, r.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	if r.VM != "" {
+		w("In a VM: %s; %d scenarios at a time.\n\n", r.VM, r.Parallel)
+	}
 	ratio := ""
 	if r.LongestElapsed > 0 {
 		ratio = fmt.Sprintf(": %.2f×", float64(r.Wall)/float64(r.LongestElapsed))

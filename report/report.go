@@ -42,6 +42,9 @@ type Report struct {
 	LongestElapsed time.Duration `json:"longest_elapsed_ns"`
 	// Parallel is how many scenarios ran at a time.
 	Parallel int `json:"parallel"`
+	// VM is the kernel spec, engine and vCPUs when the report ran inside
+	// a VM (tfolab report --kernel): "debian:6.12 TCG, 2 vCPUs".
+	VM string `json:"vm,omitempty"`
 	// RTT is the round trip emulated on every router (0: none, the
 	// control keeps its own).
 	RTT time.Duration `json:"rtt_ns"`

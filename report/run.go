@@ -97,7 +97,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep := &Report{
 		Schema: SchemaVersion, Kernel: kernelRelease(), LabVersion: scenarios.Version,
 		Started: time.Now().Round(0), Parallel: opts.Parallel, RTT: opts.RTT,
-		Profiles: stamps(opts),
+		Profiles: stamps(opts), VM: os.Getenv("TFOLAB_VM"),
 	}
 	results := make([]Scenario, len(jobs))
 	// Longest budget first: the long timelines start at once and the

@@ -35,6 +35,10 @@ func (f *files) Set(v string) error { *f = append(*f, v); return nil }
 // catalogue twice, baseline then candidate, and diffs the two: the exit
 // code is then the gate's.
 func runReport(args []string) error {
+	handled, args, err := reportInVM(args)
+	if handled || err != nil {
+		return err
+	}
 	fs := newFlags("report")
 	var all, client, server, baseline files
 	fs.Var(&all, "profile", "sysctl.d file or directory for every node (repeatable; default: the embedded default.conf)")
