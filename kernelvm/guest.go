@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -35,8 +36,44 @@ type GuestInfo struct {
 	// inside the guest (median and 99th percentile of 200) while idle.
 	SchedLatencyP50 time.Duration `json:"sched_latency_p50_ns"`
 	SchedLatencyP99 time.Duration `json:"sched_latency_p99_ns"`
+	// Preload is the time the lab's modules took to load before the
+	// report; Modules the modules loaded after it.
+	Preload time.Duration `json:"preload_ns"`
+	Modules []string      `json:"modules,omitempty"`
+	// Calibration is Calibrate's time in the guest, HostCalibration the
+	// host's; Parallel the scenarios at a time the report ran.
+	Calibration     time.Duration `json:"calibration_ns"`
+	HostCalibration time.Duration `json:"host_calibration_ns"`
+	Parallel        int           `json:"parallel"`
 	// Report is the report's wall time inside the guest.
 	Report time.Duration `json:"report_ns"`
+}
+
+// Preload are the modules (Debian's names) the lab's namespaces, veths
+// and firewalls need: loaded before the report starts. A kernel that has
+// one built in, or lacks it, is fine: modprobe -a -q goes on.
+var Preload = []string{
+	"veth", "nf_tables", "nft_compat", "x_tables", "nf_conntrack", "nf_nat",
+	"xt_bpf", "xt_comment", "xt_connmark", "xt_mark", "xt_conntrack", "xt_tcpudp",
+	"xt_TCPOPTSTRIP", "xt_NFQUEUE", "nfnetlink_queue", "xt_nat", "xt_REJECT",
+	"ipt_REJECT", "ip6t_REJECT", "nf_reject_ipv4", "nf_reject_ipv6",
+	"ip_tables", "ip6_tables", "nft_ct", "nft_reject_inet", "nft_chain_nat", "nft_nat",
+	"nft_queue", "nft_limit", "nfnetlink",
+}
+
+func loadedModules() []string {
+	b, err := os.ReadFile("/proc/modules")
+	if err != nil {
+		return nil
+	}
+	var mods []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			mods = append(mods, f[0])
+		}
+	}
+	sort.Strings(mods)
+	return mods
 }
 
 // Guest is the VM's PID 1 (`tfolab vm-guest JOB`): it mounts what the
@@ -90,8 +127,28 @@ func guest(jobPath string) int {
 		fmt.Printf("tfolab-vm: unsupported: %v\n", err)
 		return 2
 	}
+	// Load the modules the lab's topologies and middleboxes use now,
+	// not under the report's first iptables-restore: the kernel's own
+	// modprobe reads them over 9p and inflates them, which takes seconds
+	// under TCG while every other lab waits on the xtables lock.
+	t := time.Now()
+	if out, err := exec.Command(GuestModprobe, append([]string{"-a", "-q"}, Preload...)...).CombinedOutput(); err != nil {
+		fmt.Printf("tfolab-vm: preloading modules: %v: %s\n", err, strings.TrimSpace(string(out)))
+	}
+	info.Preload = time.Since(t)
+	fmt.Printf("tfolab-vm: %d modules loaded in %v\n", len(loadedModules()), info.Preload.Round(time.Millisecond))
 	info.SchedLatencyP50, info.SchedLatencyP99 = schedLatency(200, time.Millisecond)
 	fmt.Printf("tfolab-vm: scheduling latency of a 1 ms sleep: %v median, %v p99\n", info.SchedLatencyP50, info.SchedLatencyP99)
+	info.Calibration, info.HostCalibration = Calibrate(), job.HostCalibration
+	if p, ok := parallelArg(job.Args); ok {
+		info.Parallel = p
+	} else if job.DefaultParallel > 0 {
+		info.Parallel = GuestParallel(job.DefaultParallel, job.HostCalibration, info.Calibration)
+		job.Args = append(job.Args, "--parallel", strconv.Itoa(info.Parallel))
+		fmt.Printf("tfolab-vm: a fixed CPU workload took %v here, %v on the host (%.1f×): %d scenarios at a time\n",
+			info.Calibration.Round(time.Millisecond), job.HostCalibration.Round(time.Millisecond),
+			float64(info.Calibration)/float64(max(1, job.HostCalibration)), info.Parallel)
+	}
 	out := filepath.Join(filepath.Dir(jobPath), "out")
 	writeInfo := func() {
 		ib, _ := json.MarshalIndent(info, "", "  ")
@@ -157,6 +214,7 @@ func guest(jobPath string) int {
 	case <-time.After(5 * time.Second):
 	}
 	info.Report = time.Since(start)
+	info.Modules = loadedModules()
 	writeInfo()
 	return code
 }
@@ -216,4 +274,68 @@ func uptime() time.Duration {
 		return 0
 	}
 	return time.Duration(s * float64(time.Second))
+}
+
+// Calibrate times a fixed CPU-bound workload (hashing and allocation, as
+// the lab's Go code does): the best of three runs. The host and the guest
+// run it alike, and the ratio is how much slower the guest is.
+func Calibrate() time.Duration {
+	best := time.Duration(0)
+	for range 3 {
+		t := time.Now()
+		calibrationWork()
+		if d := time.Since(t); best == 0 || d < best {
+			best = d
+		}
+	}
+	return best
+}
+
+var calibrationSink uint64
+
+func calibrationWork() {
+	m := make(map[uint64]uint64, 1<<14)
+	x := uint64(88172645463325252)
+	for i := range 1 << 20 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		m[x&(1<<14-1)] += uint64(i)
+	}
+	buf := make([]byte, 0, 64)
+	for i := range 1 << 15 {
+		buf = strconv.AppendInt(buf[:0], int64(i)*int64(x), 16)
+		x += uint64(len(buf))
+	}
+	calibrationSink = x + m[1]
+}
+
+// GuestParallel is how many scenarios the guest runs at a time: the
+// report's default divided by how much slower the guest measured than
+// the host, at least 1. Under KVM the ratio is about 1; under TCG the
+// emulation's cost is measured, not assumed.
+func GuestParallel(defaultParallel int, host, guest time.Duration) int {
+	if host <= 0 || guest <= 0 {
+		return defaultParallel
+	}
+	slow := float64(guest) / float64(host)
+	p := int(float64(defaultParallel)/slow + 0.5)
+	return max(1, min(defaultParallel, p))
+}
+
+// parallelArg finds --parallel N (or -parallel=N) among report's args.
+func parallelArg(args []string) (int, bool) {
+	for i, a := range args {
+		name, val, has := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "parallel" || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if !has && i+1 < len(args) {
+			val = args[i+1]
+		}
+		if n, err := strconv.Atoi(val); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
 }

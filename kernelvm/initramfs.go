@@ -3,6 +3,7 @@ package kernelvm
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -183,6 +184,9 @@ func BuildInitramfs(w io.Writer, busybox, modRoot, release string) error {
 	if err != nil {
 		return fmt.Errorf("initramfs: busybox: %w (install busybox-static: make deps)", err)
 	}
+	if err := checkStatic(busybox, bb); err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
 	if err := file("bin/busybox", 0o755, bb); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
@@ -201,6 +205,21 @@ func BuildInitramfs(w io.Writer, busybox, modRoot, release string) error {
 	}
 	if err := cw.Close(); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
+	}
+	return nil
+}
+
+// checkStatic refuses a dynamically linked busybox (Debian's busybox
+// package, not busybox-static): the initramfs has no libc.
+func checkStatic(path string, b []byte) error {
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("%s is not an ELF executable: %w", path, err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked: the initramfs needs busybox-static (apt-get install busybox-static)", path)
+		}
 	}
 	return nil
 }

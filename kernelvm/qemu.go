@@ -73,6 +73,9 @@ type Config struct {
 	// working folder they are relative to (the host's, seen read-only).
 	Args []string
 	Dir  string
+	// DefaultParallel is the report's default scenarios at a time, scaled
+	// inside the guest by its measured speed (unless Args has --parallel).
+	DefaultParallel int
 	// Out is the host folder the report lands in.
 	Out string
 	// Console gets the guest's output, line by line; Logf the host
@@ -91,6 +94,11 @@ type Job struct {
 	Engine string   `json:"engine"`
 	VCPUs  int      `json:"vcpus"`
 	Spec   string   `json:"kernel_spec"`
+	// HostCalibration is Calibrate's time on the host; DefaultParallel
+	// the report's own default. Without --parallel in Args the guest runs
+	// DefaultParallel scaled by how much slower it measures (GuestParallel).
+	HostCalibration time.Duration `json:"host_calibration_ns"`
+	DefaultParallel int           `json:"default_parallel"`
 }
 
 // Result is what a VM run measured.
@@ -126,10 +134,10 @@ func QEMUArgs(c Config, initrd, job string) []string {
 		"-smp", strconv.Itoa(c.VCPUs), "-m", strconv.Itoa(c.MemoryMB),
 		"-kernel", c.Kernel.Image, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 quiet loglevel=3 rdinit=/init",
-		"-fsdev", "local,id=" + TagRoot + ",path=/,readonly=on,security_model=none,multidevs=remap",
-		"-device", "virtio-9p-pci,fsdev=" + TagRoot + ",mount_tag=" + TagRoot,
-		"-fsdev", "local,id=" + TagJob + ",path=" + job + ",security_model=none",
-		"-device", "virtio-9p-pci,fsdev=" + TagJob + ",mount_tag=" + TagJob,
+		"-fsdev", "local,id="+TagRoot+",path=/,readonly=on,security_model=none,multidevs=remap",
+		"-device", "virtio-9p-pci,fsdev="+TagRoot+",mount_tag="+TagRoot,
+		"-fsdev", "local,id="+TagJob+",path="+job+",security_model=none",
+		"-device", "virtio-9p-pci,fsdev="+TagJob+",mount_tag="+TagJob,
 	)
 	if c.Kernel.ModRoot != "" {
 		a = append(a,
@@ -205,7 +213,8 @@ func runOnce(ctx context.Context, c Config, qemu string, logf func(string, ...an
 	if err := os.Mkdir(filepath.Join(job, "out"), 0o755); err != nil {
 		return res, fmt.Errorf("vm: %w", err)
 	}
-	jb, _ := json.Marshal(Job{Args: c.Args, Dir: c.Dir, Engine: c.Engine, VCPUs: c.VCPUs, Spec: c.Kernel.Spec})
+	jb, _ := json.Marshal(Job{Args: c.Args, Dir: c.Dir, Engine: c.Engine, VCPUs: c.VCPUs, Spec: c.Kernel.Spec,
+		HostCalibration: Calibrate(), DefaultParallel: c.DefaultParallel})
 	if err := os.WriteFile(filepath.Join(job, "job.json"), jb, 0o644); err != nil {
 		return res, fmt.Errorf("vm: %w", err)
 	}

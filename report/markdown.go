@@ -178,6 +178,9 @@ func writeBehaviour(b *strings.Builder, r *Report) {
 			if s.Error != "" {
 				verdicts = "✗ run failed"
 			}
+			if s.Unsupported != "" {
+				verdicts = "n/s: " + s.Unsupported
+			}
 			bh := s.Behaviour
 			data := fmt.Sprintf("%d/%d", bh.TFOData, bh.Connections)
 			if bh.Probes > 0 {
@@ -207,7 +210,7 @@ func writeFailures(b *strings.Builder, r *Report) {
 	}
 	fmt.Fprintf(b, "## Failed expectations\n\n")
 	for _, s := range r.Scenarios {
-		if s.Pass {
+		if s.Pass || s.Unsupported != "" {
 			continue
 		}
 		fmt.Fprintf(b, "### %s\n\n%s\n\n", s.Name, s.Description)

@@ -45,7 +45,9 @@ type MatrixKernel struct {
 	VM       string `json:"vm,omitempty"`
 	Parallel int    `json:"parallel"`
 	Passed   int    `json:"passed"`
-	Total    int    `json:"total"`
+	// Unsupported scenarios need something this kernel lacks.
+	Unsupported int `json:"unsupported"`
+	Total       int `json:"total"`
 }
 
 // MatrixRow is one scenario across the kernels.
@@ -87,7 +89,14 @@ func BuildMatrix(cols []MatrixColumn) Matrix {
 	seen := map[string]bool{}
 	for _, c := range cols {
 		k := MatrixKernel{Name: c.Name, Release: c.Report.Kernel, VM: c.Report.VM, Parallel: c.Report.Parallel, Total: len(c.Report.Scenarios)}
-		k.Passed = len(c.Report.Scenarios) - c.Report.Failed()
+		for _, s := range c.Report.Scenarios {
+			switch {
+			case s.Unsupported != "":
+				k.Unsupported++
+			case s.Pass:
+				k.Passed++
+			}
+		}
 		m.Kernels = append(m.Kernels, k)
 		for _, s := range c.Report.Scenarios {
 			if !seen[s.Name] {
@@ -156,8 +165,8 @@ func cellOf(s Scenario, ok bool) MatrixCell {
 	}
 	c := MatrixCell{Total: len(s.Verdicts), Passed: s.Passed()}
 	switch {
-	case strings.HasPrefix(s.Error, Unsupported):
-		c.Status, c.Note = "unsupported", s.Error
+	case s.Unsupported != "":
+		c.Status, c.Note = "unsupported", s.Unsupported
 		return c
 	case s.Error != "":
 		c.Status, c.Note = "error", s.Error
@@ -215,7 +224,11 @@ func MatrixMarkdown(m Matrix) string {
 		if k.VM != "" {
 			where = "VM: " + k.VM
 		}
-		w("| %s | %s | %s, %d at a time | %d/%d |\n", k.Name, k.Release, where, k.Parallel, k.Passed, k.Total)
+		ns := ""
+		if k.Unsupported > 0 {
+			ns = fmt.Sprintf(" (%d not supported by this kernel)", k.Unsupported)
+		}
+		w("| %s | %s | %s, %d at a time | %d/%d%s |\n", k.Name, k.Release, where, k.Parallel, k.Passed, k.Total, ns)
 	}
 	header := func() {
 		w("\n| scenario |")

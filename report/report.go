@@ -95,8 +95,11 @@ type Scenario struct {
 	// Pass: it ran and every expectation held.
 	Pass bool `json:"pass"`
 	// Error is a failure to run (build, timeline), Teardown one to tear down.
-	Error    string `json:"error,omitempty"`
-	Teardown string `json:"teardown,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Unsupported says what the kernel lacks when it cannot run the
+	// scenario ("not supported by this kernel: lacks ..."): not a failure.
+	Unsupported string `json:"unsupported,omitempty"`
+	Teardown    string `json:"teardown,omitempty"`
 	// Verdicts are the default expectations' verdicts.
 	Verdicts []assertions.Verdict `json:"verdicts"`
 	// Observation is observation.json's path, Artefacts the folder with
@@ -163,7 +166,7 @@ func Read(path string) (*Report, error) {
 func (r *Report) Failed() int {
 	n := 0
 	for _, s := range r.Scenarios {
-		if !s.Pass {
+		if !s.Pass && s.Unsupported == "" {
 			n++
 		}
 	}

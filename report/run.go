@@ -361,6 +361,9 @@ func scenarioOf(j *job, res harness.Result, out string) Scenario {
 	if res.Err != nil {
 		r.Error = res.Err.Error()
 	}
+	if errors.Is(res.Err, harness.ErrUnsupported) {
+		r.Unsupported, r.Error = res.Err.Error(), ""
+	}
 	if res.Teardown != nil {
 		r.Teardown = res.Teardown.Error()
 	}

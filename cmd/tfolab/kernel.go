@@ -138,7 +138,7 @@ func reportInVM(args []string) (handled bool, rest []string, err error) {
 	start := time.Now()
 	res, err := kernelvm.Run(ctx, kernelvm.Config{
 		Kernel: k, Engine: kf.engine, VCPUs: kf.vcpus, MemoryMB: kf.memory,
-		Binary: self, Args: rest, Dir: cwd, Out: kf.out,
+		Binary: self, Args: rest, Dir: cwd, Out: kf.out, DefaultParallel: report.DefaultParallel,
 		Console: prefixWriter{prefix}, Logf: logf,
 	})
 	if err != nil {
