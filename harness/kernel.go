@@ -1,21 +1,16 @@
 package harness
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/tfolab/tfolab/lab/netnsx"
-	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/scenarios"
-	"github.com/vishvananda/netlink"
 )
 
 // A scenario that needs something the running kernel lacks (a sysctl, a
@@ -42,7 +37,7 @@ const (
 	// tcpi_options of a passive TFO child: added in 2025 ("tcp: fastopen:
 	// pass TFO child indication through getsockopt", net/ipv4/tcp.c
 	// tcp_get_info), absent from 6.1 and 6.12.
-	FeatureTFOChild = "TCPI_OPT_TFO_CHILD"
+	FeatureTFOChild = lab.FeatureTFOChild
 )
 
 // Unsupported returns what the running kernel lacks for s, or nil.
@@ -101,56 +96,10 @@ func HasFeature(name string) (bool, error) {
 	var r featureResult
 	switch name {
 	case FeatureTFOChild:
-		r.ok, r.err = probeTFOChild()
+		r.ok, r.err = lab.ProbeTFOChild()
 	default:
 		r.err = fmt.Errorf("unknown kernel feature %q", name)
 	}
 	features.Store(name, r)
 	return r.ok, r.err
-}
-
-// probeTFOChild makes one cookie-less TFO connection over loopback in a
-// throwaway namespace (tcp_fastopen 0x207: client, server, no cookie on
-// either side) and reads the accepted socket's tcpi_options: a kernel
-// with the bit sets TCPI_OPT_TFO_CHILD beside TCPI_OPT_SYN_DATA.
-func probeTFOChild() (bool, error) {
-	ns, err := netnsx.NewUnnamed()
-	if err != nil {
-		return false, err
-	}
-	defer ns.Close()
-	run := func(f func() error) error { return netnsx.Do(ns, f) }
-	if err := run(func() error {
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetUp(lo); err != nil {
-			return err
-		}
-		return os.WriteFile("/proc/sys/net/ipv4/tcp_fastopen", []byte("0x207"), 0o644)
-	}); err != nil {
-		return false, fmt.Errorf("probe namespace: %w", err)
-	}
-	srv, err := tfo.Listen(tfo.ServerOptions{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Run: run, FastOpenQueue: 8})
-	if err != nil {
-		return false, err
-	}
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res := tfo.Request(ctx, tfo.DialOptions{Mode: tfo.ModeSendto, Run: run}, srv.Addr(), []byte("probe\n"))
-	if res.Err != nil {
-		return false, fmt.Errorf("loopback TFO connection: %w", res.Err)
-	}
-	for range 100 {
-		if acc := srv.Accepted(); len(acc) > 0 {
-			if !acc[0].SynData {
-				return false, errors.New("loopback TFO connection: the SYN's data was not accepted (TCPI_OPT_SYN_DATA unset)")
-			}
-			return acc[0].Options&0x80 != 0, nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false, errors.New("loopback TFO connection: the server recorded no accepted socket")
 }

@@ -132,7 +132,8 @@ func guest(jobPath string) int {
 	// modprobe reads them over 9p and inflates them, which takes seconds
 	// under TCG while every other lab waits on the xtables lock.
 	t := time.Now()
-	if out, err := exec.Command(GuestModprobe, append([]string{"-a", "-q"}, Preload...)...).CombinedOutput(); err != nil {
+	// -q: a module this kernel lacks or has built in is no error.
+	if out, err := exec.Command(GuestModprobe, append([]string{"-a", "-q"}, Preload...)...).CombinedOutput(); err != nil && len(out) > 0 {
 		fmt.Printf("tfolab-vm: preloading modules: %v: %s\n", err, strings.TrimSpace(string(out)))
 	}
 	info.Preload = time.Since(t)
@@ -163,7 +164,11 @@ func guest(jobPath string) int {
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/root", "TERM=dumb", "LANG=C.UTF-8",
 		"TFOLAB_VM=" + fmt.Sprintf("%s %s, %d vCPUs", job.Spec, job.Engine, job.VCPUs),
-		"TFOLAB_SCHED_LATENCY=" + info.SchedLatencyP99.String(),
+	}
+	if info.HostCalibration > 0 && info.Calibration > info.HostCalibration {
+		// CPU budgets of programs (lab/proc.CPUScaleEnv) scale with the
+		// measured slowdown.
+		env = append(env, fmt.Sprintf("TFOLAB_CPU_SCALE=%.2f", float64(info.Calibration)/float64(info.HostCalibration)))
 	}
 	if v := os.Getenv("CI"); v != "" {
 		env = append(env, "CI="+v)

@@ -204,6 +204,9 @@ func runOnce(ctx context.Context, c Config, qemu string, logf func(string, ...an
 		return res, fmt.Errorf("vm: job folder: %w", err)
 	}
 	defer os.RemoveAll(job)
+	if job, err = filepath.Abs(job); err != nil {
+		return res, fmt.Errorf("vm: job folder: %w", err)
+	}
 	if err := os.Chmod(job, 0o755); err != nil {
 		return res, fmt.Errorf("vm: job folder: %w", err)
 	}
