@@ -173,6 +173,17 @@ func (r *Report) Failed() int {
 	return n
 }
 
+// Unsupported counts scenarios the kernel could not run.
+func (r *Report) Unsupported() int {
+	n := 0
+	for _, s := range r.Scenarios {
+		if s.Unsupported != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // Scenario returns the named scenario.
 func (r *Report) Scenario(name string) (Scenario, bool) {
 	for _, s := range r.Scenarios {
