@@ -253,7 +253,7 @@ func MatrixMarkdown(m Matrix) string {
 		for _, ch := range row.Changed {
 			w("  - %s fails under %s", ch.Name, strings.Join(ch.FailsOn, ", "))
 			if ch.Evidence != "" {
-				w(": %s", oneLine(ch.Evidence, 300))
+				w(": %s", oneLine(strings.TrimPrefix(ch.Evidence, ch.Name+": "), 240))
 			}
 			w("\n")
 		}

@@ -216,7 +216,7 @@ func runMatrix(args []string) error {
 		if err != nil {
 			return badInput("tfolab matrix: %v", err)
 		}
-		cols = append(cols, report.MatrixColumn{Name: kernelName(p, r), Report: r})
+		cols = append(cols, report.MatrixColumn{Name: kernelName(r), Report: r})
 	}
 	m := report.BuildMatrix(cols)
 	md, js, err := report.WriteMatrix(m, *out)
@@ -227,13 +227,13 @@ func runMatrix(args []string) error {
 	return nil
 }
 
-// kernelName names a column: the VM's kernel spec (from vm.json beside
-// the report) or the report's kernel release.
-func kernelName(path string, r *report.Report) string {
+// kernelName names a column: the VM's kernel spec ("debian:6.12") or
+// "host"; the matrix shows each column's release beside it.
+func kernelName(r *report.Report) string {
 	if r.VM != "" {
 		if spec, _, ok := strings.Cut(r.VM, " "); ok {
-			return spec + " (" + r.Kernel + ")"
+			return spec
 		}
 	}
-	return "host (" + r.Kernel + ")"
+	return "host"
 }
