@@ -85,3 +85,16 @@ func TestMatrixDifferencesFirstWithTheExpectationThatChanged(t *testing.T) {
 		}
 	}
 }
+
+func TestDiffUnsupportedIsNoRegression(t *testing.T) {
+	newer := matrixReport("6.12", "debian:6.12 TCG, 2 vCPUs", sc("blackhole/linear", v("SYN schedule", true)))
+	newer.Scenarios[0].Sysctls = map[string]map[string]string{"client": {"net.ipv4.tcp_syn_linear_timeouts": "0"}}
+	old := matrixReport("6.1", "debian:6.1 TCG, 2 vCPUs", Scenario{Name: "blackhole/linear", Unsupported: Unsupported + ": lacks sysctl net.ipv4.tcp_syn_linear_timeouts"})
+	c := Diff(newer, old)
+	if c.Regressed() != 0 || len(c.Changed) != 1 || !strings.Contains(c.Changed[0].Behaviour[0], "candidate: not supported by this kernel") {
+		t.Errorf("regressed %d, changed %+v", c.Regressed(), c.Changed)
+	}
+	if md := c.Markdown(); strings.Contains(md, "tcp_syn_linear_timeouts`: 0 →") {
+		t.Errorf("an unsupported scenario's sysctls are no setting change:\n%s", md)
+	}
+}
