@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/tfolab/tfolab/lab"
+	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/scenarios"
 )
 
@@ -37,7 +37,7 @@ const (
 	// tcpi_options of a passive TFO child: added in 2025 ("tcp: fastopen:
 	// pass TFO child indication through getsockopt", net/ipv4/tcp.c
 	// tcp_get_info), absent from 6.1 and 6.12.
-	FeatureTFOChild = lab.FeatureTFOChild
+	FeatureTFOChild = tfo.FeatureTFOChild
 )
 
 // Unsupported returns what the running kernel lacks for s, or nil.
@@ -96,7 +96,7 @@ func HasFeature(name string) (bool, error) {
 	var r featureResult
 	switch name {
 	case FeatureTFOChild:
-		r.ok, r.err = lab.ProbeTFOChild()
+		r.ok, r.err = tfo.ProbeTFOChild()
 	default:
 		r.err = fmt.Errorf("unknown kernel feature %q", name)
 	}

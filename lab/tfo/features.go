@@ -1,4 +1,4 @@
-package lab
+package tfo
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tfolab/tfolab/lab/netnsx"
-	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/vishvananda/netlink"
 )
 
@@ -61,14 +60,14 @@ func ProbeTFOChild() (bool, error) {
 	}); err != nil {
 		return false, fmt.Errorf("probe namespace: %w", err)
 	}
-	srv, err := tfo.Listen(tfo.ServerOptions{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Run: run, FastOpenQueue: 8})
+	srv, err := Listen(ServerOptions{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Run: run, FastOpenQueue: 8})
 	if err != nil {
 		return false, err
 	}
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res := tfo.Request(ctx, tfo.DialOptions{Mode: tfo.ModeSendto, Run: run}, srv.Addr(), []byte("probe\n"))
+	res := Request(ctx, DialOptions{Mode: ModeSendto, Run: run}, srv.Addr(), []byte("probe\n"))
 	if res.Err != nil {
 		return false, fmt.Errorf("loopback TFO connection: %w", res.Err)
 	}
