@@ -103,11 +103,31 @@ func moduleName(file string) string {
 
 func normalise(name string) string { return strings.ReplaceAll(name, "-", "_") }
 
+// TmpfsDirs are the host folders the guest replaces with its own tmpfs.
+var TmpfsDirs = []string{"/run", "/tmp", "/var/tmp", "/root", "/var/log"}
+
+// KeepDirs are those of dirs (the report's working folder) that a tmpfs
+// would hide: the guest binds them back from the host's root (read-only).
+func KeepDirs(dirs ...string) []string {
+	var keep []string
+	for _, d := range dirs {
+		d = filepath.Clean(d)
+		for _, t := range TmpfsDirs {
+			if d == t || strings.HasPrefix(d, t+"/") {
+				keep = append(keep, d)
+				break
+			}
+		}
+	}
+	return keep
+}
+
 // InitScript is the initramfs's /init (busybox sh): load the 9p modules,
-// mount the host's / read-only with tmpfs where the guest writes, mount
-// the job and the kernel's modules, point the kernel's modprobe at the
-// guest's own modules, and switch_root into `tfolab vm-guest`.
-func InitScript(modules []string, withKernelShare bool) string {
+// mount the host's / read-only with tmpfs where the guest writes (keep:
+// folders under those it binds back from the host), mount the job and the
+// kernel's modules, point the kernel's modprobe at the guest's own
+// modules, and switch_root into `tfolab vm-guest`.
+func InitScript(modules []string, withKernelShare bool, keep ...string) string {
 	var b strings.Builder
 	b.WriteString(`#!/bin/busybox sh
 B=/bin/busybox
@@ -123,13 +143,23 @@ echo "tfolab-vm: initramfs up $($B cut -d' ' -f1 /proc/uptime) s"
 	}
 	fmt.Fprintf(&b, `o=trans=virtio,version=9p2000.L,msize=524288
 $B mount -t 9p -o $o,ro,cache=loose %[1]s /newroot || fail "mount the host's / over 9p"
-for d in run tmp var/tmp root var/log; do
-	[ -d /newroot/$d ] && { $B mount -t tmpfs -o mode=0755 tmpfs /newroot/$d || fail "tmpfs on /$d"; }
+`, TagRoot)
+	// Folders a tmpfs would hide (the working folder of a checkout in
+	// /tmp): bound aside first, moved back on top after.
+	for i, d := range keep {
+		fmt.Fprintf(&b, "$B mkdir -p /keep/%[1]d && $B mount --bind '/newroot%[2]s' /keep/%[1]d || fail \"bind %[2]s\"\n", i, d)
+	}
+	fmt.Fprintf(&b, `for d in %[1]s; do
+	[ -d /newroot$d ] && { $B mount -t tmpfs -o mode=0755 tmpfs /newroot$d || fail "tmpfs on $d"; }
 done
 $B chmod 1777 /newroot/tmp /newroot/var/tmp
-$B mkdir -p /newroot%[2]s /newroot%[3]s
-$B mount -t 9p -o $o %[4]s /newroot%[2]s || fail "mount the job folder"
-`, TagRoot, GuestJobDir, GuestKernelDir, TagJob)
+`, strings.Join(TmpfsDirs, " "))
+	for i, d := range keep {
+		fmt.Fprintf(&b, "$B mkdir -p '/newroot%[2]s' && $B mount --move /keep/%[1]d '/newroot%[2]s' || fail \"bind %[2]s back\"\n", i, d)
+	}
+	fmt.Fprintf(&b, `$B mkdir -p /newroot%[1]s /newroot%[2]s
+$B mount -t 9p -o $o %[3]s /newroot%[1]s || fail "mount the job folder"
+`, GuestJobDir, GuestKernelDir, TagJob)
 	if withKernelShare {
 		fmt.Fprintf(&b, `$B mount -t 9p -o $o,ro,cache=loose %[1]s /newroot%[2]s || fail "mount the kernel's modules"
 printf '#!/bin/sh\nexec /sbin/modprobe -d %[2]s "$@"\n' > /newroot%[3]s
@@ -149,7 +179,7 @@ exec $B switch_root /newroot %[1]s/tfolab vm-guest %[1]s/job.json
 // modules (decompressed: busybox's insmod takes plain ELF) and /init.
 // modRoot is the folder that holds lib/modules/<release>; with none, the
 // kernel must have 9p built in.
-func BuildInitramfs(w io.Writer, busybox, modRoot, release string) error {
+func BuildInitramfs(w io.Writer, busybox, modRoot, release string, keep ...string) error {
 	var modules []string
 	modDir := ""
 	if modRoot != "" {
@@ -200,7 +230,7 @@ func BuildInitramfs(w io.Writer, busybox, modRoot, release string) error {
 			return fmt.Errorf("initramfs: %w", err)
 		}
 	}
-	if err := file("init", 0o755, []byte(InitScript(modules, modRoot != ""))); err != nil {
+	if err := file("init", 0o755, []byte(InitScript(modules, modRoot != "", keep...))); err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
 	if err := cw.Close(); err != nil {

@@ -207,3 +207,16 @@ func TestInitramfsCarriesBusyboxModulesAndInit(t *testing.T) {
 		t.Errorf("9pnet must load before 9p:\n%s", init)
 	}
 }
+
+// A checkout in /tmp (a fresh clone in CI) stays visible under the
+// guest's own tmpfs.
+func TestKeepDirsUnderTmpfs(t *testing.T) {
+	if got := KeepDirs("/tmp/clone", "/work/tfolab", "/root/src/x", "/tmpfoo", "/run"); !slices.Equal(got, []string{"/tmp/clone", "/root/src/x", "/run"}) {
+		t.Errorf("KeepDirs = %v", got)
+	}
+	s := InitScript(nil, false, "/tmp/clone")
+	bind, tmpfs, back := strings.Index(s, "mount --bind '/newroot/tmp/clone' /keep/0"), strings.Index(s, "mount -t tmpfs"), strings.Index(s, "mount --move /keep/0 '/newroot/tmp/clone'")
+	if bind < 0 || tmpfs < 0 || back < 0 || !(bind < tmpfs && tmpfs < back) {
+		t.Errorf("bind aside, tmpfs, move back, in that order:\n%s", s)
+	}
+}

@@ -227,7 +227,7 @@ func runOnce(ctx context.Context, c Config, qemu string, logf func(string, ...an
 		return res, fmt.Errorf("vm: %w", err)
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
-	err = BuildInitramfs(bw, Busybox, c.Kernel.ModRoot, c.Kernel.Release)
+	err = BuildInitramfs(bw, Busybox, c.Kernel.ModRoot, c.Kernel.Release, KeepDirs(c.Dir)...)
 	if ferr := bw.Flush(); err == nil {
 		err = ferr
 	}
