@@ -24,6 +24,10 @@ SERVER_PROFILE ?=
 BASELINE       ?=
 RTT            ?=
 PARALLEL       ?=
+# make report KERNEL=debian:6.12 (or a vmlinuz path; host: no VM), or
+# KERNELS="debian:6.1 debian:6.12 host": one report per kernel and the matrix
+KERNEL         ?=
+KERNELS        ?=
 # make run SCENARIO=name [KEEP=1]: one catalogue scenario (tfolab list).
 SCENARIO ?=
 FILE     ?=
@@ -31,7 +35,7 @@ KEEP     ?=
 
 # The scripts read these from the environment: no shell quoting to break.
 export GO OUT PROCS LABELS TIMEOUT RULES SCENARIO RULES6 NFT PORT PLACE
-export PROFILE CLIENT_PROFILE SERVER_PROFILE BASELINE RTT PARALLEL
+export PROFILE CLIENT_PROFILE SERVER_PROFILE BASELINE RTT PARALLEL KERNEL KERNELS
 export GOFLAGS   ?= -buildvcs=false
 export GOTOOLCHAIN ?= local
 # sudo's secure_path may lack the sbin folders iptables and ip live in.
@@ -44,7 +48,8 @@ export PATH := $(PATH):/usr/sbin:/sbin
 DEB_DEPS := iptables:/usr/sbin/iptables iptables:/usr/sbin/ip6tables iproute2:/usr/bin/ip \
 	iproute2:/usr/bin/nstat tcpdump:/usr/bin/tcpdump python3:/usr/bin/python3 \
 	curl:/usr/bin/curl nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy \
-	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy nftables:/usr/sbin/nft
+	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy nftables:/usr/sbin/nft \
+	qemu-system-x86:/usr/bin/qemu-system-x86_64 busybox-static:/bin/busybox kmod:/usr/sbin/depmod
 
 .PHONY: test check-args unit suite deps preflight clean lint bench check-killed-run check-kill-group run list check-firewall report FORCE
 
@@ -77,6 +82,7 @@ run:
 
 ## report: the catalogue under a sysctl profile -> $(OUT)/report/{report.md,report.json,junit.xml}
 ##   PROFILE=f.conf CLIENT_PROFILE= SERVER_PROFILE= RTT=50ms LABELS= BASELINE=a.conf (diff; exit 1 on a regression)
+##   KERNEL=debian:6.12|/path/vmlinuz (inside that kernel, in QEMU); KERNELS="debian:6.1 debian:6.12 host" (matrix.md/json)
 report: deps preflight
 	@bash scripts/report.sh
 
@@ -117,9 +123,10 @@ clean:
 	$(GO) run ./cmd/tfolab sweep
 	rm -rf "$(OUT)"
 
-## lint: go vet + gofmt + the docs check (README length, links)
+## lint: go vet + gofmt + the docs check (README length, links) + actionlint on the workflows
 lint:
 	$(GO) vet ./...
+	$(GO) tool actionlint .github/workflows/*.yml
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@bash scripts/check-docs.sh

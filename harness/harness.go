@@ -138,6 +138,10 @@ func Start(ctx context.Context, s scenarios.Scenario, opts Options) *Live {
 	ctx = cost.WithMeter(ctx, live.meter)
 	l := lab.New()
 	live.stage(LabMade, l)
+	if err := Unsupported(s); err != nil {
+		live.Lab, live.Result = l, Result{Scenario: s, Err: err}
+		return live
+	}
 	obs, running, err := scenarios.RunKeep(ctx, l, s)
 	live.Lab, live.Running, live.Result = l, running, Result{Scenario: s, Obs: obs, Err: err}
 	if obs != nil {

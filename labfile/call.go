@@ -50,6 +50,7 @@ var Constructors = map[string]any{
 	"FirstByteAfterSynRetransmissions": assertions.FirstByteAfterSynRetransmissions,
 	"Refused":                          assertions.Refused,
 	"Stalled":                          assertions.Stalled,
+	"UnansweredSynDataBySchedule":      assertions.UnansweredSynDataBySchedule,
 	"FailedWith":                       assertions.FailedWith,
 	"ConnFailedWith":                   assertions.ConnFailedWith,
 	"ClientRST":                        assertions.ClientRST,

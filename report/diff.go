@@ -62,6 +62,13 @@ func Diff(base, cand *Report) *Comparison {
 			c.OnlyBase = append(c.OnlyBase, b.Name)
 			continue
 		}
+		if b.Unsupported != "" || k.Unsupported != "" {
+			// A kernel that cannot run it is no regression: say so.
+			if b.Unsupported != k.Unsupported {
+				c.Changed = append(c.Changed, ScenarioChange{Scenario: b.Name, Total: len(b.Verdicts), Behaviour: []string{unsupportedChange(b, k)}})
+			}
+			continue
+		}
 		ch := ScenarioChange{Scenario: b.Name, Total: len(b.Verdicts), Behaviour: behaviourChanges(b, k)}
 		fixed := ScenarioChange{Scenario: b.Name, Total: len(b.Verdicts), Behaviour: ch.Behaviour}
 		for _, v := range b.Verdicts {
@@ -93,6 +100,17 @@ func Diff(base, cand *Report) *Comparison {
 	return c
 }
 
+// unsupportedChange says which side's kernel could not run the scenario.
+func unsupportedChange(b, k Scenario) string {
+	switch {
+	case k.Unsupported != "" && b.Unsupported != "":
+		return "candidate: " + k.Unsupported + "; baseline: " + b.Unsupported
+	case k.Unsupported != "":
+		return "candidate: " + k.Unsupported + "; baseline: ran"
+	}
+	return "candidate: ran; baseline: " + b.Unsupported
+}
+
 // settings aggregates the effective sysctls that differ, scenario by
 // scenario, and names what they mean.
 func (c *Comparison) settings() {
@@ -100,7 +118,7 @@ func (c *Comparison) settings() {
 	counts := map[change]int{}
 	for _, b := range c.Base.Scenarios {
 		k, ok := c.Cand.Scenario(b.Name)
-		if !ok {
+		if !ok || b.Unsupported != "" || k.Unsupported != "" {
 			continue
 		}
 		nodes := map[string]bool{}

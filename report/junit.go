@@ -36,6 +36,7 @@ type junitCase struct {
 	Time      float64       `xml:"time,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
 	Error     *junitFailure `xml:"error,omitempty"`
+	Skipped   *junitFailure `xml:"skipped,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
 }
 
@@ -69,6 +70,8 @@ func WriteJUnit(r *Report, path string) error {
 		}
 		c.SystemOut = strings.Join(measured, "\n")
 		switch {
+		case sc.Unsupported != "":
+			c.Skipped = &junitFailure{Message: sc.Unsupported, Type: "unsupported"}
 		case sc.Error != "" || sc.Teardown != "":
 			s.Errors++
 			c.Error = &junitFailure{Message: firstLine(sc.Error + sc.Teardown), Type: "run", Body: sc.Error + "\n" + sc.Teardown}

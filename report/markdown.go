@@ -14,8 +14,16 @@ func Markdown(r *Report) string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	pass := len(r.Scenarios) - r.Failed()
 	w("# TFO behaviour report\n\n")
-	w("**%d scenarios, %d hold every expectation** · Linux %s · tfolab %s · %s\n\n",
-		len(r.Scenarios), pass, r.Kernel, r.LabVersion, r.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	ns := ""
+	if n := r.Unsupported(); n > 0 {
+		pass -= n
+		ns = fmt.Sprintf(", %d not supported by this kernel", n)
+	}
+	w("**%d scenarios, %d hold every expectation%s** · Linux %s · tfolab %s · %s\n\n",
+		len(r.Scenarios), pass, ns, r.Kernel, r.LabVersion, r.Started.UTC().Format("2006-01-02 15:04 UTC"))
+	if r.VM != "" {
+		w("In a VM: %s; %d scenarios at a time.\n\n", r.VM, r.Parallel)
+	}
 	ratio := ""
 	if r.LongestElapsed > 0 {
 		ratio = fmt.Sprintf(": %.2f×", float64(r.Wall)/float64(r.LongestElapsed))
@@ -176,6 +184,9 @@ func writeBehaviour(b *strings.Builder, r *Report) {
 			if s.Error != "" {
 				verdicts = "✗ run failed"
 			}
+			if s.Unsupported != "" {
+				verdicts = "n/s: " + s.Unsupported
+			}
 			bh := s.Behaviour
 			data := fmt.Sprintf("%d/%d", bh.TFOData, bh.Connections)
 			if bh.Probes > 0 {
@@ -205,7 +216,7 @@ func writeFailures(b *strings.Builder, r *Report) {
 	}
 	fmt.Fprintf(b, "## Failed expectations\n\n")
 	for _, s := range r.Scenarios {
-		if s.Pass {
+		if s.Pass || s.Unsupported != "" {
 			continue
 		}
 		fmt.Fprintf(b, "### %s\n\n%s\n\n", s.Name, s.Description)
@@ -237,8 +248,12 @@ func writeFailures(b *strings.Builder, r *Report) {
 
 // Summary is the one-line verdict printed after a run.
 func Summary(r *Report) string {
+	ns := r.Unsupported()
 	s := fmt.Sprintf("report: %d scenarios, %d passed, %d failed in %s (longest protocol wait %s",
-		len(r.Scenarios), len(r.Scenarios)-r.Failed(), r.Failed(), readable(r.Wall), readable(r.LongestElapsed))
+		len(r.Scenarios), len(r.Scenarios)-r.Failed()-ns, r.Failed(), readable(r.Wall), readable(r.LongestElapsed))
+	if ns > 0 {
+		s = strings.Replace(s, " failed in ", fmt.Sprintf(" failed, %d not supported by this kernel in ", ns), 1)
+	}
 	if r.LongestElapsed > 0 {
 		s += fmt.Sprintf(", %.2f×", float64(r.Wall)/float64(r.LongestElapsed))
 	}

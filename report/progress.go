@@ -77,7 +77,10 @@ func (p *Progress) finished(j *job, s Scenario) {
 	delete(p.running, j)
 	p.done++
 	status := "PASS"
-	if !s.Pass {
+	switch {
+	case s.Unsupported != "":
+		status = "N/S"
+	case !s.Pass:
 		p.failed++
 		status = "FAIL"
 	}
@@ -289,6 +292,9 @@ func describeWait(socks []timedSocket) string {
 }
 
 func failedNames(s Scenario) string {
+	if s.Unsupported != "" {
+		return s.Unsupported
+	}
 	if s.Error != "" {
 		return "run failed: " + firstLine(s.Error)
 	}

@@ -42,6 +42,9 @@ type Report struct {
 	LongestElapsed time.Duration `json:"longest_elapsed_ns"`
 	// Parallel is how many scenarios ran at a time.
 	Parallel int `json:"parallel"`
+	// VM is the kernel spec, engine and vCPUs when the report ran inside
+	// a VM (tfolab report --kernel): "debian:6.12 TCG, 2 vCPUs".
+	VM string `json:"vm,omitempty"`
 	// RTT is the round trip emulated on every router (0: none, the
 	// control keeps its own).
 	RTT time.Duration `json:"rtt_ns"`
@@ -92,8 +95,11 @@ type Scenario struct {
 	// Pass: it ran and every expectation held.
 	Pass bool `json:"pass"`
 	// Error is a failure to run (build, timeline), Teardown one to tear down.
-	Error    string `json:"error,omitempty"`
-	Teardown string `json:"teardown,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Unsupported says what the kernel lacks when it cannot run the
+	// scenario ("not supported by this kernel: lacks ..."): not a failure.
+	Unsupported string `json:"unsupported,omitempty"`
+	Teardown    string `json:"teardown,omitempty"`
 	// Verdicts are the default expectations' verdicts.
 	Verdicts []assertions.Verdict `json:"verdicts"`
 	// Observation is observation.json's path, Artefacts the folder with
@@ -160,7 +166,18 @@ func Read(path string) (*Report, error) {
 func (r *Report) Failed() int {
 	n := 0
 	for _, s := range r.Scenarios {
-		if !s.Pass {
+		if !s.Pass && s.Unsupported == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// Unsupported counts scenarios the kernel could not run.
+func (r *Report) Unsupported() int {
+	n := 0
+	for _, s := range r.Scenarios {
+		if s.Unsupported != "" {
 			n++
 		}
 	}

@@ -97,7 +97,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep := &Report{
 		Schema: SchemaVersion, Kernel: kernelRelease(), LabVersion: scenarios.Version,
 		Started: time.Now().Round(0), Parallel: opts.Parallel, RTT: opts.RTT,
-		Profiles: stamps(opts),
+		Profiles: stamps(opts), VM: os.Getenv("TFOLAB_VM"),
 	}
 	results := make([]Scenario, len(jobs))
 	// Longest budget first: the long timelines start at once and the
@@ -360,6 +360,9 @@ func scenarioOf(j *job, res harness.Result, out string) Scenario {
 	}
 	if res.Err != nil {
 		r.Error = res.Err.Error()
+	}
+	if errors.Is(res.Err, harness.ErrUnsupported) {
+		r.Unsupported, r.Error = res.Err.Error(), ""
 	}
 	if res.Teardown != nil {
 		r.Teardown = res.Teardown.Error()

@@ -265,7 +265,9 @@ func DropTFOSynAck(fam topology.Family, mode tfo.Mode) Scenario {
 // server accepts the data and answers (atServer shows how); the client
 // stalls in SYN-SENT.
 func synAckLost(atServer ...ConnCheck) []ConnCheck {
-	checks := []ConnCheck{unansweredTFOSyn(2), NoPacket(AtClient, ServerSYNACK())}
+	// The retransmissions within StallBound follow the client's own SYN
+	// schedule: 2 with linear timeouts (6.5+), 1 without (6.1: 1 s, 3 s).
+	checks := []ConnCheck{UnansweredSynDataBySchedule(StallBound, payloadLen), NoPacket(AtClient, ServerSYNACK())}
 	checks = append(checks, atServer...)
 	return append(checks, ServerAcceptedSynData(true), Stalled())
 }

@@ -613,6 +613,7 @@ func PoolNoCookieServerOnly() Scenario {
 		ServerTFOChild(true))
 	s.Expect = append(s.Expect, CookieCached(topology.Client, false))
 	s.Diagnosis = diagnosed(diagnose.ServerNoTFO)
+	s.KernelNeeds = []string{tfo.FeatureTFOChild}
 	return s
 }
 

@@ -80,6 +80,10 @@ type Scenario struct {
 	// captures: the behaviour it was built for. Every catalogue scenario
 	// states it; Catalogue turns it into an expectation.
 	Diagnosis Diagnosis
+	// KernelNeeds names kernel features beyond its sysctls the scenario
+	// cannot be judged without (harness.FeatureTFOChild); a kernel that
+	// lacks one reports the scenario "not supported by this kernel".
+	KernelNeeds []string
 }
 
 // Diagnosis is a scenario's behaviour in the vocabulary of package

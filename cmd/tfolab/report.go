@@ -35,7 +35,8 @@ two are diffed into diff.md: exit 1 when an expectation that held under the base
 fails under the candidate. Needs root.`,
 		Example: `  sudo tfolab report
   sudo tfolab report --profile candidate.conf --rtt 50ms
-  sudo tfolab report --baseline-profile fleet.conf --profile candidate.conf --out out/report`,
+  sudo tfolab report --baseline-profile fleet.conf --profile candidate.conf --out out/report
+  sudo tfolab report --kernel debian:6.12 --out out/report/debian-6.12`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runReport(c, o) },
 	}
@@ -55,6 +56,7 @@ fails under the candidate. Needs root.`,
 	flagCompletion(c, "labels", completeLabelFlag)
 	flagCompletion(c, "rtt", completeWords("0", "10ms", "50ms", "100ms"))
 	flagCompletion(c, "parallel", completeWords())
+	addVMFlags(c, &o.vm)
 	return c
 }
 
@@ -64,6 +66,7 @@ type reportFlags struct {
 	rtt                           time.Duration
 	out, labels                   string
 	parallel                      int
+	vm                            vmFlags // --kernel K: the report inside K, in a VM
 }
 
 // runReport runs the catalogue under a profile (the embedded default when
@@ -101,6 +104,13 @@ func runReport(c *cobra.Command, o reportFlags) error {
 		if baseAll, err = loadProfile("--baseline-profile", o.baseline, false); err != nil {
 			return err
 		}
+	}
+	// Every flag and profile is checked above, before a VM boots.
+	if vm, err := o.vm.inVM(c); err != nil || vm {
+		if err != nil {
+			return err
+		}
+		return reportInVM(c, o)
 	}
 	if err := lab.Preflight(); err != nil {
 		return fmt.Errorf("tfolab report: %w", err)

@@ -224,7 +224,7 @@ func Start(ctx context.Context, run func(func() error) error, s Spec) (*Process,
 		var cancel context.CancelCauseFunc
 		rctx, cancel = context.WithCancelCause(rctx)
 		defer cancel(nil)
-		go p.watchCPU(rctx, s.CPUBudget, cancel)
+		go p.watchCPU(rctx, ScaleCPU(s.CPUBudget), cancel)
 	}
 	err := s.Ready.wait(rctx, p)
 	if cause := context.Cause(rctx); errors.Is(cause, ErrCPUBudget) {
