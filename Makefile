@@ -48,8 +48,14 @@ export PATH := $(PATH):/usr/sbin:/sbin
 DEB_DEPS := iptables:/usr/sbin/iptables iptables:/usr/sbin/ip6tables iproute2:/usr/bin/ip \
 	iproute2:/usr/bin/nstat tcpdump:/usr/bin/tcpdump python3:/usr/bin/python3 \
 	curl:/usr/bin/curl nginx:/usr/sbin/nginx haproxy:/usr/sbin/haproxy \
-	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy nftables:/usr/sbin/nft \
-	qemu-system-x86:/usr/bin/qemu-system-x86_64 busybox-static:/bin/busybox kmod:/usr/sbin/depmod
+	tshark:/usr/bin/tshark python3-scapy:/usr/bin/scapy nftables:/usr/sbin/nft
+# What a report inside another kernel needs besides (QEMU, the guest's
+# busybox, depmod for the guest's modules): installed only when KERNEL or
+# KERNELS names a kernel other than host, or LABELS asks for `kernels`.
+VM_DEB_DEPS := qemu-system-x86:/usr/bin/qemu-system-x86_64 busybox-static:/bin/busybox kmod:/usr/sbin/depmod
+ifneq ($(filter-out host,$(KERNEL) $(KERNELS))$(findstring kernels,$(LABELS)),)
+DEB_DEPS += $(VM_DEB_DEPS)
+endif
 
 .PHONY: test check-args unit suite deps preflight clean lint bench check-killed-run check-kill-group run list check-firewall report FORCE
 
