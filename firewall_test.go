@@ -102,9 +102,45 @@ func (x firewallExample) verdicts(v firewall.Variant) []types.GomegaMatcher {
 // i-th of n at (n-i)/n of its budget: each check builds 16 labs at once,
 // and with priorities equal to their budgets all of them started first,
 // together, hundreds of lab builds queueing on the RTNL lock beside CPU
-// hogs until some runs' budgets ran out.
+// hogs until some runs' budgets ran out. i is the check's rank by how long
+// its paths wait (waitRanks), longest first: a check that waits out
+// blackhole pauses or RTOs for seconds must not be the one that starts
+// last and runs alone at the end of the suite.
 func staggered(budget time.Duration, i, n int) int {
 	return int(budget/time.Millisecond) * (n - i) / n
+}
+
+// waits is how long an example's paths wait, as its verdicts say: a
+// blackhole pause or a stall waits seconds of timers, an RTO one second,
+// the rest next to nothing.
+func (x firewallExample) waits() int {
+	w := 0
+	for _, l := range x.expect.Lines {
+		switch string(l.Kind) {
+		case "paused", "stall":
+			w = max(w, 3)
+		case "rto":
+			w = max(w, 2)
+		default:
+			w = max(w, 1)
+		}
+	}
+	return w
+}
+
+// waitRanks is each example's rank by how long its paths wait, longest
+// first (ties in their given order).
+func waitRanks(examples []firewallExample) []int {
+	order := make([]int, len(examples))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return examples[order[a]].waits() > examples[order[b]].waits() })
+	rank := make([]int, len(examples))
+	for r, i := range order {
+		rank[i] = r
+	}
+	return rank
 }
 
 var _ = Describe("firewall check", Label("firewall"), func() {
@@ -113,6 +149,7 @@ var _ = Describe("firewall check", Label("firewall"), func() {
 	if err := errors.Join(eerr, merr); err != nil {
 		It("finds its examples", func() { Fail(err.Error()) })
 	}
+	ranks := waitRanks(examples)
 	for i, x := range examples {
 		check, err := firewall.Load(x.input)
 		if err != nil {
@@ -151,7 +188,7 @@ var _ = Describe("firewall check", Label("firewall"), func() {
 				}
 				Fail(fmt.Sprintf("%d of %d paths of examples/firewalls/%s (%s) not as expected:\n%s\n%s", len(failures), len(rep.Findings), x.name, x.syntax, rep.Table(), strings.Join(failures, "\n")))
 			}
-		}, SpecTimeout(budget), SpecPriority(staggered(budget, i, len(examples))))
+		}, SpecTimeout(budget), SpecPriority(staggered(budget, ranks[i], len(examples))))
 	}
 
 	// The verdicts must be able to fail: each mutant breaks an example the
