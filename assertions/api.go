@@ -3,6 +3,7 @@ package assertions
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tfolab/tfolab/lab/capture"
 	"github.com/tfolab/tfolab/observation"
@@ -146,3 +147,43 @@ func SynAckAcked(side Side, n int) ConnCheck {
 		return true, ""
 	}).by("SynAckAcked", side, n)
 }
+
+// RTTSampleIsHandshake expects the client's tcp_info call op (tcpi_rtt,
+// in µs) to be the handshake's round trip as the client's own capture
+// timed it, SYN out to SYN-ACK in, within sampleSlack (both clocks are the
+// client kernel's; the emulated path's scheduling delays, whatever they
+// are, show on both alike), and that round trip to be the path's: at
+// least pathRTT (the router's holds), less than twice it (a path held
+// twice as long is not the one configured).
+func RTTSampleIsHandshake(op string, pathRTT time.Duration) ConnCheck {
+	desc := fmt.Sprintf("client %s is the handshake's round trip on the client's capture (within %v), itself in [%v, %v)", op, sampleSlack, pathRTT, 2*pathRTT)
+	return ConnCheck{
+		desc: desc,
+		check: func(o *observation.Observation, i int) (bool, string) {
+			c := o.Conns[i]
+			k, found := findCall(c, "client", op)
+			if !found || k.Errno != "" {
+				return false, fmt.Sprintf("no successful call %q at the client\n%s", op, listCalls(c))
+			}
+			syn, synack := o.Handshake(i, o.ConnPackets(i, AtClient))
+			if syn == nil || synack == nil {
+				return false, "no SYN and SYN-ACK on the client's capture to time the round trip by"
+			}
+			wire := synack.Time.Sub(syn.Time)
+			sample := time.Duration(k.Ret) * time.Microsecond
+			detail := fmt.Sprintf("%s %v, the capture's SYN to SYN-ACK %v", op, sample, wire.Round(time.Microsecond))
+			switch {
+			case (sample - wire).Abs() > sampleSlack:
+				return false, detail + ": not the handshake's round trip"
+			case sample < pathRTT || sample >= 2*pathRTT:
+				return false, fmt.Sprintf("%s: not the path's round trip of %v", detail, pathRTT)
+			}
+			return true, detail
+		},
+	}.by("RTTSampleIsHandshake", op, pathRTT)
+}
+
+// sampleSlack is how far a kernel RTT sample (µs stamps of the SYN's
+// transmit and the SYN-ACK's receive) may sit from the capture's stamps of
+// the same two packets (the packet taps beside them, same kernel clock).
+const sampleSlack = time.Millisecond

@@ -51,6 +51,7 @@ var Constructors = map[string]any{
 	"Refused":                          assertions.Refused,
 	"Stalled":                          assertions.Stalled,
 	"UnansweredSynDataBySchedule":      assertions.UnansweredSynDataBySchedule,
+	"RTTSampleIsHandshake":             assertions.RTTSampleIsHandshake,
 	"FailedWith":                       assertions.FailedWith,
 	"ConnFailedWith":                   assertions.ConnFailedWith,
 	"ClientRST":                        assertions.ClientRST,
