@@ -15,6 +15,7 @@ import (
 
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/diagnose"
+	"github.com/tfolab/tfolab/lab/tfocookie"
 	"github.com/tfolab/tfolab/observation"
 )
 
@@ -55,6 +56,26 @@ func DiagnosedAs(clientSide, bothSides, clientLink, serverLink string) types.Gom
 		}
 		return diagnosisHolds(clientSide, bothSides, paths)
 	}}.by("DiagnosedAs", clientSide, bothSides, clientLink, serverLink)
+}
+
+// PoolDiagnosedAs is DiagnosedAs for a pool whose refusals depend on
+// where ECMP puts each connection: the client's capture must say
+// ifRefused when the pool model (keys, this run's placement) predicts a
+// refused cookie, and tfo-works when it predicts none.
+func PoolDiagnosedAs(keys *tfocookie.Schedule, ifRefused, bothSides, clientLink, serverLink string) types.GomegaMatcher {
+	desc := fmt.Sprintf("tfolab diagnose of the client's capture says %s when the pool model predicts a refused cookie for this run's placement, else tfo-works", ifRefused)
+	return obsMatcher{name: "diagnosis", desc: desc, check: func(o *observation.Observation) (bool, string) {
+		want, both, why := "tfo-works", "", "the model predicts no refused cookie for this placement"
+		for _, pc := range PoolModel(o, keys) {
+			if pc.Predicted == OutcomeRefused {
+				want, both = ifRefused, bothSides
+				why = fmt.Sprintf("the model predicts connection %d refused", pc.Index)
+				break
+			}
+		}
+		ok, detail := DiagnosedAs(want, both, clientLink, serverLink).(obsMatcher).check(o)
+		return ok, why + "\n" + detail
+	}}.by("PoolDiagnosedAs", keys, ifRefused, bothSides, clientLink, serverLink)
 }
 
 // FilesDiagnosedAs is DiagnosedAs over capture files written by another

@@ -52,6 +52,7 @@ var Constructors = map[string]any{
 	"Stalled":                          assertions.Stalled,
 	"UnansweredSynDataBySchedule":      assertions.UnansweredSynDataBySchedule,
 	"RTTSampleIsHandshake":             assertions.RTTSampleIsHandshake,
+	"PoolDiagnosedAs":                  assertions.PoolDiagnosedAs,
 	"FailedWith":                       assertions.FailedWith,
 	"ConnFailedWith":                   assertions.ConnFailedWith,
 	"ClientRST":                        assertions.ClientRST,

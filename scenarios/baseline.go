@@ -62,9 +62,13 @@ func (s Scenario) withDiagnosis() Scenario {
 		both = d.ClientSide
 	}
 	client, server := s.Clients[0].node(), s.Services[0].node()
-	s.Expect = append(slices.Clone(s.Expect), DiagnosedAs(string(d.ClientSide), string(both),
-		observation.LinkKey(client, s.Topology.Interfaces(client)[0]),
-		observation.LinkKey(server, s.Topology.Interfaces(server)[0])))
+	clientLink := observation.LinkKey(client, s.Topology.Interfaces(client)[0])
+	serverLink := observation.LinkKey(server, s.Topology.Interfaces(server)[0])
+	diagnosis := DiagnosedAs(string(d.ClientSide), string(both), clientLink, serverLink)
+	if d.RefusalsFrom != nil {
+		diagnosis = PoolDiagnosedAs(d.RefusalsFrom, string(d.ClientSide), string(both), clientLink, serverLink)
+	}
+	s.Expect = append(slices.Clone(s.Expect), diagnosis)
 	s.Labels = append(slices.Clone(s.Labels), "diagnose")
 	return s
 }

@@ -335,7 +335,11 @@ func PoolRotation(r rotation) Scenario {
 			ConnsFrom(1, acceptedInSYN()...),
 			PoolCounterTotal(servers, lab.TCPFastOpenPassiveFail, 0))
 	}
-	s.Diagnosis = diagnosed(diagnose.CookieRejected)
+	// Whether a cookie is refused depends on where ECMP puts each
+	// connection: the diagnosis follows the model's prediction for this
+	// run's placement.
+	sched := plan.Schedule()
+	s.Diagnosis = Diagnosis{ClientSide: diagnose.CookieRejected, RefusalsFrom: sched}
 	if r == rotationRight || r == rollingStaged {
 		s.Diagnosis = diagnosed(diagnose.TFOWorks)
 	}

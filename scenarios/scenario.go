@@ -20,6 +20,7 @@ import (
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab/tfo"
+	"github.com/tfolab/tfolab/lab/tfocookie"
 	"github.com/tfolab/tfolab/middlebox"
 	"github.com/tfolab/tfolab/topology"
 )
@@ -93,6 +94,11 @@ type Scenario struct {
 // client alone).
 type Diagnosis struct {
 	ClientSide, BothSides diagnose.Verdict
+	// RefusalsFrom, for a pool whose refusals depend on where ECMP puts
+	// each connection: ClientSide is the verdict only when the pool model
+	// (these keys, this run's placement) predicts a refused cookie;
+	// otherwise the run must diagnose as tfo-works.
+	RefusalsFrom *tfocookie.Schedule
 }
 
 // diagnosed is the diagnosis v from either end.
