@@ -141,6 +141,7 @@ func (b *builder) build(f File) (scenarios.Scenario, error) {
 		}
 		s.Timeout = timeout
 	}
+	s.KernelNeeds = f.KernelNeeds
 	if f.Timeout != 0 {
 		if s.Timeline == nil {
 			return s, b.errAt(at("timeout"), "timeout bounds a timeline; the sequential one is bounded by its connections")

@@ -91,6 +91,9 @@ func (e *exporter) file(s scenarios.Scenario) (File, error) {
 		}
 		f.Timeline, f.Timeout = []Step{{Call: call}}, s.Timeout
 	}
+	if len(s.KernelNeeds) > 0 {
+		f.KernelNeeds = s.KernelNeeds
+	}
 	for i, m := range s.Expect {
 		call, err := asCall(m)
 		if err != nil {

@@ -38,6 +38,10 @@ type File struct {
 	Timeline []Step `yaml:"timeline,omitempty"`
 	// Timeout bounds a timeline (default: its steps' own bounds).
 	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// KernelNeeds names kernel features beyond sysctls the claims need
+	// (TCPI_OPT_TFO_CHILD): a kernel without one reports the lab "not
+	// supported by this kernel".
+	KernelNeeds []string `yaml:"kernel-needs,omitempty"`
 	// Expect are the claims; empty is the lab's own verdict (the
 	// diagnosis of the client's capture must say TFO works).
 	Expect []Expectation `yaml:"expect,omitempty"`

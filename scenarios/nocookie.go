@@ -292,6 +292,9 @@ func DatalessNoCookie(fam topology.Family) Scenario {
 		"server 0x202, client 0x1: each cookie request becomes a TFO child without a cookie (5.15+), so the client never sends SYN data; a plain SYN is no TFO child",
 		tfoClient, tfoServerNoCookie)
 	s.Services = []Service{listener(serverQueue)}
+	// A data-less TFO child shows only in TCPI_OPT_TFO_CHILD (6.16+): a
+	// kernel without the bit cannot judge it.
+	s.KernelNeeds = []string{tfo.FeatureTFOChild}
 	s.Clients = []Client{
 		{Name: "tfo", Kind: LabClient{Mode: modeFor(fam)}, Connections: 2},
 		{Name: "plain", Kind: LabClient{Mode: tfo.ModePlain}, Connections: 1},

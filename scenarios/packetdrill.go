@@ -103,6 +103,9 @@ func ChildLifecycle(form string, fam topology.Family) Scenario {
 		Topology:    topology.Routed(),
 		Family:      fam,
 		Sysctls:     tfoSysctls(tfoClient, server),
+		// The child is judged at accept by TCPI_OPT_TFO_CHILD (6.16+),
+		// as the scripts judge it.
+		KernelNeeds: []string{tfo.FeatureTFOChild},
 		Services: []Service{
 			{Kind: main},
 			{Name: "plain", Port: plainPort, Kind: plain},
