@@ -136,33 +136,38 @@ func (p ScriptedPeer) Validate() error {
 }
 
 func (p ScriptedPeer) Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
+	return startRawPeer(ctx, site, node, rawpeer.Options{
+		Addr:                 addr,
+		SynAckData:           p.Greeting,
+		Cookie:               p.Cookie,
+		AckSynData:           true,
+		SynAckDataOnlyForTFO: true,
+	})
+}
+
+// startRawPeer starts a scripted server (lab/rawpeer) on node with o,
+// filling in the node's namespace and its interface, and registers its
+// teardown.
+func startRawPeer(ctx context.Context, site Site, node string, o rawpeer.Options) (ServiceHandle, error) {
 	ns := site.Topo.Namespace(node)
 	// The peer answers from user space; with no listener on the port the
 	// node's own stack would reset every connection first.
-	if err := rules.Apply(site.Lab, ns, site.Family, []rules.Rule{rawpeer.SuppressKernelRST(addr.Port())}); err != nil {
+	if err := rules.Apply(site.Lab, ns, site.Family, []rules.Rule{rawpeer.SuppressKernelRST(o.Addr.Port())}); err != nil {
 		return nil, fmt.Errorf("suppress the kernel's RSTs for the scripted server: %w", err)
 	}
 	neighbor, err := site.Topo.Neighbor(node)
 	if err != nil {
 		return nil, err
 	}
-	ifname, err := site.Topo.Interface(node, neighbor)
+	if o.Interface, err = site.Topo.Interface(node, neighbor); err != nil {
+		return nil, err
+	}
+	o.Run = ns.Runner()
+	peer, err := rawpeer.Start(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	peer, err := rawpeer.Start(ctx, rawpeer.Options{
-		Addr:                 addr,
-		Run:                  ns.Runner(),
-		Interface:            ifname,
-		SynAckData:           p.Greeting,
-		Cookie:               p.Cookie,
-		AckSynData:           true,
-		SynAckDataOnlyForTFO: true,
-	})
-	if err != nil {
-		return nil, err
-	}
-	site.Lab.Defer("scripted server "+addr.String()+" on "+node, peer.Close)
+	site.Lab.Defer("scripted server "+o.Addr.String()+" on "+node, peer.Close)
 	return peerHandle{peer}, nil
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/rawpeer"
-	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/topology"
 	"golang.org/x/sys/unix"
@@ -51,27 +50,9 @@ func (p PartialAckPeer) Validate() error {
 }
 
 func (p PartialAckPeer) Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
-	ns := site.Topo.Namespace(node)
-	if err := rules.Apply(site.Lab, ns, site.Family, []rules.Rule{rawpeer.SuppressKernelRST(addr.Port())}); err != nil {
-		return nil, fmt.Errorf("suppress the kernel's RSTs for the scripted server: %w", err)
-	}
-	neighbor, err := site.Topo.Neighbor(node)
-	if err != nil {
-		return nil, err
-	}
-	ifname, err := site.Topo.Interface(node, neighbor)
-	if err != nil {
-		return nil, err
-	}
-	peer, err := rawpeer.Start(ctx, rawpeer.Options{
-		Addr: addr, Run: ns.Runner(), Interface: ifname,
-		Cookie: p.Cookie, AnyCookieLength: p.AnyCookieLength, AckSynData: true, AckSynDataBytes: p.AckBytes,
+	return startRawPeer(ctx, site, node, rawpeer.Options{
+		Addr: addr, Cookie: p.Cookie, AnyCookieLength: p.AnyCookieLength, AckSynData: true, AckSynDataBytes: p.AckBytes,
 	})
-	if err != nil {
-		return nil, err
-	}
-	site.Lab.Defer("scripted server "+addr.String()+" on "+node, peer.Close)
-	return peerHandle{peer}, nil
 }
 
 // SynDataPartlyAcked is syn-data-partial-or-over-ack.pkt's partial ack,

@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-	"github.com/tfolab/tfolab/harness"
 	"github.com/tfolab/tfolab/labfile"
 )
 
@@ -25,30 +24,7 @@ func runFileCmd(c *cobra.Command, args []string, file string, keep bool, out str
 	if err != nil {
 		return badInput("%v", err)
 	}
-	signalled, stop, err := readyToRun("run", s)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	fmt.Printf("tfolab run: %s (%s)\n  %s\n", s.Name, file, s.Description)
-	live := harness.Start(signalled, s, harness.Options{Out: out, Artefacts: harness.Always})
-	printResult(live.Result)
-	if keep && live.Running != nil {
-		printKeep(live)
-		fmt.Println(ReadyLine + " (Ctrl-C or SIGTERM tears the lab down)")
-		<-signalled.Done()
-		fmt.Println("tfolab: tearing the lab down")
-	}
-	if err := live.Close(); err != nil {
-		return fmt.Errorf("tfolab run: teardown: %w", err)
-	}
-	if keep {
-		fmt.Println("tfolab: lab torn down, nothing left")
-	}
-	if !live.Result.Passed() {
-		return failed("tfolab run: %s: FAIL", s.Name)
-	}
-	return nil
+	return runLab(s, fmt.Sprintf("%s (%s)", s.Name, file), keep, out)
 }
 
 func newExportCmd() *cobra.Command {

@@ -91,6 +91,13 @@ func runScenario(name string, keep bool, out string) error {
 	if err != nil {
 		return err
 	}
+	return runLab(s, s.Name, keep, out)
+}
+
+// runLab runs s through the harness, prints its verdicts and, with keep,
+// holds the lab up until Ctrl-C or SIGTERM; what names where s came from
+// (a catalogue name, or "NAME (FILE)").
+func runLab(s scenarios.Scenario, what string, keep bool, out string) error {
 	// Ctrl-C or SIGTERM during the timeline ends it, and the lab is torn
 	// down all the same; with --keep they end the wait.
 	signalled, stop, err := readyToRun("run", s)
@@ -98,10 +105,9 @@ func runScenario(name string, keep bool, out string) error {
 		return err
 	}
 	defer stop()
-	fmt.Printf("tfolab run: %s\n  %s\n", s.Name, s.Description)
+	fmt.Printf("tfolab run: %s\n  %s\n", what, s.Description)
 	live := harness.Start(signalled, s, harness.Options{Out: out, Artefacts: harness.Always})
-	res := live.Result
-	printResult(res)
+	printResult(live.Result)
 	if keep && live.Running != nil {
 		printKeep(live)
 		fmt.Println(ReadyLine + " (Ctrl-C or SIGTERM tears the lab down)")
