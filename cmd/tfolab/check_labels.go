@@ -10,17 +10,8 @@ import (
 )
 
 func newCheckLabelsCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "check-labels EXPR",
-		Short:   "Check a Ginkgo label filter's syntax (make test LABELS=...)",
-		GroupID: groupHost,
-		Long: `Parse a Ginkgo label filter the way the suite will, so that a syntax error is one
-line, and exit 2, before anything is built or run. An empty filter is fine.`,
-		Example:           `  tfolab check-labels 'baseline && !slow'`,
-		Args:              argsBetween(1, 1, "one label filter EXPR (quote it)"),
-		ValidArgsFunction: completeLabel,
-		RunE:              func(_ *cobra.Command, args []string) error { return checkLabels(args[0]) },
-	}
+	return command("check-labels", groupHost, argsBetween(1, 1, "one label filter EXPR (quote it)"), completeLabel,
+		func(_ *cobra.Command, args []string) error { return checkLabels(args[0]) })
 }
 
 // ginkgoMarkup is how Ginkgo marks the offending spot up for its own

@@ -100,3 +100,14 @@ func scenarioCount(n int) string {
 	}
 	return fmt.Sprintf("%d scenarios", n)
 }
+
+// completeFileArgs completes each of the first n arguments with files
+// whose names end in one of exts, and nothing after them.
+func completeFileArgs(n int, exts ...string) cobra.CompletionFunc {
+	return func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) >= n {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return exts, cobra.ShellCompDirectiveFilterFileExt
+	}
+}

@@ -17,30 +17,14 @@ import (
 )
 
 func newCostCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "cost [FILE]",
-		Short:   "Print a run's CPU by program and by label",
-		GroupID: groupResults,
-		Long: `Print where a run's CPU went, by program and by label: from the suite's JUnit report
-(each spec's cpu property; default out/junit.xml) or from a behaviour report's JSON
-(out/report/report.json). No root needed.`,
-		Example: `  tfolab cost
-  tfolab cost out/report/report.json`,
-		Args: argsBetween(0, 1, "at most one FILE (out/junit.xml or out/report/report.json)"),
-		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
-			if len(args) > 0 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			return []cobra.Completion{"xml", "json"}, cobra.ShellCompDirectiveFilterFileExt
-		},
-		RunE: func(c *cobra.Command, args []string) error {
+	return command("cost", groupResults, argsBetween(0, 1, "at most one FILE (out/junit.xml or out/report/report.json)"), completeFileArgs(1, "xml", "json"),
+		func(c *cobra.Command, args []string) error {
 			path := "out/junit.xml"
 			if len(args) == 1 {
 				path = args[0]
 			}
 			return runCost(c.OutOrStdout(), path)
-		},
-	}
+		})
 }
 
 // runCost prints a run's CPU by program and by label: from the suite's

@@ -18,29 +18,8 @@ import (
 
 func newDiagnoseCmd() *cobra.Command {
 	var o diagnoseFlags
-	c := &cobra.Command{
-		Use:     "diagnose FILE.pcap [FILE2.pcap]",
-		Short:   "Give each server in a capture a TFO verdict, with evidence and a reproducer",
-		GroupID: groupResults,
-		Long: `Read a tcpdump capture (pcap or pcapng) taken at one end, or two taken at both ends
-of the same traffic, and give each server in it a TFO verdict from the packets alone:
-tfo-works, client-no-tfo, server-no-tfo, syn-data-dropped, option-stripped, synack-lost,
-data-blackholed, blackhole-paused, cookie-rejected or inconclusive, with its cost per
-connection, its evidence in tcpdump's format, the catalogue scenario that reproduces it
-and, where a firewall is to blame, a ruleset for tfolab firewall. Markdown goes to
-stdout (or --md FILE), JSON to --json FILE. Exit 0 when no server has a TFO problem,
-1 when one has. Warnings go to stderr. No root needed.`,
-		Example: `  tfolab diagnose client.pcap
-  tfolab diagnose client.pcap server.pcap --server 10.0.0.2:443 --json out.json --rules rules/`,
-		Args: argsBetween(1, 2, "one or two capture files"),
-		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
-			if len(args) >= 2 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			return []cobra.Completion{"pcap", "pcapng", "cap"}, cobra.ShellCompDirectiveFilterFileExt
-		},
-		RunE: func(c *cobra.Command, args []string) error { return runDiagnose(c, args, o) },
-	}
+	c := command("diagnose", groupResults, argsBetween(1, 2, "one or two capture files"), completeFileArgs(2, "pcap", "pcapng", "cap"),
+		func(c *cobra.Command, args []string) error { return runDiagnose(c, args, o) })
 	f := c.Flags()
 	f.StringVar(&o.server, "server", "", "only this server (ADDR:PORT, [v6]:PORT)")
 	f.StringVar(&o.json, "json", "", "write the JSON report to FILE (- for stdout)")

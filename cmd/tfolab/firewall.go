@@ -19,22 +19,8 @@ import (
 func newFirewallCmd() *cobra.Command {
 	var in firewall.Input
 	var port, place, out string
-	c := &cobra.Command{
-		Use:     "firewall",
-		Short:   "Check a firewall ruleset for TFO safety, path by path",
-		GroupID: groupScenarios,
-		Long: `Apply your ruleset (an iptables-save file, an ip6tables-save file and/or an nft
-ruleset) where --place says, and run both client modes through every phase (first
-contact, a firewall change after a cookie was learned, blackhole detection off and
-on), each in its own lab, for each family given. The verdict per path is tfo-safe,
-tfo-lost, rto, refused, stall, paused or no-rules, with the rules that did it and
-their packet counts; --out holds firewall.md, firewall.json and the pcaps.
-Exit 0 when every tested path is TFO-safe, 1 when any is not. Needs root.`,
-		Example: `  sudo tfolab firewall --rules v4.rules --port 443
-  sudo tfolab firewall --rules v4.rules --rules6 v6.rules --nft ruleset.nft --place server --out out/firewall`,
-		Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return runFirewall(c, in, port, place, out) },
-	}
+	c := command("firewall", groupScenarios, noArgs, nil,
+		func(c *cobra.Command, _ []string) error { return runFirewall(c, in, port, place, out) })
 	f := c.Flags()
 	f.StringVar(&in.Rules, "rules", "", "iptables-save file (IPv4)")
 	f.StringVar(&in.Rules6, "rules6", "", "ip6tables-save file (IPv6)")

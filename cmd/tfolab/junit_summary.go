@@ -11,23 +11,8 @@ import (
 )
 
 func newJUnitSummaryCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "junit-summary FILE",
-		Short:   `Print "suite: N passed, N failed, N skipped" from a JUnit report`,
-		GroupID: groupHost,
-		Long: `Print the closing line CI systems read, "suite: N passed, N failed, N skipped", from
-the suite's JUnit report (what make test prints last). Exit 1 when a spec failed or
-none ran.`,
-		Example: `  tfolab junit-summary out/junit.xml`,
-		Args:    argsBetween(1, 1, "one JUnit FILE"),
-		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
-			if len(args) > 0 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			return []cobra.Completion{"xml"}, cobra.ShellCompDirectiveFilterFileExt
-		},
-		RunE: func(c *cobra.Command, args []string) error { return junitSummary(c.OutOrStdout(), args[0]) },
-	}
+	return command("junit-summary", groupHost, argsBetween(1, 1, "one JUnit FILE"), completeFileArgs(1, "xml"),
+		func(c *cobra.Command, args []string) error { return junitSummary(c.OutOrStdout(), args[0]) })
 }
 
 // junitSummary prints the plain closing line CI systems read. It counts

@@ -149,21 +149,8 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 
 func newMatrixCmd() *cobra.Command {
 	var out string
-	c := &cobra.Command{
-		Use:     "matrix REPORT.json...",
-		Short:   "Put several kernels' reports side by side: matrix.md and matrix.json",
-		GroupID: groupResults,
-		Long: `Read one report.json per kernel (tfolab report --kernel K, or make report KERNELS=...)
-and write matrix.md and matrix.json: scenarios x kernels, each cell a verdict with its key
-figure, the behaviours that differ between kernels first, each with the expectation that
-changed. No root needed.`,
-		Example: `  tfolab matrix out/report/debian-6.1/report.json out/report/debian-6.12/report.json out/report/host/report.json --out out/report`,
-		Args:    argsBetween(1, 1<<20, "one report.json per kernel"),
-		ValidArgsFunction: func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
-			return []cobra.Completion{"json"}, cobra.ShellCompDirectiveFilterFileExt
-		},
-		RunE: func(_ *cobra.Command, args []string) error { return runMatrix(args, out) },
-	}
+	c := command("matrix", groupResults, argsBetween(1, 1<<20, "one report.json per kernel"), completeFiles("json"),
+		func(_ *cobra.Command, args []string) error { return runMatrix(args, out) })
 	c.Flags().StringVar(&out, "out", filepath.Join("out", "report"), "folder for matrix.md and matrix.json")
 	flagCompletion(c, "out", completeDirs)
 	return c
@@ -171,19 +158,15 @@ changed. No root needed.`,
 
 // newVMGuestCmd is the VM's PID 1; hidden from --help.
 func newVMGuestCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:    "vm-guest JOB",
-		Short:  "Inside a VM only: its PID 1 (tfolab report --kernel K starts it)",
-		Hidden: true,
-		Args:   argsBetween(1, 1, "JOB"),
-		RunE: func(_ *cobra.Command, args []string) error {
-			if os.Getpid() != 1 {
-				return badInput("tfolab vm-guest: runs only as a VM's PID 1 (tfolab report --kernel K starts it)")
-			}
-			kernelvm.Guest(args[0])
-			return nil
-		},
-	}
+	c := command("vm-guest", "", argsBetween(1, 1, "JOB"), nil, func(_ *cobra.Command, args []string) error {
+		if os.Getpid() != 1 {
+			return badInput("tfolab vm-guest: runs only as a VM's PID 1 (tfolab report --kernel K starts it)")
+		}
+		kernelvm.Guest(args[0])
+		return nil
+	})
+	c.Hidden = true
+	return c
 }
 
 // runMatrix reads one report per kernel and writes the matrix.

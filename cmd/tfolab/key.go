@@ -14,24 +14,9 @@ import (
 func newKeyCmd() *cobra.Command {
 	var sysctlD bool
 	var backup, rotate string
-	c := &cobra.Command{
-		Use:     "key",
-		Short:   "Print a fresh TFO key (net.ipv4.tcp_fastopen_key), for a server pool",
-		GroupID: groupResults,
-		Long: `Print a fresh net.ipv4.tcp_fastopen_key value (crypto/rand), e.g. for every server
-of a pool. It writes no sysctl and no file: rolling the key out is yours to do.
-  --backup OLD  prints "new,OLD": the new key issues cookies, OLD's are still accepted
-  --rotate OLD  prints the three values of a rolling rotation from OLD (docs/pools.md):
-                1 "OLD,new" on every server, 2 "new,OLD" on every server, 3 "new"
-OLD is the current value of net.ipv4.tcp_fastopen_key; with a backup key in it, its
-primary is used. No root needed.`,
-		Example: `  tfolab key --sysctl-d
-  tfolab key --rotate "$(sysctl -n net.ipv4.tcp_fastopen_key)"`,
-		Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return printKey(c.OutOrStdout(), sysctlD, backup, rotate)
-		},
-	}
+	c := command("key", groupResults, noArgs, nil, func(c *cobra.Command, _ []string) error {
+		return printKey(c.OutOrStdout(), sysctlD, backup, rotate)
+	})
 	c.Flags().BoolVar(&sysctlD, "sysctl-d", false, "print a sysctl.d line: net.ipv4.tcp_fastopen_key = ...")
 	c.Flags().StringVar(&backup, "backup", "", "the key being replaced: print \"new,OLD\"")
 	c.Flags().StringVar(&rotate, "rotate", "", "the key being replaced: print the three steps of a rotation")

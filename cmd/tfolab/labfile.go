@@ -28,31 +28,16 @@ func runFileCmd(c *cobra.Command, args []string, file string, keep bool, out str
 }
 
 func newExportCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "export NAME",
-		Short:   "Write a catalogue scenario as a scenario file (run it with run -f)",
-		GroupID: groupScenarios,
-		Long: `Write catalogue scenario NAME (or a self-check: "self-check: BREAKAGE") as a
-scenario file on stdout, all of it data: its topology, sysctls, services, clients
-and middleboxes, its scripted timeline as a call of its constructor and its
-expectations as calls of the assertions constructors, each checked to build back
-the same. Edit it, then run it with tfolab run -f FILE (docs/labfile.md). No root
-needed.`,
-		Example: `  tfolab export middlebox/drop-syn-data/router/ipv4/sendto > lab.yaml
-  sudo tfolab run -f lab.yaml --keep`,
-		Args:              argsBetween(1, 1, "one scenario NAME"),
-		ValidArgsFunction: completeScenario,
-		RunE: func(c *cobra.Command, args []string) error {
-			s, ok := labfile.Lookup(args[0])
-			if !ok {
-				return badInput("tfolab export: no scenario %q (`tfolab list` shows the catalogue; a self-check is %q and its breakage)", args[0], labfile.SelfCheckPrefix)
-			}
-			out, err := labfile.ExportAs(s, args[0])
-			if err != nil {
-				return fmt.Errorf("tfolab export: %w", err)
-			}
-			_, err = c.OutOrStdout().Write(out)
-			return err
-		},
-	}
+	return command("export", groupScenarios, argsBetween(1, 1, "one scenario NAME"), completeScenario, func(c *cobra.Command, args []string) error {
+		s, ok := labfile.Lookup(args[0])
+		if !ok {
+			return badInput("tfolab export: no scenario %q (`tfolab list` shows the catalogue; a self-check is %q and its breakage)", args[0], labfile.SelfCheckPrefix)
+		}
+		out, err := labfile.ExportAs(s, args[0])
+		if err != nil {
+			return fmt.Errorf("tfolab export: %w", err)
+		}
+		_, err = c.OutOrStdout().Write(out)
+		return err
+	})
 }

@@ -100,16 +100,8 @@ const (
 
 // newRootCmd is the whole command tree.
 func newRootCmd() *cobra.Command {
-	root := &cobra.Command{
-		Use:   "tfolab",
-		Short: "An integration-test lab for TCP Fast Open on Linux",
-		Long: `tfolab builds network-namespace topologies on this kernel, runs real TCP Fast Open
-clients and servers across them, and judges what happened from the packets, the
-kernel's counters, the client's cookie cache and what each socket saw. It never
-touches the host's own network. Commands that build labs need root.`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
+	root := &cobra.Command{SilenceUsage: true, SilenceErrors: true}
+	describe(root, "tfolab")
 	root.SetHelpTemplate(root.HelpTemplate() + `{{if not .HasParent}}` + exitCodesHelp + `{{end}}`)
 	root.AddGroup(
 		&cobra.Group{ID: groupScenarios, Title: "Scenarios and labs:"},

@@ -25,28 +25,13 @@ const defaultProbeScenario = "pool/sync-keys/sysctl/n3/ipv4"
 func newProbeCmd() *cobra.Command {
 	var experimental bool
 	var out string
-	c := &cobra.Command{
-		Use:     "probe [NAME]",
-		Short:   "Build a scenario's lab and probe its service for a TFO cookie",
-		GroupID: groupScenarios,
-		Long: `Build the lab of catalogue scenario NAME (default ` + defaultProbeScenario + `), start
-its services and middleboxes, and probe its main service once from the client: a SYN
-with a cookie request (option 34, or 254/0xF989 with --experimental), the SYN-ACK read,
-an RST. Says yes with the cookie, or no and why (a server with TFO off, an option
-stripped on the way), told from the captures on both ends.
-Exit 0 when the server offers a TFO cookie, 1 when it does not. Needs root.`,
-		Example: `  sudo tfolab probe
-  sudo tfolab probe middlebox/strip-tfo-option/router/ipv4/sendto --experimental --out out/probe`,
-		Args:              argsBetween(0, 1, "at most one scenario NAME"),
-		ValidArgsFunction: completeScenario,
-		RunE: func(_ *cobra.Command, args []string) error {
-			name := defaultProbeScenario
-			if len(args) == 1 {
-				name = args[0]
-			}
-			return probeScenario(name, experimental, out)
-		},
-	}
+	c := command("probe", groupScenarios, argsBetween(0, 1, "at most one scenario NAME"), completeScenario, func(_ *cobra.Command, args []string) error {
+		name := defaultProbeScenario
+		if len(args) == 1 {
+			name = args[0]
+		}
+		return probeScenario(name, experimental, out)
+	})
 	c.Flags().BoolVar(&experimental, "experimental", false, "ask in the experimental form (kind 254, magic 0xF989)")
 	c.Flags().StringVar(&out, "out", "", "also write the observation (probe result, captures) under DIR/<NAME>/")
 	flagCompletion(c, "out", completeDirs)

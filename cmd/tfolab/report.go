@@ -22,24 +22,7 @@ import (
 
 func newReportCmd() *cobra.Command {
 	var o reportFlags
-	c := &cobra.Command{
-		Use:     "report",
-		Short:   "Run the catalogue under a sysctl profile: the behaviour report",
-		GroupID: groupScenarios,
-		Long: `Run every scenario of the catalogue (or those --labels selects) under a sysctl
-profile (the embedded default, or sysctl.d files of yours, applied only inside the
-lab's namespaces) and write report.md, report.json, junit.xml and every scenario's
-artefacts under --out. Failed expectations are the report's findings, not a failure.
-With --baseline-profile the catalogue runs twice, baseline then candidate, and the
-two are diffed into diff.md: exit 1 when an expectation that held under the baseline
-fails under the candidate. Needs root.`,
-		Example: `  sudo tfolab report
-  sudo tfolab report --profile candidate.conf --rtt 50ms
-  sudo tfolab report --baseline-profile fleet.conf --profile candidate.conf --out out/report
-  sudo tfolab report --kernel debian:6.12 --out out/report/debian-6.12`,
-		Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return runReport(c, o) },
-	}
+	c := command("report", groupScenarios, noArgs, nil, func(c *cobra.Command, _ []string) error { return runReport(c, o) })
 	f := c.Flags()
 	f.StringArrayVar(&o.all, "profile", nil, "sysctl.d file or directory for every node (repeatable; default: the embedded default.conf)")
 	f.StringArrayVar(&o.client, "client-profile", nil, "sysctl.d file or directory for the client nodes (repeatable)")

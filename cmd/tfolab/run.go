@@ -55,28 +55,12 @@ func readyToRun(cmd string, s scenarios.Scenario) (context.Context, context.Canc
 func newRunCmd() *cobra.Command {
 	var keep bool
 	var out, file string
-	c := &cobra.Command{
-		Use:     "run NAME",
-		Short:   "Run one scenario: its verdicts, observation, JSON and pcaps",
-		GroupID: groupScenarios,
-		Long: `Run catalogue scenario NAME (tfolab list shows them) in a fresh lab: print each
-expectation's verdict, the connections and the counters that moved, and write the
-observation, the verdicts and the pcaps under --out. With --keep the lab stays up
-after the timeline, its services answering, with commands to poke it printed,
-until Ctrl-C or SIGTERM tears it down. With -f, the lab a scenario file describes
-(docs/labfile.md); a mistake in the file is one line naming file:line. Needs root.`,
-		Example: `  sudo tfolab run baseline/routed/ipv4/sendto/cookie-then-data
-  sudo tfolab run baseline/routed/ipv4/sendto/cookie-then-data --keep --out /tmp/tfo
-  sudo tfolab run -f examples/labs/nat-pool/lab.yaml`,
-		Args:              argsBetween(0, 1, "one scenario NAME"),
-		ValidArgsFunction: completeScenario,
-		RunE: func(c *cobra.Command, args []string) error {
-			if file != "" || len(args) == 0 {
-				return runFileCmd(c, args, file, keep, out) // a scenario file: labfile.go
-			}
-			return runScenario(args[0], keep, out)
-		},
-	}
+	c := command("run", groupScenarios, argsBetween(0, 1, "one scenario NAME"), completeScenario, func(c *cobra.Command, args []string) error {
+		if file != "" || len(args) == 0 {
+			return runFileCmd(c, args, file, keep, out) // a scenario file: labfile.go
+		}
+		return runScenario(args[0], keep, out)
+	})
 	c.Flags().BoolVar(&keep, "keep", false, "keep the lab alive after the timeline until Ctrl-C or SIGTERM")
 	c.Flags().StringVar(&out, "out", "out", "folder for the observation, verdicts and pcaps")
 	flagCompletion(c, "out", completeDirs)

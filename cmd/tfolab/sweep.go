@@ -9,40 +9,28 @@ import (
 
 func newSweepCmd() *cobra.Command {
 	var all bool
-	c := &cobra.Command{
-		Use:     "sweep",
-		Short:   "Remove lab namespaces left by killed runs (make clean)",
-		GroupID: groupHost,
-		Long: `Remove the lab namespaces (tfo-*) that runs which are no longer alive left behind,
-with everything inside them, and kill their leftover processes. A namespace whose run
-is still alive is kept unless --all is given. Says what it could not remove, and exits
-1 then. Needs root.`,
-		Example:           `  sudo tfolab sweep`,
-		Args:              noArgs,
-		ValidArgsFunction: cobra.NoFileCompletions,
-		RunE: func(c *cobra.Command, _ []string) error {
-			out := c.OutOrStdout()
-			res, err := lab.Sweep(all)
-			for _, n := range res.Removed {
-				fmt.Fprintln(out, "removed", n)
+	c := command("sweep", groupHost, noArgs, cobra.NoFileCompletions, func(c *cobra.Command, _ []string) error {
+		out := c.OutOrStdout()
+		res, err := lab.Sweep(all)
+		for _, n := range res.Removed {
+			fmt.Fprintln(out, "removed", n)
+		}
+		for _, k := range res.Kept {
+			if k.Alive {
+				fmt.Fprintf(out, "kept %s: %s (its run is alive; --all removes it)\n", k.Name, k.Reason)
+			} else {
+				fmt.Fprintf(out, "NOT removed %s: %s\n", k.Name, k.Reason)
 			}
-			for _, k := range res.Kept {
-				if k.Alive {
-					fmt.Fprintf(out, "kept %s: %s (its run is alive; --all removes it)\n", k.Name, k.Reason)
-				} else {
-					fmt.Fprintf(out, "NOT removed %s: %s\n", k.Name, k.Reason)
-				}
-			}
-			if len(res.Killed) > 0 {
-				fmt.Fprintln(out, "killed leftover processes:", res.Killed)
-			}
-			if err != nil {
-				return fmt.Errorf("tfolab sweep: %w", err)
-			}
-			fmt.Fprintf(out, "tfolab sweep: removed %d, kept %d\n", len(res.Removed), len(res.Kept))
-			return nil
-		},
-	}
+		}
+		if len(res.Killed) > 0 {
+			fmt.Fprintln(out, "killed leftover processes:", res.Killed)
+		}
+		if err != nil {
+			return fmt.Errorf("tfolab sweep: %w", err)
+		}
+		fmt.Fprintf(out, "tfolab sweep: removed %d, kept %d\n", len(res.Removed), len(res.Kept))
+		return nil
+	})
 	c.Flags().BoolVar(&all, "all", false, "also remove namespaces of runs that are still alive")
 	return c
 }
