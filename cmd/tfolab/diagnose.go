@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/diagnose"
@@ -53,7 +50,7 @@ func runDiagnose(c *cobra.Command, files []string, o diagnoseFlags) error {
 		opt.Server = ap
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	rep, err := diagnose.Diagnose(ctx, files, opt)
 	if rep != nil {

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/firewall"
@@ -57,7 +54,7 @@ func runFirewall(c *cobra.Command, in firewall.Input, port, place, out string) e
 	if err := lab.Preflight(); err != nil {
 		return fmt.Errorf("tfolab firewall: %w", err)
 	}
-	signalled, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	signalled, stop := interruptible()
 	defer stop()
 	ctx, cancel := context.WithTimeout(signalled, check.Budget())
 	defer cancel()

@@ -6,14 +6,11 @@ package main
 // side by side.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -94,7 +91,7 @@ func guestArgs(c *cobra.Command, o reportFlags) []string {
 // boots); the report comes back to --out.
 func reportInVM(c *cobra.Command, o reportFlags) error {
 	kf := o.vm
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	logf := func(format string, a ...any) {
 		fmt.Printf("tfolab report: "+format+"\n", a...)

@@ -9,11 +9,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -84,6 +87,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	os.Exit(exitCode(err))
+}
+
+// interruptible is a context that Ctrl-C or SIGTERM ends, with its stop:
+// what a command that builds labs, boots a VM or reads captures runs under,
+// so that it tears down what it built before it exits.
+func interruptible() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
 // run runs the command line args (without the program name).

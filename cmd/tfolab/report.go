@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/onsi/ginkgo/v2/types"
@@ -106,7 +104,7 @@ func runReport(c *cobra.Command, o reportFlags) error {
 	// process per lab. Measured: the control's 50 ms RTT read 107 ms with
 	// 2 Ps beside 12 other scenarios, 53 ms with 16.
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 4*o.parallel))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	defer stop()
 	opts := report.Options{RTT: o.rtt, Parallel: o.parallel, Select: sel, Progress: report.NewProgress(os.Stdout)}
 	resolve := func(p *profile.Profile) (*profile.Plan, error) {

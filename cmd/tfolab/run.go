@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/tfolab/tfolab/harness"
@@ -48,7 +45,7 @@ func readyToRun(cmd string, s scenarios.Scenario) (context.Context, context.Canc
 	if err := lab.Preflight(); err != nil {
 		return nil, nil, fmt.Errorf("tfolab %s: %w", cmd, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptible()
 	return ctx, stop, nil
 }
 
