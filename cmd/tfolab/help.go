@@ -18,8 +18,10 @@ package main
 //	  tfolab NAME ...
 //
 // Use and Short are required, Use's first word is NAME; Long and Example
-// are optional, in that order, each after one blank line. The file ends
-// with the last line's newline.
+// are optional, in that order, each after one blank line (a blank line
+// then another "Word:" line is refused, not taken for text). No line ends
+// in white space; the file ends with the last line's newline. The texts
+// are cobra's Use, Short, Long and Example, as they are.
 
 import (
 	"embed"

@@ -4,8 +4,11 @@
 // script that knows the catalogue's scenario names and labels.
 //
 // Each command lives in a file of its own as a func newXCmd() *cobra.Command
-// that newRootCmd adds. Every command shares one set of exit codes
-// (exitPass, exitFailed, exitBadInput), told apart in one place: execute.
+// that newRootCmd adds, built by command (help.go) from what is code: its
+// group, arguments, completion, flags and run. What it says in its help
+// (usage line, summary, description, examples) is help/NAME.txt. Every
+// command shares one set of exit codes (exitPass, exitFailed,
+// exitBadInput), told apart in one place: execute.
 package main
 
 import (
