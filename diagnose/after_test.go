@@ -68,11 +68,7 @@ func TestDataBlackholedLoneFIN(t *testing.T) {
 	if r.Counts["server-data-lost"] != 2 || r.Counts["accepted"] != 2 || r.Connections != 2 || r.TotalConnections != 3 {
 		t.Errorf("counts %v, %d of %d", r.Counts, r.Connections, r.TotalConnections)
 	}
-	for _, want := range []string{"handshake passed", "FIN got through", "detection is off", "tcp_fastopen_blackhole_timeout_sec"} {
-		if !strings.Contains(r.Reason, want) {
-			t.Errorf("reason %q lacks %q", r.Reason, want)
-		}
-	}
+	wantAll(t, "reason", r.Reason, "handshake passed", "FIN got through", "detection is off", "tcp_fastopen_blackhole_timeout_sec")
 	if !r.Problem || r.Reproduce == nil || r.Reproduce.Scenario != "middlebox/blackhole-after-handshake/router/ipv4/sendto" ||
 		r.Reproduce.Middlebox != "blackhole-after-handshake" || !strings.Contains(r.Reproduce.Rules, "--sport 80 -m connmark") {
 		t.Errorf("problem %v reproducer %+v", r.Problem, r.Reproduce)
