@@ -137,6 +137,15 @@ func connsThrough(s *synth, n int, conn func(s *synth, label string, round int))
 	}
 }
 
+// afterCookie builds the common dialogue: a cookie learned on the open
+// path, then n connections through the ruleset, each as conn makes it.
+func afterCookie(n int, conn func(s *synth, label string, round int)) func(s *synth) {
+	return func(s *synth) {
+		cookieRequest(s, LabelOpen, 0)
+		connsThrough(s, n, conn)
+	}
+}
+
 // handshake: a SYN without data (its TFO option syn), the SYN-ACK (option
 // synack), then request and response after the handshake.
 func handshake(s *synth, label string, round int, syn, synack *capture.FastOpenOption) {
@@ -234,10 +243,7 @@ func TestClassify(t *testing.T) {
 		{"cookie request dropped", fcOff, func(s *synth) {
 			connsThrough(s, 3, cookieRequestDropped)
 		}, RTO, []string{"the cookie-request SYN"}, "", false},
-		{"option stripped after a change", chOff, func(s *synth) {
-			cookieRequest(s, LabelOpen, 0)
-			connsThrough(s, 2, stripped)
-		}, Lost, []string{"option 34"}, "", false},
+		{"option stripped after a change", chOff, afterCookie(2, stripped), Lost, []string{"option 34"}, "", false},
 		{"stripped once, then TFO over the experimental option", fcOff, func(s *synth) {
 			s.conn(LabelThrough, 1, ok(300*time.Microsecond, false),
 				clientOnly(cSYN(0, req, 0)), serverOnly(cSYN(50*time.Microsecond, nil, 0)), both(sSYNACK(100*time.Microsecond, nil, isn+1)))
@@ -245,10 +251,7 @@ func TestClassify(t *testing.T) {
 				both(cSYN(0, &capture.FastOpenOption{Experimental: true}, 0)), both(sSYNACK(100*time.Microsecond, expC, isn+1)))
 			expCookieOK(s, LabelThrough, 3)
 		}, Lost, []string{"option 34"}, "from connection 1 on TFO works, with the experimental TFO option", false},
-		{"rejected with a RST", chOff, func(s *synth) {
-			cookieRequest(s, LabelOpen, 0)
-			connsThrough(s, 2, rejected)
-		}, Refused, []string{"the SYN with data"}, "", false},
+		{"rejected with a RST", chOff, afterCookie(2, rejected), Refused, []string{"the SYN with data"}, "", false},
 		{"SYN-ACK dropped: a stall", chOff, func(s *synth) {
 			cookieRequest(s, LabelOpen, 0)
 			synackDropped(s, LabelThrough, 1, 2)
@@ -278,10 +281,7 @@ func TestClassify(t *testing.T) {
 			connsThrough(s, 2, tfoOK)
 			s.rules(observation.RuleHits{Rule: "iptables -t filter -A FORWARD -p tcp --dport 443 -j DROP", Line: 3})
 		}, Safe, nil, "", true},
-		{"a local drop: the client falls back to a cookie request", chOff, func(s *synth) {
-			cookieRequest(s, LabelOpen, 0)
-			connsThrough(s, 2, cookieRequest)
-		}, Lost, []string{"the SYN with data"}, "", false},
+		{"a local drop: the client falls back to a cookie request", chOff, afterCookie(2, cookieRequest), Lost, []string{"the SYN with data"}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSynth()
