@@ -47,6 +47,17 @@ func wantVerdict(t *testing.T, rep *Report, server string, v Verdict) ServerRepo
 	return s
 }
 
+// wantAll fails t for each of wants that text (what it is: "reason")
+// lacks.
+func wantAll(t *testing.T, what, text string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(text, want) {
+			t.Errorf("%s lacks %q:\n%s", what, want, text)
+		}
+	}
+}
+
 func near(got, want, tol float64) bool { return math.Abs(got-want) <= tol }
 
 // Scenario builders, client side unless said.
@@ -152,9 +163,7 @@ func TestSynDataReset(t *testing.T) {
 	if r.Reproduce.Middlebox != "reset-syn-data" || !strings.Contains(r.Reproduce.Rules, "REJECT --reject-with tcp-reset") {
 		t.Errorf("reproducer %+v", r.Reproduce)
 	}
-	if !strings.Contains(r.Reason, "RST") {
-		t.Errorf("reason %q", r.Reason)
-	}
+	wantAll(t, "reason", r.Reason, "RST")
 }
 
 func TestOptionStrippedClientSide(t *testing.T) {
@@ -198,9 +207,7 @@ func TestCookieLessAccepted(t *testing.T) {
 	s.flow(cli, srv, 600).syn(0, nil, 19).synack(rtt, 19, nil).ack(rtt + time.Microsecond)
 	rep := run(t, s.write(t, t.TempDir(), "c.pcap", capOpts{}))
 	r := wantVerdict(t, rep, srv, TFOWorks)
-	if !strings.Contains(r.Reason, "without a cookie") {
-		t.Errorf("reason %q", r.Reason)
-	}
+	wantAll(t, "reason", r.Reason, "without a cookie")
 }
 
 func TestSynackLostServerSide(t *testing.T) {
@@ -227,9 +234,7 @@ func TestSynackLostClientSide(t *testing.T) {
 	later(&s, 10*time.Second)
 	rep := run(t, s.write(t, t.TempDir(), "c.pcap", capOpts{}))
 	r := wantVerdict(t, rep, srv, SynackLost)
-	if !strings.Contains(r.Reason, "no SYN-ACK at all") {
-		t.Errorf("reason %q", r.Reason)
-	}
+	wantAll(t, "reason", r.Reason, "no SYN-ACK at all")
 }
 
 // later adds an unrelated handshake at: the capture goes on.
@@ -268,9 +273,7 @@ func TestOneDirectionInconclusive(t *testing.T) {
 	f.add(spkt{at: rtt, src: f.c, dst: f.sv, flags: 0x10, seq: f.isn + 1, ack: 12345, ttl: 64})
 	rep := run(t, s.write(t, t.TempDir(), "c.pcap", capOpts{}))
 	r := wantVerdict(t, rep, srv, Inconclusive)
-	if !strings.Contains(r.Reason, "one direction") {
-		t.Errorf("reason %q", r.Reason)
-	}
+	wantAll(t, "reason", r.Reason, "one direction")
 }
 
 func TestServerFilterNoSYN(t *testing.T) {
@@ -328,9 +331,7 @@ func TestBlackholePaused(t *testing.T) {
 			t.Errorf("pause %d: %.3f s (open %v), want %.3f", i, p.Seconds, p.Open, want[i].Seconds())
 		}
 	}
-	if !strings.Contains(r.Reason, "twice the last") {
-		t.Errorf("reason %q", r.Reason)
-	}
+	wantAll(t, "reason", r.Reason, "twice the last")
 	if r.Reproduce.Command != "tfolab run blackhole/backoff-1x-2x-4x --keep" {
 		t.Errorf("reproducer %+v", r.Reproduce)
 	}
@@ -492,7 +493,5 @@ func TestOnlySynacks(t *testing.T) {
 	}
 	rep := run(t, s.write(t, t.TempDir(), "c.pcap", capOpts{}))
 	r := wantVerdict(t, rep, srv, Inconclusive)
-	if !strings.Contains(r.Reason, "one direction") {
-		t.Errorf("reason %q", r.Reason)
-	}
+	wantAll(t, "reason", r.Reason, "one direction")
 }

@@ -25,5 +25,5 @@ func givenUpReason(n int) string {
 	return fmt.Sprintf("%s with data got no TCP answer and %s never retransmitted, though the capture went on past the 1 s retransmission timeout: "+
 		"the client's kernel dropped the connection at once, which an ICMP error does (a firewall that REJECTs SYNs with data with an icmp type, "+
 		"e.g. admin-prohibited: the application gets EHOSTUNREACH or EACCES, no fallback; a capture with ICMP shows it), or an application that gave up within a second",
-		plural(n, "TFO SYN", "TFO SYNs"), map[bool]string{true: "was", false: "were"}[n == 1])
+		plural(n, "TFO SYN"), map[bool]string{true: "was", false: "were"}[n == 1])
 }

@@ -51,9 +51,7 @@ func TestBothSidesStripped(t *testing.T) {
 	for _, order := range [][]string{{cp, sp}, {sp, cp}} {
 		rep := run(t, order...)
 		r := wantVerdict(t, rep, vip, OptionStripped)
-		if !strings.Contains(r.Reason, "missing when") {
-			t.Errorf("reason %q", r.Reason)
-		}
+		wantAll(t, "reason", r.Reason, "missing when")
 		if rep.Matched != 2 || r.Matched != 2 || len(rep.Servers) != 1 {
 			t.Errorf("matched %d/%d, servers %d", rep.Matched, r.Matched, len(rep.Servers))
 		}

@@ -132,7 +132,7 @@ func writeServer(b *strings.Builder, s ServerReport) {
 		fmt.Fprintf(b, "- Pauses: %s\n", strings.Join(ps, "; "))
 	}
 	for _, a := range s.Also {
-		fmt.Fprintf(b, "- Also %s (%s): %s\n", a.Verdict, plural(a.Connections, "connection", "connections"), a.Reason)
+		fmt.Fprintf(b, "- Also %s (%s): %s\n", a.Verdict, plural(a.Connections, "connection"), a.Reason)
 	}
 	for _, n := range s.Notes {
 		fmt.Fprintf(b, "- Note: %s\n", n)

@@ -374,7 +374,12 @@ type finding struct {
 // twenty (any, when there are at most twenty).
 func significant(n, attempts int) bool { return n > 0 && n*20 >= max(attempts, 1) }
 
-func plural(n int, one, many string) string {
+// plural is the count with its noun: "1 SYN", "2 SYNs".
+func plural(n int, noun string) string { return pluralOf(n, noun, noun+"s") }
+
+// pluralOf is plural for a phrase whose plural is not the singular and an
+// s ("1 TFO SYN was", "2 TFO SYNs were").
+func pluralOf(n int, one, many string) string {
 	if n == 1 {
 		return fmt.Sprintf("%d %s", n, one)
 	}
@@ -401,7 +406,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 			add(f)
 		case f.n > 0:
 			notes = append(notes, fmt.Sprintf("%s in %s of %d TFO attempts: too rare to blame the path (random loss?)",
-				f.verdict, plural(f.n, "connection", "connections"), att))
+				f.verdict, plural(f.n, "connection"), att))
 		}
 	}
 
@@ -411,7 +416,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		for _, p := range ps {
 			s := fmt.Sprintf("%.2f s", p.Length().Seconds())
 			if p.Open() {
-				s = fmt.Sprintf("the rest of the capture (%s, the last %.2f s after the detection)", plural(p.Plain, "plain SYN", "plain SYNs"), p.Length().Seconds())
+				s = fmt.Sprintf("the rest of the capture (%s, the last %.2f s after the detection)", plural(p.Plain, "plain SYN"), p.Length().Seconds())
 			}
 			lens = append(lens, s)
 		}
@@ -439,11 +444,11 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		var r string
 		switch {
 		case g.counts[KindSynackLost] > 0:
-			r = fmt.Sprintf("the server sent SYN-ACKs to %s that never reached the client (seen in both captures)", plural(g.counts[KindSynackLost], "TFO connection", "TFO connections"))
+			r = fmt.Sprintf("the server sent SYN-ACKs to %s that never reached the client (seen in both captures)", plural(g.counts[KindSynackLost], "TFO connection"))
 		case g.counts[KindSynackUnacked] > 0:
-			r = fmt.Sprintf("the server answered %s, but the client kept retransmitting its SYN: the SYN-ACKs did not reach it", plural(g.counts[KindSynackUnacked], "TFO SYN", "TFO SYNs"))
+			r = fmt.Sprintf("the server answered %s, but the client kept retransmitting its SYN: the SYN-ACKs did not reach it", plural(g.counts[KindSynackUnacked], "TFO SYN"))
 		default:
-			r = fmt.Sprintf("%s got no SYN-ACK at all while this server answered other SYNs: something drops the answers to TFO flows (a stateful firewall; a server-side capture would show the SYN-ACKs)", plural(stalled, "TFO connection", "TFO connections"))
+			r = fmt.Sprintf("%s got no SYN-ACK at all while this server answered other SYNs: something drops the answers to TFO flows (a stateful firewall; a server-side capture would show the SYN-ACKs)", plural(stalled, "TFO connection"))
 		}
 		if g.giveUp > 0 {
 			r += fmt.Sprintf("; connections stalled up to %.1f s", g.giveUp.Seconds())
@@ -462,20 +467,20 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 			f.reason = givenUpReason(g.counts[KindGivenUp])
 			f.variant = "icmp"
 		case g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset) == 0:
-			f.reason = fmt.Sprintf("clients this server had given a cookie came back with %s carrying neither the cookie nor data: seen from the server, that is a Linux client's plain retransmission after its data SYN was lost upstream (or a TFO pause on the client, or an application there that does not use TFO; a client-side capture tells)", plural(n, "SYN", "SYNs"))
+			f.reason = fmt.Sprintf("clients this server had given a cookie came back with %s carrying neither the cookie nor data: seen from the server, that is a Linux client's plain retransmission after its data SYN was lost upstream (or a TFO pause on the client, or an application there that does not use TFO; a client-side capture tells)", plural(n, "SYN"))
 		case g.counts[KindDropped] > 0:
-			f.reason = fmt.Sprintf("%s sent data in the SYN that the server never received; the client fell back to a plain SYN after a timeout", plural(g.counts[KindDropped], "TFO connection", "TFO connections"))
+			f.reason = fmt.Sprintf("%s sent data in the SYN that the server never received; the client fell back to a plain SYN after a timeout", plural(g.counts[KindDropped], "TFO connection"))
 		case g.counts[KindReset] >= g.counts[KindFallback]+g.counts[KindOptionDropped]:
-			f.reason = fmt.Sprintf("%s answered with a RST: something in the path rejects SYNs with data", plural(g.counts[KindReset], "TFO SYN was", "TFO SYNs were"))
+			f.reason = fmt.Sprintf("%s answered with a RST: something in the path rejects SYNs with data", pluralOf(g.counts[KindReset], "TFO SYN was", "TFO SYNs were"))
 			f.variant = "reset"
 		case g.counts[KindFallback] > 0:
-			f.reason = fmt.Sprintf("%s; the plain retransmission was answered, after one SYN timeout (the data SYN was dropped on the way, or its SYN-ACK was)", plural(g.counts[KindFallback], "TFO connection got no answer to its data SYN", "TFO connections got no answer to their data SYN"))
+			f.reason = fmt.Sprintf("%s; the plain retransmission was answered, after one SYN timeout (the data SYN was dropped on the way, or its SYN-ACK was)", pluralOf(g.counts[KindFallback], "TFO connection got no answer to its data SYN", "TFO connections got no answer to their data SYN"))
 		default:
-			f.reason = fmt.Sprintf("SYNs carrying the TFO option got no answer in %s, plain retransmissions did: something drops SYNs with option 34/254", plural(g.counts[KindOptionDropped], "connection", "connections"))
+			f.reason = fmt.Sprintf("SYNs carrying the TFO option got no answer in %s, plain retransmissions did: something drops SYNs with option 34/254", plural(g.counts[KindOptionDropped], "connection"))
 			f.variant = "option"
 		}
 		if g.counts[KindCookieUnused] > 0 {
-			f.reason += fmt.Sprintf("; later, %s went out plain although the client held a cookie (the kernel's per-destination backoff after SYN losses)", plural(g.counts[KindCookieUnused], "SYN", "SYNs"))
+			f.reason += fmt.Sprintf("; later, %s went out plain although the client held a cookie (the kernel's per-destination backoff after SYN losses)", plural(g.counts[KindCookieUnused], "SYN"))
 		}
 		problem(f)
 	}
@@ -493,11 +498,11 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		f := finding{verdict: OptionStripped, kinds: []Kind{KindStripped, KindRefusedNoOption, KindStrippedSuspect}, n: n}
 		switch {
 		case g.counts[KindStripped] > 0:
-			f.reason = fmt.Sprintf("the TFO option the client sent was missing when %s reached the server: a middlebox strips option 34/254", plural(g.counts[KindStripped], "SYN", "SYNs"))
+			f.reason = fmt.Sprintf("the TFO option the client sent was missing when %s reached the server: a middlebox strips option 34/254", plural(g.counts[KindStripped], "SYN"))
 		case refusedNoOpt > 0:
-			f.reason = fmt.Sprintf("%s sent cookie and data, and the SYN-ACK acked only the SYN and carried no TFO option: the option was most likely stripped on the way (else the server itself refused TFO for them, its TFO queue full or TFO turned off; a server-side capture tells)", plural(refusedNoOpt, "connection", "connections"))
+			f.reason = fmt.Sprintf("%s sent cookie and data, and the SYN-ACK acked only the SYN and carried no TFO option: the option was most likely stripped on the way (else the server itself refused TFO for them, its TFO queue full or TFO turned off; a server-side capture tells)", plural(refusedNoOpt, "connection"))
 		default:
-			f.reason = fmt.Sprintf("%s arrived with data but without the TFO option and only the SYN was acked: a middlebox stripped the option (or the client runs cookie-less TFO, tcp_fastopen 0x4, against a server that wants a cookie)", plural(g.counts[KindStrippedSuspect], "SYN", "SYNs"))
+			f.reason = fmt.Sprintf("%s arrived with data but without the TFO option and only the SYN was acked: a middlebox stripped the option (or the client runs cookie-less TFO, tcp_fastopen 0x4, against a server that wants a cookie)", plural(g.counts[KindStrippedSuspect], "SYN"))
 		}
 		problem(f)
 	}
@@ -508,14 +513,14 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		f := finding{verdict: CookieRejected, kinds: []Kind{KindRejected, KindNoCookieRefused}, n: n}
 		switch pool := g.pool(); {
 		case pool > 0:
-			f.reason = fmt.Sprintf("the same client's cookie was accepted by some connections and refused (a fresh cookie handed out) by others, for %s: the servers behind this address do not share a TFO key", plural(pool, "client", "clients"))
+			f.reason = fmt.Sprintf("the same client's cookie was accepted by some connections and refused (a fresh cookie handed out) by others, for %s: the servers behind this address do not share a TFO key", plural(pool, "client"))
 		case g.counts[KindRejected] > 0 && g.sum(KindAccepted) == 0:
-			f.reason = fmt.Sprintf("the server refused the cookie of %s and handed out a fresh one: its key changed, or the servers behind the address do not share one", plural(g.counts[KindRejected], "connection", "connections"))
+			f.reason = fmt.Sprintf("the server refused the cookie of %s and handed out a fresh one: its key changed, or the servers behind the address do not share one", plural(g.counts[KindRejected], "connection"))
 			f.variant = "rotation"
 		case g.counts[KindRejected] > 0:
-			f.reason = fmt.Sprintf("%s had its cookie refused and replaced while others were accepted: a pool without a shared key, or a key rotation", plural(g.counts[KindRejected], "connection", "connections"))
+			f.reason = fmt.Sprintf("%s had its cookie refused and replaced while others were accepted: a pool without a shared key, or a key rotation", plural(g.counts[KindRejected], "connection"))
 		default:
-			f.reason = fmt.Sprintf("the client sent data without a cookie in %s (cookie-less TFO, tcp_fastopen 0x4) and the server, wanting a cookie, acked only the SYN", plural(g.counts[KindNoCookieRefused], "SYN", "SYNs"))
+			f.reason = fmt.Sprintf("the client sent data without a cookie in %s (cookie-less TFO, tcp_fastopen 0x4) and the server, wanting a cookie, acked only the SYN", plural(g.counts[KindNoCookieRefused], "SYN"))
 			f.variant = "cookie-less-client"
 		}
 		if g.counts[KindRejected] > 0 {
@@ -545,15 +550,15 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		var parts []string
 		switch nc := g.counts[KindNoCookie]; {
 		case nc > 0 && works == 0:
-			parts = append(parts, fmt.Sprintf("%s answered without a cookie (%s): TFO is off on the server (or a middlebox strips the option on the way in, or the server accepts data without a cookie, tcp_fastopen 0x200, and since Linux 5.15 hands none out)", plural(nc, "cookie request was", "cookie requests were"), forms))
+			parts = append(parts, fmt.Sprintf("%s answered without a cookie (%s): TFO is off on the server (or a middlebox strips the option on the way in, or the server accepts data without a cookie, tcp_fastopen 0x200, and since Linux 5.15 hands none out)", pluralOf(nc, "cookie request was", "cookie requests were"), forms))
 		case nc > 0:
-			parts = append(parts, fmt.Sprintf("%s answered without a cookie while %d TFO exchanges worked: part of the servers behind this address have TFO off", plural(nc, "cookie request was", "cookie requests were"), works))
+			parts = append(parts, fmt.Sprintf("%s answered without a cookie while %d TFO exchanges worked: part of the servers behind this address have TFO off", pluralOf(nc, "cookie request was", "cookie requests were"), works))
 			f.variant = "part-of-pool"
 		}
 		if serverRefusals > 0 {
-			r := fmt.Sprintf("the server received cookie and data in %s and answered without TFO: it acked only the SYN and handed out no fresh cookie (so it did not find the cookie wrong)", plural(serverRefusals, "SYN", "SYNs"))
+			r := fmt.Sprintf("the server received cookie and data in %s and answered without TFO: it acked only the SYN and handed out no fresh cookie (so it did not find the cookie wrong)", plural(serverRefusals, "SYN"))
 			if acc := g.sum(KindAccepted); acc > 0 {
-				r += fmt.Sprintf(", while it accepted the data of %s: its TFO queue was full then (the listen backlog, or max_qlen of net.ipv4.tcp_fastopen; TCPFastOpenListenOverflow counts it)", plural(acc, "other", "others"))
+				r += fmt.Sprintf(", while it accepted the data of %s: its TFO queue was full then (the listen backlog, or max_qlen of net.ipv4.tcp_fastopen; TCPFastOpenListenOverflow counts it)", plural(acc, "other"))
 				if f.variant == "" {
 					f.variant = "overflow"
 				}
@@ -561,7 +566,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 				r += ": TFO is off on it now, or its TFO queue is always full"
 			}
 			if g.optIntact > 0 {
-				r += fmt.Sprintf("; the option reached it intact in %s", plural(g.optIntact, "matched connection", "matched connections"))
+				r += fmt.Sprintf("; the option reached it intact in %s", plural(g.optIntact, "matched connection"))
 			}
 			parts = append(parts, r)
 		}
@@ -578,9 +583,9 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	if neverData {
 		add(finding{verdict: ClientNoTFO, kinds: []Kind{KindCookieReasked, KindGranted}, n: reasked + g.counts[KindGranted],
 			reason: fmt.Sprintf("the server hands out cookies, but the client never sent data in its SYN although it was granted a cookie: it asked again for one %s, with the same SYN, and got it again. A Linux client does that when its data SYN cannot leave the host (a local firewall that drops SYNs with data makes the kernel fall back to a cookie request at once), or when its cookie cache (tcp_metrics) is not kept",
-				plural(reasked, "time", "times"))})
+				plural(reasked, "time"))})
 	} else if reasked >= 2 {
-		notes = append(notes, fmt.Sprintf("%s came from clients asking again for a cookie they had been given, with the same SYN", plural(reasked, "cookie request", "cookie requests")))
+		notes = append(notes, fmt.Sprintf("%s came from clients asking again for a cookie they had been given, with the same SYN", plural(reasked, "cookie request")))
 	}
 
 	// non-problems
@@ -588,16 +593,16 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		r := ""
 		switch acc := g.sum(KindAccepted, KindAcceptedNoCookie); {
 		case acc > 0 && g.counts[KindAcceptedNoCookie] == acc:
-			r = fmt.Sprintf("the server acked the SYN data of %s sent without a cookie (cookie-less TFO)", plural(acc, "connection", "connections"))
+			r = fmt.Sprintf("the server acked the SYN data of %s sent without a cookie (cookie-less TFO)", plural(acc, "connection"))
 		case acc > 0:
-			r = fmt.Sprintf("the server acked the SYN data of %s in its SYN-ACK", plural(acc, "connection", "connections"))
+			r = fmt.Sprintf("the server acked the SYN data of %s in its SYN-ACK", plural(acc, "connection"))
 		default:
-			r = fmt.Sprintf("the server handed out cookies (%s); no SYN data was seen yet", plural(g.sum(KindGranted, KindCookieReasked), "cookie request", "cookie requests"))
+			r = fmt.Sprintf("the server handed out cookies (%s); no SYN data was seen yet", plural(g.sum(KindGranted, KindCookieReasked), "cookie request"))
 		}
 		add(finding{verdict: TFOWorks, reason: r + ".", kinds: []Kind{KindAccepted, KindAcceptedNoCookie, KindGranted, KindCookieNoData, KindCookieReasked}, n: works})
 	}
 	if plain := g.sum(KindPlain); plain > 0 && att == 0 && g.sum(KindPaused, KindCookieUnused) == 0 {
-		add(finding{verdict: ClientNoTFO, reason: fmt.Sprintf("all %s were plain handshakes: the clients never asked for a cookie nor sent data in a SYN.", plural(plain, "connection", "connections")),
+		add(finding{verdict: ClientNoTFO, reason: fmt.Sprintf("all %s were plain handshakes: the clients never asked for a cookie nor sent data in a SYN.", plural(plain, "connection")),
 			kinds: []Kind{KindPlain}, n: plain})
 	}
 	if len(fs) == 0 {
@@ -611,10 +616,10 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		}
 	}
 	if g.exp > 0 {
-		notes = append(notes, fmt.Sprintf("%s used the experimental option form (kind 254, magic 0xF989)", plural(g.exp, "connection", "connections")))
+		notes = append(notes, fmt.Sprintf("%s used the experimental option form (kind 254, magic 0xF989)", plural(g.exp, "connection")))
 	}
 	if g.orphans > 0 && g.orphans*10 > g.total {
-		notes = append(notes, fmt.Sprintf("%s without their SYN in the capture", plural(g.orphans, "SYN-ACK", "SYN-ACKs")))
+		notes = append(notes, fmt.Sprintf("%s without their SYN in the capture", plural(g.orphans, "SYN-ACK")))
 	}
 	return fs, notes
 }
@@ -648,7 +653,7 @@ func (g *serverAgg) detectionSummary() string {
 	var parts []string
 	for how, n := range g.detections {
 		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%s with %s", plural(n, "TFO connection", "TFO connections"), short[how]))
+			parts = append(parts, fmt.Sprintf("%s with %s", plural(n, "TFO connection"), short[how]))
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -661,7 +666,7 @@ func (g *serverAgg) dataBlackholed(problem func(finding), notes *[]string) (said
 	noAns := g.counts[KindNoAnswer]
 	if noAns > 0 && g.delivered == 0 {
 		// Nothing to compare with: the application may just not answer.
-		*notes = append(*notes, fmt.Sprintf("%s whose SYN data the server acked got nothing back before the client gave up, but no TFO connection to this server got an answer either: an application that does not answer, or a path that drops all its data", plural(noAns, "connection", "connections")))
+		*notes = append(*notes, fmt.Sprintf("%s whose SYN data the server acked got nothing back before the client gave up, but no TFO connection to this server got an answer either: an application that does not answer, or a path that drops all its data", plural(noAns, "connection")))
 		noAns = 0
 	}
 	n := g.sum(KindServerDataLost, KindClientDataLost) + noAns
@@ -678,14 +683,14 @@ func (g *serverAgg) dataBlackholed(problem func(finding), notes *[]string) (said
 		case g.loneFIN > 0:
 			how = fmt.Sprintf("in %d of them only the server's FIN got through, out of order", g.loneFIN)
 		}
-		parts = append(parts, fmt.Sprintf("in %s, what the server sent after the handshake never reached the client, which acked none of it (%s)", plural(c, "TFO connection", "TFO connections"), how))
+		parts = append(parts, fmt.Sprintf("in %s, what the server sent after the handshake never reached the client, which acked none of it (%s)", plural(c, "TFO connection"), how))
 	}
 	if c := g.counts[KindClientDataLost]; c > 0 {
-		parts = append(parts, fmt.Sprintf("in %s, the client's data after the handshake was retransmitted and never acked", plural(c, "TFO connection", "TFO connections")))
+		parts = append(parts, fmt.Sprintf("in %s, the client's data after the handshake was retransmitted and never acked", plural(c, "TFO connection")))
 	}
 	if noAns > 0 {
 		kinds = append(kinds, KindNoAnswer)
-		parts = append(parts, fmt.Sprintf("in %s, the server acked the data in the SYN but its answer never came: the client waited and gave up, while %s to this server did get data back", plural(noAns, "TFO connection", "TFO connections"), plural(g.delivered, "TFO connection", "TFO connections")))
+		parts = append(parts, fmt.Sprintf("in %s, the server acked the data in the SYN but its answer never came: the client waited and gave up, while %s to this server did get data back", plural(noAns, "TFO connection"), plural(g.delivered, "TFO connection")))
 	}
 	r := "the TFO handshake passed but the data after it did not: " + strings.Join(parts, "; ") +
 		": something in the path lets a TFO flow's handshake through and drops its data"
@@ -701,21 +706,21 @@ func (g *serverAgg) dataBlackholed(problem func(finding), notes *[]string) (said
 func (g *serverAgg) inconclusiveReason() string {
 	switch {
 	case g.total == 0 && g.orphans > 0:
-		return fmt.Sprintf("only the server's side of the handshake was captured (%s, no SYN): a capture filtered to one direction?", plural(g.orphans, "SYN-ACK", "SYN-ACKs"))
+		return fmt.Sprintf("only the server's side of the handshake was captured (%s, no SYN): a capture filtered to one direction?", plural(g.orphans, "SYN-ACK"))
 	case g.total == 0:
 		return "no SYN to this server in the capture(s)"
 	case g.counts[KindOneDirection] > 0 && g.counts[KindOneDirection] >= g.total/2 && g.agg.cut:
-		return fmt.Sprintf("%s completed without a readable SYN-ACK: the snap length cut their TCP headers (capture with tcpdump -s 0)", plural(g.counts[KindOneDirection], "handshake", "handshakes"))
+		return fmt.Sprintf("%s completed without a readable SYN-ACK: the snap length cut their TCP headers (capture with tcpdump -s 0)", plural(g.counts[KindOneDirection], "handshake"))
 	case g.counts[KindOneDirection] > 0 && g.counts[KindOneDirection] >= g.total/2:
-		return fmt.Sprintf("only one direction was captured: %s completed without a SYN-ACK in the capture", plural(g.counts[KindOneDirection], "handshake", "handshakes"))
+		return fmt.Sprintf("only one direction was captured: %s completed without a SYN-ACK in the capture", plural(g.counts[KindOneDirection], "handshake"))
 	case g.counts[KindUnfinished] == g.total:
 		return "the capture ended less than a SYN timeout after the SYNs to this server: too early to tell"
 	case g.unanswered == g.total:
-		return fmt.Sprintf("none of the %s got a SYN-ACK: the server is down or unreachable, which says nothing about TFO", plural(g.total, "connection", "connections"))
+		return fmt.Sprintf("none of the %s got a SYN-ACK: the server is down or unreachable, which says nothing about TFO", plural(g.total, "connection"))
 	case g.counts[KindRefused] > 0:
 		return "the port refused the connections (RST): nothing listens there"
 	case g.counts[KindPaused] > 0:
-		return fmt.Sprintf("%s went out plain during a blackhole pause the client's kernel started after TFO failures elsewhere (see the blackhole-paused server)", plural(g.counts[KindPaused], "SYN", "SYNs"))
+		return fmt.Sprintf("%s went out plain during a blackhole pause the client's kernel started after TFO failures elsewhere (see the blackhole-paused server)", plural(g.counts[KindPaused], "SYN"))
 	case g.counts[KindCookieUnused] > 0:
 		return "clients that had used TFO with this server came back without it: a client-side capture would tell why"
 	}

@@ -129,6 +129,23 @@ func cookieRequestDropped(s *synth, label string, round int) {
 	firstSYNDropped(s, label, round, cSYN(0, req, 0))
 }
 
+// connsThrough makes connections 1 to n through the ruleset, each as conn
+// makes it.
+func connsThrough(s *synth, n int, conn func(s *synth, label string, round int)) {
+	for round := 1; round <= n; round++ {
+		conn(s, LabelThrough, round)
+	}
+}
+
+// afterCookie builds the common dialogue: a cookie learned on the open
+// path, then n connections through the ruleset, each as conn makes it.
+func afterCookie(n int, conn func(s *synth, label string, round int)) func(s *synth) {
+	return func(s *synth) {
+		cookieRequest(s, LabelOpen, 0)
+		connsThrough(s, n, conn)
+	}
+}
+
 // handshake: a SYN without data (its TFO option syn), the SYN-ACK (option
 // synack), then request and response after the handshake.
 func handshake(s *synth, label string, round int, syn, synack *capture.FastOpenOption) {
@@ -220,20 +237,13 @@ func TestClassify(t *testing.T) {
 		}, Safe, nil, "", false},
 		{"SYN with data dropped after a change", chOff, func(s *synth) {
 			cookieRequest(s, LabelOpen, 0)
-			synDataDropped(s, LabelThrough, 1)
-			synDataDropped(s, LabelThrough, 2)
+			connsThrough(s, 2, synDataDropped)
 			s.rules(dropRule, accept)
 		}, RTO, []string{"the SYN with data"}, "", false},
 		{"cookie request dropped", fcOff, func(s *synth) {
-			cookieRequestDropped(s, LabelThrough, 1)
-			cookieRequestDropped(s, LabelThrough, 2)
-			cookieRequestDropped(s, LabelThrough, 3)
+			connsThrough(s, 3, cookieRequestDropped)
 		}, RTO, []string{"the cookie-request SYN"}, "", false},
-		{"option stripped after a change", chOff, func(s *synth) {
-			cookieRequest(s, LabelOpen, 0)
-			stripped(s, LabelThrough, 1)
-			stripped(s, LabelThrough, 2)
-		}, Lost, []string{"option 34"}, "", false},
+		{"option stripped after a change", chOff, afterCookie(2, stripped), Lost, []string{"option 34"}, "", false},
 		{"stripped once, then TFO over the experimental option", fcOff, func(s *synth) {
 			s.conn(LabelThrough, 1, ok(300*time.Microsecond, false),
 				clientOnly(cSYN(0, req, 0)), serverOnly(cSYN(50*time.Microsecond, nil, 0)), both(sSYNACK(100*time.Microsecond, nil, isn+1)))
@@ -241,11 +251,7 @@ func TestClassify(t *testing.T) {
 				both(cSYN(0, &capture.FastOpenOption{Experimental: true}, 0)), both(sSYNACK(100*time.Microsecond, expC, isn+1)))
 			expCookieOK(s, LabelThrough, 3)
 		}, Lost, []string{"option 34"}, "from connection 1 on TFO works, with the experimental TFO option", false},
-		{"rejected with a RST", chOff, func(s *synth) {
-			cookieRequest(s, LabelOpen, 0)
-			rejected(s, LabelThrough, 1)
-			rejected(s, LabelThrough, 2)
-		}, Refused, []string{"the SYN with data"}, "", false},
+		{"rejected with a RST", chOff, afterCookie(2, rejected), Refused, []string{"the SYN with data"}, "", false},
 		{"SYN-ACK dropped: a stall", chOff, func(s *synth) {
 			cookieRequest(s, LabelOpen, 0)
 			synackDropped(s, LabelThrough, 1, 2)
@@ -272,15 +278,10 @@ func TestClassify(t *testing.T) {
 		}, Stall, []string{"the SYN-ACK", "every SYN retransmission"}, "", false},
 		{"rules that saw nothing", chOff, func(s *synth) {
 			cookieRequest(s, LabelOpen, 0)
-			tfoOK(s, LabelThrough, 1)
-			tfoOK(s, LabelThrough, 2)
+			connsThrough(s, 2, tfoOK)
 			s.rules(observation.RuleHits{Rule: "iptables -t filter -A FORWARD -p tcp --dport 443 -j DROP", Line: 3})
 		}, Safe, nil, "", true},
-		{"a local drop: the client falls back to a cookie request", chOff, func(s *synth) {
-			cookieRequest(s, LabelOpen, 0)
-			cookieRequest(s, LabelThrough, 1)
-			cookieRequest(s, LabelThrough, 2)
-		}, Lost, []string{"the SYN with data"}, "", false},
+		{"a local drop: the client falls back to a cookie request", chOff, afterCookie(2, cookieRequest), Lost, []string{"the SYN with data"}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSynth()
@@ -305,8 +306,7 @@ func TestClassify(t *testing.T) {
 func TestClassifyCostAndRules(t *testing.T) {
 	s := newSynth()
 	cookieRequest(s, LabelOpen, 0)
-	synDataDropped(s, LabelThrough, 1)
-	synDataDropped(s, LabelThrough, 2)
+	connsThrough(s, 2, synDataDropped)
 	s.rules(observation.RuleHits{Rule: "iptables -t filter -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", Line: 5, Packets: 9},
 		observation.RuleHits{Rule: "iptables -t filter -A FORWARD -p tcp --syn -m length --length 81:65535 -j DROP", Line: 7, Packets: 2},
 		observation.RuleHits{Rule: "iptables -t filter -P FORWARD DROP", Line: 3, Packets: 0})
@@ -373,14 +373,12 @@ func report(findings ...Finding) *Report {
 func TestRender(t *testing.T) {
 	s := newSynth()
 	cookieRequest(s, LabelOpen, 0)
-	synDataDropped(s, LabelThrough, 1)
-	synDataDropped(s, LabelThrough, 2)
+	connsThrough(s, 2, synDataDropped)
 	s.rules(observation.RuleHits{Rule: "iptables -t filter -A FORWARD -p tcp --syn -m length --length 81:65535 -j DROP", Line: 7, Packets: 2})
 	bad := Classify(s.o, chOff)
 	s2 := newSynth()
 	cookieRequest(s2, LabelOpen, 0)
-	tfoOK(s2, LabelThrough, 1)
-	tfoOK(s2, LabelThrough, 2)
+	connsThrough(s2, 2, tfoOK)
 	good := Classify(s2.o, Variant{Family: lab.IPv4, Mode: tfo.ModeConnect, Phase: FirewallChange})
 	good.Hint = "none of your rules matched traffic to port 7000: is PORT right?"
 
@@ -480,8 +478,7 @@ func TestExpectations(t *testing.T) {
 func TestVerdictIs(t *testing.T) {
 	s := newSynth()
 	cookieRequest(s, LabelOpen, 0)
-	synDataDropped(s, LabelThrough, 1)
-	synDataDropped(s, LabelThrough, 2)
+	connsThrough(s, 2, synDataDropped)
 	m := VerdictIs(chOff, RTO)
 	if got, err := m.Match(s.o); !got || err != nil {
 		t.Errorf("RTO observation rejected: %v", err)

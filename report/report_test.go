@@ -165,16 +165,12 @@ func TestDiffServerTFOOff(t *testing.T) {
 		t.Fatalf("regressed %d, want 2 (connection 1, server counters)\n%s", c.Regressed(), c.Markdown())
 	}
 	md := c.Markdown()
-	for _, want := range []string{
+	wantAll(t, "diff", md,
 		"server TFO off at server (net.ipv4.tcp_fastopen 2 → 1)",
 		"**baseline/routed/ipv4/sendto/cookie-then-data**: connection 1, server counters (2 of 3 expectations)",
 		"TFO carried data on 0 of 2 connections; baseline: 1 of 2",
 		"diff: FAIL: 2 expectations in 1 scenario",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("diff lacks %q:\n%s", want, md)
-		}
-	}
+	)
 }
 
 // A candidate that turns blackhole detection on shows the pauses, in words
@@ -184,15 +180,11 @@ func TestDiffBlackholeOn(t *testing.T) {
 	cand := reportOf("blackhole-on.conf", asConfigured("1"))
 	c := Diff(base, cand)
 	md := c.Markdown()
-	for _, want := range []string{
+	wantAll(t, "diff", md,
 		"blackhole detection on at client (timeout 1 s)",
 		"blackhole detection on (1 s): after the drop-tfo-replies firewall TFO pauses 1.0 s, 2.0 s, 4.0 s; baseline: off: never paused, every connection stalls",
 		"diff: OK",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("diff lacks %q:\n%s", want, md)
-		}
-	}
+	)
 	if c.Regressed() != 0 {
 		t.Errorf("regressed %d, want 0: the scenario's expectations follow the sysctl", c.Regressed())
 	}
@@ -349,5 +341,106 @@ func TestCostWordsSeparateProtocolFromScheduling(t *testing.T) {
 		if got := costWords(c.conn, c.rtt); got != c.want {
 			t.Errorf("costWords(%+v, rtt %v) = %q, want %q", c.conn, c.rtt, got, c.want)
 		}
+	}
+}
+
+// wantAll fails t for each of wants that text (what it is: "diff") lacks.
+func wantAll(t *testing.T, what, text string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(text, want) {
+			t.Errorf("%s lacks %q:\n%s", what, want, text)
+		}
+	}
+}
+
+// The matrix: several kernels' reports side by side.
+
+func matrixReport(kernel, vm string, scs ...Scenario) *Report {
+	return &Report{Schema: SchemaVersion, Kernel: kernel, VM: vm, Parallel: 4, Scenarios: scs}
+}
+
+func sc(name string, verdicts ...assertions.Verdict) Scenario {
+	s := Scenario{Name: name, Verdicts: verdicts, Pass: true}
+	for _, v := range verdicts {
+		s.Pass = s.Pass && v.Pass
+	}
+	return s
+}
+
+func v(name string, pass bool) assertions.Verdict {
+	return assertions.Verdict{Name: name, Statement: name + " holds", Pass: pass, Evidence: "evidence of " + name}
+}
+
+func TestMatrixDifferencesFirstWithTheExpectationThatChanged(t *testing.T) {
+	same := sc("baseline/direct", v("connection 1", true), v("counters", true))
+	same.Behaviour.FirstByte = &Spread{Median: 2 * time.Millisecond}
+	same.Behaviour.Connections, same.Behaviour.TFOData = 2, 1
+	old := matrixReport("6.1.0-57-amd64", "debian:6.1 TCG, 2 vCPUs",
+		same,
+		sc("pool/unsync-keys", v("pool outcomes", false), v("probe", true)),
+		Scenario{Name: "blackhole/linear", Unsupported: Unsupported + ": lacks sysctl net.ipv4.tcp_syn_linear_timeouts"},
+	)
+	newer := matrixReport("6.12.118+deb12-amd64", "debian:6.12 TCG, 2 vCPUs",
+		same,
+		sc("pool/unsync-keys", v("pool outcomes", false), v("probe", true)),
+		sc("blackhole/linear", v("SYN schedule", true)),
+	)
+	host := matrixReport("6.18.0", "",
+		same,
+		sc("pool/unsync-keys", v("pool outcomes", true), v("probe", true)),
+		sc("blackhole/linear", v("SYN schedule", true)),
+		sc("only/host", v("x", true)),
+	)
+	m := BuildMatrix([]MatrixColumn{{"debian:6.1", old}, {"debian:6.12", newer}, {"host", host}})
+	if len(m.Rows) != 4 || m.Rows[3].Scenario != "only/host" {
+		t.Fatalf("rows: %+v", m.Rows)
+	}
+	if want := []string{"pool/unsync-keys", "blackhole/linear", "only/host"}; strings.Join(m.Differ, ",") != strings.Join(want, ",") {
+		t.Errorf("differ: got %v, want %v", m.Differ, want)
+	}
+	pool := m.Rows[1]
+	if len(pool.Changed) != 1 || pool.Changed[0].Name != "pool outcomes" || strings.Join(pool.Changed[0].FailsOn, ",") != "debian:6.1,debian:6.12" {
+		t.Errorf("pool's changed expectations: %+v", pool.Changed)
+	}
+	if c := m.Rows[2].Cells[0]; c.Status != "unsupported" || !strings.Contains(c.String(), "tcp_syn_linear_timeouts") {
+		t.Errorf("an unsupported cell: %+v %q", c, c.String())
+	}
+	if c := m.Rows[0].Cells[2]; c.String() != "✓ 2/2 · first byte 2.00 ms, TFO 1/2" && !strings.HasPrefix(c.String(), "✓ 2/2 · first byte") {
+		t.Errorf("a cell: %q", c.String())
+	}
+	if c := m.Rows[3].Cells[0]; c.Status != "absent" || c.String() != "—" {
+		t.Errorf("absent: %+v", c)
+	}
+	md := MatrixMarkdown(m)
+	di, ev := strings.Index(md, "## What differs"), strings.Index(md, "## Every scenario")
+	if di < 0 || ev < di || !strings.Contains(md[di:ev], "pool outcomes fails under debian:6.1, debian:6.12: evidence of pool outcomes") {
+		t.Errorf("markdown:\n%s", md)
+	}
+	if !strings.Contains(md, "| debian:6.1 | 6.1.0-57-amd64 | VM: debian:6.1 TCG, 2 vCPUs, 4 at a time | 1/3 (1 not supported by this kernel) |") {
+		t.Errorf("kernels table:\n%s", md)
+	}
+	dir := t.TempDir()
+	mdPath, js, err := WriteMatrix(m, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{mdPath, js} {
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 || filepath.Dir(p) != dir {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+func TestDiffUnsupportedIsNoRegression(t *testing.T) {
+	newer := matrixReport("6.12", "debian:6.12 TCG, 2 vCPUs", sc("blackhole/linear", v("SYN schedule", true)))
+	newer.Scenarios[0].Sysctls = map[string]map[string]string{"client": {"net.ipv4.tcp_syn_linear_timeouts": "0"}}
+	old := matrixReport("6.1", "debian:6.1 TCG, 2 vCPUs", Scenario{Name: "blackhole/linear", Unsupported: Unsupported + ": lacks sysctl net.ipv4.tcp_syn_linear_timeouts"})
+	c := Diff(newer, old)
+	if c.Regressed() != 0 || len(c.Changed) != 1 || !strings.Contains(c.Changed[0].Behaviour[0], "candidate: not supported by this kernel") {
+		t.Errorf("regressed %d, changed %+v", c.Regressed(), c.Changed)
+	}
+	if md := c.Markdown(); strings.Contains(md, "tcp_syn_linear_timeouts`: 0 →") {
+		t.Errorf("an unsupported scenario's sysctls are no setting change:\n%s", md)
 	}
 }
