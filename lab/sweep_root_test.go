@@ -17,12 +17,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tfolab/tfolab/lab/labtest/mountns"
+	"github.com/tfolab/tfolab/lab/labtest/rerun"
 	"github.com/tfolab/tfolab/lab/netnsx"
 )
 
 // The sweep tests run again in a child process with a mount namespace of
-// its own and a fresh tmpfs on /run (see mountns), so that they see only
+// its own and a fresh tmpfs on /run (see rerun), so that they see only
 // the namespaces and owner records they make, and the host's /run/netns is
 // never touched.
 
@@ -30,7 +30,7 @@ const envSweepMountNS = "TFOLAB_TEST_SWEEP_MOUNTNS"
 
 func inPrivateMountNS(t *testing.T) bool {
 	t.Helper()
-	return mountns.Private(t, envSweepMountNS, 2*time.Minute)
+	return rerun.InPrivateMountNS(t, envSweepMountNS, 2*time.Minute)
 }
 
 const envSweepOwner = "TFOLAB_TEST_SWEEP_OWNER"
@@ -149,17 +149,9 @@ func TestSweepRemovesZombieOwner(t *testing.T) {
 // in the namespace. Both are reaped at cleanup.
 func startOwner(ctx context.Context, t *testing.T, role string) (owner, leftover int) {
 	t.Helper()
-	helper := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSweepOwnerHelper$", "-test.count=1", "-test.v")
-	helper.Env = append(os.Environ(), envSweepOwner+"="+role)
+	helper := rerun.Command(ctx, "TestSweepOwnerHelper", envSweepOwner, role, "-test.v")
 	helper.Stderr = os.Stderr
-	out, err := helper.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := helper.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, out := rerun.Pipes(t, helper)
 	if err := helper.Start(); err != nil {
 		t.Fatal(err)
 	}

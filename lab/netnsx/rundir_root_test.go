@@ -19,11 +19,11 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/tfolab/tfolab/lab/labtest/mountns"
+	"github.com/tfolab/tfolab/lab/labtest/rerun"
 )
 
 // These tests never touch the host's /run: each runs again in a child
-// process with a fresh tmpfs on /run (see mountns), so /run/netns starts
+// process with a fresh tmpfs on /run (see rerun), so /run/netns starts
 // out missing, as on a host where `ip netns` was never used.
 
 const envPrivateMountNS = "TFOLAB_TEST_PRIVATE_MOUNTNS"
@@ -37,7 +37,7 @@ var testRun int
 // false.
 func inPrivateMountNS(t *testing.T) bool {
 	t.Helper()
-	if !mountns.Private(t, envPrivateMountNS, 3*time.Minute, "ip") {
+	if !rerun.InPrivateMountNS(t, envPrivateMountNS, 3*time.Minute, "ip") {
 		return false
 	}
 	mounts, err := readMountinfo()
@@ -264,17 +264,9 @@ func TestNamedRaceWithIPNetns(t *testing.T) {
 
 	var releases []io.WriteCloser
 	for p := range procs {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestNetnsRaceWorker$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), envRaceWorker+"="+strconv.Itoa(p))
+		cmd := rerun.Command(ctx, "TestNetnsRaceWorker", envRaceWorker, strconv.Itoa(p), "-test.v")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
+		stdin, stdout := rerun.Pipes(t, cmd)
 		cmd.Stderr = cmd.Stdout
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
