@@ -91,22 +91,10 @@ func (l *Lab) DeferIn(ns *Namespace, what string, fn func() error) {
 // Close tears the Lab down in reverse order of creation and reports every
 // failure, not just the first. It is safe to call more than once.
 func (l *Lab) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	stack, own, ok := l.markClosed()
+	if !ok {
 		return nil
 	}
-	l.closed = true
-	stack := l.cleanups
-	l.cleanups = nil
-	l.mu.Unlock()
-
-	l.mu.Lock()
-	own := map[*Namespace]bool{}
-	for _, ns := range l.spaces {
-		own[ns] = true
-	}
-	l.mu.Unlock()
 	var errs []error
 	for i := len(stack) - 1; i >= 0; i-- {
 		if own[stack[i].in] {
@@ -117,6 +105,24 @@ func (l *Lab) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// markClosed closes l to new namespaces and hands over, in one critical
+// section, what Close tears down: the cleanup stack and l's namespaces
+// (whose own cleanups go with them). ok is false if l was closed already.
+func (l *Lab) markClosed() (stack []cleanup, own map[*Namespace]bool, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, nil, false
+	}
+	l.closed = true
+	stack, l.cleanups = l.cleanups, nil
+	own = make(map[*Namespace]bool, len(l.spaces))
+	for _, ns := range l.spaces {
+		own[ns] = true
+	}
+	return stack, own, true
 }
 
 // Namespace returns the namespace created for role, or nil.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,37 +17,20 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tfolab/tfolab/lab/labtest/rerun"
 	"github.com/tfolab/tfolab/lab/netnsx"
 )
 
 // The sweep tests run again in a child process with a mount namespace of
-// its own and a fresh tmpfs on /run, so that they see only the namespaces
-// and owner records they make, and the host's /run/netns is never touched.
+// its own and a fresh tmpfs on /run (see rerun), so that they see only
+// the namespaces and owner records they make, and the host's /run/netns is
+// never touched.
 
 const envSweepMountNS = "TFOLAB_TEST_SWEEP_MOUNTNS"
 
 func inPrivateMountNS(t *testing.T) bool {
 	t.Helper()
-	if os.Getenv(envSweepMountNS) == t.Name() {
-		if err := unix.Mount("tfolab-test", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-			t.Fatalf("mount a tmpfs on /run in the private mount namespace: %v", err)
-		}
-		return true
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mount and network namespaces")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.count=1", "-test.v", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), envSweepMountNS+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("in a private mount namespace: %v\n%s", err, out)
-	}
-	t.Logf("in a private mount namespace:\n%s", out)
-	return false
+	return rerun.InPrivateMountNS(t, envSweepMountNS, 2*time.Minute)
 }
 
 const envSweepOwner = "TFOLAB_TEST_SWEEP_OWNER"
@@ -167,17 +149,9 @@ func TestSweepRemovesZombieOwner(t *testing.T) {
 // in the namespace. Both are reaped at cleanup.
 func startOwner(ctx context.Context, t *testing.T, role string) (owner, leftover int) {
 	t.Helper()
-	helper := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSweepOwnerHelper$", "-test.count=1", "-test.v")
-	helper.Env = append(os.Environ(), envSweepOwner+"="+role)
+	helper := rerun.Command(ctx, "TestSweepOwnerHelper", envSweepOwner, role, "-test.v")
 	helper.Stderr = os.Stderr
-	out, err := helper.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := helper.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, out := rerun.Pipes(t, helper)
 	if err := helper.Start(); err != nil {
 		t.Fatal(err)
 	}

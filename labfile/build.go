@@ -418,11 +418,8 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 		if body != nil {
 			return svc, b.errAt(p("body"), "a body goes with the lab's nginx configuration, not with your own")
 		}
-		data, path, err := b.readFile(p("config"), fs.Config)
+		data, path, err := b.readConfig(p("config"), fs.Config)
 		if err != nil {
-			return svc, err
-		}
-		if err := b.configNodes(p("config"), data); err != nil {
 			return svc, err
 		}
 		svc.Kind = scenarios.NginxConfig{Path: path, Config: data}
@@ -431,11 +428,8 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 			if fs.TFO != nil || fs.Backend != nil {
 				return svc, b.errAt(p("config"), "a haproxy service takes its own config or tfo/backend, not both")
 			}
-			data, path, err := b.readFile(p("config"), fs.Config)
+			data, path, err := b.readConfig(p("config"), fs.Config)
 			if err != nil {
-				return svc, err
-			}
-			if err := b.configNodes(p("config"), data); err != nil {
 				return svc, err
 			}
 			svc.Kind = scenarios.HAProxyConfig{Path: path, Config: data}
@@ -463,15 +457,11 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 		}
 		svc.Kind = h
 	case "scripted":
-		sp := scenarios.ScriptedPeer{Greeting: []byte(fs.Greeting)}
-		if fs.Cookie != "" {
-			c, err := hex.DecodeString(fs.Cookie)
-			if err != nil {
-				return svc, b.errAt(p("cookie"), "cookie %q: want hex digits", fs.Cookie)
-			}
-			sp.Cookie = c
+		cookie, err := b.hexCookie(p("cookie"), fs.Cookie)
+		if err != nil {
+			return svc, err
 		}
-		svc.Kind = sp
+		svc.Kind = scenarios.ScriptedPeer{Greeting: []byte(fs.Greeting), Cookie: cookie}
 	case "scripted-listener":
 		q := 0
 		if fs.Queue != nil {
@@ -483,13 +473,11 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 		if fs.AckBytes != nil {
 			pp.AckBytes = *fs.AckBytes
 		}
-		if fs.Cookie != "" {
-			c, err := hex.DecodeString(fs.Cookie)
-			if err != nil {
-				return svc, b.errAt(p("cookie"), "cookie %q: want hex digits", fs.Cookie)
-			}
-			pp.Cookie = c
+		cookie, err := b.hexCookie(p("cookie"), fs.Cookie)
+		if err != nil {
+			return svc, err
 		}
+		pp.Cookie = cookie
 		svc.Kind = pp
 	}
 	if err := svc.Kind.Validate(); err != nil {
@@ -498,14 +486,31 @@ func (b *builder) service(i int, fs Service, fam topology.Family) (scenarios.Ser
 	return svc, nil
 }
 
-// configNodes checks the nodes a configuration's {addr:NODE} names.
-func (b *builder) configNodes(path []pathElem, data []byte) error {
+// hexCookie is a cookie written in hex digits; none (nil) for "".
+func (b *builder) hexCookie(path []pathElem, cookie string) ([]byte, error) {
+	if cookie == "" {
+		return nil, nil
+	}
+	c, err := hex.DecodeString(cookie)
+	if err != nil {
+		return nil, b.errAt(path, "cookie %q: want hex digits", cookie)
+	}
+	return c, nil
+}
+
+// readConfig reads a server's configuration file (see readFile) and
+// checks the nodes its {addr:NODE} names.
+func (b *builder) readConfig(path []pathElem, name string) ([]byte, string, error) {
+	data, p, err := b.readFile(path, name)
+	if err != nil {
+		return nil, "", err
+	}
 	for _, n := range scenarios.ConfigNodes(data) {
 		if err := b.node(path, "{addr:"+n+"} in the configuration", n); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
-	return nil
+	return data, p, nil
 }
 
 // defaultServiceNode is "server" when the topology has one, else the

@@ -148,41 +148,32 @@ var Middleboxes = map[string]any{
 
 // callMiddlebox builds a middlebox from a call of Middleboxes.
 func callMiddlebox(v any) (middlebox.Middlebox, error) {
-	r, err := boxes.call(v)
-	if err != nil {
-		return middlebox.Middlebox{}, err
-	}
-	m, ok := r.Interface().(middlebox.Middlebox)
-	if !ok {
-		return m, fmt.Errorf("%s is no middlebox", r.Type())
-	}
-	return m, nil
+	return callAs[middlebox.Middlebox](boxes, v, "no middlebox")
 }
 
 // callMatcher builds an expectation from a call.
 func callMatcher(v any) (types.GomegaMatcher, error) {
-	r, err := expectations.call(v)
-	if err != nil {
-		return nil, err
-	}
-	m, ok := r.Interface().(types.GomegaMatcher)
-	if !ok {
-		return nil, fmt.Errorf("%s is no expectation: wrap it (a ConnCheck in Conn or EveryConn, a Step in Dialogue)", r.Type())
-	}
-	return m, nil
+	return callAs[types.GomegaMatcher](expectations, v, "no expectation: wrap it (a ConnCheck in Conn or EveryConn, a Step in Dialogue)")
 }
 
 // callTimeline builds a timeline from a call of scenarios.Timelines.
 func callTimeline(v any) (scenarios.Scripted, error) {
-	r, err := timelines.call(v)
+	return callAs[scenarios.Scripted](timelines, v, "no timeline")
+}
+
+// callAs builds a T from a call of one of r's constructors; a constructor
+// that returns something else is an error: "<its type> is " + isNot.
+func callAs[T any](r registry, v any, isNot string) (T, error) {
+	res, err := r.call(v)
 	if err != nil {
-		return scenarios.Scripted{}, err
+		var zero T
+		return zero, err
 	}
-	sc, ok := r.Interface().(scenarios.Scripted)
+	t, ok := res.Interface().(T)
 	if !ok {
-		return sc, fmt.Errorf("%s is no timeline", r.Type())
+		return t, fmt.Errorf("%s is %s", res.Type(), isNot)
 	}
-	return sc, nil
+	return t, nil
 }
 
 // isCall reports whether m is a call of one of r's constructors rather
@@ -345,18 +336,10 @@ func (r registry) convert(a any, t reflect.Type) (reflect.Value, error) {
 		if !ok {
 			return reflect.Value{}, fmt.Errorf("want a duration such as \"1.5s\", got %v", a)
 		}
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return reflect.Value{}, err
-		}
-		return reflect.ValueOf(d), nil
+		return valueOf(time.ParseDuration(s))
 	case keyType:
 		s, _ := a.(string)
-		k, err := tfo.ParseKey(s)
-		if err != nil {
-			return reflect.Value{}, err
-		}
-		return reflect.ValueOf(k), nil
+		return valueOf(tfo.ParseKey(s))
 	case bytesType:
 		s, ok := a.(string)
 		if !ok {
@@ -449,6 +432,14 @@ func (r registry) convert(a any, t reflect.Type) (reflect.Value, error) {
 		return v, fmt.Errorf("a %s has no file form", t)
 	}
 	return v, nil
+}
+
+// valueOf is what a parser returned, as a reflect.Value.
+func valueOf[T any](v T, err error) (reflect.Value, error) {
+	if err != nil {
+		return reflect.Value{}, err
+	}
+	return reflect.ValueOf(v), nil
 }
 
 // isData reports whether a map in a file is the value of t itself (a

@@ -18,6 +18,7 @@ package middlebox
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/rules"
@@ -40,50 +41,32 @@ const (
 	ServerSide
 )
 
+// placements are, for each Placement, its name, the node of the standard
+// topologies whose namespace its rules belong in when a scenario does not
+// name one, and the chains that see packets travelling to the server and
+// back from it.
+var placements = [...]struct{ name, node, toServer, back string }{
+	Router:     {"router", "router", "FORWARD", "FORWARD"},
+	ClientSide: {"client-side", "client", "OUTPUT", "INPUT"},
+	ServerSide: {"server-side", "server", "INPUT", "OUTPUT"},
+}
+
+func (p Placement) known() bool { return p >= 0 && int(p) < len(placements) }
+
 func (p Placement) String() string {
-	switch p {
-	case Router:
-		return "router"
-	case ClientSide:
-		return "client-side"
-	case ServerSide:
-		return "server-side"
+	if !p.known() {
+		return fmt.Sprintf("Placement(%d)", int(p))
 	}
-	return fmt.Sprintf("Placement(%d)", int(p))
+	return placements[p].name
 }
 
 // DefaultNode is the node of the standard topologies whose namespace the
 // rules belong in when a scenario does not name one.
 func (p Placement) DefaultNode() string {
-	switch p {
-	case ClientSide:
-		return "client"
-	case ServerSide:
-		return "server"
+	if !p.known() {
+		return placements[Router].node
 	}
-	return "router"
-}
-
-// toServer is the chain that sees packets travelling to the server.
-func (p Placement) toServer() string {
-	switch p {
-	case ClientSide:
-		return "OUTPUT"
-	case ServerSide:
-		return "INPUT"
-	}
-	return "FORWARD"
-}
-
-// back is the chain that sees packets travelling from the server.
-func (p Placement) back() string {
-	switch p {
-	case ClientSide:
-		return "INPUT"
-	case ServerSide:
-		return "OUTPUT"
-	}
-	return "FORWARD"
+	return placements[p].node
 }
 
 // Params are the knobs every middlebox takes.
@@ -203,9 +186,7 @@ func validate(f lab.Family, p Params) error {
 	if p.ServicePort == 0 {
 		return fmt.Errorf("service port 0")
 	}
-	switch p.Placement {
-	case Router, ClientSide, ServerSide:
-	default:
+	if !p.Placement.known() {
 		return fmt.Errorf("unknown placement %d", int(p.Placement))
 	}
 	return nil
@@ -215,174 +196,132 @@ func rule(table, chain string, spec ...string) Rule {
 	return Rule{Table: table, Chain: chain, Spec: spec}
 }
 
-// spec is what a behaviour's rule generator works from: the family, the
-// knobs, the port as text, and the xt_bpf programs it may match with.
-type spec struct {
-	f    lab.Family
-	p    Params
-	port string
-	// synData matches "SYN (ACK clear) with TCP payload", synAckData
-	// "SYN-ACK with TCP payload", data "segment with payload, SYN clear":
-	// -m bpf --bytecode arguments for f.
-	synData, synAckData, data string
-}
+// Rule templates: a rule as its table, its chain and the rest of its
+// command line, separated by spaces; a word in braces stands for what
+// builtin fills in:
+//
+//	{TS}, {BK}        the chain that sees packets to the server, and back (Placement)
+//	{PORT}            the service port
+//	{MARK}            TFOMark, as 0x7413
+//	{SD}, {SA}, {DA}  the xt_bpf bytecodes that match a SYN (ACK clear) with
+//	                  TCP payload, a SYN-ACK with payload, a segment with
+//	                  payload and SYN clear, in the family's program
+//	{RJ}              the ICMP error reject-syn-data answers with (rejectWith)
+const (
+	// markSynData marks (CONNMARK, mangle table) every flow whose SYN to
+	// the service port carries payload.
+	markSynData = "mangle {TS} -p tcp --syn --dport {PORT} -m bpf --bytecode {SD} -j CONNMARK --set-mark {MARK}"
+	// markOption34 and markOption254 mark every flow whose SYN to the
+	// service port carries the TFO option (or the experimental one).
+	markOption34  = "mangle {TS} -p tcp --syn --dport {PORT} --tcp-option 34 -j CONNMARK --set-mark {MARK}"
+	markOption254 = "mangle {TS} -p tcp --syn --dport {PORT} --tcp-option 254 -j CONNMARK --set-mark {MARK}"
+)
 
-// builder wraps a rule generator with validation and the bytecodes.
-func builder(gen func(s spec) []Rule) func(lab.Family, Params) ([]Rule, error) {
-	return func(f lab.Family, p Params) ([]Rule, error) {
+// builtin is the behaviour whose rules are templates (see above), filled
+// in for each (family, Params) once they are valid.
+func builtin(name, description string, templates ...string) Middlebox {
+	return Middlebox{Name: name, Description: description, Rules: func(f lab.Family, p Params) ([]Rule, error) {
 		if err := validate(f, p); err != nil {
 			return nil, err
 		}
-		s := spec{f: f, p: p, port: strconv.Itoa(int(p.ServicePort))}
+		fill := map[string]string{
+			"{TS}":   placements[p.Placement].toServer,
+			"{BK}":   placements[p.Placement].back,
+			"{PORT}": strconv.Itoa(int(p.ServicePort)),
+			"{MARK}": fmt.Sprintf("0x%x", TFOMark),
+			"{RJ}":   rejectWith(f),
+		}
 		for _, b := range []struct {
-			dst        *string
+			word       string
 			mask, want uint8
-		}{{&s.synData, flagSYN | flagACK, flagSYN}, {&s.synAckData, flagSYN | flagACK, flagSYN | flagACK}, {&s.data, flagSYN, 0}} {
+		}{{"{SD}", flagSYN | flagACK, flagSYN}, {"{SA}", flagSYN | flagACK, flagSYN | flagACK}, {"{DA}", flagSYN, 0}} {
 			code, err := XTBPFBytecode(TCPPayloadProgram(f, b.mask, b.want))
 			if err != nil {
 				return nil, fmt.Errorf("assemble xt_bpf program: %w", err)
 			}
-			*b.dst = code
+			fill[b.word] = code
 		}
-		return gen(s), nil
-	}
-}
-
-// markSynData marks (CONNMARK, mangle table) every flow whose SYN to the
-// service port carries payload.
-func markSynData(s spec) Rule {
-	return rule("mangle", s.p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", s.port, "-m", "bpf", "--bytecode", s.synData, "-j", "CONNMARK", "--set-mark", fmt.Sprintf("0x%x", TFOMark))
-}
-
-// markTFOFlows marks every flow whose SYN to the service port carries
-// option 34, option 254, or payload.
-func markTFOFlows(s spec) []Rule {
-	mark, port := fmt.Sprintf("0x%x", TFOMark), s.port
-	c := s.p.Placement.toServer()
-	return []Rule{
-		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "34", "-j", "CONNMARK", "--set-mark", mark),
-		rule("mangle", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "254", "-j", "CONNMARK", "--set-mark", mark),
-		markSynData(s),
-	}
+		rs := make([]Rule, len(templates))
+		for i, t := range templates {
+			words := strings.Fields(t)
+			for j, w := range words {
+				if v, ok := fill[w]; ok {
+					words[j] = v
+				}
+			}
+			rs[i] = rule(words[0], words[1], words[2:]...)
+		}
+		return rs, nil
+	}}
 }
 
 // DropSynData: see its Description.
-var DropSynData = Middlebox{
-	Name: "drop-syn-data",
-	Description: "Drops SYNs (SYN set, ACK clear) to the service port that carry TCP payload, " +
-		"matched exactly with an xt_bpf program (IPv4: total_len - IHL*4 - doff*4 > 0; IPv6: next header 6 and " +
-		"payload_len - doff*4 > 0). Plain SYNs, cookie requests and retransmitted data-less SYNs pass: " +
+var DropSynData = builtin("drop-syn-data",
+	"Drops SYNs (SYN set, ACK clear) to the service port that carry TCP payload, "+
+		"matched exactly with an xt_bpf program (IPv4: total_len - IHL*4 - doff*4 > 0; IPv6: next header 6 and "+
+		"payload_len - doff*4 > 0). Plain SYNs, cookie requests and retransmitted data-less SYNs pass: "+
 		"the client pays one SYN RTO and falls back to a normal handshake.",
-	Rules: builder(func(s spec) []Rule {
-		p, port := s.p, s.port
-		return []Rule{rule("filter", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
-			"-m", "bpf", "--bytecode", s.synData, "-j", "DROP")}
-	}),
-}
+	"filter {TS} -p tcp --syn --dport {PORT} -m bpf --bytecode {SD} -j DROP")
 
 // ResetSynData: see its Description.
-var ResetSynData = Middlebox{
-	Name: "reset-syn-data",
-	Description: "Like drop-syn-data, but answers a SYN with payload with a TCP RST " +
+var ResetSynData = builtin("reset-syn-data",
+	"Like drop-syn-data, but answers a SYN with payload with a TCP RST "+
 		"(REJECT --reject-with tcp-reset) instead of silently dropping it.",
-	Rules: builder(func(s spec) []Rule {
-		p, port := s.p, s.port
-		return []Rule{rule("filter", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
-			"-m", "bpf", "--bytecode", s.synData, "-j", "REJECT", "--reject-with", "tcp-reset")}
-	}),
-}
+	"filter {TS} -p tcp --syn --dport {PORT} -m bpf --bytecode {SD} -j REJECT --reject-with tcp-reset")
 
 // StripTFOOption: see its Description.
-var StripTFOOption = Middlebox{
-	Name: "strip-tfo-option",
-	Description: "Removes TCP options 34 (TFO) and 254 (experimental TFO) from SYNs to the service port " +
-		"(mangle TCPOPTSTRIP). The SYN's payload still reaches the server, but without a cookie the " +
+var StripTFOOption = builtin("strip-tfo-option",
+	"Removes TCP options 34 (TFO) and 254 (experimental TFO) from SYNs to the service port "+
+		"(mangle TCPOPTSTRIP). The SYN's payload still reaches the server, but without a cookie the "+
 		"server does not accept it in the SYN: the client's data is acked only after the handshake.",
-	Rules: builder(func(s spec) []Rule {
-		p, port := s.p, s.port
-		return []Rule{rule("mangle", p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", port,
-			"-j", "TCPOPTSTRIP", "--strip-options", "34,254")}
-	}),
-}
+	"mangle {TS} -p tcp --syn --dport {PORT} -j TCPOPTSTRIP --strip-options 34,254")
 
 // DropCookieRequest: see its Description.
-var DropCookieRequest = Middlebox{
-	Name: "drop-cookie-request",
-	Description: "Drops every SYN to the service port that carries a TFO option at all (34 or 254): " +
-		"cookie requests, cookies and SYN+data alike. The client's retransmitted SYN has no option " +
+var DropCookieRequest = builtin("drop-cookie-request",
+	"Drops every SYN to the service port that carries a TFO option at all (34 or 254): "+
+		"cookie requests, cookies and SYN+data alike. The client's retransmitted SYN has no option "+
 		"and passes.",
-	Rules: builder(func(s spec) []Rule {
-		p, port := s.p, s.port
-		c := p.Placement.toServer()
-		return []Rule{
-			rule("filter", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "34", "-j", "DROP"),
-			rule("filter", c, "-p", "tcp", "--syn", "--dport", port, "--tcp-option", "254", "-j", "DROP"),
-		}
-	}),
-}
+	"filter {TS} -p tcp --syn --dport {PORT} --tcp-option 34 -j DROP",
+	"filter {TS} -p tcp --syn --dport {PORT} --tcp-option 254 -j DROP")
 
 // DropTFOSynAck: see its Description.
-var DropTFOSynAck = Middlebox{
-	Name: "drop-tfo-synack",
-	Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload, " +
-		"then drops the SYN-ACKs of marked flows: a stateful tracker that rejects a SYN-ACK acknowledging " +
-		"data it did not expect. The mark lives on the conntrack entry, so the client's plain retransmitted " +
-		"SYNs (same 5-tuple) stay marked and the whole connection is blackholed until the entry expires " +
+var DropTFOSynAck = builtin("drop-tfo-synack",
+	"Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload, "+
+		"then drops the SYN-ACKs of marked flows: a stateful tracker that rejects a SYN-ACK acknowledging "+
+		"data it did not expect. The mark lives on the conntrack entry, so the client's plain retransmitted "+
+		"SYNs (same 5-tuple) stay marked and the whole connection is blackholed until the entry expires "+
 		"(nf_conntrack_tcp_timeout_syn_sent); cookie requests and plain SYNs are not marked and pass.",
-	Rules: builder(func(s spec) []Rule {
-		p, port := s.p, s.port
-		return []Rule{markSynData(s),
-			rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
-				"-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP")}
-	}),
-}
+	markSynData,
+	"filter {BK} -p tcp --sport {PORT} --tcp-flags SYN,ACK SYN,ACK -m connmark --mark {MARK} -j DROP")
 
 // BlackholeAfterHandshake: see its Description.
-var BlackholeAfterHandshake = Middlebox{
-	Name: "blackhole-after-handshake",
-	Description: "Marks TFO flows as drop-tfo-synack does (SYN with option 34, 254 or payload), lets their " +
-		"handshake through (SYN, also with data, SYN-ACK, bare ACK), then drops every later packet of " +
-		"those flows that carries TCP payload, in both directions. Bare ACKs, FINs and RSTs pass, which " +
+var BlackholeAfterHandshake = builtin("blackhole-after-handshake",
+	"Marks TFO flows as drop-tfo-synack does (SYN with option 34, 254 or payload), lets their "+
+		"handshake through (SYN, also with data, SYN-ACK, bare ACK), then drops every later packet of "+
+		"those flows that carries TCP payload, in both directions. Bare ACKs, FINs and RSTs pass, which "+
 		"is the pattern behind the kernel's out-of-order-FIN blackhole detection.",
-	Rules: builder(func(s spec) []Rule {
-		p, port := s.p, s.port
-		mark := fmt.Sprintf("0x%x", TFOMark)
-		data := s.data
-		return append(markTFOFlows(s),
-			rule("filter", p.Placement.toServer(), "-p", "tcp", "--dport", port,
-				"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"),
-			rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port,
-				"-m", "connmark", "--mark", mark, "-m", "bpf", "--bytecode", data, "-j", "DROP"))
-	}),
-}
+	markOption34,
+	markOption254,
+	markSynData,
+	"filter {TS} -p tcp --dport {PORT} -m connmark --mark {MARK} -m bpf --bytecode {DA} -j DROP",
+	"filter {BK} -p tcp --sport {PORT} -m connmark --mark {MARK} -m bpf --bytecode {DA} -j DROP")
 
 // DropTFOReplies: see its Description.
-var DropTFOReplies = Middlebox{
-	Name: "drop-tfo-replies",
-	Description: "Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload and " +
-		"drops every packet the server sends back on marked flows: SYN-ACKs and data alike. The SYN itself " +
-		"passes (a drop before conntrack confirms the entry would lose the mark), so the server serves the " +
-		"request, but the client hears nothing and its SYN times out again and again: the pure blackhole that " +
+var DropTFOReplies = builtin("drop-tfo-replies",
+	"Marks (CONNMARK 0x7413, mangle) every flow whose SYN to the service port carries payload and "+
+		"drops every packet the server sends back on marked flows: SYN-ACKs and data alike. The SYN itself "+
+		"passes (a drop before conntrack confirms the entry would lose the mark), so the server serves the "+
+		"request, but the client hears nothing and its SYN times out again and again: the pure blackhole that "+
 		"trips the kernel's detection at the 3rd SYN timeout, with no server data to re-arm it.",
-	Rules: builder(func(s spec) []Rule {
-		p, port := s.p, s.port
-		return []Rule{markSynData(s),
-			rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "-m", "connmark", "--mark", fmt.Sprintf("0x%x", TFOMark), "-j", "DROP")}
-	}),
-}
+	markSynData,
+	"filter {BK} -p tcp --sport {PORT} -m connmark --mark {MARK} -j DROP")
 
 // DropSynAckData: see its Description.
-var DropSynAckData = Middlebox{
-	Name: "drop-synack-data",
-	Description: "Drops SYN-ACKs from the service port that carry TCP payload (xt_bpf, exact as for " +
-		"drop-syn-data). A Linux server never puts data in its SYN-ACK, but other stacks may: this is the " +
+var DropSynAckData = builtin("drop-synack-data",
+	"Drops SYN-ACKs from the service port that carry TCP payload (xt_bpf, exact as for "+
+		"drop-syn-data). A Linux server never puts data in its SYN-ACK, but other stacks may: this is the "+
 		"firewall that refuses them. Pair it with a responder that sends such SYN-ACKs (lab/rawpeer).",
-	Rules: builder(func(s spec) []Rule {
-		p, port := s.p, s.port
-		return []Rule{rule("filter", p.Placement.back(), "-p", "tcp", "--sport", port, "--tcp-flags", "SYN,ACK", "SYN,ACK",
-			"-m", "bpf", "--bytecode", s.synAckData, "-j", "DROP")}
-	}),
-}
+	"filter {BK} -p tcp --sport {PORT} --tcp-flags SYN,ACK SYN,ACK -m bpf --bytecode {SA} -j DROP")
 
 // catalogue is the registry, in a stable order.
 var catalogue = []Middlebox{DropSynData, ResetSynData, RejectSynData, LowMTU, StripTFOOption, DropCookieRequest, DropTFOSynAck, BlackholeAfterHandshake, DropTFOReplies, DropSynAckData, DropTFOClientData, DropTFOServerDataAndFIN}

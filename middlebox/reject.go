@@ -3,18 +3,13 @@ package middlebox
 import "github.com/tfolab/tfolab/lab"
 
 // RejectSynData: see its Description.
-var RejectSynData = Middlebox{
-	Name: "reject-syn-data",
-	Description: "Like drop-syn-data, but answers a SYN with payload with an ICMP error instead of silently " +
-		"dropping it: REJECT --reject-with icmp-admin-prohibited (IPv4, type 3 code 13) or icmp6-adm-prohibited " +
-		"(IPv6, type 1 code 1), what firewalld's and most distributions' default reject rules send. In SYN-SENT the " +
-		"kernel takes a destination-unreachable as a hard error (tcp_v4_err/tcp_v6_err): the connection ends at once " +
+var RejectSynData = builtin("reject-syn-data",
+	"Like drop-syn-data, but answers a SYN with payload with an ICMP error instead of silently "+
+		"dropping it: REJECT --reject-with icmp-admin-prohibited (IPv4, type 3 code 13) or icmp6-adm-prohibited "+
+		"(IPv6, type 1 code 1), what firewalld's and most distributions' default reject rules send. In SYN-SENT the "+
+		"kernel takes a destination-unreachable as a hard error (tcp_v4_err/tcp_v6_err): the connection ends at once "+
 		"with EHOSTUNREACH (IPv4) or EACCES (IPv6), no fallback, no retransmission.",
-	Rules: builder(func(s spec) []Rule {
-		return []Rule{rule("filter", s.p.Placement.toServer(), "-p", "tcp", "--syn", "--dport", s.port,
-			"-m", "bpf", "--bytecode", s.synData, "-j", "REJECT", "--reject-with", rejectWith(s.f))}
-	}),
-}
+	"filter {TS} -p tcp --syn --dport {PORT} -m bpf --bytecode {SD} -j REJECT --reject-with {RJ}")
 
 // rejectWith is the ICMP error reject-syn-data answers with in family f.
 func rejectWith(f lab.Family) string {

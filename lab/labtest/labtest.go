@@ -8,7 +8,11 @@
 //     them, sysctls inside a namespace, a TCP_FASTOPEN listener;
 //   - synthetic.go: the addresses and time origin of synthetic
 //     observations and frames;
-//   - packet.go: synthetic frames, a BPF VM and a pcap reader.
+//   - packet.go: synthetic frames, a BPF VM and a pcap reader;
+//   - rerun, a package of its own that imports no tfolab package (so
+//     the internal tests of lab and lab/netnsx use it too): the test
+//     binary run again, for a helper test or in a private mount namespace
+//     with a fresh /run.
 //
 // Every fixture registers its teardown with tb.Cleanup the moment the thing
 // exists, so a test that fails half-way leaves nothing behind.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,14 +18,13 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/tfolab/tfolab/lab/labtest/rerun"
 )
 
 // These tests never touch the host's /run: each runs again in a child
-// process that has a mount namespace of its own (Unshareflags CLONE_NEWNS;
-// os/exec then makes every mount in it private) with a fresh tmpfs on /run,
-// so /run/netns starts out missing, as on a host where `ip netns` was never
-// used. Whatever the child leaves disappears with its mount namespace, and
-// the namespaces bound there with it.
+// process with a fresh tmpfs on /run (see rerun), so /run/netns starts
+// out missing, as on a host where `ip netns` was never used.
 
 const envPrivateMountNS = "TFOLAB_TEST_PRIVATE_MOUNTNS"
 
@@ -34,42 +32,24 @@ const envPrivateMountNS = "TFOLAB_TEST_PRIVATE_MOUNTNS"
 var testRun int
 
 // inPrivateMountNS returns true in the child, where the test should do its
-// work. In the parent it runs the child, fails t if the child failed, and
-// returns false.
+// work, once it has checked that lookups below /run go to the tmpfs. In
+// the parent it runs the child, fails t if the child failed, and returns
+// false.
 func inPrivateMountNS(t *testing.T) bool {
 	t.Helper()
-	if os.Getenv(envPrivateMountNS) == t.Name() {
-		if err := unix.Mount("tfolab-test", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-			t.Fatalf("mount a tmpfs on /run in the private mount namespace: %v", err)
-		}
-		mounts, err := readMountinfo()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _, err := newMountTable(mounts).walk("/run/x")
-		if err != nil || c.Point != "/run" || c.FSType != "tmpfs" {
-			t.Fatalf("the tmpfs on /run is not where lookups go: %v, %v", c, err)
-		}
-		testRun = c.ID
-		return true
+	if !rerun.InPrivateMountNS(t, envPrivateMountNS, 3*time.Minute, "ip") {
+		return false
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mount and network namespaces")
+	mounts, err := readMountinfo()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip")
+	c, _, err := newMountTable(mounts).walk("/run/x")
+	if err != nil || c.Point != "/run" || c.FSType != "tmpfs" {
+		t.Fatalf("the tmpfs on /run is not where lookups go: %v, %v", c, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.count=1", "-test.v", "-test.timeout=3m")
-	cmd.Env = append(os.Environ(), envPrivateMountNS+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("in a private mount namespace: %v\n%s", err, out)
-	}
-	t.Logf("in a private mount namespace:\n%s", out)
-	return false
+	testRun = c.ID
+	return true
 }
 
 func ipCmd(ctx context.Context, args ...string) error {
@@ -284,17 +264,9 @@ func TestNamedRaceWithIPNetns(t *testing.T) {
 
 	var releases []io.WriteCloser
 	for p := range procs {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestNetnsRaceWorker$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), envRaceWorker+"="+strconv.Itoa(p))
+		cmd := rerun.Command(ctx, "TestNetnsRaceWorker", envRaceWorker, strconv.Itoa(p), "-test.v")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
+		stdin, stdout := rerun.Pipes(t, cmd)
 		cmd.Stderr = cmd.Stdout
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -14,11 +14,13 @@ import (
 	"github.com/tfolab/tfolab/lab/capture"
 )
 
+// The ends of synthetic segments: the test lab's client (see lab_test.go)
+// at port 40001 and its server at port 80.
 var (
-	client4 = netip.MustParseAddrPort("10.34.1.1:40001")
-	server4 = netip.MustParseAddrPort("10.34.1.2:80")
-	client6 = netip.MustParseAddrPort("[fd34:1::1]:40001")
-	server6 = netip.MustParseAddrPort("[fd34:1::2]:80")
+	client4 = netip.AddrPortFrom(ipv4.client, 40001)
+	server4 = netip.AddrPortFrom(ipv4.server, 80)
+	client6 = netip.AddrPortFrom(ipv6.client, 40001)
+	server6 = netip.AddrPortFrom(ipv6.server, 80)
 )
 
 const testISN = 0xfffffffe // ISN+1 wraps: ack 0xffffffff

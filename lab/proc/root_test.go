@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tfolab/tfolab/lab/labtest"
+	"github.com/tfolab/tfolab/lab/labtest/rerun"
 	"github.com/tfolab/tfolab/lab/netnsx"
 )
 
@@ -540,16 +541,8 @@ func TestPeerDiesWithProgram(t *testing.T) {
 		helperStartsPeer()
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPeerDiesWithProgram$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "TFOLAB_PROC_HELPER=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdin, err := cmd.StdinPipe() // the helper blocks reading it
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd := rerun.Command(context.Background(), "TestPeerDiesWithProgram", "TFOLAB_PROC_HELPER", "1")
+	stdin, stdout := rerun.Pipes(t, cmd) // the helper blocks reading stdin
 	defer stdin.Close()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

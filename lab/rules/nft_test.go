@@ -1,17 +1,13 @@
 package rules
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 // listRuleset is `nft list ruleset` output as nft 1.0.6 prints it, with a
@@ -189,88 +185,5 @@ func TestWithCounter(t *testing.T) {
 	}
 	if _, ok := anonymousCounter(nftRuleJSON{Expr: raws(`{"counter":"seen"}`)}); ok {
 		t.Error("a named counter read as the rule's own")
-	}
-}
-
-func needRootNFT(t *testing.T) {
-	t.Helper()
-	labtest.NeedRoot(t, "creates a network namespace and loads nft rules in it")
-	if err := NFTAvailable(); err != nil {
-		t.Skip(err)
-	}
-}
-
-// TestApplyNFTRoot loads a ruleset into a lab namespace beside a table of
-// someone else's, counts a SYN by the rule's line and the drop policy,
-// and checks that teardown removes exactly the ruleset's tables.
-func TestApplyNFTRoot(t *testing.T) {
-	needRootNFT(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	owner, ns := labtest.Namespace(t, "nft")
-	if _, _, err := runNFT(ctx, ns, []byte("table ip keep {\n}\n"), "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
-	file := "table inet tfotest {\n\tchain out {\n\t\ttype filter hook output priority 0; policy drop;\n" +
-		"\t\tip daddr 127.0.0.1 tcp dport 9 tcp flags syn accept\n\t\tip daddr 127.0.0.1 tcp flags rst counter accept\n\t}\n}\n"
-	rs, err := ParseNFT(strings.NewReader(file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules := lab.New()
-	in, err := ApplyNFT(ctx, rules, ns, rs)
-	if err != nil {
-		rules.Close()
-		t.Fatal(err)
-	}
-	// One connect to a closed port: the SYN out matches line 4, the RST
-	// the kernel sends back to itself line 5; a UDP datagram hits the policy.
-	err = ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:9", time.Second)
-		if err == nil {
-			c.Close()
-		}
-		if u, err := net.Dial("udp", "127.0.0.1:9"); err == nil {
-			u.Write([]byte("x"))
-			u.Close()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, pol, err := in.Counters(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, []uint64{1, 1}) || !reflect.DeepEqual(pol, []uint64{1}) {
-		t.Errorf("counters %v, policy %v; want [1 1] and [1]", got, pol)
-	}
-	// Applying again finds its table present and refuses, naming the line.
-	if _, err := ApplyNFT(ctx, rules, ns, rs); err == nil || !strings.Contains(err.Error(), "line 1: table inet tfotest already exists") {
-		t.Errorf("second apply: %v", err)
-	}
-	if err := rules.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tables, err := nftTables(ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(tables, map[string]bool{"ip keep": true}) {
-		t.Errorf("after teardown: tables %v, want only ip keep", tables)
-	}
-	// A ruleset nft refuses names its line and leaves nothing.
-	bad, err := ParseNFT(strings.NewReader("table ip tfobad {\n\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tip6 saddr fd00::1 drop\n\t}\n}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = ApplyNFT(ctx, owner, ns, bad)
-	var ne *NFTError
-	if !errors.As(err, &ne) || ne.Line != 4 || !strings.Contains(ne.Msg, "conflicting protocols") {
-		t.Errorf("refused ruleset: %v", err)
-	}
-	if tables, _ := nftTables(ctx, ns); tables["ip tfobad"] {
-		t.Error("a refused ruleset left its table")
 	}
 }

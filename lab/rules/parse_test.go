@@ -1,13 +1,10 @@
 package rules
 
 import (
-	"context"
 	"errors"
-	"net"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/labtest"
@@ -176,55 +173,5 @@ func TestParseRulesetRefusals(t *testing.T) {
 	}
 	if _, err := ParseRuleset(strings.NewReader(ok), 5); err == nil {
 		t.Error("family 5 accepted")
-	}
-}
-
-// TestApplyRulesetPolicyRoot applies a file with a DROP policy in a lab
-// namespace, reads the policy's counter, and checks teardown restores it.
-func TestApplyRulesetPolicyRoot(t *testing.T) {
-	labtest.NeedRoot(t, "creates a network namespace and applies iptables rules in it")
-	_, ns := labtest.Namespace(t, "policy")
-	rs, err := ParseRuleset(strings.NewReader("*filter\n:OUTPUT DROP [0:0]\n-A OUTPUT -o lo -p tcp --dport 9 -j ACCEPT\n-A OUTPUT -o lo -p tcp --tcp-flags RST RST -j ACCEPT\nCOMMIT\n"), lab.IPv4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rules := lab.New()
-	if err := ApplyRuleset(rules, ns, rs); err != nil {
-		rules.Close()
-		t.Fatal(err)
-	}
-	err = ns.Do(func() error {
-		if c, err := net.DialTimeout("tcp", "127.0.0.1:9", time.Second); err == nil {
-			c.Close()
-		}
-		if u, err := net.Dial("udp", "127.0.0.1:9"); err == nil {
-			u.Write([]byte("x")) // the policy drops it: EPERM, counted all the same
-			u.Close()
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts, err := PolicyCounters(ns, lab.IPv4, rs.Policies)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(counts, []uint64{1}) {
-		t.Errorf("policy counters %v, want [1]", counts)
-	}
-	hits, err := Counters(ns, lab.IPv4, rs.Rules)
-	if err != nil || !reflect.DeepEqual(hits, []uint64{1, 1}) {
-		t.Errorf("rule counters %v %v, want [1 1]", hits, err)
-	}
-	if err := rules.Close(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := ns.Run(context.Background(), "iptables", "-S", "OUTPUT")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.TrimSpace(string(out)); got != "-P OUTPUT ACCEPT" {
-		t.Errorf("after teardown: %q, want the policy back at ACCEPT and no rule", got)
 	}
 }

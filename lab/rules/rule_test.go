@@ -1,14 +1,9 @@
 package rules
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/coreos/go-iptables/iptables"
-	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/labtest"
 )
 
 func TestRuleStringQuoting(t *testing.T) {
@@ -106,66 +101,5 @@ func TestParseSavedCounters(t *testing.T) {
 	}
 	if len(s.rules) != 1 || s.rules[0].packets != 5 || !strings.Contains(s.rules[0].line, "tfolab:ab") {
 		t.Errorf("rules %+v", s.rules)
-	}
-}
-
-// TestApplyIsWhatIptablesSeesRoot cross-checks the restore transactions
-// with go-iptables, which asks iptables itself (-C) rule by rule: every
-// rule Apply installed exists as written, a refused batch leaves none of
-// its rules, and teardown removes them all and the chain.
-func TestApplyIsWhatIptablesSeesRoot(t *testing.T) {
-	labtest.NeedRoot(t, "creates a network namespace and applies iptables rules in it")
-	for _, f := range []Family{lab.IPv4, lab.IPv6} {
-		owner, ns := labtest.Namespace(t, "restore")
-		rs := []Rule{
-			{Table: "filter", Chain: "TFO-G"},
-			{Table: "filter", Chain: "FORWARD", Spec: []string{"-p", "tcp", "--dport", "7000", "-j", "TFO-G"}},
-			{Table: "filter", Chain: "TFO-G", Spec: []string{"-m", "comment", "--comment", "two words", "-j", "DROP"}},
-			{Table: "mangle", Chain: "POSTROUTING", Spec: []string{"-p", "tcp", "-j", "TCPOPTSTRIP", "--strip-options", "34"}},
-		}
-		proto := iptables.ProtocolIPv4
-		if f == lab.IPv6 {
-			proto = iptables.ProtocolIPv6
-		}
-		exists := func() []bool {
-			var got []bool
-			_ = ns.Do(func() error {
-				ipt, err := iptables.NewWithProtocol(proto)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range rs[1:] {
-					ok, err := ipt.Exists(r.Table, r.Chain, r.installed()...)
-					if err != nil {
-						ok = false // the chain itself is gone
-					}
-					got = append(got, ok)
-				}
-				chain, _ := ipt.ChainExists("filter", "TFO-G")
-				got = append(got, chain)
-				return nil
-			})
-			return got
-		}
-		rules := lab.New()
-		if err := Apply(rules, ns, f, rs); err != nil {
-			t.Fatalf("%v: %v", f, err)
-		}
-		if got := exists(); !slices.Equal(got, []bool{true, true, true, true}) {
-			t.Errorf("%v: after Apply, iptables -C finds %v (last: the chain), want all", f, got)
-		}
-		bad := append(slices.Clone(rs[1:2]), Rule{Table: "filter", Chain: "FORWARD", Spec: []string{"-j", "NO-SUCH-CHAIN"}})
-		err := Apply(lab.New(), ns, f, bad)
-		var re *RuleError
-		if !errors.As(err, &re) || re.Index != 1 {
-			t.Errorf("%v: a refused batch: %v, want a RuleError naming rule 2", f, err)
-		}
-		if err := rules.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if got := exists(); !slices.Equal(got, []bool{false, false, false, false}) {
-			t.Errorf("%v: after teardown, iptables -C finds %v, want nothing", f, got)
-		}
-		owner.Close()
 	}
 }

@@ -3,21 +3,18 @@ package tcpmetrics
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/tfolab/tfolab/lab/labtest"
 	"github.com/tfolab/tfolab/lab/netnsx"
+	"github.com/tfolab/tfolab/lab/tfo"
 )
 
 const (
@@ -43,13 +40,7 @@ func TestIntegrationFastOpenCookie(t *testing.T) {
 		t.Fatalf("fresh namespace: Get = found %v, err %v; want nothing cached", found, err)
 	}
 
-	port, serverErr := startTFOServer(t, server)
-	if err := tfoExchange(client, port); err != nil {
-		t.Fatalf("TFO exchange: %v", err)
-	}
-	if err := <-serverErr; err != nil {
-		t.Fatalf("server: %v", err)
-	}
+	tfoExchange(t, client, server)
 
 	e, found, err := Get(client, dst)
 	if err != nil {
@@ -106,146 +97,31 @@ func find(entries []Entry, dst netip.Addr) (Entry, bool) {
 	return Entry{}, false
 }
 
-// startTFOServer listens with TCP_FASTOPEN in ns and serves exactly one
-// connection: read "ping", answer "pong". The channel yields the outcome.
-func startTFOServer(t *testing.T, ns netns.NsHandle) (int, <-chan error) {
+// tfoExchange serves one "ping" with "pong" from a TCP_FASTOPEN listener
+// in server, and sends it with one sendto(MSG_FASTOPEN) connect from
+// client (lab/tfo). With no cookie cached the kernel sends a SYN carrying
+// a cookie request and learns the cookie from the SYN-ACK. The client
+// aborts with RST on close: a graceful close would make the kernel update
+// the metrics entry later (TIME_WAIT / LAST_ACK), racing with the Flush
+// assertion.
+func tfoExchange(t *testing.T, client, server netns.NsHandle) {
 	t.Helper()
-	var ln net.Listener
-	err := netnsx.Do(ns, func() error {
-		lc := labtest.FastOpenListenConfig(16)
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", net.JoinHostPort(serverAddr, "0"))
-		return err
-	})
+	in := func(ns netns.NsHandle) tfo.Runner {
+		return func(f func() error) error { return netnsx.Do(ns, f) }
+	}
+	srv, err := tfo.Listen(tfo.ServerOptions{Addr: netip.AddrPortFrom(netip.MustParseAddr(serverAddr), 0), Run: in(server), FastOpenQueue: 16, Reply: []byte("pong")})
 	if err != nil {
 		t.Fatalf("listen in server netns: %v", err)
 	}
-	t.Cleanup(func() { ln.Close() })
-
-	done := make(chan error, 1)
-	go func() {
-		done <- func() error {
-			if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(ioTimeout)); err != nil {
-				return err
-			}
-			c, err := ln.Accept()
-			if err != nil {
-				return fmt.Errorf("accept: %w", err)
-			}
-			defer c.Close()
-			if err := c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
-				return err
-			}
-			buf := make([]byte, 4)
-			if _, err := readFull(c, buf); err != nil {
-				return fmt.Errorf("read: %w", err)
-			}
-			if string(buf) != "ping" {
-				return fmt.Errorf("read %q, want ping", buf)
-			}
-			if _, err := c.Write([]byte("pong")); err != nil {
-				return fmt.Errorf("write: %w", err)
-			}
-			return nil
-		}()
-	}()
-	return ln.Addr().(*net.TCPAddr).Port, done
-}
-
-func readFull(c net.Conn, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := c.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
+	t.Cleanup(func() { srv.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	r := tfo.Request(ctx, tfo.DialOptions{Mode: tfo.ModeSendto, Run: in(client), Abort: true}, srv.Addr(), []byte("ping\n"))
+	if r.Err != nil || string(r.Response) != "pong" {
+		t.Fatalf("TFO exchange: reply %q, %v", r.Response, r.Err)
 	}
-	return n, nil
-}
-
-// tfoExchange does one sendto(MSG_FASTOPEN) connect from ns to the server.
-// With no cookie cached the kernel sends a SYN carrying a cookie request and
-// learns the cookie from the SYN-ACK.
-//
-// The socket is non-blocking and every wait is a bounded poll: a blocking
-// socket with SO_SNDTIMEO turns any signal during connect into EINTR (the
-// kernel does not restart timed waits), which leaves a half-done connect.
-func tfoExchange(ns netns.NsHandle, port int) error {
-	return netnsx.Do(ns, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("socket: %w", err)
-		}
-		defer unix.Close(fd)
-		// Abort with RST on close: a graceful close would make the kernel
-		// update the metrics entry later (TIME_WAIT / LAST_ACK), racing
-		// with the Flush assertion.
-		if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
-			return fmt.Errorf("SO_LINGER: %w", err)
-		}
-
-		sa := &unix.SockaddrInet4{Port: port, Addr: netip.MustParseAddr(serverAddr).As4()}
-		err = unix.Sendto(fd, []byte("ping"), unix.MSG_FASTOPEN, sa)
-		sent := err == nil // only if a cookie was already cached
-		if err != nil && !errors.Is(err, unix.EINPROGRESS) {
-			return fmt.Errorf("sendto MSG_FASTOPEN: %w", err)
-		}
-		deadline := time.Now().Add(ioTimeout)
-		if err := waitFD(fd, unix.POLLOUT, deadline); err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-		if soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soerr != 0 {
-			return fmt.Errorf("connect: SO_ERROR %v, %v", syscall.Errno(soerr), err)
-		}
-		if !sent {
-			if _, err := unix.Write(fd, []byte("ping")); err != nil {
-				return fmt.Errorf("write after connect: %w", err)
-			}
-		}
-		var got []byte
-		buf := make([]byte, 16)
-		for len(got) < 4 {
-			if err := waitFD(fd, unix.POLLIN, deadline); err != nil {
-				return fmt.Errorf("wait for reply: %w", err)
-			}
-			n, err := unix.Read(fd, buf)
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("read reply: %w", err)
-			}
-			if n == 0 {
-				return fmt.Errorf("server closed after %q", got)
-			}
-			got = append(got, buf[:n]...)
-		}
-		if string(got) != "pong" {
-			return fmt.Errorf("reply %q, want pong", got)
-		}
-		return nil
-	})
-}
-
-// waitFD polls fd for events until deadline, retrying on EINTR.
-func waitFD(fd int, events int16, deadline time.Time) error {
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return fmt.Errorf("timed out after %v", ioTimeout)
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
-		n, err := unix.Poll(pfd, int(left.Milliseconds())+1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("poll: %w", err)
-		}
-		if n > 0 {
-			return nil // errors surface through SO_ERROR / read
-		}
+	if a := srv.Accepted(); len(a) != 1 || a[0].Err != nil || string(a[0].Request) != "ping\n" {
+		t.Fatalf("server: accepted %+v, want one ping", a)
 	}
 }
 

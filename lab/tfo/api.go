@@ -302,17 +302,17 @@ func (s *Sock) Accept(op string, timeout time.Duration) (CallResult, *Sock) {
 
 // Local is the socket's bound address (invalid if none).
 func (s *Sock) Local() netip.AddrPort {
-	sa, err := unix.Getsockname(s.fd)
-	if err != nil {
-		return netip.AddrPort{}
-	}
-	ap, _ := addrPortOf(sa)
-	return ap
+	return answeredAddrPort(unix.Getsockname(s.fd))
 }
 
 // Remote is the socket's peer address (invalid if none).
 func (s *Sock) Remote() netip.AddrPort {
-	sa, err := unix.Getpeername(s.fd)
+	return answeredAddrPort(unix.Getpeername(s.fd))
+}
+
+// answeredAddrPort is the address getsockname or getpeername answered
+// (invalid if the call failed).
+func answeredAddrPort(sa unix.Sockaddr, err error) netip.AddrPort {
 	if err != nil {
 		return netip.AddrPort{}
 	}
