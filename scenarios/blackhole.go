@@ -559,8 +559,7 @@ func BlackholeOFOFIN(abort bool) Scenario {
 // until fully closed, then the next one.
 func OFOFINTimeline(abort bool) Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
-		learnCookie(ctx, env)
-		if err := env.Moment(cookieLearnedMoment); err != nil {
+		if err := learnCookieThenBox(ctx, env); err != nil {
 			return err
 		}
 		c := env.Dial(ctx, Dial{Label: "ofo", Abort: abort, Timeout: StallBound})
@@ -629,6 +628,14 @@ func tfoUsedAgain(label string, end ConnCheck) types.GomegaMatcher {
 // cookieLearnedMoment is the moment a scripted timeline names once its
 // first connection has learned a cookie on an open path.
 const cookieLearnedMoment = "cookie learned"
+
+// learnCookieThenBox is how a timeline with a middlebox at
+// cookieLearnedMoment begins: a cookie learned on the open path, then the
+// moment the box goes in.
+func learnCookieThenBox(ctx context.Context, env *Env) error {
+	learnCookie(ctx, env)
+	return env.Moment(cookieLearnedMoment)
+}
 
 // rearmExchange is BlackholeRearmBySuccess's exchange after the first
 // pause: data comes back over a real link, which re-arms the backoff.

@@ -264,8 +264,7 @@ func BlackholeServerDataNoFIN() Scenario {
 // moment the box goes in, a connection that stalls, then the next one.
 func StallThenNextTimeline() Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
-		learnCookie(ctx, env)
-		if err := env.Moment(cookieLearnedMoment); err != nil {
+		if err := learnCookieThenBox(ctx, env); err != nil {
 			return err
 		}
 		env.Dial(ctx, Dial{Label: "stall", Abort: true, Timeout: StallBound})

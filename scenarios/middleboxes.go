@@ -729,8 +729,7 @@ func DropSynAckDataDetected() Scenario {
 // moment the box goes in, detection 1, then one connection.
 func DetectThenPlainTimeline() Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
-		learnCookie(ctx, env)
-		if err := env.Moment(cookieLearnedMoment); err != nil {
+		if err := learnCookieThenBox(ctx, env); err != nil {
 			return err
 		}
 		if _, ok, err := detect(ctx, env, 1); err != nil || !ok {
