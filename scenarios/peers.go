@@ -76,9 +76,10 @@ func Peers() []Scenario {
 		out = append(out,
 			PeerCookieThenData(p, topology.IPv4),
 			PeerCookieThenData(p, topology.IPv6),
-			PeerDropSynData(p, topology.IPv4),
-			PeerStripTFOOption(p, topology.IPv4),
 		)
+		for _, b := range peerBoxes() {
+			out = append(out, PeerBehindBox(p, b, topology.IPv4))
+		}
 	}
 	out = append(out,
 		HAProxyBackendScenario(topology.IPv4, nil),
@@ -133,37 +134,51 @@ func PeerCookieThenData(p peerPair, fam topology.Family) Scenario {
 	return s
 }
 
-// PeerDropSynData: behind a router that drops SYNs with payload, the
-// cookie request passes; each later connection loses its SYN+cookie+data,
-// retransmits a plain SYN after one RTO and sends the request after the
-// handshake (middlebox/drop-syn-data/router with the lab's sockets).
-// The tshark agreement check runs where the cookie exchange is (cookie-then-
-// data, the backend and the probes): tshark costs about a CPU second a
-// link, and the middlebox variants put no packet on the wire that those
-// lack.
-func PeerDropSynData(p peerPair, fam topology.Family) Scenario {
-	s := peerScenario(p, "drop-syn-data", fam, 3,
-		"SYNs with payload dropped in the router: each TFO connection falls back after one RTO, the response intact")
-	s.Labels = append(s.Labels, "drop-syn-data")
-	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynData, Placement: middlebox.Router}}
-	fallback := p.synDataDropped(false)
-	s.Expect = threeConns(p.cookieLearned(), fallback, synDataDroppedTotals()...)
-	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
-	return s
+// peerBox is a middlebox in the router that every pair runs behind: the
+// lab-socket scenario middlebox/NAME/router with the pair's programs,
+// three connections, the first learning the cookie. The tshark agreement
+// check runs where the cookie exchange is (cookie-then-data, the backend
+// and the probes): tshark costs about a CPU second a link, and the
+// middlebox variants put no packet on the wire that those lack.
+type peerBox struct {
+	box  middlebox.Middlebox
+	when string // the moment it goes in ("": from the start)
+	desc string
+	// checks judge the connections after the first, totals the run.
+	checks    func(p peerPair) []ConnCheck
+	totals    func() []types.GomegaMatcher
+	diagnosis diagnose.Verdict
 }
 
-// PeerStripTFOOption: after the client learned a cookie, the router strips
-// options 34/254 from SYNs: the server gets the request without a cookie,
-// acks only the SYN, and the client resends the request at once
-// (middlebox/strip-tfo-option/router with the lab's sockets).
-func PeerStripTFOOption(p peerPair, fam topology.Family) Scenario {
-	s := peerScenario(p, "strip-tfo-option", fam, 3,
-		"options 34/254 stripped after a cookie was learned: data without a cookie, acked after the handshake, the response intact")
-	s.Labels = append(s.Labels, "strip-tfo-option")
-	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption, Placement: middlebox.Router, When: AfterConnections(1)}}
-	stripped := p.optionStripped()
-	s.Expect = threeConns(p.cookieLearned(), stripped, optionStrippedTotals()...)
-	s.Diagnosis = diagnosed(diagnose.OptionStripped)
+func peerBoxes() []peerBox {
+	return []peerBox{
+		// drop-syn-data: the cookie request passes; each later connection
+		// loses its SYN+cookie+data, retransmits a plain SYN after one RTO
+		// and sends the request after the handshake.
+		{box: middlebox.DropSynData,
+			desc:      "SYNs with payload dropped in the router: each TFO connection falls back after one RTO, the response intact",
+			checks:    func(p peerPair) []ConnCheck { return p.synDataDropped(false) },
+			totals:    synDataDroppedTotals,
+			diagnosis: diagnose.SynDataDropped},
+		// strip-tfo-option: after the client learned a cookie, the router
+		// strips options 34/254 from SYNs: the server gets the request
+		// without a cookie, acks only the SYN, and the client resends the
+		// request at once.
+		{box: middlebox.StripTFOOption, when: AfterConnections(1),
+			desc:      "options 34/254 stripped after a cookie was learned: data without a cookie, acked after the handshake, the response intact",
+			checks:    func(p peerPair) []ConnCheck { return p.optionStripped() },
+			totals:    optionStrippedTotals,
+			diagnosis: diagnose.OptionStripped},
+	}
+}
+
+// PeerBehindBox is pair p behind b in the router.
+func PeerBehindBox(p peerPair, b peerBox, fam topology.Family) Scenario {
+	s := peerScenario(p, b.box.Name, fam, 3, b.desc)
+	s.Labels = append(s.Labels, b.box.Name)
+	s.Middleboxes = []MiddleboxSpec{{Box: b.box, Placement: middlebox.Router, When: b.when}}
+	s.Expect = threeConns(p.cookieLearned(), b.checks(p), b.totals()...)
+	s.Diagnosis = diagnosed(b.diagnosis)
 	return s
 }
 
@@ -612,10 +627,11 @@ func PeerMutants() []Mutant {
 		mutant("clients bypass the proxy and reach the backend with TFO themselves", bypass, "haproxy backend finding", "client counters"),
 		mutant("scapy probe of an nginx whose server sysctl is 1", probeOff, "probes", "connection 0"),
 	}
+	dropSynData, stripOption := peerBoxes()[0], peerBoxes()[1]
 	for _, s := range []Scenario{
-		PeerDropSynData(pairs["curl-nginx"], v4),
-		PeerStripTFOOption(pairs["curl-nginx"], v4),
-		PeerDropSynData(pairs["python-listener"], v4),
+		PeerBehindBox(pairs["curl-nginx"], dropSynData, v4),
+		PeerBehindBox(pairs["curl-nginx"], stripOption, v4),
+		PeerBehindBox(pairs["python-listener"], dropSynData, v4),
 	} {
 		out = append(out, wrongPort(s, "connection 1"))
 	}
