@@ -519,11 +519,8 @@ func BlackholeDeadServerWithTFO() Scenario {
 func DeadTFOTimeline() Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
 		learnCookie(ctx, env)
-		if _, ok, err := detectOn(ctx, env, Dial{Label: "dead", Port: DeadPort}, 1); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "during", Timeout: lab.InitialRTO})
-		return nil
+		_, ok, err := detectOn(ctx, env, Dial{Label: "dead", Port: DeadPort}, 1)
+		return thenDial(ctx, env, ok, err, "during")
 	}, "DeadTFOTimeline")
 }
 
@@ -628,6 +625,17 @@ func tfoUsedAgain(label string, end ConnCheck) types.GomegaMatcher {
 // cookieLearnedMoment is the moment a scripted timeline names once its
 // first connection has learned a cookie on an open path.
 const cookieLearnedMoment = "cookie learned"
+
+// thenDial ends a timeline after its detection step (ok, err): unless
+// that failed or never detected, one more connection, label, bounded by
+// an RTO.
+func thenDial(ctx context.Context, env *Env, ok bool, err error, label string) error {
+	if err != nil || !ok {
+		return err
+	}
+	env.Dial(ctx, Dial{Label: label, Timeout: lab.InitialRTO})
+	return nil
+}
 
 // learnCookieThenBox is how a timeline with a middlebox at
 // cookieLearnedMoment begins: a cookie learned on the open path, then the

@@ -151,11 +151,8 @@ func giveUpScenario(name, desc string, expect, dial time.Duration) Scenario {
 func GiveUpTimeline(dial time.Duration) Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
 		learnCookie(ctx, env)
-		if ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial}); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-		return nil
+		ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial})
+		return thenDial(ctx, env, ok, err, "after")
 	}, "GiveUpTimeline", dial)
 }
 
@@ -225,11 +222,8 @@ func ClientDataDroppedTimeline(size int) Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
 		learnCookie(ctx, env)
 		d := Dial{Label: observation.RoleDetect, Round: 1, Payload: big, Abort: true, Timeout: 3 * lab.InitialRTO}
-		if ok, err := awaitDetection(ctx, env, d); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-		return nil
+		ok, err := awaitDetection(ctx, env, d)
+		return thenDial(ctx, env, ok, err, "after")
 	}, "ClientDataDroppedTimeline", size)
 }
 
@@ -305,11 +299,8 @@ func BlackholeCookieRequestToDeadServer() Scenario {
 // connection.
 func CookieRequestToDeadTimeline() Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
-		if _, ok, err := detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: 1, Port: DeadPort}, 1); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-		return nil
+		_, ok, err := detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: 1, Port: DeadPort}, 1)
+		return thenDial(ctx, env, ok, err, "after")
 	}, "CookieRequestToDeadTimeline")
 }
 

@@ -732,10 +732,7 @@ func DetectThenPlainTimeline() Scripted {
 		if err := learnCookieThenBox(ctx, env); err != nil {
 			return err
 		}
-		if _, ok, err := detect(ctx, env, 1); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-		return nil
+		_, ok, err := detect(ctx, env, 1)
+		return thenDial(ctx, env, ok, err, "after")
 	}, "DetectThenPlainTimeline")
 }
