@@ -273,10 +273,9 @@ func StallThenNextTimeline() Scripted {
 // that is down count as a blackhole too: TFO pauses before the client ever
 // had a cookie, and the next connection carries no option 34 at all.
 func BlackholeCookieRequestToDeadServer() Scenario {
-	s := blackholeScenario("cookie-request-to-dead-server",
+	s := deadServerScenario("cookie-request-to-dead-server",
 		"no cookie yet, a cookie request to a dead server times out three times: detected as a blackhole all the same",
-		seconds(HeldPause), deadServer(),
-		CookieRequestToDeadTimeline(), 5*time.Second+2*time.Second)
+		seconds(HeldPause), CookieRequestToDeadTimeline())
 	s.Expect = []types.GomegaMatcher{
 		Labelled(observation.RoleDetect,
 			Dialogue(AtClient,
@@ -312,17 +311,14 @@ func CookieRequestToDeadTimeline() Scripted {
 // to the backoff chain.
 func BlackholeNoRearmWithoutData() Scenario {
 	T := BlackholeTimeout
-	s := blackholeScenario("no-rearm-without-data",
+	return pauseScenario("no-rearm-without-data",
 		"a TFO exchange after the pause that gets no data back does not reset the backoff: the second pause is 2 s",
-		seconds(T), middlebox.DropTFOReplies,
-		PauseExchangePause(&silentExchange, 2*T), 2*5*time.Second+3*T+4*time.Second)
-	s.Expect = append(pauseChecks(),
+		PauseExchangePause(&silentExchange, 2*T), 2*5*time.Second+3*T+4*time.Second,
 		tfoUsedAgain("silent-exchange", Completed()),
 		PauseLasted(1, T, MaxProbeGap),
 		PauseLasted(2, 2*T, MaxProbeGap),
 		blackholesCounted(2),
 	)
-	return s
 }
 
 // silentExchange is BlackholeNoRearmWithoutData's exchange after the
