@@ -281,22 +281,28 @@ func pauseChecks() []types.GomegaMatcher {
 	}
 }
 
+// pauseScenario is a blackhole scenario behind drop-tfo-replies with the
+// timeout BlackholeTimeout, each of whose detections must pause TFO as
+// pauseChecks say, and show more.
+func pauseScenario(name, desc string, script Scripted, budget time.Duration, more ...types.GomegaMatcher) Scenario {
+	s := blackholeScenario(name, desc, seconds(BlackholeTimeout), middlebox.DropTFOReplies, script, budget)
+	s.Expect = append(pauseChecks(), more...)
+	return s
+}
+
 // BlackholeBackoff: three detections in a row, each after the previous
 // pause ran out, pause 1×, 2×, 4× the timeout (tfo_active_disable_times
 // counts up; nothing in between re-arms it).
 func BlackholeBackoff() Scenario {
 	T := BlackholeTimeout
-	s := blackholeScenario("backoff-1x-2x-4x",
+	return pauseScenario("backoff-1x-2x-4x",
 		"timeout 1 s behind drop-tfo-replies: each detection at the 3rd SYN RTO pauses TFO for 1 s, 2 s, 4 s",
-		seconds(T), middlebox.DropTFOReplies,
-		BackoffTimeline(T), 3*5*time.Second+7*T+4*time.Second)
-	s.Expect = append(pauseChecks(),
+		BackoffTimeline(T), 3*5*time.Second+7*T+4*time.Second,
 		PauseLasted(1, T, MaxProbeGap),
 		PauseLasted(2, 2*T, MaxProbeGap),
 		PauseLasted(3, 4*T, MaxProbeGap),
 		blackholesCounted(3, Delta(lab.TCPFastOpenActiveFail, 3)),
 	)
-	return s
 }
 
 // BackoffTimeline is BlackholeBackoff's: a cookie, then three
@@ -318,17 +324,14 @@ func BackoffTimeline(T time.Duration) Scripted {
 // detection pauses for 1× again, not 2×.
 func BlackholeRearmBySuccess() Scenario {
 	T := BlackholeTimeout
-	s := blackholeScenario("rearm-by-success",
+	return pauseScenario("rearm-by-success",
 		"a TFO exchange with data after the pause resets the backoff: the second pause is 1 s again, not 2 s",
-		seconds(T), middlebox.DropTFOReplies,
-		PauseExchangePause(&rearmExchange, T), 2*5*time.Second+3*T+4*time.Second)
-	s.Expect = append(pauseChecks(),
+		PauseExchangePause(&rearmExchange, T), 2*5*time.Second+3*T+4*time.Second,
 		tfoUsedAgain("rearm", Responded()),
 		PauseLasted(1, T, MaxProbeGap),
 		PauseLasted(2, T, MaxProbeGap),
 		blackholesCounted(2),
 	)
-	return s
 }
 
 // BlackholeServerDataRearms: a finding. drop-tfo-synack drops the SYN-ACK
@@ -386,11 +389,9 @@ func ServerDataRearmsTimeline(T time.Duration) Scripted {
 // resets the backoff count to 0, which also ends the running pause at once.
 func BlackholeRearmBySysctl() Scenario {
 	T := BlackholeTimeout
-	s := blackholeScenario("rearm-by-sysctl-write",
+	return pauseScenario("rearm-by-sysctl-write",
 		"writing the same timeout again ends the pause at once and resets the backoff: the next pause is 1 s",
-		seconds(T), middlebox.DropTFOReplies,
-		RearmBySysctlTimeline(T), 2*5*time.Second+T+4*time.Second)
-	s.Expect = append(pauseChecks(),
+		RearmBySysctlTimeline(T), 2*5*time.Second+T+4*time.Second,
 		Labelled("after-write",
 			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(payloadLen)),
 			SynDataAcked(true),
@@ -398,7 +399,6 @@ func BlackholeRearmBySysctl() Scenario {
 		PauseLasted(2, T, MaxProbeGap),
 		blackholesCounted(2),
 	)
-	return s
 }
 
 // RearmBySysctlTimeline is BlackholeRearmBySysctl's: a cookie, the first
@@ -454,6 +454,14 @@ func StallTwiceTimeline() Scripted {
 	}, "StallTwiceTimeline")
 }
 
+// deadServerScenario is a blackhole scenario against a server that is
+// down (deadServer: the router drops its DeadPort), with a budget for one
+// connection there to run its SYN schedule to detection and the rest of
+// the timeline's.
+func deadServerScenario(name, desc, timeout string, script Scripted) Scenario {
+	return blackholeScenario(name, desc, timeout, deadServer(), script, 5*time.Second+2*time.Second)
+}
+
 func deadServer() middlebox.Middlebox {
 	return middlebox.Custom([]middlebox.Rule{{Table: "filter", Chain: "FORWARD",
 		Spec: []string{"-p", "tcp", "--dport", fmt.Sprint(DeadPort), "-j", "DROP"}}})
@@ -463,10 +471,9 @@ func deadServer() middlebox.Middlebox {
 // is down times out three times and more; that is not a TFO blackhole, and
 // the next TFO connection to the live service still uses TFO.
 func BlackholeNoFalsePositive() Scenario {
-	s := blackholeScenario("no-false-positive",
+	s := deadServerScenario("no-false-positive",
 		"a plain connection to a dead server times out 3 times: no blackhole counted, TFO stays on",
-		seconds(BlackholeTimeout), deadServer(),
-		DeadPlainTimeline(), 5*time.Second+2*time.Second)
+		seconds(BlackholeTimeout), DeadPlainTimeline())
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("dead",
@@ -500,10 +507,9 @@ func DeadPlainTimeline() Scripted {
 // kernel, a blackhole. One server down for 3 s pauses active TFO for the
 // whole namespace.
 func BlackholeDeadServerWithTFO() Scenario {
-	s := blackholeScenario("dead-server-with-cookie",
+	s := deadServerScenario("dead-server-with-cookie",
 		"a TFO SYN to a dead port of a server the client has a cookie for: detected as a blackhole, TFO paused for everyone",
-		seconds(HeldPause), deadServer(),
-		DeadTFOTimeline(), 5*time.Second+2*time.Second)
+		seconds(HeldPause), DeadTFOTimeline())
 	s.Expect = []types.GomegaMatcher{
 		cookieLearned(),
 		Labelled("dead",
@@ -519,11 +525,8 @@ func BlackholeDeadServerWithTFO() Scenario {
 func DeadTFOTimeline() Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
 		learnCookie(ctx, env)
-		if _, ok, err := detectOn(ctx, env, Dial{Label: "dead", Port: DeadPort}, 1); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "during", Timeout: lab.InitialRTO})
-		return nil
+		_, ok, err := detectOn(ctx, env, Dial{Label: "dead", Port: DeadPort}, 1)
+		return thenDial(ctx, env, ok, err, "during")
 	}, "DeadTFOTimeline")
 }
 
@@ -559,8 +562,7 @@ func BlackholeOFOFIN(abort bool) Scenario {
 // until fully closed, then the next one.
 func OFOFINTimeline(abort bool) Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
-		learnCookie(ctx, env)
-		if err := env.Moment(cookieLearnedMoment); err != nil {
+		if err := learnCookieThenBox(ctx, env); err != nil {
 			return err
 		}
 		c := env.Dial(ctx, Dial{Label: "ofo", Abort: abort, Timeout: StallBound})
@@ -629,6 +631,25 @@ func tfoUsedAgain(label string, end ConnCheck) types.GomegaMatcher {
 // cookieLearnedMoment is the moment a scripted timeline names once its
 // first connection has learned a cookie on an open path.
 const cookieLearnedMoment = "cookie learned"
+
+// thenDial ends a timeline after its detection step (ok, err): unless
+// that failed or never detected, one more connection, label, bounded by
+// an RTO.
+func thenDial(ctx context.Context, env *Env, ok bool, err error, label string) error {
+	if err != nil || !ok {
+		return err
+	}
+	env.Dial(ctx, Dial{Label: label, Timeout: lab.InitialRTO})
+	return nil
+}
+
+// learnCookieThenBox is how a timeline with a middlebox at
+// cookieLearnedMoment begins: a cookie learned on the open path, then the
+// moment the box goes in.
+func learnCookieThenBox(ctx context.Context, env *Env) error {
+	learnCookie(ctx, env)
+	return env.Moment(cookieLearnedMoment)
+}
 
 // rearmExchange is BlackholeRearmBySuccess's exchange after the first
 // pause: data comes back over a real link, which re-arms the backoff.

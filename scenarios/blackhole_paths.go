@@ -151,11 +151,8 @@ func giveUpScenario(name, desc string, expect, dial time.Duration) Scenario {
 func GiveUpTimeline(dial time.Duration) Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
 		learnCookie(ctx, env)
-		if ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial}); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-		return nil
+		ok, err := detectGivingUp(ctx, env, Dial{UserTimeout: dial})
+		return thenDial(ctx, env, ok, err, "after")
 	}, "GiveUpTimeline", dial)
 }
 
@@ -225,11 +222,8 @@ func ClientDataDroppedTimeline(size int) Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
 		learnCookie(ctx, env)
 		d := Dial{Label: observation.RoleDetect, Round: 1, Payload: big, Abort: true, Timeout: 3 * lab.InitialRTO}
-		if ok, err := awaitDetection(ctx, env, d); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-		return nil
+		ok, err := awaitDetection(ctx, env, d)
+		return thenDial(ctx, env, ok, err, "after")
 	}, "ClientDataDroppedTimeline", size)
 }
 
@@ -264,8 +258,7 @@ func BlackholeServerDataNoFIN() Scenario {
 // moment the box goes in, a connection that stalls, then the next one.
 func StallThenNextTimeline() Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
-		learnCookie(ctx, env)
-		if err := env.Moment(cookieLearnedMoment); err != nil {
+		if err := learnCookieThenBox(ctx, env); err != nil {
 			return err
 		}
 		env.Dial(ctx, Dial{Label: "stall", Abort: true, Timeout: StallBound})
@@ -280,10 +273,9 @@ func StallThenNextTimeline() Scripted {
 // that is down count as a blackhole too: TFO pauses before the client ever
 // had a cookie, and the next connection carries no option 34 at all.
 func BlackholeCookieRequestToDeadServer() Scenario {
-	s := blackholeScenario("cookie-request-to-dead-server",
+	s := deadServerScenario("cookie-request-to-dead-server",
 		"no cookie yet, a cookie request to a dead server times out three times: detected as a blackhole all the same",
-		seconds(HeldPause), deadServer(),
-		CookieRequestToDeadTimeline(), 5*time.Second+2*time.Second)
+		seconds(HeldPause), CookieRequestToDeadTimeline())
 	s.Expect = []types.GomegaMatcher{
 		Labelled(observation.RoleDetect,
 			Dialogue(AtClient,
@@ -306,11 +298,8 @@ func BlackholeCookieRequestToDeadServer() Scenario {
 // connection.
 func CookieRequestToDeadTimeline() Scripted {
 	return scripted(func(ctx context.Context, env *Env) error {
-		if _, ok, err := detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: 1, Port: DeadPort}, 1); err != nil || !ok {
-			return err
-		}
-		env.Dial(ctx, Dial{Label: "after", Timeout: lab.InitialRTO})
-		return nil
+		_, ok, err := detectOn(ctx, env, Dial{Label: observation.RoleDetect, Round: 1, Port: DeadPort}, 1)
+		return thenDial(ctx, env, ok, err, "after")
 	}, "CookieRequestToDeadTimeline")
 }
 
@@ -322,17 +311,14 @@ func CookieRequestToDeadTimeline() Scripted {
 // to the backoff chain.
 func BlackholeNoRearmWithoutData() Scenario {
 	T := BlackholeTimeout
-	s := blackholeScenario("no-rearm-without-data",
+	return pauseScenario("no-rearm-without-data",
 		"a TFO exchange after the pause that gets no data back does not reset the backoff: the second pause is 2 s",
-		seconds(T), middlebox.DropTFOReplies,
-		PauseExchangePause(&silentExchange, 2*T), 2*5*time.Second+3*T+4*time.Second)
-	s.Expect = append(pauseChecks(),
+		PauseExchangePause(&silentExchange, 2*T), 2*5*time.Second+3*T+4*time.Second,
 		tfoUsedAgain("silent-exchange", Completed()),
 		PauseLasted(1, T, MaxProbeGap),
 		PauseLasted(2, 2*T, MaxProbeGap),
 		blackholesCounted(2),
 	)
-	return s
 }
 
 // silentExchange is BlackholeNoRearmWithoutData's exchange after the

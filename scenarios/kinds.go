@@ -192,15 +192,20 @@ type LabClient struct {
 func (c LabClient) Kind() string { return "lab-" + c.Mode.String() }
 
 func (c LabClient) Connect(ctx context.Context, site Site, node string, o ConnectOptions) []observation.Conn {
+	return labConnect(ctx, site, node, o, c.Mode, false)
+}
+
+// labConnect makes one connection of the lab's own socket in mode (plain
+// if o says so), with TCP_FASTOPEN_NO_COOKIE set first if noCookie.
+func labConnect(ctx context.Context, site Site, node string, o ConnectOptions, mode tfo.Mode, noCookie bool) []observation.Conn {
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	mode := c.Mode
 	if o.Plain {
 		mode = tfo.ModePlain
 	}
-	r := tfo.Request(ctx, tfo.DialOptions{Mode: mode, Abort: o.Abort, UserTimeout: o.UserTimeout, Label: o.Label, Run: site.Topo.Namespace(node).Runner()}, o.Target, o.Payload)
+	r := tfo.Request(ctx, tfo.DialOptions{Mode: mode, NoCookie: noCookie, Abort: o.Abort, UserTimeout: o.UserTimeout, Label: o.Label, Run: site.Topo.Namespace(node).Runner()}, o.Target, o.Payload)
 	return []observation.Conn{observation.FromResult(r)}
 }

@@ -47,17 +47,7 @@ type NoCookieLabClient struct {
 func (c NoCookieLabClient) Kind() string { return "lab-" + c.Mode.String() + "-nocookie" }
 
 func (c NoCookieLabClient) Connect(ctx context.Context, site Site, node string, o ConnectOptions) []observation.Conn {
-	if o.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
-		defer cancel()
-	}
-	mode := c.Mode
-	if o.Plain {
-		mode = tfo.ModePlain
-	}
-	r := tfo.Request(ctx, tfo.DialOptions{Mode: mode, NoCookie: true, Abort: o.Abort, UserTimeout: o.UserTimeout, Label: o.Label, Run: site.Topo.Namespace(node).Runner()}, o.Target, o.Payload)
-	return []observation.Conn{observation.FromResult(r)}
+	return labConnect(ctx, site, node, o, c.Mode, true)
 }
 
 // NoCookieListener is the kernel's TFO listener with TCP_FASTOPEN_NO_COOKIE
@@ -168,6 +158,20 @@ func cookieAsked() []ConnCheck {
 	}
 }
 
+// knobThenCookieRequests are the expectations of a client-side knob
+// against a 0x202 server: the two connections with the knob put their
+// request in the first SYN and the server takes it (cookielessAccepted),
+// the asked ones after them ask for a cookie and get none (cookieAsked),
+// the client counts two active opens and caches no cookie; server is what
+// the server counts.
+func knobThenCookieRequests(asked int, server types.GomegaMatcher) []types.GomegaMatcher {
+	out := []types.GomegaMatcher{Conn(0, cookielessAccepted()...), Conn(1, cookielessAccepted()...)}
+	for i := range asked {
+		out = append(out, Conn(2+i, cookieAsked()...))
+	}
+	return append(out, clientTFO(2, 0, 0), server, CookieCached(topology.Client, false))
+}
+
 // NoCookieRoute: the client's route to one of the server's addresses has
 // fastopen_no_cookie 1, its route to the other does not; the client's
 // sysctl is plain 1 and the server's 0x202 accepts data without a cookie.
@@ -192,17 +196,9 @@ func NoCookieRoute(fam topology.Family) Scenario {
 		{Name: "to-knob-route", Service: "via-knob-route", Kind: LabClient{Mode: modeFor(fam)}, Connections: 2},
 		{Name: "to-default-route", Service: "via-default-route", Kind: LabClient{Mode: modeFor(fam)}, Connections: 2},
 	}
-	s.Expect = []types.GomegaMatcher{
-		Conn(0, cookielessAccepted()...),
-		Conn(1, cookielessAccepted()...),
-		Conn(2, cookieAsked()...),
-		Conn(3, cookieAsked()...),
-		clientTFO(2, 0, 0),
-		// Since 5.15 a 0x200 server makes a TFO child of a cookie request
-		// too: four passive opens, two of them with data.
-		serverTFO(4, 2),
-		CookieCached(topology.Client, false),
-	}
+	// Since 5.15 a 0x200 server makes a TFO child of a cookie request
+	// too: four passive opens, two of them with data.
+	s.Expect = knobThenCookieRequests(2, serverTFO(4, 2))
 	// From the wire, the 0x200 server's answers to cookie requests look
 	// like a server with TFO off (diagnose's worst verdict of the two
 	// addresses); the route's address is tfo-works.
@@ -223,14 +219,7 @@ func NoCookieClientSockopt(fam topology.Family) Scenario {
 		{Name: "sockopt", Kind: NoCookieLabClient{Mode: modeFor(fam)}, Connections: 2},
 		{Name: "no-sockopt", Kind: LabClient{Mode: modeFor(fam)}, Connections: 1},
 	}
-	s.Expect = []types.GomegaMatcher{
-		Conn(0, cookielessAccepted()...),
-		Conn(1, cookielessAccepted()...),
-		Conn(2, cookieAsked()...),
-		clientTFO(2, 0, 0),
-		serverTFO(3, 1),
-		CookieCached(topology.Client, false),
-	}
+	s.Expect = knobThenCookieRequests(1, serverTFO(3, 1))
 	// The socket without the option asks a 0x200 server for a cookie and
 	// gets none: from the wire, part of the server without TFO.
 	s.Diagnosis = diagnosed(diagnose.ServerNoTFO)

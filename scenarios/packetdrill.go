@@ -299,13 +299,27 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 		return err
 	}
 	payload := []byte(pdPayload)
-	sendSYNData := func(c *apiConn) {
+	// synData opens connection label to service's listener slot with a
+	// SYN that carries the payload.
+	synData := func(label, service string, slot *listenerSlot) *apiConn {
+		c := env.newAPIConn(label, service, 0, slot, false)
 		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, c.remote) })
 		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+		return c
 	}
 	reset := func(c *apiConn) {
 		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Linger0("SO_LINGER 0") })
 		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Close("close") })
+	}
+	// resetAccepted: a SYN-data connection to the main listener, accepted,
+	// then reset by the client, the server's socket polled for the RST
+	// (POLLRDHUP).
+	resetAccepted := func(label string) *apiConn {
+		c := synData(label, "", main)
+		c.accept()
+		reset(c)
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLRDHUP, time.Second) })
+		return c
 	}
 	// resetReached resets the connection and waits until the server's
 	// established socket has taken the RST (Tcp.EstabResets moves).
@@ -319,8 +333,7 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	}
 
 	// reset-before-accept
-	c := env.newAPIConn("reset-before-accept", "", 0, main, false)
-	sendSYNData(c)
+	c := synData("reset-before-accept", "", main)
 	resetReached(c)
 	c.accept()
 	srvRead(c, "read")
@@ -328,37 +341,27 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	c.done()
 
 	// reset-after-accept
-	c = env.newAPIConn("reset-after-accept", "", 0, main, false)
-	sendSYNData(c)
-	c.accept()
-	reset(c)
-	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLRDHUP, time.Second) })
+	c = resetAccepted("reset-after-accept")
 	srvRead(c, "read")
 	srvRead(c, "read again")
 	c.done()
 
 	// reset-close-with-unread-data
-	c = env.newAPIConn("reset-close-with-unread-data", "", 0, main, false)
-	sendSYNData(c)
-	c.accept()
-	reset(c)
-	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLRDHUP, time.Second) })
+	c = resetAccepted("reset-close-with-unread-data")
 	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", make([]byte, 100)) })
 	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Close("close") })
 	_ = sleepCtx(ctx, settle)
 	c.done()
 
 	// unread-data-closed-trigger-rst
-	c = env.newAPIConn("unread-data-closed-trigger-rst", "", 0, main, false)
-	sendSYNData(c)
+	c = synData("unread-data-closed-trigger-rst", "", main)
 	c.accept()
 	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Close("close") })
 	c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
 	c.done()
 
 	// fin-close-socket
-	c = env.newAPIConn("fin-close-socket", "", 0, main, false)
-	sendSYNData(c)
+	c = synData("fin-close-socket", "", main)
 	c.client(func(s *tfo.Sock) tfo.CallResult { return s.Shutdown("shutdown(SHUT_WR)", unix.SHUT_WR) })
 	// The server has the FIN once it has acked it: the client is then in
 	// FIN_WAIT2.
@@ -385,8 +388,7 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	c.done()
 
 	// non-tfo-listener
-	c = env.newAPIConn("non-tfo-listener", "plain", 0, plain, false)
-	sendSYNData(c)
+	c = synData("non-tfo-listener", "plain", plain)
 	c.accept()
 	c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
 	c.done()
@@ -396,8 +398,7 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	// after the handshake, then the RST. (A plain connect would do, but a
 	// plain SYN from a client that holds a cookie for the address reads,
 	// in the client's capture, as a fallback after a lost data SYN.)
-	c = env.newAPIConn("reset-non-tfo-socket", "plain", 0, plain, false)
-	sendSYNData(c)
+	c = synData("reset-non-tfo-socket", "plain", plain)
 	resetReached(c)
 	c.accept()
 	c.server(func(s *tfo.Sock) tfo.CallResult { return s.Write("write", make([]byte, 100)) })
@@ -406,8 +407,7 @@ func lifecycleTimeline(ctx context.Context, env *Env, form string, main, plain, 
 	c.done()
 
 	// listener-closed-trigger-rst: a child queued, the listener closed
-	c = env.newAPIConn("listener-closed-trigger-rst", "closing", 0, closing, false)
-	sendSYNData(c)
+	c = synData("listener-closed-trigger-rst", "closing", closing)
 	if ln, err := closing.listener(); err == nil {
 		c.add("server", ln.Close("close listener"))
 	}

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -22,7 +23,11 @@ import (
 // The client scripts' API contracts (google/packetdrill
 // gtests/net/tcp/fastopen/client), on a real socket against a real
 // server: what sendto(MSG_FASTOPEN), connect() with TCP_FASTOPEN_CONNECT,
-// write, read, poll and sendmsg return, and what goes in the SYN.
+// write, read, poll and sendmsg return, and what goes in the SYN. Then the
+// client scripts that need a path or a peer of their own: the
+// simultaneous open (SYNs held on the router until they cross), the RTT
+// sample of a SYN-data's SYN-ACK (over a delayed path), and a scripted
+// server's partial ack and invalid cookie (PartialAckPeer).
 
 // apiMSS is the MSS the server advertises (TCP_MAXSEG on its listener),
 // as the scripts' servers do ("mss 940"): the client caches it with the
@@ -387,4 +392,288 @@ func clientAPITimeline(ctx context.Context, env *Env, mode tfo.Mode, slot *liste
 		c.done()
 	}
 	return ctx.Err()
+}
+
+// pdClientScenario is the client scripts' scenario NAME in family fam
+// beyond the API contracts: one lab client in sendto mode on Routed, with
+// the sysctls and services given and 5 s to run; the caller adds its
+// middleboxes, timeline and expectations.
+func pdClientScenario(name string, fam topology.Family, desc string, sysctls map[string]map[string]string, services ...Service) Scenario {
+	return Scenario{
+		Name:        fmt.Sprintf("packetdrill/client/%s/%s", name, strings.ToLower(fam.String())),
+		Description: desc,
+		Labels:      pdLabels(fam, "client"),
+		Topology:    topology.Routed(),
+		Family:      fam,
+		Sysctls:     sysctls,
+		Services:    services,
+		Clients:     []Client{{Kind: LabClient{Mode: tfo.ModeSendto}}},
+		Timeout:     5 * time.Second,
+	}
+}
+
+// rawPeerClientScenario is a pdClientScenario against peer, a scripted
+// server no Linux server could stand in for: the client alone has TFO on.
+func rawPeerClientScenario(name string, fam topology.Family, desc string, peer PartialAckPeer) Scenario {
+	s := pdClientScenario(name, fam, desc,
+		map[string]map[string]string{topology.Client: {"net.ipv4.tcp_fastopen": tfoClient}}, Service{Kind: peer})
+	s.Labels = append(s.Labels, "rawpeer")
+	return s
+}
+
+// Ports of the simultaneous open: each end binds its own and sends to the
+// other's.
+const (
+	simServerPort = 7100
+	simClientPort = 7101
+)
+
+// simOneWay is the router's hold on every packet: long enough that both
+// ends are in SYN-SENT when the other's SYN arrives.
+const simOneWay = 40 * time.Millisecond
+
+// SimultaneousFastOpen is simultaneous-fast-open.pkt with two real ends:
+// both send a SYN with data (no-cookie mode, 0x5, on both nodes) to the
+// other's bound port, the router holds the SYNs until both are in
+// SYN-SENT, so they cross. Linux does not take data from a crossing SYN:
+// each end answers with a SYN-ACK that acks only the other's SYN, both
+// connections are established, and each end sends its data again.
+func SimultaneousFastOpen(fam topology.Family) Scenario {
+	return simultaneousFastOpen(fam, true)
+}
+
+func simultaneousFastOpen(fam topology.Family, delayed bool) Scenario {
+	s := pdClientScenario("simultaneous-open", fam,
+		"both ends send a SYN with data to each other, the SYNs cross: established, each SYN's data sent again",
+		tfoSysctls(tfoClientNoCookie, tfoClientNoCookie), Service{Kind: newScriptedListener(0, 0)})
+	if delayed {
+		s.Middleboxes = []MiddleboxSpec{{Box: middlebox.Delay(simOneWay)}}
+	}
+	s.Script(SimultaneousTimeline())
+	n := len(pdPayload)
+	s.Expect = []types.GomegaMatcher{
+		Labelled("simultaneous",
+			Returned("client", "sendto", n),
+			Returned("server", "sendto", n),
+			Dialogue(AtClient,
+				ClientSYN().WithoutFastOpen().WithPayload(n),
+				ServerSYN().WithPayload(n),
+				ClientSYNACK().WithoutPayload(),
+				ServerSYNACK().AckingSYNOnly().WithoutPayload()),
+			Dialogue(AtClient, ClientSYN(), ClientData().WithPayload(n)),
+			Dialogue(AtClient, ServerSYN(), ServerData().WithPayload(n)),
+			Reported("client", "poll", "POLLOUT"),
+			Reported("server", "poll", "POLLOUT"),
+			Returned("client", "read", n),
+			Returned("server", "read", n),
+			OptionsHave("client", "tcp_info", tcpiOptSynData, false),
+			OptionsHave("server", "tcp_info", tcpiOptSynData, false)),
+	}
+	// The diagnoser knows no simultaneous open: each end's SYN meets the
+	// other's SYN, never a SYN-ACK to it, so it reads one direction.
+	s.Diagnosis = diagnosed(diagnose.Inconclusive)
+	return s
+}
+
+// SimultaneousTimeline is SimultaneousFastOpen's: both ends connect to
+// each other at once.
+func SimultaneousTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		topo, fam := env.site.Topo, env.site.Family
+		a, err := topo.Addr(topology.Client, fam)
+		if err != nil {
+			return err
+		}
+		b, err := topo.ServiceAddr(topology.Server, fam)
+		if err != nil {
+			return err
+		}
+		pa, pb := netip.AddrPortFrom(a, simClientPort), netip.AddrPortFrom(b, simServerPort)
+		c := &apiConn{env: env, label: "simultaneous", remote: pb, start: time.Now()}
+		if c.cli, err = tfo.NewSock(env.Client().Runner(), b, false); err != nil {
+			return err
+		}
+		if c.srv, err = tfo.NewSock(topo.Namespace(topology.Server).Runner(), a, false); err != nil {
+			c.cli.Close("close")
+			return err
+		}
+		payload := []byte(pdPayload)
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Bind("bind", pa) })
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.Bind("bind", pb) })
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, pb) })
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.Sendto("sendto", payload, unix.MSG_FASTOPEN, pa) })
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+		c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, 2*time.Second); return r })
+		c.server(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, 2*time.Second); return r })
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
+		c.server(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
+		c.done()
+		return ctx.Err()
+	}, "SimultaneousTimeline")
+}
+
+// rttOneWay is the router's hold each way in the RTT scenario: an RTT of
+// 2 × rttOneWay between client and server.
+const rttOneWay = 15 * time.Millisecond
+
+// RTTFromSynData is syn-data-rtt-from-syn-data.pkt over a real path: the
+// client's first RTT sample is the SYN-ACK's, whether it acks the SYN's
+// data (a TFO listener) or only the SYN (a listener without
+// TCP_FASTOPEN): tcpi_rtt right after the handshake is the path's RTT.
+func RTTFromSynData(fam topology.Family) Scenario {
+	return rttFromSynData(fam, rttOneWay)
+}
+
+func rttFromSynData(fam topology.Family, oneWay time.Duration) Scenario {
+	main := newScriptedListener(serverQueue, 0)
+	plain := newScriptedListener(0, 0)
+	s := pdClientScenario("rtt-from-syn-data", fam,
+		fmt.Sprintf("the RTT sample of a SYN-data's SYN-ACK (acking the data, or only the SYN) over a %v round trip", 2*rttOneWay),
+		tfoSysctls(tfoClient, tfoServer), Service{Kind: main}, Service{Name: "plain", Port: plainPort, Kind: plain})
+	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.Delay(oneWay)}}
+	s.Script(RTTTimeline())
+	// The sample is the SYN-ACK's round trip, as the client's capture
+	// times it (a late delay verdict on a loaded machine lengthens both
+	// alike), and that round trip is the path's: the holds both ways, less
+	// than twice them.
+	within := RTTSampleIsHandshake("tcpi_rtt", 2*rttOneWay)
+	s.Expect = []types.GomegaMatcher{
+		Labelled("data-acked",
+			Returned("client", "sendto", 700),
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(700), ServerSYNACK().AckingSYNData()),
+			within),
+		Labelled("syn-acked",
+			Returned("client", "sendto", 700),
+			Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(700), ServerSYNACK().AckingSYNOnly()),
+			within),
+	}
+	// As in the child lifecycle: the listener without TCP_FASTOPEN reads
+	// as a stripped option from the client's side.
+	s.Diagnosis = Diagnosis{ClientSide: diagnose.OptionStripped, BothSides: diagnose.ServerNoTFO}
+	return s
+}
+
+// RTTTimeline is RTTFromSynData's: a cookie, then a SYN whose data is
+// acked and one whose data is not, each reading tcpi_rtt.
+func RTTTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		slot, err := env.scriptedSlot("")
+		if err != nil {
+			return err
+		}
+		learnOnce(env, "learn", slot)
+		for _, d := range []struct{ label, service string }{{"data-acked", ""}, {"syn-acked", "plain"}} {
+			c := env.newAPIConn(d.label, d.service, 0, nil, false)
+			c.client(func(s *tfo.Sock) tfo.CallResult {
+				return s.Sendto("sendto", make([]byte, 700), unix.MSG_FASTOPEN, c.remote)
+			})
+			c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+			c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfoRTT("tcpi_rtt") })
+			c.done()
+		}
+		return ctx.Err()
+	}, "RTTTimeline")
+}
+
+// partialPayload is the SYN's data in the partial-ack scenario: 18 bytes,
+// as in the script; the peer acks the first partialAcked.
+const (
+	partialPayload = "tfolab-partial-ack\n"
+	partialAcked   = 9
+)
+
+// SynDataPartlyAcked is syn-data-partial-or-over-ack.pkt's partial ack,
+// against a Linux client: the SYN-ACK acks 9 of the SYN's 18 bytes. The
+// client sends the other 9 at once, does not report TCPI_OPT_SYN_DATA
+// (the data was not all acked), counts an active TFO failure, and keeps
+// the cookie: its next SYN carries it again.
+func SynDataPartlyAcked(fam topology.Family) Scenario {
+	return synDataPartlyAcked(fam, partialAcked)
+}
+
+func synDataPartlyAcked(fam topology.Family, acked int) Scenario {
+	s := rawPeerClientScenario("syn-data-partial-ack", fam,
+		"a scripted server acks 9 of the SYN's 18 bytes of data: the client sends the rest at once and keeps the cookie",
+		PartialAckPeer{AckBytes: acked, Cookie: scriptedCookie})
+	s.Script(PartialAckTimeline())
+	n := len(partialPayload)
+	partly := []ConnCheck{
+		Returned("client", "sendto", n),
+		Dialogue(AtClient, ClientSYN().WithCookie().WithPayload(n), ServerSYNACK(), ClientData().WithPayload(n-partialAcked)),
+		SynAckAcked(AtClient, partialAcked),
+		OptionsHave("client", "tcp_info", tcpiOptSynData, false),
+		Returned("client", "read", 0),
+	}
+	s.Expect = []types.GomegaMatcher{
+		Labelled("partial", partly...),
+		// The cache entry survives: the next SYN carries the cookie.
+		Labelled("again", partly...),
+		CountersOf(topology.Client, HaveCounterDeltas(Delta(lab.TCPFastOpenActive, 0), Delta(lab.TCPFastOpenActiveFail, 2))),
+		CookieCached(topology.Client, true),
+	}
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
+	return s
+}
+
+// InvalidCookie is valid-cookie-format.pkt's cookies of a forbidden
+// length (RFC 7413 §4.1.1: 4 to 16 bytes, even), from lab/rawpeer: 18
+// bytes, too long. The client must not cache it: its next SYN asks for a
+// cookie again (in the experimental form, the standard request having
+// gone, as far as the kernel can tell, unanswered).
+func InvalidCookie(fam topology.Family) Scenario {
+	return invalidCookie(fam, bytes.Repeat([]byte{0xc0, 0x0c}, 9))
+}
+
+func invalidCookie(fam topology.Family, cookie []byte) Scenario {
+	s := rawPeerClientScenario("invalid-cookie", fam,
+		"a scripted server hands out an 18-byte cookie: the client ignores it and asks again",
+		PartialAckPeer{Cookie: cookie, AnyCookieLength: true})
+	s.Script(InvalidCookieTimeline())
+	s.Expect = []types.GomegaMatcher{
+		Labelled("learn", Dialogue(AtClient, ClientSYN().WithCookieRequest().Experimental(false))),
+		Labelled("again",
+			FailedWith("client", "sendto", "EINPROGRESS"),
+			Dialogue(AtClient, ClientSYN().WithCookieRequest().Experimental(true).WithoutPayload())),
+		CookieCached(topology.Client, false),
+	}
+	// The diagnoser takes the 18-byte option for a cookie handed out,
+	// where the client, rightly, took none.
+	s.Diagnosis = diagnosed(diagnose.TFOWorks)
+	return s
+}
+
+// PartialAckTimeline is SynDataPartlyAcked's: a cookie, then two
+// connections whose SYN data the peer acks in part.
+func PartialAckTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnOnce(env, "learn", nil)
+		for _, label := range []string{"partial", "again"} {
+			c := env.newAPIConn(label, "", 0, nil, false)
+			c.client(func(s *tfo.Sock) tfo.CallResult {
+				return s.Sendto("sendto", []byte(partialPayload), unix.MSG_FASTOPEN, c.remote)
+			})
+			c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+			c.client(func(s *tfo.Sock) tfo.CallResult { return s.TCPInfo("tcp_info") })
+			// The peer closes once it has the whole line.
+			c.client(func(s *tfo.Sock) tfo.CallResult { r, _ := s.ReadWait("read", 512, time.Second); return r })
+			c.done()
+		}
+		return ctx.Err()
+	}, "PartialAckTimeline")
+}
+
+// InvalidCookieTimeline is InvalidCookie's: a cookie request, then one
+// more connection.
+func InvalidCookieTimeline() Scripted {
+	return scripted(func(ctx context.Context, env *Env) error {
+		learnOnce(env, "learn", nil)
+		c := env.newAPIConn("again", "", 0, nil, false)
+		c.client(func(s *tfo.Sock) tfo.CallResult {
+			return s.Sendto("sendto", []byte(partialPayload), unix.MSG_FASTOPEN, c.remote)
+		})
+		c.client(func(s *tfo.Sock) tfo.CallResult { return s.Poll("poll", unix.POLLOUT, time.Second) })
+		c.done()
+		return ctx.Err()
+	}, "InvalidCookieTimeline")
 }

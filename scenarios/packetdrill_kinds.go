@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tfolab/tfolab/lab/rawpeer"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/observation"
 )
@@ -15,8 +16,9 @@ import (
 // The machinery of the packetdrill-parity scenarios (docs/packetdrill.md):
 // a listener the timeline drives call by call (accept when it says, read,
 // write, close with data unread, close the listener with children queued),
-// and connections whose every socket call, at either end, is recorded
-// with its result in observation.Conn.Calls.
+// a scripted peer that acks only part of a SYN's data, and connections
+// whose every socket call, at either end, is recorded with its result in
+// observation.Conn.Calls.
 
 // ScriptedListener is the kernel's listener without an application: it
 // listens (TCP_FASTOPEN queue, TCP_MAXSEG) and accepts nothing by itself.
@@ -28,6 +30,34 @@ type ScriptedListener struct {
 	Queue  int
 	MaxSeg int
 	slot   *listenerSlot
+}
+
+// PartialAckPeer is lab/rawpeer acking only the first AckBytes of a SYN's
+// data (0: all of it), handing out Cookie, sending no data of its own: a
+// SYN-ACK no Linux server sends.
+type PartialAckPeer struct {
+	AckBytes int
+	Cookie   []byte
+	// AnyCookieLength lets Cookie be of a length RFC 7413 forbids.
+	AnyCookieLength bool
+}
+
+func (PartialAckPeer) Kind() string { return "rawpeer-partial-ack" }
+
+func (p PartialAckPeer) Validate() error {
+	if p.AckBytes < 0 {
+		return fmt.Errorf("partial-ack peer: %d bytes", p.AckBytes)
+	}
+	if len(p.Cookie) == 0 {
+		return errors.New("partial-ack peer without a cookie")
+	}
+	return nil
+}
+
+func (p PartialAckPeer) Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
+	return startRawPeer(ctx, site, node, rawpeer.Options{
+		Addr: addr, Cookie: p.Cookie, AnyCookieLength: p.AnyCookieLength, AckSynData: true, AckSynDataBytes: p.AckBytes,
+	})
 }
 
 // listenerSlot is where a started ScriptedListener leaves its socket for

@@ -2,22 +2,16 @@ package scenarios
 
 import (
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/onsi/gomega/types"
 	"github.com/tfolab/tfolab/diagnose"
 	"github.com/tfolab/tfolab/lab"
-	"github.com/tfolab/tfolab/lab/admit"
 	"github.com/tfolab/tfolab/lab/probe"
-	"github.com/tfolab/tfolab/lab/proc"
 	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/lab/tfo"
 	"github.com/tfolab/tfolab/middlebox"
@@ -76,9 +70,10 @@ func Peers() []Scenario {
 		out = append(out,
 			PeerCookieThenData(p, topology.IPv4),
 			PeerCookieThenData(p, topology.IPv6),
-			PeerDropSynData(p, topology.IPv4),
-			PeerStripTFOOption(p, topology.IPv4),
 		)
+		for _, b := range peerBoxes() {
+			out = append(out, PeerBehindBox(p, b, topology.IPv4))
+		}
 	}
 	out = append(out,
 		HAProxyBackendScenario(topology.IPv4, nil),
@@ -133,37 +128,51 @@ func PeerCookieThenData(p peerPair, fam topology.Family) Scenario {
 	return s
 }
 
-// PeerDropSynData: behind a router that drops SYNs with payload, the
-// cookie request passes; each later connection loses its SYN+cookie+data,
-// retransmits a plain SYN after one RTO and sends the request after the
-// handshake (middlebox/drop-syn-data/router with the lab's sockets).
-// The tshark agreement check runs where the cookie exchange is (cookie-then-
-// data, the backend and the probes): tshark costs about a CPU second a
-// link, and the middlebox variants put no packet on the wire that those
-// lack.
-func PeerDropSynData(p peerPair, fam topology.Family) Scenario {
-	s := peerScenario(p, "drop-syn-data", fam, 3,
-		"SYNs with payload dropped in the router: each TFO connection falls back after one RTO, the response intact")
-	s.Labels = append(s.Labels, "drop-syn-data")
-	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.DropSynData, Placement: middlebox.Router}}
-	fallback := p.synDataDropped(false)
-	s.Expect = threeConns(p.cookieLearned(), fallback, synDataDroppedTotals()...)
-	s.Diagnosis = diagnosed(diagnose.SynDataDropped)
-	return s
+// peerBox is a middlebox in the router that every pair runs behind: the
+// lab-socket scenario middlebox/NAME/router with the pair's programs,
+// three connections, the first learning the cookie. The tshark agreement
+// check runs where the cookie exchange is (cookie-then-data, the backend
+// and the probes): tshark costs about a CPU second a link, and the
+// middlebox variants put no packet on the wire that those lack.
+type peerBox struct {
+	box  middlebox.Middlebox
+	when string // the moment it goes in ("": from the start)
+	desc string
+	// checks judge the connections after the first, totals the run.
+	checks    func(p peerPair) []ConnCheck
+	totals    func() []types.GomegaMatcher
+	diagnosis diagnose.Verdict
 }
 
-// PeerStripTFOOption: after the client learned a cookie, the router strips
-// options 34/254 from SYNs: the server gets the request without a cookie,
-// acks only the SYN, and the client resends the request at once
-// (middlebox/strip-tfo-option/router with the lab's sockets).
-func PeerStripTFOOption(p peerPair, fam topology.Family) Scenario {
-	s := peerScenario(p, "strip-tfo-option", fam, 3,
-		"options 34/254 stripped after a cookie was learned: data without a cookie, acked after the handshake, the response intact")
-	s.Labels = append(s.Labels, "strip-tfo-option")
-	s.Middleboxes = []MiddleboxSpec{{Box: middlebox.StripTFOOption, Placement: middlebox.Router, When: AfterConnections(1)}}
-	stripped := p.optionStripped()
-	s.Expect = threeConns(p.cookieLearned(), stripped, optionStrippedTotals()...)
-	s.Diagnosis = diagnosed(diagnose.OptionStripped)
+func peerBoxes() []peerBox {
+	return []peerBox{
+		// drop-syn-data: the cookie request passes; each later connection
+		// loses its SYN+cookie+data, retransmits a plain SYN after one RTO
+		// and sends the request after the handshake.
+		{box: middlebox.DropSynData,
+			desc:      "SYNs with payload dropped in the router: each TFO connection falls back after one RTO, the response intact",
+			checks:    func(p peerPair) []ConnCheck { return p.synDataDropped(false) },
+			totals:    synDataDroppedTotals,
+			diagnosis: diagnose.SynDataDropped},
+		// strip-tfo-option: after the client learned a cookie, the router
+		// strips options 34/254 from SYNs: the server gets the request
+		// without a cookie, acks only the SYN, and the client resends the
+		// request at once.
+		{box: middlebox.StripTFOOption, when: AfterConnections(1),
+			desc:      "options 34/254 stripped after a cookie was learned: data without a cookie, acked after the handshake, the response intact",
+			checks:    func(p peerPair) []ConnCheck { return p.optionStripped() },
+			totals:    optionStrippedTotals,
+			diagnosis: diagnose.OptionStripped},
+	}
+}
+
+// PeerBehindBox is pair p behind b in the router.
+func PeerBehindBox(p peerPair, b peerBox, fam topology.Family) Scenario {
+	s := peerScenario(p, b.box.Name, fam, 3, b.desc)
+	s.Labels = append(s.Labels, b.box.Name)
+	s.Middleboxes = []MiddleboxSpec{{Box: b.box, Placement: middlebox.Router, When: b.when}}
+	s.Expect = threeConns(p.cookieLearned(), b.checks(p), b.totals()...)
+	s.Diagnosis = diagnosed(b.diagnosis)
 	return s
 }
 
@@ -322,20 +331,6 @@ func PeerTimeline(probes bool) Scripted {
 	}, "PeerTimeline", probes)
 }
 
-// A scapy probe costs about 0.45 s of CPU here (Python's imports, one SYN,
-// one answer; each spec's cpu property has the figure). Its bound is that
-// cost, not the clock: beside two CPU hogs a probe was seen to take 15 s
-// of wall time for 0.42 s of CPU, which is no fault of the probe's.
-const (
-	// scapyCPUBudget is twenty times a probe's cost: one that has used it
-	// without finishing is stuck.
-	scapyCPUBudget = 10 * time.Second
-	// scapyTimeout is what a timeline allows for one probe's wall time,
-	// its wait for a CPU slot included: the probe itself is bounded by
-	// scapyCPUBudget and by the timeline.
-	scapyTimeout = 15 * time.Second
-)
-
 // probeBoth probes the main service from the first client's node with
 // lab/probe and with the seed's scapy recipe and records both results.
 func probeBoth(ctx context.Context, env *Env) error {
@@ -370,113 +365,6 @@ func recordTool(env *Env, name, version string) {
 		env.Obs.Host.Tools = map[string]string{}
 	}
 	env.Obs.Host.Tools[name] = version
-}
-
-// scapyProbeScript is the first seed's recipe,
-//
-//	res = sr1(IP(dst=dst)/TCP(dport=dport,flags="S",options=[('TFO', '')]), verbose=False)
-//	print 'TFO' in dict(res[1].options)
-//
-// ported to Python 3 and scapy 2.5, for IPv6 too, with a bound on the wait,
-// a fixed source port, and the answer printed as one JSON line. It imports
-// the layers it uses rather than scapy.all: the same sr1, IP and TCP, at
-// half the start-up CPU (0.39 s against 0.80 s here).
-const scapyProbeScript = `import json, struct, sys
-import scapy
-from scapy.layers.inet import IP, TCP
-from scapy.layers.inet6 import IPv6
-from scapy.sendrecv import sr1
-
-dst, dport, sport, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-ip = IPv6(dst=dst) if ":" in dst else IP(dst=dst)
-syn = ip/TCP(sport=sport, dport=dport, flags="S", options=[('TFO', '')])
-res = sr1(syn, timeout=timeout, verbose=False)
-out = {"scapy": scapy.VERSION, "answered": False}
-if res is not None and TCP in res:
-    tcp = res[TCP]
-    opts = dict(tcp.options)
-    out["answered"] = True
-    out["rst"] = "R" in str(tcp.flags)
-    out["tfo"] = 'TFO' in opts  # the seed's verdict
-    cookie = opts.get('TFO')
-    if isinstance(cookie, (tuple, list)):  # scapy unpacks 8-byte cookies as "!II"
-        cookie = b"".join(struct.pack("!I", v) for v in cookie)
-    elif isinstance(cookie, int):
-        cookie = struct.pack("!I", cookie)
-    out["cookie"] = cookie.hex() if isinstance(cookie, (bytes, bytearray)) else ""
-    out["rtt"] = res.time - syn.sent_time
-print(json.dumps(out))
-`
-
-// scapyAnswer is the script's JSON line.
-type scapyAnswer struct {
-	Scapy    string  `json:"scapy"`
-	Answered bool    `json:"answered"`
-	RST      bool    `json:"rst"`
-	TFO      bool    `json:"tfo"`
-	Cookie   string  `json:"cookie"`
-	RTT      float64 `json:"rtt"`
-}
-
-// ScapyProbeRun runs the seed's scapy probe from node to target and
-// returns its verdict as a probe.Result (Reason says it was scapy, and
-// what the seed's test printed) and scapy's version.
-func ScapyProbeRun(ctx context.Context, site Site, node string, target netip.AddrPort) (probe.Result, string, error) {
-	res := probe.Result{Target: target, SYNs: 1}
-	if err := missingError(ProgPython, ProgScapy); err != nil {
-		return res, "", fmt.Errorf("scapy probe: %w", err)
-	}
-	src, err := site.Topo.Addr(node, site.Family)
-	if err != nil {
-		return res, "", err
-	}
-	// Above the ephemeral range (32768-60999), so no socket of the lab's
-	// clients holds it.
-	sport := uint16(61000 + rand.IntN(4000))
-	res.Source = netip.AddrPortFrom(src, sport)
-	wait := probe.DefaultTimeout
-	// Python's start-up is a CPU-heavy phase: it waits for a CPU slot
-	// (machine-wide), then runs bounded by its CPU, not by the clock.
-	slot, err := admit.Acquire(ctx)
-	if err != nil {
-		return res, "", fmt.Errorf("scapy probe of %s: %w", target, err)
-	}
-	defer slot.Release()
-	p, err := proc.Start(ctx, site.Topo.Namespace(node).Runner(), proc.Spec{
-		Name:      "scapy-probe",
-		Path:      ProgPython.Path,
-		Args:      []string{"{dir}/tfo_probe.py", target.Addr().String(), strconv.Itoa(int(target.Port())), strconv.Itoa(int(sport)), fmt.Sprint(wait.Seconds())},
-		Files:     map[string][]byte{"tfo_probe.py": []byte(scapyProbeScript)},
-		Ready:     proc.Exited(),
-		CPUBudget: scapyCPUBudget,
-	})
-	if err != nil {
-		return res, "", fmt.Errorf("scapy probe of %s: %w", target, err)
-	}
-	site.Lab.Defer(fmt.Sprintf("scapy probe (pid %d) on %s", p.Pid(), node), p.Stop)
-	code, _ := p.Wait(ctx)
-	out := p.Output()
-	if err := p.Stop(); err != nil {
-		return res, "", err
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	var a scapyAnswer
-	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &a) != nil {
-		return res, "", fmt.Errorf("scapy probe of %s exited %d:\n%s", target, code, tail(out))
-	}
-	cookie, err := hex.DecodeString(a.Cookie)
-	if err != nil {
-		return res, "", fmt.Errorf("scapy probe: cookie %q: %w", a.Cookie, err)
-	}
-	res.Answered, res.RST, res.SupportsTFO = a.Answered, a.RST, a.TFO && len(cookie) >= 4
-	res.Cookie, res.RTT = cookie, time.Duration(a.RTT*float64(time.Second))
-	switch {
-	case !a.Answered:
-		res.Reason = fmt.Sprintf("scapy %s: no answer within %v", a.Scapy, wait)
-	default:
-		res.Reason = fmt.Sprintf("scapy %s, the seed's recipe: 'TFO' in dict(res[TCP].options) is %s", a.Scapy, map[bool]string{true: "True", false: "False"}[a.TFO])
-	}
-	return res, a.Scapy, nil
 }
 
 // strayGuard sits on a peer's node from the start (before the peer
@@ -612,10 +500,11 @@ func PeerMutants() []Mutant {
 		mutant("clients bypass the proxy and reach the backend with TFO themselves", bypass, "haproxy backend finding", "client counters"),
 		mutant("scapy probe of an nginx whose server sysctl is 1", probeOff, "probes", "connection 0"),
 	}
+	dropSynData, stripOption := peerBoxes()[0], peerBoxes()[1]
 	for _, s := range []Scenario{
-		PeerDropSynData(pairs["curl-nginx"], v4),
-		PeerStripTFOOption(pairs["curl-nginx"], v4),
-		PeerDropSynData(pairs["python-listener"], v4),
+		PeerBehindBox(pairs["curl-nginx"], dropSynData, v4),
+		PeerBehindBox(pairs["curl-nginx"], stripOption, v4),
+		PeerBehindBox(pairs["python-listener"], dropSynData, v4),
 	} {
 		out = append(out, wrongPort(s, "connection 1"))
 	}

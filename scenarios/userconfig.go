@@ -62,12 +62,7 @@ type NginxConfig struct {
 
 func (NginxConfig) Kind() string { return "nginx" }
 
-func (n NginxConfig) Validate() error {
-	if len(strings.TrimSpace(string(n.Config))) == 0 {
-		return fmt.Errorf("nginx: configuration %s is empty", n.Path)
-	}
-	return nil
-}
+func (n NginxConfig) Validate() error { return validConfig("nginx", n.Path, n.Config) }
 
 func (NginxConfig) Requires() []Program { return []Program{ProgNginx} }
 
@@ -77,22 +72,13 @@ func (NginxConfig) Version() string { return Nginx{}.Version() }
 var reNginxOwned = regexp.MustCompile(`(?m)^(\s*)((?:daemon|pid)\s[^;]*;)`)
 
 func (n NginxConfig) Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
-	conf, err := expandConfig(site, n.Config)
-	if err != nil {
-		return nil, fmt.Errorf("nginx configuration %s: %w", n.Path, err)
-	}
-	conf = reNginxOwned.ReplaceAll(conf, []byte("${1}# tfolab sets this: $2"))
-	if _, err := startProgram(ctx, site, node, proc.Spec{
+	owned := func(conf []byte) []byte { return reNginxOwned.ReplaceAll(conf, []byte("${1}# tfolab sets this: $2")) }
+	return startConfigured(ctx, site, node, ProgNginx, n.Path, n.Config, owned, "nginx.conf", proc.Spec{
 		Name:       "nginx",
-		Path:       ProgNginx.Path,
 		Args:       []string{"-e", "stderr", "-p", "{dir}/", "-c", "{dir}/nginx.conf", "-g", "daemon off; pid {dir}/nginx.pid;"},
-		Files:      map[string][]byte{"nginx.conf": conf},
 		Ready:      proc.ListeningOn(addr),
 		StopSignal: syscall.SIGQUIT,
-	}, ProgNginx); err != nil {
-		return nil, fmt.Errorf("nginx with %s: %w", n.Path, err)
-	}
-	return noRecords{}, nil
+	})
 }
 
 // HAProxyConfig is HAProxy run with a user's haproxy.cfg, in the
@@ -105,30 +91,44 @@ type HAProxyConfig struct {
 
 func (HAProxyConfig) Kind() string { return "haproxy" }
 
-func (h HAProxyConfig) Validate() error {
-	if len(strings.TrimSpace(string(h.Config))) == 0 {
-		return fmt.Errorf("haproxy: configuration %s is empty", h.Path)
-	}
-	return nil
-}
+func (h HAProxyConfig) Validate() error { return validConfig("haproxy", h.Path, h.Config) }
 
 func (HAProxyConfig) Requires() []Program { return []Program{ProgHAProxy} }
 
 func (HAProxyConfig) Version() string { return HAProxy{}.Version() }
 
 func (h HAProxyConfig) Start(ctx context.Context, site Site, node string, addr netip.AddrPort) (ServiceHandle, error) {
-	conf, err := expandConfig(site, h.Config)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy configuration %s: %w", h.Path, err)
-	}
-	if _, err := startProgram(ctx, site, node, proc.Spec{
+	return startConfigured(ctx, site, node, ProgHAProxy, h.Path, h.Config, nil, "haproxy.cfg", proc.Spec{
 		Name:  "haproxy",
-		Path:  ProgHAProxy.Path,
 		Args:  []string{"-db", "-f", "{dir}/haproxy.cfg"},
-		Files: map[string][]byte{"haproxy.cfg": conf},
 		Ready: proc.ListeningOn(addr),
-	}, ProgHAProxy); err != nil {
-		return nil, fmt.Errorf("haproxy with %s: %w", h.Path, err)
+	})
+}
+
+// validConfig: a user's configuration of prog (path names it) must say
+// something.
+func validConfig(prog, path string, config []byte) error {
+	if len(strings.TrimSpace(string(config))) == 0 {
+		return fmt.Errorf("%s: configuration %s is empty", prog, path)
+	}
+	return nil
+}
+
+// startConfigured starts program p as spec says, with a user's
+// configuration (path names it in errors), its placeholders expanded,
+// then edited by edit (nil: as written), as the file name in its temp dir.
+func startConfigured(ctx context.Context, site Site, node string, p Program, path string, config []byte, edit func([]byte) []byte, name string, spec proc.Spec) (ServiceHandle, error) {
+	conf, err := expandConfig(site, config)
+	if err != nil {
+		return nil, fmt.Errorf("%s configuration %s: %w", spec.Name, path, err)
+	}
+	if edit != nil {
+		conf = edit(conf)
+	}
+	spec.Path = p.Path
+	spec.Files = map[string][]byte{name: conf}
+	if _, err := startProgram(ctx, site, node, spec, p); err != nil {
+		return nil, fmt.Errorf("%s with %s: %w", spec.Name, path, err)
 	}
 	return noRecords{}, nil
 }
