@@ -162,3 +162,29 @@ func TestRulesInvalidParams(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplatesFilled: a misspelt template word ({PROT}) would reach
+// iptables verbatim; every rule of every built-in behaviour, in every
+// family and placement, must have all its words filled in.
+func TestTemplatesFilled(t *testing.T) {
+	for _, m := range Catalogue() {
+		if m.Rules == nil {
+			continue
+		}
+		for _, f := range []lab.Family{lab.IPv4, lab.IPv6} {
+			for p := range placements {
+				rs, err := m.Rules(f, Params{ServicePort: 7413, Placement: Placement(p)})
+				if err != nil {
+					t.Fatalf("%s %v %v: %v", m.Name, f, Placement(p), err)
+				}
+				for i, r := range rs {
+					for _, w := range append([]string{r.Table, r.Chain}, r.Spec...) {
+						if strings.HasPrefix(w, "{") && strings.HasSuffix(w, "}") {
+							t.Errorf("%s %v %v rule %d: template word %s left unfilled", m.Name, f, Placement(p), i+1, w)
+						}
+					}
+				}
+			}
+		}
+	}
+}
