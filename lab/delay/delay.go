@@ -122,6 +122,11 @@ func (s Stats) String() string {
 
 // Start binds a reader to opts.Queue inside the namespace opts.Run enters
 // and starts holding packets. Close stops it.
+//
+// Bind before a rule queues traffic to opts.Queue (middlebox.Delay does):
+// go-nfqueue reads the replies to its configuration on the socket queued
+// packets arrive on, so a packet queued in the middle of the configuration
+// fails the bind ("mismatched sequence in netlink reply").
 func Start(opts Options) (*Queue, error) {
 	if opts.Run == nil {
 		return nil, errors.New("delay: no namespace runner: the queue must be bound inside the namespace its rule lives in")

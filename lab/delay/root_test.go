@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/tfolab/tfolab/lab"
 	"github.com/tfolab/tfolab/lab/delay"
 	"github.com/tfolab/tfolab/lab/labtest"
+	"github.com/tfolab/tfolab/lab/proc"
 	"github.com/tfolab/tfolab/lab/rules"
 	"github.com/tfolab/tfolab/topology"
 )
@@ -140,6 +142,51 @@ func (r *routed) handshake(tb testing.TB) time.Duration {
 	return d
 }
 
+// quiet waits until every connection the server accepted is gone: the
+// server has seen the client's last ACK, so no packet of an earlier
+// handshake can still reach a queue. go-nfqueue reads its configuration
+// replies on the socket queued packets arrive on, so binding a reader while
+// the rule queues traffic can fail ("mismatched sequence in netlink
+// reply"); the lab binds before it installs the rule (middlebox.Delay), and
+// a test that binds with the rule in place waits for this first.
+func (r *routed) quiet(tb testing.TB) {
+	tb.Helper()
+	file := "/proc/thread-self/net/tcp"
+	if r.server.Addr().Is6() {
+		file += "6"
+	}
+	// The server's close runs on the client's FIN and its last ACK comes
+	// one round trip later; a lost FIN is resent after the 200 ms minimum
+	// RTO, so 3 s is several of those.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var busy []proc.Socket
+		err := r.topo.Namespace(topology.Server).Do(func() error {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			socks, err := proc.ParseNetTCP(b)
+			for _, s := range socks {
+				if s.Local.Port() == r.server.Port() && s.State != proc.StateListen {
+					busy = append(busy, s)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(busy) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("server connections still open after 3 s: %v", busy)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func quantiles(ds []time.Duration) (lo, med, hi time.Duration) {
 	s := slices.Clone(ds)
 	slices.Sort(s)
@@ -223,6 +270,7 @@ func TestBypassWithoutReader(t *testing.T) {
 	if d := r.handshake(t); d > 20*time.Millisecond {
 		t.Errorf("no reader: handshake took %v, want it to pass at once", d)
 	}
+	r.quiet(t)
 	q, err := delay.Start(delay.Options{Queue: 9, Delay: 30 * time.Millisecond, Family: lab.IPv4, Run: router.Runner()})
 	if err != nil {
 		t.Fatal(err)
