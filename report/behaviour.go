@@ -32,9 +32,14 @@ type Behaviour struct {
 	// Cost is the worst fallback cost of a data connection.
 	Cost Cost `json:"fallback_cost"`
 	// Counters are the TFO counters that moved, per node.
-	Counters  map[string]map[string]int64 `json:"counters_moved,omitempty"`
-	Blackhole Blackhole                   `json:"blackhole"`
-	Conns     []Conn                      `json:"connections_detail"`
+	Counters map[string]map[string]int64 `json:"counters_moved,omitempty"`
+	// ECMP are the groups of nodes a router spreads flows over (a pool's
+	// servers, in the topology's order). Which member a connection lands
+	// on follows the hash of its ports, which differ run to run, so
+	// tfolab diff compares a group's counters summed.
+	ECMP      [][]string `json:"ecmp_groups,omitempty"`
+	Blackhole Blackhole  `json:"blackhole"`
+	Conns     []Conn     `json:"connections_detail"`
 	// CookielessData counts connections whose first SYN carried data
 	// without a TFO option and had it acknowledged; DatalessChildren the
 	// accepted sockets that are TFO children without SYN data (nocookie.go).

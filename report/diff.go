@@ -244,7 +244,13 @@ func behaviourChanges(b, k Scenario) []string {
 	var out []string
 	bb, kb := b.Behaviour, k.Behaviour
 	if bb.TFOData != kb.TFOData || bb.Connections != kb.Connections {
-		out = append(out, fmt.Sprintf("TFO carried data on %d of %d connections; baseline: %d of %d", kb.TFOData, kb.Connections, bb.TFOData, bb.Connections))
+		line := fmt.Sprintf("TFO carried data on %d of %d connections; baseline: %d of %d", kb.TFOData, kb.Connections, bb.TFOData, bb.Connections)
+		if len(kb.ECMP) > 0 {
+			// Not noise to hide: where a pool's servers hold different keys
+			// or queues, the share follows the placement.
+			line += " (behind ECMP: which server each connection reaches varies from run to run)"
+		}
+		out = append(out, line)
 	}
 	if bb.Stalled != kb.Stalled || bb.Refused != kb.Refused || bb.Failed != kb.Failed {
 		out = append(out, fmt.Sprintf("%s; baseline: %s", outcomes(kb), outcomes(bb)))
@@ -370,30 +376,57 @@ func blackholeMoved(a, b Blackhole) bool {
 }
 
 // counterChanges lists the moved counters that differ: "client
-// Blackhole +0 → +3, ActiveFail +2 → +3".
+// Blackhole +0 → +3, ActiveFail +2 → +3". The members of an ECMP group (a
+// pool's servers) are compared summed, "server1+server2+server3 Passive
+// +27 → +30": which of them a connection lands on follows the hash of its
+// ports, which differ from run to run, so their own counters move between
+// two runs of the same lab.
 func counterChanges(b, k Behaviour) string {
+	groups := k.ECMP
+	if len(groups) == 0 {
+		groups = b.ECMP
+	}
+	grouped := map[string]bool{}
+	for _, g := range groups {
+		for _, n := range g {
+			grouped[n] = true
+		}
+	}
 	nodes := map[string]bool{}
 	for n := range b.Counters {
-		nodes[n] = true
+		nodes[n] = !grouped[n]
 	}
 	for n := range k.Counters {
-		nodes[n] = true
+		nodes[n] = !grouped[n]
 	}
 	var parts []string
-	for _, n := range slices.Sorted(maps.Keys(nodes)) {
+	moves := func(label string, members []string) {
+		sum := func(c map[string]map[string]int64, name string) (t int64) {
+			for _, n := range members {
+				t += c[n][name]
+			}
+			return t
+		}
 		var cs []string
 		for _, name := range counterNames {
 			if !strings.HasPrefix(name, "TCPFastOpen") {
 				continue // SYN retransmissions vary with timing; the TFO counters do not
 			}
-			x, y := b.Counters[n][name], k.Counters[n][name]
-			if x != y {
+			if x, y := sum(b.Counters, name), sum(k.Counters, name); x != y {
 				cs = append(cs, fmt.Sprintf("%s %+d → %+d", strings.TrimPrefix(name, "TCPFastOpen"), x, y))
 			}
 		}
 		if len(cs) > 0 {
-			parts = append(parts, n+" "+strings.Join(cs, ", "))
+			parts = append(parts, label+" "+strings.Join(cs, ", "))
 		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(nodes)) {
+		if nodes[n] {
+			moves(n, []string{n})
+		}
+	}
+	for _, g := range groups {
+		moves(strings.Join(g, "+"), g)
 	}
 	return strings.Join(parts, "; ")
 }

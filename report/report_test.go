@@ -1,6 +1,7 @@
 package report
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -442,5 +443,33 @@ func TestDiffUnsupportedIsNoRegression(t *testing.T) {
 	}
 	if md := c.Markdown(); strings.Contains(md, "tcp_syn_linear_timeouts`: 0 →") {
 		t.Errorf("an unsupported scenario's sysctls are no setting change:\n%s", md)
+	}
+}
+
+// Two runs of a pool whose connections ECMP placed differently: the
+// servers' own counters move, their sum does not, and the diff is quiet;
+// a change of the sum is still reported, for the group.
+func TestDiffComparesECMPGroupsSummed(t *testing.T) {
+	spec := topology.Pool(3)
+	groups := ecmpGroups(spec)
+	if len(groups) != 1 || strings.Join(groups[0], ",") != "server1,server2,server3" {
+		t.Fatalf("ecmpGroups(Pool(3)) = %v, want the one group server1..server3 (IPv4 and IPv6 routes name it once)", groups)
+	}
+	pool := func(passive ...int64) Scenario {
+		s := Scenario{Name: "pool/sync-keys/n3/ipv4", Pass: true, Verdicts: []assertions.Verdict{{Name: "every connection", Pass: true}},
+			Behaviour: Behaviour{Connections: 30, TFOData: 27, ECMP: groups, Counters: map[string]map[string]int64{"client": {lab.TCPFastOpenActive: 27}}}}
+		for i, p := range passive {
+			s.Behaviour.Counters[fmt.Sprintf("server%d", i+1)] = map[string]int64{lab.TCPFastOpenPassive: p}
+		}
+		return s
+	}
+	c := Diff(reportOf("a.conf", pool(10, 10, 7)), reportOf("a.conf", pool(5, 15, 7)))
+	if len(c.Changed) != 0 {
+		t.Errorf("placement alone reported as a change:\n%s", c.Markdown())
+	}
+	c = Diff(reportOf("a.conf", pool(10, 10, 7)), reportOf("a.conf", pool(5, 15, 8)))
+	wantAll(t, "diff", c.Markdown(), "counters: server1+server2+server3 Passive +27 → +28")
+	if strings.Contains(c.Markdown(), "server1 Passive") {
+		t.Errorf("a member's own counter reported:\n%s", c.Markdown())
 	}
 }

@@ -385,6 +385,7 @@ func scenarioOf(j *job, res harness.Result, out string) Scenario {
 			}
 		}
 		r.Behaviour = behaviourOf(o, j.prep.rtt, j.prep.clientNode)
+		r.Behaviour.ECMP = ecmpGroups(s.Topology)
 	}
 	for n, keys := range j.prep.applied {
 		if r.Sysctls[n] == nil {
@@ -447,4 +448,18 @@ func kernelRelease() string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// ecmpGroups are the node groups of spec's multipath routes, each once
+// (a pool's IPv4 and IPv6 routes name the same servers).
+func ecmpGroups(spec topology.Spec) [][]string {
+	var groups [][]string
+	for _, n := range spec.Nodes {
+		for _, r := range n.Routes {
+			if len(r.Via) > 1 && !slices.ContainsFunc(groups, func(g []string) bool { return slices.Equal(g, r.Via) }) {
+				groups = append(groups, slices.Clone(r.Via))
+			}
+		}
+	}
+	return groups
 }
