@@ -1,7 +1,10 @@
 package diagnose
 
 import (
+	"cmp"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tfolab/tfolab/lab/capture"
@@ -365,22 +368,37 @@ func (t *tracker) crowd() {
 // sweep finishes the connections idle for longer than idle.
 func (t *tracker) sweep(idle time.Duration) {
 	t.lastSweep = t.now
+	var old []*conn
 	for _, c := range t.live {
 		if t.now.Sub(c.lastPkt) > idle {
-			t.finish(c, "idle")
+			old = append(old, c)
 		}
+	}
+	slices.SortFunc(old, byStart)
+	for _, c := range old {
+		t.finish(c, "idle")
 	}
 	t.sweepPost(idle)
 }
 
 // flush finishes every connection still open: the capture ended.
 func (t *tracker) flush() {
-	for _, c := range t.live {
+	open := slices.SortedFunc(maps.Values(t.live), byStart)
+	for _, c := range open {
 		t.finish(c, "capture end")
 	}
-	for _, r := range t.post {
+	for _, r := range slices.SortedFunc(maps.Values(t.post), byHandshake) {
 		t.finishPost(r, "capture end")
 	}
+}
+
+// byStart orders connections by their first SYN, then by what tells them
+// apart. Connections finished together (a sweep, the capture's end) go in
+// this order, not Go's random map order: the order decides which are kept
+// as evidence and what the patterns see, so the output would vary.
+func byStart(a, b *conn) int {
+	return cmp.Or(a.first.t.Compare(b.first.t), cmp.Compare(a.file, b.file),
+		a.client.Compare(b.client), a.server.Compare(b.server), cmp.Compare(a.isn, b.isn))
 }
 
 func (t *tracker) finish(c *conn, why string) {
