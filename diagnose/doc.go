@@ -149,6 +149,14 @@
 //   - no cookie sent (cookie-less TFO, tcp_fastopen 0x4) and refused:
 //     cookie-rejected.
 //
+// A RST answering a TFO SYN is syn-data-dropped (a firewall that resets
+// SYNs with data) only when the port answered other SYNs and reset none
+// without data: a closed port resets every SYN, data or not. When it
+// reset plain SYNs too, or answered no SYN with a SYN-ACK, the RSTs are
+// the port's refusal, which says nothing about TFO: inconclusive (or a
+// note under another verdict), whose reason says, when only TFO SYNs were
+// tried, that such a firewall in front of the port would look the same.
+//
 // A client that was granted a cookie and only ever asks for one again with
 // the same SYN (same options, window scale, MSS, window, initial TTL),
 // never sending data in a SYN, is client-no-tfo though the server works:

@@ -460,18 +460,23 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	saidOff := g.dataBlackholed(problem, &notes)
 
 	// syn-data-dropped
-	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset, KindCookieNotOffered, KindGivenUp); n > 0 {
+	resets := g.counts[KindReset]
+	if g.portRefuses() {
+		resets = 0 // the port's own refusals (refusals.go), not TFO's
+	}
+	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindCookieNotOffered, KindGivenUp) + resets; n > 0 {
 		f := finding{verdict: SynDataDropped, kinds: []Kind{KindDropped, KindFallback, KindReset, KindGivenUp, KindOptionDropped, KindCookieNotOffered}, n: n}
+		lost := g.sum(KindFallback, KindOptionDropped, KindDropped) + resets
 		switch {
-		case g.counts[KindGivenUp] > 0 && g.counts[KindGivenUp] >= g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset):
+		case g.counts[KindGivenUp] > 0 && g.counts[KindGivenUp] >= lost:
 			f.reason = givenUpReason(g.counts[KindGivenUp])
 			f.variant = "icmp"
-		case g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset) == 0:
+		case lost == 0:
 			f.reason = fmt.Sprintf("clients this server had given a cookie came back with %s carrying neither the cookie nor data: seen from the server, that is a Linux client's plain retransmission after its data SYN was lost upstream (or a TFO pause on the client, or an application there that does not use TFO; a client-side capture tells)", plural(n, "SYN"))
 		case g.counts[KindDropped] > 0:
 			f.reason = fmt.Sprintf("%s sent data in the SYN that the server never received; the client fell back to a plain SYN after a timeout", plural(g.counts[KindDropped], "TFO connection"))
-		case g.counts[KindReset] >= g.counts[KindFallback]+g.counts[KindOptionDropped]:
-			f.reason = fmt.Sprintf("%s answered with a RST: something in the path rejects SYNs with data", pluralOf(g.counts[KindReset], "TFO SYN was", "TFO SYNs were"))
+		case resets > 0 && resets >= g.counts[KindFallback]+g.counts[KindOptionDropped]:
+			f.reason = fmt.Sprintf("%s answered with a RST: something in the path rejects SYNs with data", pluralOf(resets, "TFO SYN was", "TFO SYNs were"))
 			f.variant = "reset"
 		case g.counts[KindFallback] > 0:
 			f.reason = fmt.Sprintf("%s; the plain retransmission was answered, after one SYN timeout (the data SYN was dropped on the way, or its SYN-ACK was)", pluralOf(g.counts[KindFallback], "TFO connection got no answer to its data SYN", "TFO connections got no answer to their data SYN"))
@@ -606,7 +611,9 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 			kinds: []Kind{KindPlain}, n: plain})
 	}
 	if len(fs) == 0 {
-		add(finding{verdict: Inconclusive, reason: g.inconclusiveReason(), kinds: []Kind{KindOneDirection, KindStalledPlain, KindStalledTFO, KindRefused, KindCookieUnused, KindPaused, KindUnfinished}, n: g.total})
+		add(finding{verdict: Inconclusive, reason: g.inconclusiveReason(), kinds: []Kind{KindOneDirection, KindStalledPlain, KindStalledTFO, KindRefused, KindReset, KindCookieUnused, KindPaused, KindUnfinished}, n: g.total})
+	} else if g.portRefuses() {
+		notes = append(notes, g.refusedReason())
 	}
 	if d := g.detected(); d > 0 && len(g.pauseList()) == 0 && !saidOff {
 		if g.detNoPause > 0 {
@@ -715,6 +722,8 @@ func (g *serverAgg) inconclusiveReason() string {
 		return fmt.Sprintf("only one direction was captured: %s completed without a SYN-ACK in the capture", plural(g.counts[KindOneDirection], "handshake"))
 	case g.counts[KindUnfinished] == g.total:
 		return "the capture ended less than a SYN timeout after the SYNs to this server: too early to tell"
+	case g.portRefuses() || (g.counts[KindRefused] > 0 && g.counts[KindRefused] == g.unanswered):
+		return g.refusedReason()
 	case g.unanswered == g.total:
 		return fmt.Sprintf("none of the %s got a SYN-ACK: the server is down or unreachable, which says nothing about TFO", plural(g.total, "connection"))
 	case g.counts[KindRefused] > 0:
