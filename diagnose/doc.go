@@ -143,8 +143,12 @@
 //     intact, the client-side copies without a partner that were refused
 //     the same way count as this too.
 //   - the client side alone, no option back: the option was stripped on
-//     the way, or the server refused as above: option-stripped, whose
-//     reason names both.
+//     the way, or the server refused as above (a listener without TFO
+//     answers exactly so): option-stripped, whose reason names both, and
+//     what the capture adds: this port handed out cookies itself (its
+//     listener had TFO then), or only another port of the same host did
+//     (the client's cookie cache is per host, so every port is offered
+//     that cookie, and a listener without TFO fits as well).
 //   - the SYN arrived without the option: option-stripped.
 //   - no cookie sent (cookie-less TFO, tcp_fastopen 0x4) and refused:
 //     cookie-rejected.

@@ -1,8 +1,14 @@
 package diagnose
 
-import "fmt"
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+)
 
-// What a server's refusals say, and what they cannot.
+// What a server's refusals say, and what they cannot: a RST from a closed
+// port, a SYN-ACK without option that a stripping middlebox and a listener
+// without TFO both give.
 
 // portRefuses reports that the RSTs answering this port's TFO SYNs are the
 // port's own: it also reset SYNs without data, or answered no SYN at all
@@ -30,4 +36,47 @@ func (g *serverAgg) refusedReason() string {
 			plural(plain+tfo, "connection"), tfo, plain)
 	}
 	return fmt.Sprintf("the port refused %s with a RST: nothing listens there", plural(plain, "connection"))
+}
+
+// refusedNoOptionReason is option-stripped's reason when the client's side
+// shows cookie and data answered by a SYN-ACK that acks only the SYN and
+// carries no option. A middlebox that stripped the option and a server
+// that refused TFO itself answer alike: Linux answers data without a
+// cookie exactly so, and a listener without TFO ignores the option. So
+// both readings are named, with what the capture adds: whether this port
+// ever showed TFO, or only another port of the same host did (the client's
+// cookie cache is per host, tcp_metrics, so every port is offered it).
+func (g *serverAgg) refusedNoOptionReason(n int) string {
+	r := fmt.Sprintf("%s sent cookie and data, and the SYN-ACK acked only the SYN and carried no TFO option: "+
+		"either a middlebox stripped the option on the way (the server then gets data without a cookie), "+
+		"or the server refused TFO itself (a listener without TFO: no TCP_FASTOPEN on the socket, or net.ipv4.tcp_fastopen without 0x2; or its TFO queue full); "+
+		"the client sees the same either way, a server-side capture tells them apart", plural(n, "connection"))
+	switch other := g.tfoSibling(); {
+	case g.showedTFO():
+		r += "; this port handed out a cookie or accepted SYN data in this capture, so its listener had TFO then: stripping, or TFO turned off or its queue full since"
+	case other.IsValid():
+		r += fmt.Sprintf("; this port never showed TFO here, while %s on the same host handed out cookies: the client's cookie cache is per host, so it offers that cookie to every port, and a listener without TFO on this one fits as well as stripping", other)
+	}
+	return r
+}
+
+// showedTFO reports that this port handed out a cookie or accepted SYN
+// data.
+func (g *serverAgg) showedTFO() bool {
+	return g.sum(KindGranted, KindCookieReasked, KindAccepted, KindRejected) > 0
+}
+
+// tfoSibling is the first other port of this server's host that showed
+// TFO, if any.
+func (g *serverAgg) tfoSibling() netip.AddrPort {
+	var out []netip.AddrPort
+	for s, o := range g.agg.servers {
+		if s != g.server && s.Addr() == g.server.Addr() && o.showedTFO() {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return netip.AddrPort{}
+	}
+	return slices.MinFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
 }

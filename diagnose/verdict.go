@@ -505,7 +505,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		case g.counts[KindStripped] > 0:
 			f.reason = fmt.Sprintf("the TFO option the client sent was missing when %s reached the server: a middlebox strips option 34/254", plural(g.counts[KindStripped], "SYN"))
 		case refusedNoOpt > 0:
-			f.reason = fmt.Sprintf("%s sent cookie and data, and the SYN-ACK acked only the SYN and carried no TFO option: the option was most likely stripped on the way (else the server itself refused TFO for them, its TFO queue full or TFO turned off; a server-side capture tells)", plural(refusedNoOpt, "connection"))
+			f.reason = g.refusedNoOptionReason(refusedNoOpt)
 		default:
 			f.reason = fmt.Sprintf("%s arrived with data but without the TFO option and only the SYN was acked: a middlebox stripped the option (or the client runs cookie-less TFO, tcp_fastopen 0x4, against a server that wants a cookie)", plural(g.counts[KindStrippedSuspect], "SYN"))
 		}
