@@ -122,6 +122,7 @@ type conn struct {
 	synsAtSA  int       // SYNs seen when the first SYN-ACK came
 	ansSYNt   time.Time // the last SYN before the first SYN-ACK
 	ackedData bool      // a SYN-ACK acked the SYN's data
+	ackedN    int       // how much of it: all of it, or part (a partial ack)
 	synsAfter int       // SYNs after the first SYN-ACK: it did not arrive
 
 	acked       bool // the client acked a SYN-ACK: handshake done
@@ -179,6 +180,7 @@ func (c *conn) addSynack(p *capture.Packet, ttl uint8) {
 	c.lastPkt = p.Time
 	if d := p.Ack - (c.isn + 1); d > 0 && int(d) <= c.maxData {
 		c.ackedData = true
+		c.ackedN = max(c.ackedN, int(d))
 	}
 	c.nSynack++
 	if c.nSynack > 1 {
@@ -517,6 +519,8 @@ type outcome struct {
 	// rtt of a clean handshake (one SYN, answered), a sample for the server.
 	rtt    time.Duration
 	hasRTT bool
+	// partAcked of partSent bytes of SYN data acked (KindPartial).
+	partAcked, partSent int
 }
 
 // evLine is one packet to print, and the capture it came from.
@@ -594,6 +598,13 @@ func (c *conn) classify() outcome {
 		}
 	case c.maxData > 0 && c.ackedData:
 		o.ev = c.ev(c.evFirst, c.evSA)
+		if c.ackedN < c.maxData {
+			// Linux's client resends the rest at once after the
+			// handshake, as for a refused SYN (tcp_rcv_fastopen_synack).
+			o.kind, o.partAcked, o.partSent = KindPartial, c.ackedN, c.maxData
+			oneRTT()
+			break
+		}
 		if f.fo == foNone {
 			o.kind = KindAcceptedNoCookie
 		} else {

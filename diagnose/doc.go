@@ -153,6 +153,12 @@
 //   - no cookie sent (cookie-less TFO, tcp_fastopen 0x4) and refused:
 //     cookie-rejected.
 //
+// A SYN-ACK that acks part of the SYN's data is a partial refusal
+// (partial-ack): Linux's client marks the rest lost, resends it right
+// after the handshake and counts TCPFastOpenActiveFail
+// (tcp_rcv_fastopen_synack). The cookie worked: tfo-works, whose reason
+// names it.
+//
 // A RST answering a TFO SYN is syn-data-dropped (a firewall that resets
 // SYNs with data) only when the port answered other SYNs and reset none
 // without data: a closed port resets every SYN, data or not. When it

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/tfolab/tfolab/lab/capture"
 )
 
 // Readings that were once wrong, each on the smallest capture that shows
@@ -96,4 +99,32 @@ func TestRefusedNoOptionNamesBothReadings(t *testing.T) {
 			t.Errorf("reason leans to one reading: %s", r.Reason)
 		}
 	})
+}
+
+// A SYN-ACK that acks part of the SYN's data: Linux's client marks the
+// rest lost and resends it at once after the handshake
+// (tcp_rcv_fastopen_synack: TFO_DATA_NOT_ACKED, TCPFastOpenActiveFail).
+// TFO works, partly: the reading says so.
+func TestPartialSynDataAck(t *testing.T) {
+	var s synth
+	s.flow(cli, srv, 500).granted(0, cookieA)
+	f := s.flow(bumpPort(cli, 1), srv, 600)
+	f.syn(time.Second, ptr(tfoOpt(cookieA, false)), 100).synack(time.Second+rtt, 40, nil)
+	// The client's ACK, and the rest of its data resent right after.
+	at := time.Second + rtt + 20*time.Microsecond
+	f.add(spkt{at: at, src: f.c, dst: f.sv, flags: capture.FlagACK, seq: f.isn + 41, ack: f.sisn + 1, win: 502, ttl: f.cTTL})
+	f.add(spkt{at: at + time.Microsecond, src: f.c, dst: f.sv, flags: capture.FlagACK | capture.FlagPSH, seq: f.isn + 41, ack: f.sisn + 1, win: 502, payload: 60, ttl: f.cTTL})
+	f.add(spkt{at: at + rtt, src: f.sv, dst: f.c, flags: capture.FlagACK | capture.FlagPSH, seq: f.sisn + 1, ack: f.isn + 101, win: 502, payload: 200, ttl: f.sTTL})
+	f.add(spkt{at: at + rtt + time.Microsecond, src: f.c, dst: f.sv, flags: capture.FlagACK, seq: f.isn + 101, ack: f.sisn + 201, win: 502, ttl: f.cTTL})
+	for _, o := range []capOpts{{}, {ng: true, link: layers.LinkTypeLinuxSLL2}} {
+		rep := run(t, s.write(t, t.TempDir(), "c.pcap", o))
+		r := wantVerdict(t, rep, srv, TFOWorks)
+		wantAll(t, "reason", r.Reason, "part", "40 of 100", "resends")
+		if r.Counts["partial-ack"] != 1 || r.Counts["accepted"] != 0 {
+			t.Errorf("counts %v", r.Counts)
+		}
+		if r.Reproduce == nil || r.Reproduce.Scenario != "packetdrill/client/syn-data-partial-ack/ipv4" {
+			t.Errorf("reproducer %+v", r.Reproduce)
+		}
+	}
 }

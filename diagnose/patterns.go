@@ -304,10 +304,10 @@ func (p *patterns) onSynack(file int, c *conn) {
 // refused (and replaced) by others.
 func (p *patterns) onOutcome(file int, c *conn, k Kind) {
 	var bit uint8
-	switch k {
-	case KindAccepted:
+	switch {
+	case k == KindAccepted, k == KindPartial && c.first.fo == foCookie:
 		bit = 1
-	case KindRejected:
+	case k == KindRejected:
 		bit = 2
 	default:
 		return

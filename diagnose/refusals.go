@@ -8,7 +8,7 @@ import (
 
 // What a server's refusals say, and what they cannot: a RST from a closed
 // port, a SYN-ACK without option that a stripping middlebox and a listener
-// without TFO both give.
+// without TFO both give, SYN data acked only in part.
 
 // portRefuses reports that the RSTs answering this port's TFO SYNs are the
 // port's own: it also reset SYNs without data, or answered no SYN at all
@@ -63,7 +63,7 @@ func (g *serverAgg) refusedNoOptionReason(n int) string {
 // showedTFO reports that this port handed out a cookie or accepted SYN
 // data.
 func (g *serverAgg) showedTFO() bool {
-	return g.sum(KindGranted, KindCookieReasked, KindAccepted, KindRejected) > 0
+	return g.sum(KindGranted, KindCookieReasked, KindAccepted, KindPartial, KindRejected) > 0
 }
 
 // tfoSibling is the first other port of this server's host that showed
@@ -79,4 +79,50 @@ func (g *serverAgg) tfoSibling() netip.AddrPort {
 		return netip.AddrPort{}
 	}
 	return slices.MinFunc(out, func(a, b netip.AddrPort) int { return a.Compare(b) })
+}
+
+// partialReason says how many connections had their SYN data acked only
+// in part. Linux's client then marks the rest lost and resends it at once
+// after the handshake (tcp_rcv_fastopen_synack), counts a failed TFO
+// connection (TCPFastOpenActiveFail, tcpi_fastopen_client_fail
+// TFO_DATA_NOT_ACKED) and keeps the cookie, which worked.
+func (g *serverAgg) partialReason() string {
+	n := g.counts[KindPartial]
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the server acked only part of the SYN data of %s (%d of %d bytes in the first): "+
+		"the client's kernel resends the rest right after the handshake, a round trip late, counts a failed TFO connection (TCPFastOpenActiveFail) and keeps the cookie",
+		plural(n, "connection"), g.partial[0], g.partial[1])
+}
+
+// worksFinding is tfo-works for the works connections that show it:
+// SYN data acked, in full or in part, or cookies handed out.
+func (g *serverAgg) worksFinding(works int) finding {
+	r := ""
+	switch acc := g.sum(KindAccepted, KindAcceptedNoCookie); {
+	case acc > 0 && g.counts[KindAcceptedNoCookie] == acc:
+		r = fmt.Sprintf("the server acked the SYN data of %s sent without a cookie (cookie-less TFO)", plural(acc, "connection"))
+	case acc > 0:
+		r = fmt.Sprintf("the server acked the SYN data of %s in its SYN-ACK", plural(acc, "connection"))
+	case g.counts[KindPartial] == 0:
+		r = fmt.Sprintf("the server handed out cookies (%s); no SYN data was seen yet", plural(g.sum(KindGranted, KindCookieReasked), "cookie request"))
+	}
+	f := finding{verdict: TFOWorks, reason: joinReason(r, g.partialReason()) + ".", n: works,
+		kinds: []Kind{KindAccepted, KindAcceptedNoCookie, KindPartial, KindGranted, KindCookieNoData, KindCookieReasked}}
+	if r == "" { // partial acks only: the catalogue has a scenario of them
+		f.variant = "partial-ack"
+	}
+	return f
+}
+
+// joinReason joins two parts of a reason, either possibly empty.
+func joinReason(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
 }

@@ -44,6 +44,7 @@ const (
 	KindUnfinished                    // unanswered SYN less than an RTO before the capture ended
 	KindCookieReasked                 // cookie request, granted, from a client the server had already given one (same SYN)
 	KindGivenUp                       // data SYN never answered nor retransmitted though the capture went on past its RTO: dropped at once (an ICMP error)
+	KindPartial                       // SYN data acked only in part in the SYN-ACK (the client resends the rest)
 
 	// After the handshake (post.go): what became of a TFO connection's
 	// data. These refine a connection already counted by its handshake
@@ -59,7 +60,7 @@ var kindNames = [numKinds]string{
 	"no-cookie", "fallback", "option-dropped", "dropped", "reset", "stripped", "refused-no-option",
 	"stripped-suspect", "refused-by-server", "rejected", "refused-same-cookie", "no-cookie-refused",
 	"stalled-tfo", "synack-unacked", "synack-lost", "stalled-plain", "refused", "one-direction",
-	"cookie-not-offered", "unfinished", "cookie-reasked", "given-up", "server-data-lost", "client-data-lost", "no-answer",
+	"cookie-not-offered", "unfinished", "cookie-reasked", "given-up", "partial-ack", "server-data-lost", "client-data-lost", "no-answer",
 }
 
 func (k Kind) String() string {
@@ -165,6 +166,7 @@ type serverAgg struct {
 	pauses      map[int][]Pause // per capture
 	poolClients map[int]int     // per capture: clients with a cookie both accepted and refused
 	giveUp      time.Duration   // the longest stall
+	partial     [2]int          // the first partial ack: bytes acked, bytes sent
 	unanswered  int             // connections with no SYN-ACK at all
 }
 
@@ -237,6 +239,9 @@ func (a *aggregator) fold(server netip.AddrPort, c *conn, o outcome, paired bool
 	}
 	if c.nSynack == 0 && !c.acked {
 		g.unanswered++
+	}
+	if o.kind == KindPartial && g.partial[1] == 0 {
+		g.partial = [2]int{o.partAcked, o.partSent}
 	}
 	if (o.kind == KindStalledTFO || o.kind == KindSynackLost || o.kind == KindSynackUnacked) && o.cost > g.giveUp {
 		g.giveUp = o.cost
@@ -541,7 +546,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	// arrived and the server answered without TFO and without a fresh
 	// cookie (so it did not find the cookie wrong): Linux does that when
 	// its TFO queue is full (tcp_fastopen_queue_check) or TFO is off.
-	works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindCookieNoData, KindCookieReasked)
+	works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindPartial, KindCookieNoData, KindCookieReasked)
 	if n := g.counts[KindNoCookie] + serverRefusals; n > 0 {
 		kinds := []Kind{KindNoCookie, KindRefusedByServer, KindRefusedSameCookie}
 		if serverRefusals > g.sum(KindRefusedByServer, KindRefusedSameCookie) {
@@ -582,7 +587,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	// client-no-tfo although the server works: the same client asked
 	// again and again for a cookie it had been given, and never sent data.
 	reasked := g.counts[KindCookieReasked]
-	dataSYNs := g.sum(KindAccepted, KindAcceptedNoCookie, KindFallback, KindDropped, KindReset, KindGivenUp, KindStripped, KindRefusedNoOption,
+	dataSYNs := g.sum(KindAccepted, KindAcceptedNoCookie, KindPartial, KindFallback, KindDropped, KindReset, KindGivenUp, KindStripped, KindRefusedNoOption,
 		KindStrippedSuspect, KindRefusedByServer, KindRejected, KindRefusedSameCookie, KindNoCookieRefused)
 	neverData := reasked >= 2 && dataSYNs == 0
 	if neverData {
@@ -595,16 +600,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 
 	// non-problems
 	if works > 0 && !neverData {
-		r := ""
-		switch acc := g.sum(KindAccepted, KindAcceptedNoCookie); {
-		case acc > 0 && g.counts[KindAcceptedNoCookie] == acc:
-			r = fmt.Sprintf("the server acked the SYN data of %s sent without a cookie (cookie-less TFO)", plural(acc, "connection"))
-		case acc > 0:
-			r = fmt.Sprintf("the server acked the SYN data of %s in its SYN-ACK", plural(acc, "connection"))
-		default:
-			r = fmt.Sprintf("the server handed out cookies (%s); no SYN data was seen yet", plural(g.sum(KindGranted, KindCookieReasked), "cookie request"))
-		}
-		add(finding{verdict: TFOWorks, reason: r + ".", kinds: []Kind{KindAccepted, KindAcceptedNoCookie, KindGranted, KindCookieNoData, KindCookieReasked}, n: works})
+		add(g.worksFinding(works))
 	}
 	if plain := g.sum(KindPlain); plain > 0 && att == 0 && g.sum(KindPaused, KindCookieUnused) == 0 {
 		add(finding{verdict: ClientNoTFO, reason: fmt.Sprintf("all %s were plain handshakes: the clients never asked for a cookie nor sent data in a SYN.", plural(plain, "connection")),
