@@ -1,7 +1,10 @@
 package diagnose
 
 import (
+	"cmp"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tfolab/tfolab/lab/capture"
@@ -119,6 +122,7 @@ type conn struct {
 	synsAtSA  int       // SYNs seen when the first SYN-ACK came
 	ansSYNt   time.Time // the last SYN before the first SYN-ACK
 	ackedData bool      // a SYN-ACK acked the SYN's data
+	ackedN    int       // how much of it: all of it, or part (a partial ack)
 	synsAfter int       // SYNs after the first SYN-ACK: it did not arrive
 
 	acked       bool // the client acked a SYN-ACK: handshake done
@@ -176,6 +180,7 @@ func (c *conn) addSynack(p *capture.Packet, ttl uint8) {
 	c.lastPkt = p.Time
 	if d := p.Ack - (c.isn + 1); d > 0 && int(d) <= c.maxData {
 		c.ackedData = true
+		c.ackedN = max(c.ackedN, int(d))
 	}
 	c.nSynack++
 	if c.nSynack > 1 {
@@ -365,22 +370,37 @@ func (t *tracker) crowd() {
 // sweep finishes the connections idle for longer than idle.
 func (t *tracker) sweep(idle time.Duration) {
 	t.lastSweep = t.now
+	var old []*conn
 	for _, c := range t.live {
 		if t.now.Sub(c.lastPkt) > idle {
-			t.finish(c, "idle")
+			old = append(old, c)
 		}
+	}
+	slices.SortFunc(old, byStart)
+	for _, c := range old {
+		t.finish(c, "idle")
 	}
 	t.sweepPost(idle)
 }
 
 // flush finishes every connection still open: the capture ended.
 func (t *tracker) flush() {
-	for _, c := range t.live {
+	open := slices.SortedFunc(maps.Values(t.live), byStart)
+	for _, c := range open {
 		t.finish(c, "capture end")
 	}
-	for _, r := range t.post {
+	for _, r := range slices.SortedFunc(maps.Values(t.post), byHandshake) {
 		t.finishPost(r, "capture end")
 	}
+}
+
+// byStart orders connections by their first SYN, then by what tells them
+// apart. Connections finished together (a sweep, the capture's end) go in
+// this order, not Go's random map order: the order decides which are kept
+// as evidence and what the patterns see, so the output would vary.
+func byStart(a, b *conn) int {
+	return cmp.Or(a.first.t.Compare(b.first.t), cmp.Compare(a.file, b.file),
+		a.client.Compare(b.client), a.server.Compare(b.server), cmp.Compare(a.isn, b.isn))
 }
 
 func (t *tracker) finish(c *conn, why string) {
@@ -499,6 +519,8 @@ type outcome struct {
 	// rtt of a clean handshake (one SYN, answered), a sample for the server.
 	rtt    time.Duration
 	hasRTT bool
+	// partAcked of partSent bytes of SYN data acked (KindPartial).
+	partAcked, partSent int
 }
 
 // evLine is one packet to print, and the capture it came from.
@@ -576,6 +598,13 @@ func (c *conn) classify() outcome {
 		}
 	case c.maxData > 0 && c.ackedData:
 		o.ev = c.ev(c.evFirst, c.evSA)
+		if c.ackedN < c.maxData {
+			// Linux's client resends the rest at once after the
+			// handshake, as for a refused SYN (tcp_rcv_fastopen_synack).
+			o.kind, o.partAcked, o.partSent = KindPartial, c.ackedN, c.maxData
+			oneRTT()
+			break
+		}
 		if f.fo == foNone {
 			o.kind = KindAcceptedNoCookie
 		} else {

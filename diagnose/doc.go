@@ -143,11 +143,29 @@
 //     intact, the client-side copies without a partner that were refused
 //     the same way count as this too.
 //   - the client side alone, no option back: the option was stripped on
-//     the way, or the server refused as above: option-stripped, whose
-//     reason names both.
+//     the way, or the server refused as above (a listener without TFO
+//     answers exactly so): option-stripped, whose reason names both, and
+//     what the capture adds: this port handed out cookies itself (its
+//     listener had TFO then), or only another port of the same host did
+//     (the client's cookie cache is per host, so every port is offered
+//     that cookie, and a listener without TFO fits as well).
 //   - the SYN arrived without the option: option-stripped.
 //   - no cookie sent (cookie-less TFO, tcp_fastopen 0x4) and refused:
 //     cookie-rejected.
+//
+// A SYN-ACK that acks part of the SYN's data is a partial refusal
+// (partial-ack): Linux's client marks the rest lost, resends it right
+// after the handshake and counts TCPFastOpenActiveFail
+// (tcp_rcv_fastopen_synack). The cookie worked: tfo-works, whose reason
+// names it.
+//
+// A RST answering a TFO SYN is syn-data-dropped (a firewall that resets
+// SYNs with data) only when the port answered other SYNs and reset none
+// without data: a closed port resets every SYN, data or not. When it
+// reset plain SYNs too, or answered no SYN with a SYN-ACK, the RSTs are
+// the port's refusal, which says nothing about TFO: inconclusive (or a
+// note under another verdict), whose reason says, when only TFO SYNs were
+// tried, that such a firewall in front of the port would look the same.
 //
 // A client that was granted a cookie and only ever asks for one again with
 // the same SYN (same options, window scale, MSS, window, initial TTL),

@@ -194,13 +194,13 @@ func (j *joiner) expire(now time.Time) {
 	if j.n == 0 {
 		return
 	}
+	var due []*conn
 	for f := range j.byISN {
 		for isn, ps := range j.byISN[f] {
 			keep := ps[:0]
 			for _, p := range ps {
 				if now.IsZero() || now.After(p.deadline) {
-					j.n--
-					j.single(p.c)
+					due = append(due, p.c)
 				} else {
 					keep = append(keep, p)
 				}
@@ -211,6 +211,12 @@ func (j *joiner) expire(now time.Time) {
 				j.byISN[f][isn] = keep
 			}
 		}
+	}
+	// Folded in a fixed order, not the map's (see byStart).
+	slices.SortFunc(due, byStart)
+	for _, c := range due {
+		j.n--
+		j.single(c)
 	}
 }
 

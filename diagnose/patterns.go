@@ -1,7 +1,10 @@
 package diagnose
 
 import (
+	"cmp"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -301,10 +304,10 @@ func (p *patterns) onSynack(file int, c *conn) {
 // refused (and replaced) by others.
 func (p *patterns) onOutcome(file int, c *conn, k Kind) {
 	var bit uint8
-	switch k {
-	case KindAccepted:
+	switch {
+	case k == KindAccepted, k == KindPartial && c.first.fo == foCookie:
 		bit = 1
-	case KindRejected:
+	case k == KindRejected:
 		bit = 2
 	default:
 		return
@@ -322,7 +325,12 @@ func (p *patterns) onOutcome(file int, c *conn, k Kind) {
 
 // flush records the pauses still running at the end of the capture.
 func (p *patterns) flush() {
-	for k, st := range p.clients {
+	// In a fixed order: a server keeps only maxPauses of them.
+	keys := slices.SortedFunc(maps.Keys(p.clients), func(a, b clientKey) int {
+		return cmp.Or(cmp.Compare(a.file, b.file), a.ip.Compare(b.ip))
+	})
+	for _, k := range keys {
+		st := p.clients[k]
 		if st.inPause && p.pauseHolds(st) && st.plain > 0 {
 			p.agg.addPause(k.file, st.detectServer, Pause{Client: k.ip.String(),
 				Start: st.detectAt, Plain: st.plain, LastPlain: st.lastPlain})

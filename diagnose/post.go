@@ -1,7 +1,9 @@
 package diagnose
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tfolab/tfolab/lab/capture"
@@ -279,11 +281,24 @@ func (t *tracker) finishPost(r *postRec, why string) {
 
 // sweepPost finishes the followed connections idle for longer than idle.
 func (t *tracker) sweepPost(idle time.Duration) {
+	var old []*postRec
 	for _, r := range t.post {
 		if t.now.Sub(r.lastPkt) > idle {
-			t.finishPost(r, "idle")
+			old = append(old, r)
 		}
 	}
+	slices.SortFunc(old, byHandshake)
+	for _, r := range old {
+		t.finishPost(r, "idle")
+	}
+}
+
+// byHandshake orders followed connections by their handshake, then by
+// their ends: finished together, they are folded in this order, not the
+// map's (see byStart).
+func byHandshake(a, b *postRec) int {
+	return cmp.Or(a.hsT.Compare(b.hsT), cmp.Compare(a.file, b.file),
+		a.client.Compare(b.client), a.server.Compare(b.server))
 }
 
 // outcome is what became of the connection's data after the handshake,

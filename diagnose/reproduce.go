@@ -34,6 +34,7 @@ type Reproducer struct {
 // "verdict/variant" where the reason decides between scenarios.
 var Scenarios = map[string][2]string{
 	string(TFOWorks):                     {"baseline/routed/ipv4/sendto/cookie-then-data", "baseline/routed/ipv6/sendto/cookie-then-data"},
+	"tfo-works/partial-ack":              {"packetdrill/client/syn-data-partial-ack/ipv4", "packetdrill/client/syn-data-partial-ack/ipv6"},
 	string(ClientNoTFO):                  {"control/routed/ipv4/plain-vs-tfo", ""},
 	string(ServerNoTFO):                  {"baseline/routed/ipv4/sendto/server-tfo-off", "baseline/routed/ipv6/sendto/server-tfo-off"},
 	"server-no-tfo/part-of-pool":         {"pool/probe/server-tfo-off/n3/ipv4", ""},

@@ -44,6 +44,7 @@ const (
 	KindUnfinished                    // unanswered SYN less than an RTO before the capture ended
 	KindCookieReasked                 // cookie request, granted, from a client the server had already given one (same SYN)
 	KindGivenUp                       // data SYN never answered nor retransmitted though the capture went on past its RTO: dropped at once (an ICMP error)
+	KindPartial                       // SYN data acked only in part in the SYN-ACK (the client resends the rest)
 
 	// After the handshake (post.go): what became of a TFO connection's
 	// data. These refine a connection already counted by its handshake
@@ -59,7 +60,7 @@ var kindNames = [numKinds]string{
 	"no-cookie", "fallback", "option-dropped", "dropped", "reset", "stripped", "refused-no-option",
 	"stripped-suspect", "refused-by-server", "rejected", "refused-same-cookie", "no-cookie-refused",
 	"stalled-tfo", "synack-unacked", "synack-lost", "stalled-plain", "refused", "one-direction",
-	"cookie-not-offered", "unfinished", "cookie-reasked", "given-up", "server-data-lost", "client-data-lost", "no-answer",
+	"cookie-not-offered", "unfinished", "cookie-reasked", "given-up", "partial-ack", "server-data-lost", "client-data-lost", "no-answer",
 }
 
 func (k Kind) String() string {
@@ -165,6 +166,7 @@ type serverAgg struct {
 	pauses      map[int][]Pause // per capture
 	poolClients map[int]int     // per capture: clients with a cookie both accepted and refused
 	giveUp      time.Duration   // the longest stall
+	partial     [2]int          // the first partial ack: bytes acked, bytes sent
 	unanswered  int             // connections with no SYN-ACK at all
 }
 
@@ -237,6 +239,9 @@ func (a *aggregator) fold(server netip.AddrPort, c *conn, o outcome, paired bool
 	}
 	if c.nSynack == 0 && !c.acked {
 		g.unanswered++
+	}
+	if o.kind == KindPartial && g.partial[1] == 0 {
+		g.partial = [2]int{o.partAcked, o.partSent}
 	}
 	if (o.kind == KindStalledTFO || o.kind == KindSynackLost || o.kind == KindSynackUnacked) && o.cost > g.giveUp {
 		g.giveUp = o.cost
@@ -460,18 +465,23 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	saidOff := g.dataBlackholed(problem, &notes)
 
 	// syn-data-dropped
-	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset, KindCookieNotOffered, KindGivenUp); n > 0 {
+	resets := g.counts[KindReset]
+	if g.portRefuses() {
+		resets = 0 // the port's own refusals (refusals.go), not TFO's
+	}
+	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindCookieNotOffered, KindGivenUp) + resets; n > 0 {
 		f := finding{verdict: SynDataDropped, kinds: []Kind{KindDropped, KindFallback, KindReset, KindGivenUp, KindOptionDropped, KindCookieNotOffered}, n: n}
+		lost := g.sum(KindFallback, KindOptionDropped, KindDropped) + resets
 		switch {
-		case g.counts[KindGivenUp] > 0 && g.counts[KindGivenUp] >= g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset):
+		case g.counts[KindGivenUp] > 0 && g.counts[KindGivenUp] >= lost:
 			f.reason = givenUpReason(g.counts[KindGivenUp])
 			f.variant = "icmp"
-		case g.sum(KindFallback, KindOptionDropped, KindDropped, KindReset) == 0:
+		case lost == 0:
 			f.reason = fmt.Sprintf("clients this server had given a cookie came back with %s carrying neither the cookie nor data: seen from the server, that is a Linux client's plain retransmission after its data SYN was lost upstream (or a TFO pause on the client, or an application there that does not use TFO; a client-side capture tells)", plural(n, "SYN"))
 		case g.counts[KindDropped] > 0:
 			f.reason = fmt.Sprintf("%s sent data in the SYN that the server never received; the client fell back to a plain SYN after a timeout", plural(g.counts[KindDropped], "TFO connection"))
-		case g.counts[KindReset] >= g.counts[KindFallback]+g.counts[KindOptionDropped]:
-			f.reason = fmt.Sprintf("%s answered with a RST: something in the path rejects SYNs with data", pluralOf(g.counts[KindReset], "TFO SYN was", "TFO SYNs were"))
+		case resets > 0 && resets >= g.counts[KindFallback]+g.counts[KindOptionDropped]:
+			f.reason = fmt.Sprintf("%s answered with a RST: something in the path rejects SYNs with data", pluralOf(resets, "TFO SYN was", "TFO SYNs were"))
 			f.variant = "reset"
 		case g.counts[KindFallback] > 0:
 			f.reason = fmt.Sprintf("%s; the plain retransmission was answered, after one SYN timeout (the data SYN was dropped on the way, or its SYN-ACK was)", pluralOf(g.counts[KindFallback], "TFO connection got no answer to its data SYN", "TFO connections got no answer to their data SYN"))
@@ -500,7 +510,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		case g.counts[KindStripped] > 0:
 			f.reason = fmt.Sprintf("the TFO option the client sent was missing when %s reached the server: a middlebox strips option 34/254", plural(g.counts[KindStripped], "SYN"))
 		case refusedNoOpt > 0:
-			f.reason = fmt.Sprintf("%s sent cookie and data, and the SYN-ACK acked only the SYN and carried no TFO option: the option was most likely stripped on the way (else the server itself refused TFO for them, its TFO queue full or TFO turned off; a server-side capture tells)", plural(refusedNoOpt, "connection"))
+			f.reason = g.refusedNoOptionReason(refusedNoOpt)
 		default:
 			f.reason = fmt.Sprintf("%s arrived with data but without the TFO option and only the SYN was acked: a middlebox stripped the option (or the client runs cookie-less TFO, tcp_fastopen 0x4, against a server that wants a cookie)", plural(g.counts[KindStrippedSuspect], "SYN"))
 		}
@@ -536,7 +546,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	// arrived and the server answered without TFO and without a fresh
 	// cookie (so it did not find the cookie wrong): Linux does that when
 	// its TFO queue is full (tcp_fastopen_queue_check) or TFO is off.
-	works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindCookieNoData, KindCookieReasked)
+	works := g.sum(KindGranted, KindAccepted, KindAcceptedNoCookie, KindPartial, KindCookieNoData, KindCookieReasked)
 	if n := g.counts[KindNoCookie] + serverRefusals; n > 0 {
 		kinds := []Kind{KindNoCookie, KindRefusedByServer, KindRefusedSameCookie}
 		if serverRefusals > g.sum(KindRefusedByServer, KindRefusedSameCookie) {
@@ -577,7 +587,7 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 	// client-no-tfo although the server works: the same client asked
 	// again and again for a cookie it had been given, and never sent data.
 	reasked := g.counts[KindCookieReasked]
-	dataSYNs := g.sum(KindAccepted, KindAcceptedNoCookie, KindFallback, KindDropped, KindReset, KindGivenUp, KindStripped, KindRefusedNoOption,
+	dataSYNs := g.sum(KindAccepted, KindAcceptedNoCookie, KindPartial, KindFallback, KindDropped, KindReset, KindGivenUp, KindStripped, KindRefusedNoOption,
 		KindStrippedSuspect, KindRefusedByServer, KindRejected, KindRefusedSameCookie, KindNoCookieRefused)
 	neverData := reasked >= 2 && dataSYNs == 0
 	if neverData {
@@ -590,23 +600,16 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 
 	// non-problems
 	if works > 0 && !neverData {
-		r := ""
-		switch acc := g.sum(KindAccepted, KindAcceptedNoCookie); {
-		case acc > 0 && g.counts[KindAcceptedNoCookie] == acc:
-			r = fmt.Sprintf("the server acked the SYN data of %s sent without a cookie (cookie-less TFO)", plural(acc, "connection"))
-		case acc > 0:
-			r = fmt.Sprintf("the server acked the SYN data of %s in its SYN-ACK", plural(acc, "connection"))
-		default:
-			r = fmt.Sprintf("the server handed out cookies (%s); no SYN data was seen yet", plural(g.sum(KindGranted, KindCookieReasked), "cookie request"))
-		}
-		add(finding{verdict: TFOWorks, reason: r + ".", kinds: []Kind{KindAccepted, KindAcceptedNoCookie, KindGranted, KindCookieNoData, KindCookieReasked}, n: works})
+		add(g.worksFinding(works))
 	}
 	if plain := g.sum(KindPlain); plain > 0 && att == 0 && g.sum(KindPaused, KindCookieUnused) == 0 {
 		add(finding{verdict: ClientNoTFO, reason: fmt.Sprintf("all %s were plain handshakes: the clients never asked for a cookie nor sent data in a SYN.", plural(plain, "connection")),
 			kinds: []Kind{KindPlain}, n: plain})
 	}
 	if len(fs) == 0 {
-		add(finding{verdict: Inconclusive, reason: g.inconclusiveReason(), kinds: []Kind{KindOneDirection, KindStalledPlain, KindStalledTFO, KindRefused, KindCookieUnused, KindPaused, KindUnfinished}, n: g.total})
+		add(finding{verdict: Inconclusive, reason: g.inconclusiveReason(), kinds: []Kind{KindOneDirection, KindStalledPlain, KindStalledTFO, KindRefused, KindReset, KindCookieUnused, KindPaused, KindUnfinished}, n: g.total})
+	} else if g.portRefuses() {
+		notes = append(notes, g.refusedReason())
 	}
 	if d := g.detected(); d > 0 && len(g.pauseList()) == 0 && !saidOff {
 		if g.detNoPause > 0 {
@@ -715,6 +718,8 @@ func (g *serverAgg) inconclusiveReason() string {
 		return fmt.Sprintf("only one direction was captured: %s completed without a SYN-ACK in the capture", plural(g.counts[KindOneDirection], "handshake"))
 	case g.counts[KindUnfinished] == g.total:
 		return "the capture ended less than a SYN timeout after the SYNs to this server: too early to tell"
+	case g.portRefuses() || (g.counts[KindRefused] > 0 && g.counts[KindRefused] == g.unanswered):
+		return g.refusedReason()
 	case g.unanswered == g.total:
 		return fmt.Sprintf("none of the %s got a SYN-ACK: the server is down or unreachable, which says nothing about TFO", plural(g.total, "connection"))
 	case g.counts[KindRefused] > 0:
