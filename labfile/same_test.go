@@ -26,9 +26,11 @@ func sameLab(a, b scenarios.Scenario) string {
 		Clients           []scenarios.Client
 		Timeline          bool
 		Timeout           any
+		KernelNeeds       []string
 	}
 	strip := func(s scenarios.Scenario) plain {
-		return plain{s.Name, s.Description, s.Labels, s.Topology, s.Family, s.Sysctls, s.Services, s.Clients, s.Timeline != nil, s.Timeout}
+		return plain{s.Name, s.Description, s.Labels, s.Topology, s.Family, s.Sysctls, s.Services, s.Clients, s.Timeline != nil, s.Timeout,
+			s.KernelNeeds}
 	}
 	pa, pb := strip(a), strip(b)
 	opts := cmp.Options{cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{}),
