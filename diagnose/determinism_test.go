@@ -55,9 +55,12 @@ func TestDeterministicOutput(t *testing.T) {
 		[]string{ex + "blackhole-paused.pcap", ex + "tfo-works.pcap"},
 		[]string{ex + "syn-data-dropped.pcap", ex + "synack-lost.pcap"},
 	)
-	runs := 100
+	// Against the unsorted code 20 runs found a difference in every one
+	// of 5 tries, for each of the 5 sets that varied; 100 cost 5 s more
+	// of every `make test`.
+	runs := 20
 	if testing.Short() {
-		runs = 20
+		runs = 5
 	}
 	for _, paths := range sets {
 		want := everyOutput(t, paths...)
