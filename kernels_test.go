@@ -23,7 +23,9 @@ import (
 // only when asked for: `sudo make test LABELS=kernels` (TFOLAB_KERNEL
 // picks another kernel: debian:6.1, a vmlinuz path).
 var _ = Describe("kernels", Label("kernels"), func() {
-	It("boots a Debian kernel in QEMU and runs the baseline and blackhole labels inside it, all green", func(ctx SpecContext) {
+	// The VM's run takes about 2.5 min under TCG; a progress report (with
+	// its goroutine dump) only once it is late, not every minute of it.
+	It("boots a Debian kernel in QEMU and runs the baseline and blackhole labels inside it, all green", PollProgressAfter(4*time.Minute), func(ctx SpecContext) {
 		if !strings.Contains(GinkgoLabelFilter(), "kernels") {
 			Skip("boots a VM for minutes: run it with LABELS=kernels")
 		}
