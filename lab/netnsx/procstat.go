@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // What /proc says about a process and the boot it belongs to: together
@@ -21,16 +22,25 @@ func BootID() (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// ProcStat is what the sweeper needs from /proc/PID/stat (proc(5)).
+// ProcStat is what the lab reads of /proc/PID/stat (proc_pid_stat(5)):
+// the sweeper here, and lab/proc's process runner.
 type ProcStat struct {
 	PID        int
 	Comm       string // may contain spaces and parentheses
 	State      byte   // R, S, D, Z (zombie), X (dead), T, t, I, ...
 	PPID       int
+	PGID       int
+	Session    int
 	Flags      uint64 // PF_* flags, field 9
 	NumThreads int
-	StartTime  uint64 // clock ticks after boot, field 22
+	StartTime  uint64 // clock ticks after boot, field 22; with PID it identifies a process across PID reuse
+	// CPU is the time it has run, user and system (utime + stime, fields
+	// 14 and 15).
+	CPU time.Duration
 }
+
+// Zombie reports a process that has exited and waits to be reaped.
+func (s ProcStat) Zombie() bool { return s.State == 'Z' || s.State == 'X' }
 
 // pfExiting is PF_EXITING (include/linux/sched.h): set when a thread has
 // begun to exit, before it becomes a zombie.
@@ -80,7 +90,7 @@ func ParseProcStat(b []byte) (ProcStat, error) {
 	fields := []struct {
 		k   int
 		dst any
-	}{{4, &st.PPID}, {9, &st.Flags}, {20, &st.NumThreads}, {22, &st.StartTime}}
+	}{{4, &st.PPID}, {5, &st.PGID}, {6, &st.Session}, {9, &st.Flags}, {20, &st.NumThreads}, {22, &st.StartTime}}
 	for _, f := range fields {
 		v := rest[f.k-3]
 		switch d := f.dst.(type) {
@@ -92,6 +102,13 @@ func ParseProcStat(b []byte) (ProcStat, error) {
 		if err != nil {
 			return ProcStat{}, fmt.Errorf("parse stat %q: field %d: %w", truncate(b), f.k, err)
 		}
+	}
+	for _, k := range []int{14, 15} { // utime, stime, in clock ticks (USER_HZ, 100 on Linux)
+		ticks, err := strconv.ParseUint(rest[k-3], 10, 64)
+		if err != nil {
+			return ProcStat{}, fmt.Errorf("parse stat %q: field %d: %w", truncate(b), k, err)
+		}
+		st.CPU += time.Duration(ticks) * 10 * time.Millisecond
 	}
 	return st, nil
 }

@@ -3,6 +3,7 @@ package netnsx
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // Mount tables seen on this kernel in a private mount namespace with a
@@ -142,9 +143,9 @@ func TestParseProcStat(t *testing.T) {
 		want  ProcStat
 		fails bool
 	}{
-		{line: "1234 (tfolab.test) S" + tail, want: ProcStat{PID: 1234, Comm: "tfolab.test", State: 'S', PPID: 1, Flags: 4194560, NumThreads: 7, StartTime: 8811}},
-		{line: "77 (a (b) c) d) Z" + tail + "\n", want: ProcStat{PID: 77, Comm: "a (b) c) d", State: 'Z', PPID: 1, Flags: 4194560, NumThreads: 7, StartTime: 8811}},
-		{line: "5 () R" + tail, want: ProcStat{PID: 5, Comm: "", State: 'R', PPID: 1, Flags: 4194560, NumThreads: 7, StartTime: 8811}},
+		{line: "1234 (tfolab.test) S" + tail, want: ProcStat{PID: 1234, Comm: "tfolab.test", State: 'S', PPID: 1, PGID: 2, Session: 3, Flags: 4194560, NumThreads: 7, StartTime: 8811, CPU: 690 * time.Millisecond}},
+		{line: "77 (a (b) c) d) Z" + tail + "\n", want: ProcStat{PID: 77, Comm: "a (b) c) d", State: 'Z', PPID: 1, PGID: 2, Session: 3, Flags: 4194560, NumThreads: 7, StartTime: 8811, CPU: 690 * time.Millisecond}},
+		{line: "5 () R" + tail, want: ProcStat{PID: 5, Comm: "", State: 'R', PPID: 1, PGID: 2, Session: 3, Flags: 4194560, NumThreads: 7, StartTime: 8811, CPU: 690 * time.Millisecond}},
 		{line: "9 (x) S 1 2 3", fails: true},
 		{line: "9 x) S" + tail, fails: true},
 		{line: "(x) S" + tail, fails: true},

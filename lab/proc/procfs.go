@@ -1,81 +1,26 @@
 package proc
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tfolab/tfolab/lab/netnsx"
 )
 
-// Stat is the part of /proc/PID/stat this package needs (see proc_pid_stat(5)).
-type Stat struct {
-	PID       int
-	Comm      string // may contain spaces and parentheses
-	State     byte   // 'R', 'S', 'D', 'Z' (zombie), 'X' (dead), ...
-	PPID      int
-	PGID      int
-	Session   int
-	StartTime uint64 // clock ticks after boot; with PID it identifies a process across PID reuse
-	// CPU is the time it has run, user and system (utime + stime).
-	CPU time.Duration
-}
+// Stat is /proc/PID/stat as lab/netnsx reads it for the sweeper: one
+// parser of that line for the whole lab.
+type Stat = netnsx.ProcStat
 
-// Zombie reports whether the process has exited and waits to be reaped.
-func (s Stat) Zombie() bool { return s.State == 'Z' || s.State == 'X' }
-
-// ParseStat parses one /proc/PID/stat line. The comm field is everything
-// between the first '(' and the LAST ')': a program may name itself
-// "a) S 1 (b", so splitting on spaces is wrong.
-func ParseStat(b []byte) (Stat, error) {
-	open := bytes.IndexByte(b, '(')
-	closing := bytes.LastIndexByte(b, ')')
-	if open < 1 || closing < open {
-		return Stat{}, fmt.Errorf("stat %q: no (comm)", b)
-	}
-	var s Stat
-	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:open])))
-	if err != nil {
-		return Stat{}, fmt.Errorf("stat %q: pid: %w", b, err)
-	}
-	s.PID = pid
-	s.Comm = string(b[open+1 : closing])
-	// Fields after comm, numbered from 3 (state) as in proc_pid_stat(5).
-	f := bytes.Fields(b[closing+1:])
-	field := func(n int) []byte { return f[n-3] }
-	if len(f) < 22-2 {
-		return Stat{}, fmt.Errorf("stat of pid %d: %d fields after comm, want at least %d", pid, len(f), 22-2)
-	}
-	if len(field(3)) != 1 {
-		return Stat{}, fmt.Errorf("stat of pid %d: state %q", pid, field(3))
-	}
-	s.State = field(3)[0]
-	ints := []struct {
-		n   int
-		dst *int
-	}{{4, &s.PPID}, {5, &s.PGID}, {6, &s.Session}}
-	for _, x := range ints {
-		if *x.dst, err = strconv.Atoi(string(field(x.n))); err != nil {
-			return Stat{}, fmt.Errorf("stat of pid %d: field %d: %w", pid, x.n, err)
-		}
-	}
-	if s.StartTime, err = strconv.ParseUint(string(field(22)), 10, 64); err != nil {
-		return Stat{}, fmt.Errorf("stat of pid %d: starttime: %w", pid, err)
-	}
-	for _, n := range []int{14, 15} { // utime, stime, in clock ticks (USER_HZ, 100 on Linux)
-		ticks, err := strconv.ParseUint(string(field(n)), 10, 64)
-		if err != nil {
-			return Stat{}, fmt.Errorf("stat of pid %d: field %d: %w", pid, n, err)
-		}
-		s.CPU += time.Duration(ticks) * 10 * time.Millisecond
-	}
-	return s, nil
-}
+// ParseStat parses one /proc/PID/stat line (netnsx.ParseProcStat: the
+// comm field ends at the LAST ')', since a program may name itself
+// "a) S 1 (b").
+func ParseStat(b []byte) (Stat, error) { return netnsx.ParseProcStat(b) }
 
 // ReadStat reads /proc/PID/stat.
 func ReadStat(pid int) (Stat, error) {

@@ -14,16 +14,16 @@ func TestParseStat(t *testing.T) {
 	}{
 		{
 			"10794 (cat) R 10788 10788 3369 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 75422 3133440 389 18446744073709551615",
-			Stat{PID: 10794, Comm: "cat", State: 'R', PPID: 10788, PGID: 10788, Session: 3369, StartTime: 75422},
+			Stat{PID: 10794, Comm: "cat", State: 'R', PPID: 10788, PGID: 10788, Session: 3369, Flags: 4194304, NumThreads: 1, StartTime: 75422},
 		},
 		{
 			// comm may hold spaces and parentheses: it ends at the last ')'.
 			"42 (a) Z 1 (b) Z 7 8 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0 0",
-			Stat{PID: 42, Comm: "a) Z 1 (b", State: 'Z', PPID: 7, PGID: 8, Session: 9, StartTime: 555},
+			Stat{PID: 42, Comm: "a) Z 1 (b", State: 'Z', PPID: 7, PGID: 8, Session: 9, NumThreads: 1, StartTime: 555},
 		},
 		{
 			"7 (web server) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0\n",
-			Stat{PID: 7, Comm: "web server", State: 'S', PPID: 1, PGID: 7, Session: 7, StartTime: 99},
+			Stat{PID: 7, Comm: "web server", State: 'S', PPID: 1, PGID: 7, Session: 7, NumThreads: 1, StartTime: 99},
 		},
 	} {
 		got, err := ParseStat([]byte(c.line))
