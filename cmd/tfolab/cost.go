@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"os"
@@ -62,37 +61,25 @@ func runCost(w io.Writer, path string) error {
 var labelsRE = regexp.MustCompile(`\[([^\[\]]*)\]$`)
 
 func junitCosts(b []byte) ([]cost.Item, error) {
-	var doc struct {
-		Suites []struct {
-			Cases []struct {
-				Name  string `xml:"name,attr"`
-				Props []struct {
-					Name  string `xml:"name,attr"`
-					Value string `xml:"value,attr"`
-				} `xml:"properties>property"`
-			} `xml:"testcase"`
-		} `xml:"testsuite"`
-	}
-	if err := xml.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("not a JUnit report: %w", err)
+	cases, err := junitCases(b)
+	if err != nil {
+		return nil, err
 	}
 	var items []cost.Item
-	for _, s := range doc.Suites {
-		for _, c := range s.Cases {
-			for _, p := range c.Props {
-				if p.Name != harness.CPUEntry {
-					continue
-				}
-				var sp cost.Spend
-				if err := json.Unmarshal([]byte(p.Value), &sp); err != nil {
-					return nil, fmt.Errorf("%s: cpu property: %w", c.Name, err)
-				}
-				it := cost.Item{Name: c.Name, Spend: sp}
-				if m := labelsRE.FindStringSubmatch(c.Name); m != nil {
-					it.Labels = strings.Split(m[1], ", ")
-				}
-				items = append(items, it)
+	for _, c := range cases {
+		for _, p := range c.Props {
+			if p.Name != harness.CPUEntry {
+				continue
 			}
+			var sp cost.Spend
+			if err := json.Unmarshal([]byte(p.Value), &sp); err != nil {
+				return nil, fmt.Errorf("%s: cpu property: %w", c.Name, err)
+			}
+			it := cost.Item{Name: c.Name, Spend: sp}
+			if m := labelsRE.FindStringSubmatch(c.Name); m != nil {
+				it.Labels = strings.Split(m[1], ", ")
+			}
+			items = append(items, it)
 		}
 	}
 	return items, nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/xml"
 	"fmt"
 	"io"
 	"os"
@@ -24,31 +23,22 @@ func junitSummary(w io.Writer, path string) error {
 	if err != nil {
 		return fmt.Errorf("junit-summary: %w", err)
 	}
-	var doc struct {
-		Suites []struct {
-			Cases []struct {
-				Name   string `xml:"name,attr"`
-				Status string `xml:"status,attr"`
-			} `xml:"testcase"`
-		} `xml:"testsuite"`
-	}
-	if err := xml.Unmarshal(b, &doc); err != nil {
+	cases, err := junitCases(b)
+	if err != nil {
 		return fmt.Errorf("junit-summary: parse %s: %w", path, err)
 	}
 	var passed, failed, skipped int
-	for _, s := range doc.Suites {
-		for _, c := range s.Cases {
-			spec := strings.HasPrefix(c.Name, "[It]")
-			switch {
-			case c.Status == "passed" && spec:
-				passed++
-			case c.Status == "skipped" || c.Status == "pending":
-				if spec {
-					skipped++
-				}
-			case c.Status != "passed":
-				failed++ // failed, panicked, interrupted, timedout, aborted
+	for _, c := range cases {
+		spec := strings.HasPrefix(c.Name, "[It]")
+		switch {
+		case c.Status == "passed" && spec:
+			passed++
+		case c.Status == "skipped" || c.Status == "pending":
+			if spec {
+				skipped++
 			}
+		case c.Status != "passed":
+			failed++ // failed, panicked, interrupted, timedout, aborted
 		}
 	}
 	if passed+failed+skipped == 0 {
