@@ -14,7 +14,9 @@ package admit
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -49,19 +51,33 @@ func (s *Slot) Release() {
 }
 
 // Acquire waits for a free slot, or for ctx.
+//
+// The folder is shared by every user's runs (a root suite and a user's
+// unit tests), so whoever creates it makes it and its slots writable by
+// all, whatever the umask, and a slot is opened read-only: flock(2) locks
+// a file whatever mode it was opened in, so the slots of a folder another
+// user made (0755, 0644 under a umask of 022) serve as well.
 func Acquire(ctx context.Context) (*Slot, error) {
 	dir := Dir()
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("admit: %w", err)
 	}
+	_ = os.Chmod(dir, os.ModeSticky|0o777) // only its owner can; for anyone else the folder is as it is
 	start := time.Now()
 	n := runtime.NumCPU()
 	for {
+		opened := 0
 		for i := range n {
-			f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("slot-%d", i)), os.O_CREATE|os.O_RDWR, 0o666)
+			path := filepath.Join(dir, fmt.Sprintf("slot-%d", i))
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o666)
+			if errors.Is(err, fs.ErrPermission) {
+				continue // a slot another user's folder lacks, and we cannot add
+			}
 			if err != nil {
 				return nil, fmt.Errorf("admit: %w", err)
 			}
+			opened++
+			_ = f.Chmod(0o666) // fails unless we own it: then it is readable already
 			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 			if err == nil {
 				return &Slot{f: f, Waited: time.Since(start)}, nil
@@ -70,6 +86,9 @@ func Acquire(ctx context.Context) (*Slot, error) {
 			if err != unix.EWOULDBLOCK {
 				return nil, fmt.Errorf("admit: lock slot %d: %w", i, err)
 			}
+		}
+		if opened == 0 {
+			return nil, fmt.Errorf("admit: no slot in %s can be opened (permission denied): remove the folder, or set TFOLAB_ADMIT_DIR", dir)
 		}
 		select {
 		case <-ctx.Done():
