@@ -429,9 +429,14 @@ const (
 	simClientPort = 7101
 )
 
-// simOneWay is the router's hold on every packet: long enough that both
-// ends are in SYN-SENT when the other's SYN arrives.
-const simOneWay = 40 * time.Millisecond
+// simOneWay is the router's hold on every packet. The SYNs cross only if
+// the second end is in SYN-SENT before the first end's SYN arrives, so the
+// hold must outlast the gap between the two sendto calls, which is
+// scheduling (105 ms once beside two CPU hogs, against a 40 ms hold). Its
+// bound is the protocol's: a quarter of the initial SYN RTO (1 s), so that
+// the held SYN-ACKs are back at half the RTO and neither SYN is
+// retransmitted (without its data) before the crossing completes.
+const simOneWay = 250 * time.Millisecond
 
 // SimultaneousFastOpen is simultaneous-fast-open.pkt with two real ends:
 // both send a SYN with data (no-cookie mode, 0x5, on both nodes) to the
