@@ -53,23 +53,29 @@ func (s *Slot) Release() {
 // Acquire waits for a free slot, or for ctx.
 //
 // The folder is shared by every user's runs (a root suite and a user's
-// unit tests), so whoever creates it makes it and its slots writable by
-// all, whatever the umask, and a slot is opened read-only: flock(2) locks
-// a file whatever mode it was opened in, so the slots of a folder another
-// user made (0755, 0644 under a umask of 022) serve as well.
+// unit tests), so the call that creates it, and the call that creates a
+// slot, make them writable by all whatever the umask; nothing that exists
+// already is changed (root could chmod anyone's files), and a slot that is
+// a symlink is refused. A slot is opened read-only: on a local file system
+// flock(2) locks a file whatever mode it was opened in, so the slots of a
+// folder another user made (0755, 0644 under a umask of 022) serve as well.
 func Acquire(ctx context.Context) (*Slot, error) {
 	dir := Dir()
-	if err := os.MkdirAll(dir, 0o777); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o777); err != nil {
 		return nil, fmt.Errorf("admit: %w", err)
 	}
-	_ = os.Chmod(dir, os.ModeSticky|0o777) // only its owner can; for anyone else the folder is as it is
+	if err := os.Mkdir(dir, 0o777); err == nil {
+		_ = os.Chmod(dir, os.ModeSticky|0o777)
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("admit: %w", err)
+	}
 	start := time.Now()
 	n := runtime.NumCPU()
 	for {
 		opened := 0
 		for i := range n {
 			path := filepath.Join(dir, fmt.Sprintf("slot-%d", i))
-			f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o666)
+			f, err := openSlot(path)
 			if errors.Is(err, fs.ErrPermission) {
 				continue // a slot another user's folder lacks, and we cannot add
 			}
@@ -77,7 +83,6 @@ func Acquire(ctx context.Context) (*Slot, error) {
 				return nil, fmt.Errorf("admit: %w", err)
 			}
 			opened++
-			_ = f.Chmod(0o666) // fails unless we own it: then it is readable already
 			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 			if err == nil {
 				return &Slot{f: f, Waited: time.Since(start)}, nil
@@ -96,4 +101,18 @@ func Acquire(ctx context.Context) (*Slot, error) {
 		case <-time.After(retry):
 		}
 	}
+}
+
+// openSlot opens the slot at path read-only, creating it writable by all
+// if it is missing; it never follows a symlink.
+func openSlot(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY|unix.O_NOFOLLOW, 0o666)
+	if err == nil {
+		_ = f.Chmod(0o666) // ours: past the umask
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 }

@@ -47,11 +47,11 @@ func TestSlotsBoundedByCPUs(t *testing.T) {
 	}
 }
 
-// The folder is shared by every user's runs: the one who creates it
-// leaves it and its slots writable by all (umask notwithstanding), and a
-// folder someone else made read-only for us still serves its slots, since
-// flock(2) needs no write access. (As root the second half holds anyway;
-// `go test` as another user is what tries it.)
+// The folder is shared by every user's runs: the call that creates it
+// leaves it and its slots writable by all (umask notwithstanding); a
+// folder and slots that exist already are left as they are (root could
+// chmod anyone's), a slot that is a symlink is refused rather than
+// followed, and a read-only slot serves (flock needs no write access).
 func TestSlotsSharedAcrossUsers(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "admit")
 	t.Setenv("TFOLAB_ADMIT_DIR", dir)
@@ -68,18 +68,33 @@ func TestSlotsSharedAcrossUsers(t *testing.T) {
 		}
 	}
 
-	ro := t.TempDir()
-	if err := os.WriteFile(filepath.Join(ro, "slot-0"), nil, 0o444); err != nil {
+	// Someone else's folder: a read-only slot-0, slot-1 a symlink.
+	other := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(ro, 0o555); err != nil {
+	if err := os.WriteFile(filepath.Join(other, "slot-0"), nil, 0o444); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Chmod(ro, 0o755) })
-	t.Setenv("TFOLAB_ADMIT_DIR", ro)
+	if err := os.Symlink(victim, filepath.Join(other, "slot-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TFOLAB_ADMIT_DIR", other)
 	s, err = Acquire(context.Background())
 	if err != nil {
-		t.Fatalf("a read-only folder's slot: %v", err)
+		t.Fatalf("a read-only slot: %v", err)
 	}
 	s.Release()
+	if _, err := openSlot(filepath.Join(other, "slot-1")); err == nil {
+		t.Error("a symlinked slot was opened")
+	}
+	for path, want := range map[string]fs.FileMode{other: fs.ModeDir | 0o755, filepath.Join(other, "slot-0"): 0o444, victim: 0o600} {
+		if st, err := os.Stat(path); err != nil || st.Mode() != want {
+			t.Errorf("%s: mode %v (%v), want %v: changed by Acquire", path, st.Mode(), err, want)
+		}
+	}
 }
