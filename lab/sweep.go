@@ -324,7 +324,7 @@ func pollThreadGroupExit(ctx context.Context, pid int, startTime uint64) (bool, 
 		if err != nil || st.StartTime != startTime {
 			return true, nil
 		}
-		if st.State == 'Z' || st.State == 'X' {
+		if st.Zombie() {
 			tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 			if err != nil || len(tasks) <= 1 {
 				return true, nil

@@ -49,7 +49,7 @@ const pfExiting = 0x4
 // Exiting reports a process that has exited or is exiting: a zombie, a
 // dead task being reaped, or a leader that do_exit has started on.
 func (s ProcStat) Exiting() bool {
-	return s.State == 'Z' || s.State == 'X' || s.Flags&pfExiting != 0
+	return s.Zombie() || s.Flags&pfExiting != 0
 }
 
 // ReadProcStat reads /proc/<pid>/stat; the error wraps os.ErrNotExist when

@@ -147,6 +147,8 @@ func TestParseProcStat(t *testing.T) {
 		{line: "77 (a (b) c) d) Z" + tail + "\n", want: ProcStat{PID: 77, Comm: "a (b) c) d", State: 'Z', PPID: 1, PGID: 2, Session: 3, Flags: 4194560, NumThreads: 7, StartTime: 8811, CPU: 690 * time.Millisecond}},
 		{line: "5 () R" + tail, want: ProcStat{PID: 5, Comm: "", State: 'R', PPID: 1, PGID: 2, Session: 3, Flags: 4194560, NumThreads: 7, StartTime: 8811, CPU: 690 * time.Millisecond}},
 		{line: "9 (x) S 1 2 3", fails: true},
+		{line: "9 (x) SS" + tail, fails: true},
+		{line: "9 (x) S one" + tail[2:], fails: true},
 		{line: "9 x) S" + tail, fails: true},
 		{line: "(x) S" + tail, fails: true},
 		{line: "9 (x) S 1 2 3 4 -1 4194560 11633 462226 0 571 23 46 1848 519 20 0 7 0 notanumber", fails: true},

@@ -17,19 +17,9 @@ import (
 // parser of that line for the whole lab.
 type Stat = netnsx.ProcStat
 
-// ParseStat parses one /proc/PID/stat line (netnsx.ParseProcStat: the
-// comm field ends at the LAST ')', since a program may name itself
-// "a) S 1 (b").
-func ParseStat(b []byte) (Stat, error) { return netnsx.ParseProcStat(b) }
-
-// ReadStat reads /proc/PID/stat.
-func ReadStat(pid int) (Stat, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return Stat{}, fmt.Errorf("read stat of pid %d: %w", pid, err)
-	}
-	return ParseStat(b)
-}
+// ReadStat reads /proc/PID/stat (netnsx.ReadProcStat); the error wraps
+// os.ErrNotExist when there is no such process.
+func ReadStat(pid int) (Stat, error) { return netnsx.ReadProcStat(pid) }
 
 // pids lists the numeric entries of /proc.
 func pids() ([]int, error) {

@@ -7,54 +7,6 @@ import (
 	"testing"
 )
 
-func TestParseStat(t *testing.T) {
-	for _, c := range []struct {
-		line string
-		want Stat
-	}{
-		{
-			"10794 (cat) R 10788 10788 3369 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 75422 3133440 389 18446744073709551615",
-			Stat{PID: 10794, Comm: "cat", State: 'R', PPID: 10788, PGID: 10788, Session: 3369, Flags: 4194304, NumThreads: 1, StartTime: 75422},
-		},
-		{
-			// comm may hold spaces and parentheses: it ends at the last ')'.
-			"42 (a) Z 1 (b) Z 7 8 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0 0",
-			Stat{PID: 42, Comm: "a) Z 1 (b", State: 'Z', PPID: 7, PGID: 8, Session: 9, NumThreads: 1, StartTime: 555},
-		},
-		{
-			"7 (web server) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0\n",
-			Stat{PID: 7, Comm: "web server", State: 'S', PPID: 1, PGID: 7, Session: 7, NumThreads: 1, StartTime: 99},
-		},
-	} {
-		got, err := ParseStat([]byte(c.line))
-		if err != nil {
-			t.Errorf("ParseStat(%q): %v", c.line, err)
-			continue
-		}
-		if got != c.want {
-			t.Errorf("ParseStat(%q) = %+v, want %+v", c.line, got, c.want)
-		}
-	}
-	if s, _ := ParseStat([]byte("42 (a) Z 1 (b) Z 7 8 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0 0")); !s.Zombie() {
-		t.Error("state Z not reported as a zombie")
-	}
-}
-
-func TestParseStatRejectsGarbage(t *testing.T) {
-	for _, bad := range []string{
-		"",
-		"12 cat R 1 2 3",
-		"x (cat) R 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0",
-		"12 (cat) R 1 1 1",
-		"12 (cat) RR 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0",
-		"12 (cat) R one 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0",
-	} {
-		if s, err := ParseStat([]byte(bad)); err == nil {
-			t.Errorf("ParseStat(%q) = %+v, want an error", bad, s)
-		}
-	}
-}
-
 func TestReadStatSelf(t *testing.T) {
 	s, err := ReadStat(os.Getpid())
 	if err != nil {

@@ -686,14 +686,3 @@ func TestCPUBudget(t *testing.T) {
 		t.Errorf("the spinner was stopped after %v, want well before its 10 s context", d)
 	}
 }
-
-func TestParseStatCPU(t *testing.T) {
-	line := "42 (py (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 37 5 0 0 20 0 1 0 12345 0 0"
-	s, err := ParseStat([]byte(line))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.CPU != 420*time.Millisecond || s.StartTime != 12345 || s.Comm != "py (x) y" {
-		t.Errorf("parsed %+v, want CPU 420ms (37+5 ticks), start 12345", s)
-	}
-}
