@@ -245,7 +245,7 @@ func behaviourChanges(b, k Scenario) []string {
 	bb, kb := b.Behaviour, k.Behaviour
 	if bb.TFOData != kb.TFOData || bb.Connections != kb.Connections {
 		line := fmt.Sprintf("TFO carried data on %d of %d connections; baseline: %d of %d", kb.TFOData, kb.Connections, bb.TFOData, bb.Connections)
-		if len(kb.ECMP) > 0 {
+		if len(ecmpOf(bb, kb)) > 0 {
 			// Not noise to hide: where a pool's servers hold different keys
 			// or queues, the share follows the placement.
 			line += " (behind ECMP: which server each connection reaches varies from run to run)"
@@ -375,6 +375,15 @@ func blackholeMoved(a, b Blackhole) bool {
 	return false
 }
 
+// ecmpOf is the scenario's ECMP groups, the candidate's, or the
+// baseline's when the candidate's report predates them.
+func ecmpOf(b, k Behaviour) [][]string {
+	if len(k.ECMP) > 0 {
+		return k.ECMP
+	}
+	return b.ECMP
+}
+
 // counterChanges lists the moved counters that differ: "client
 // Blackhole +0 → +3, ActiveFail +2 → +3". The members of an ECMP group (a
 // pool's servers) are compared summed, "server1+server2+server3 Passive
@@ -382,22 +391,20 @@ func blackholeMoved(a, b Blackhole) bool {
 // ports, which differ from run to run, so their own counters move between
 // two runs of the same lab.
 func counterChanges(b, k Behaviour) string {
-	groups := k.ECMP
-	if len(groups) == 0 {
-		groups = b.ECMP
-	}
+	groups := ecmpOf(b, k)
 	grouped := map[string]bool{}
 	for _, g := range groups {
 		for _, n := range g {
 			grouped[n] = true
 		}
 	}
-	nodes := map[string]bool{}
-	for n := range b.Counters {
-		nodes[n] = !grouped[n]
-	}
-	for n := range k.Counters {
-		nodes[n] = !grouped[n]
+	nodes := map[string]bool{} // the nodes compared on their own
+	for _, c := range []map[string]map[string]int64{b.Counters, k.Counters} {
+		for n := range c {
+			if !grouped[n] {
+				nodes[n] = true
+			}
+		}
 	}
 	var parts []string
 	moves := func(label string, members []string) {
@@ -421,9 +428,7 @@ func counterChanges(b, k Behaviour) string {
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(nodes)) {
-		if nodes[n] {
-			moves(n, []string{n})
-		}
+		moves(n, []string{n})
 	}
 	for _, g := range groups {
 		moves(strings.Join(g, "+"), g)
