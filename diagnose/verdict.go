@@ -470,7 +470,11 @@ func (g *serverAgg) findings() (fs []finding, notes []string) {
 		resets = 0 // the port's own refusals (refusals.go), not TFO's
 	}
 	if n := g.sum(KindFallback, KindOptionDropped, KindDropped, KindCookieNotOffered, KindGivenUp) + resets; n > 0 {
-		f := finding{verdict: SynDataDropped, kinds: []Kind{KindDropped, KindFallback, KindReset, KindGivenUp, KindOptionDropped, KindCookieNotOffered}, n: n}
+		kinds := []Kind{KindDropped, KindFallback, KindGivenUp, KindOptionDropped, KindCookieNotOffered}
+		if resets > 0 {
+			kinds = append(kinds, KindReset) // not the refusals' RSTs as evidence or cost
+		}
+		f := finding{verdict: SynDataDropped, kinds: kinds, n: n}
 		lost := g.sum(KindFallback, KindOptionDropped, KindDropped) + resets
 		switch {
 		case g.counts[KindGivenUp] > 0 && g.counts[KindGivenUp] >= lost:
